@@ -1,0 +1,64 @@
+"""``python -m backend <command>``: each command lives in its own module with ``add_parser``.
+
+A command module defines ``add_parser(subparsers) -> None`` that registers its sub-parser and
+sets ``func=<callable(args) -> int>`` as the parser default. Modules are imported lazily by name
+so ``python -m backend surveys`` does not pay for torch or GalSim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from backend.config import ConfigError
+from backend.survey.meta import SurveyError
+
+# (command name, module) in the order ``--help`` lists them.
+COMMANDS: list[tuple[str, str]] = [
+    ("surveys", "backend.commands.surveys"),
+    ("simulate", "backend.simulate.cli"),
+    ("ingest", "backend.ingest.cli"),
+    ("prepare", "backend.commands.prepare"),
+    ("worker", "backend.commands.worker"),
+]
+
+
+class UserError(Exception):
+    """An error whose message is the whole story for the user (no traceback)."""
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m backend",
+        description="LatentSky: explore galaxy surveys through the latent spaces of deep models.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS:
+        if only is not None and name != only:
+            sub.add_parser(name, help=f"(see python -m backend {name} --help)")
+            continue
+        importlib.import_module(module).add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Import only the module of the command asked for (fast start, fewer heavy imports).
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    only = wanted if wanted in dict(COMMANDS) else None
+    args = build_parser(only).parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (UserError, SurveyError, ConfigError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

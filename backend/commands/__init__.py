@@ -1,0 +1,1 @@
+"""CLI commands that do not belong to one subsystem."""

@@ -1,0 +1,58 @@
+"""All configuration in one place, read from the environment.
+
+``LATENTSKY_HOME``   data root (default ``./var``): surveys, models, products, database, logs.
+``DATABASE_URL``     SQLAlchemy URL (default: SQLite file ``latentsky.db`` in the data root).
+``LATENTSKY_DEVICE`` ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+
+Settings are read on every call of :func:`get_settings`, so tests and tools can point a process
+at another data root by changing the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration value from the environment is not usable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration of one LatentSky process."""
+
+    home: Path
+    database_url: str
+    device: str
+
+    @property
+    def surveys_dir(self) -> Path:
+        return self.home / "surveys"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def products_dir(self) -> Path:
+        return self.home / "products"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def get_settings() -> Settings:
+    """Read the settings from the environment (cheap; not cached)."""
+    home = Path(os.environ.get("LATENTSKY_HOME", "var")).expanduser().resolve()
+    device = os.environ.get("LATENTSKY_DEVICE", "auto").strip().lower() or "auto"
+    if device not in DEVICE_CHOICES:
+        raise ConfigError(
+            f"LATENTSKY_DEVICE={device!r} is not one of {', '.join(DEVICE_CHOICES)}"
+        )
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'latentsky.db'}"
+    return Settings(home=home, database_url=database_url, device=device)

@@ -1,0 +1,92 @@
+"""Pure functions turning multi-band cutouts into display pictures (RGB arrays, PNG bytes)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from astropy.visualization import make_lupton_rgb
+from PIL import Image
+
+from backend.survey.meta import DisplaySettings
+
+
+def default_display(bands: list[str], sample: np.ndarray | None = None) -> DisplaySettings:
+    """Choose an RGB mapping and a Lupton stretch for ``bands`` (ordered blue to red).
+
+    ``sample`` (n, C, H, W) sets the stretch from the data: a few times the sky noise, so faint
+    outskirts show while bright cores do not saturate.
+    """
+    names = [b.lower() for b in bands]
+    if names == ["r", "g", "b"]:
+        return DisplaySettings(
+            rgb_bands=list(bands), mode="linear", stretch=1.0, q=1.0, origin="upper"
+        )
+    if len(bands) >= 3:
+        rgb = [bands[2], bands[1], bands[0]]
+    elif len(bands) == 2:
+        rgb = [bands[1], bands[0], bands[0]]
+    else:
+        rgb = [bands[0]] * 3
+    stretch, minimum = 1.0, 0.0
+    if sample is not None and sample.size:
+        stretch, minimum = _auto_stretch(sample)
+    mode = "lupton" if len(bands) >= 2 else "asinh"
+    return DisplaySettings(rgb_bands=rgb, mode=mode, stretch=stretch, q=8.0, minimum=minimum)
+
+
+def _auto_stretch(sample: np.ndarray) -> tuple[float, float]:
+    """Stretch ~ bright-galaxy level, minimum ~ -1 sigma of the sky: robust on any units."""
+    pix = np.asarray(sample, dtype=np.float64)
+    pix = pix[np.isfinite(pix)]
+    if pix.size == 0:
+        return 1.0, 0.0
+    med = float(np.median(pix))
+    sigma = float(1.4826 * np.median(np.abs(pix - med))) or float(np.std(pix)) or 1.0
+    bright = float(np.percentile(pix, 99.5)) - med
+    stretch = max(bright / 4.0, 3.0 * sigma)
+    return stretch, med - sigma
+
+
+def to_rgb(cutout: np.ndarray, bands: list[str], display: DisplaySettings) -> np.ndarray:
+    """Render one (C, H, W) cutout as an (H, W, 3) uint8 picture."""
+    if cutout.ndim != 3 or cutout.shape[0] != len(bands):
+        raise ValueError(f"cutout shape {cutout.shape} does not match bands {bands}")
+    channels = [np.nan_to_num(cutout[bands.index(b)], nan=0.0) for b in display.rgb_bands]
+    if display.mode == "linear":
+        rgb = (np.clip(np.stack(channels, axis=-1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        r, g, b = channels
+        rgb = make_lupton_rgb(
+            r, g, b, minimum=display.minimum, stretch=display.stretch, Q=display.q
+        )
+    return _screen_orientation(rgb, display)
+
+
+def _screen_orientation(picture: np.ndarray, display: DisplaySettings) -> np.ndarray:
+    """FITS-like arrays have row 0 at the bottom: flip them so north is up on screen."""
+    if display.origin == "lower":
+        picture = picture[::-1]
+    return np.ascontiguousarray(picture)
+
+
+def to_mono(band_image: np.ndarray, display: DisplaySettings) -> np.ndarray:
+    """Render one band as an (H, W) uint8 asinh-stretched greyscale picture."""
+    img = np.nan_to_num(band_image.astype(np.float64), nan=0.0)
+    if display.mode == "linear":
+        grey = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    else:
+        grey = make_lupton_rgb(
+            img, img, img, minimum=display.minimum, stretch=display.stretch, Q=display.q
+        )[:, :, 0]
+    return _screen_orientation(grey, display)
+
+
+def png_bytes(picture: np.ndarray, size: int | None = None) -> bytes:
+    """Encode an (H, W) or (H, W, 3) uint8 picture as PNG, optionally resized to ``size`` px."""
+    image = Image.fromarray(picture)
+    if size and size != image.width:
+        image = image.resize((size, size), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()

@@ -1,0 +1,175 @@
+"""Read access to a survey: lazy cutouts, catalog slices and cached display PNGs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from backend.config import get_settings
+from backend.survey.meta import SurveyError, SurveyMeta, validate_survey_name
+from backend.survey.render import png_bytes, to_mono, to_rgb
+
+THUMBNAIL_CACHE_SIZE = 8192
+
+
+def survey_path(name: str, root: Path | None = None) -> Path:
+    """Folder of survey ``name`` under the surveys root (name validated against path tricks)."""
+    return (Path(root) if root else get_settings().surveys_dir) / validate_survey_name(name)
+
+
+def list_surveys(root: Path | None = None) -> list[SurveyMeta]:
+    """Metadata of every complete survey under the root, sorted by name."""
+    root = Path(root) if root else get_settings().surveys_dir
+    if not root.is_dir():
+        return []
+    metas = []
+    for path in sorted(root.iterdir()):
+        if path.name.startswith(".") or not (path / "survey.json").is_file():
+            continue
+        try:
+            metas.append(SurveyMeta.read(path / "survey.json"))
+        except SurveyError:
+            continue
+    return metas
+
+
+class Survey:
+    """One survey folder: ``images.zarr`` (N, C, H, W), ``catalog.parquet``, ``survey.json``.
+
+    Pixels are read lazily, chunk by chunk; nothing loads the whole image array.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SurveyError(f"no survey at {self.path}")
+        self.meta = SurveyMeta.read(self.path / "survey.json")
+        try:
+            self.images = zarr.open_array(str(self.path / "images.zarr"), mode="r")
+        except Exception as exc:  # zarr raises several types for a missing/corrupt array
+            raise SurveyError(f"{self.path / 'images.zarr'}: cannot open ({exc})") from exc
+        expected = (self.meta.count, *self.meta.image_shape)
+        if tuple(self.images.shape) != expected:
+            raise SurveyError(
+                f"{self.path}: images.zarr has shape {tuple(self.images.shape)}, "
+                f"survey.json says {expected}"
+            )
+        self._png = lru_cache(maxsize=THUMBNAIL_CACHE_SIZE)(self._render_png)
+
+    @classmethod
+    def open(cls, name: str, root: Path | None = None) -> Survey:
+        path = survey_path(name, root)
+        if not path.is_dir():
+            known = ", ".join(m.name for m in list_surveys(root)) or "none"
+            raise SurveyError(f"unknown survey {name!r} (known: {known})")
+        return cls(path)
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    @property
+    def bands(self) -> list[str]:
+        return list(self.meta.bands)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta.image_shape)
+
+    def __len__(self) -> int:
+        return self.meta.count
+
+    def __repr__(self) -> str:
+        c, h, w = self.image_shape
+        return f"Survey({self.name!r}, n={len(self)}, bands={''.join(self.bands)}, {h}x{w})"
+
+    # -- catalog -----------------------------------------------------------------------------
+    @cached_property
+    def catalog(self) -> pd.DataFrame:
+        """The whole catalog (one row per object, in image order)."""
+        catalog = pd.read_parquet(self.path / "catalog.parquet")
+        if len(catalog) != len(self):
+            raise SurveyError(
+                f"{self.path}: catalog has {len(catalog)} rows for {len(self)} images"
+            )
+        return catalog
+
+    @cached_property
+    def _id_index(self) -> pd.Index:
+        return pd.Index(self.catalog["object_id"].to_numpy())
+
+    def index_of(self, object_id: str) -> int:
+        """Row index of ``object_id``; raises :class:`SurveyError` when unknown."""
+        try:
+            loc = self._id_index.get_loc(str(object_id))
+        except KeyError:
+            raise SurveyError(f"survey {self.name}: unknown object id {object_id!r}") from None
+        return int(loc)
+
+    def catalog_rows(self, indices: Sequence[int] | np.ndarray) -> pd.DataFrame:
+        """Catalog rows for ``indices`` (in the order given), with an ``index`` column."""
+        idx = self._check_indices(indices)
+        rows = self.catalog.iloc[idx].copy()
+        rows.insert(0, "index", idx)
+        return rows.reset_index(drop=True)
+
+    # -- pixels ------------------------------------------------------------------------------
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            bad = idx[(idx < 0) | (idx >= len(self))][0]
+            raise SurveyError(f"survey {self.name}: index {bad} out of range 0..{len(self) - 1}")
+        return idx
+
+    def cutout(self, index: int) -> np.ndarray:
+        """One (C, H, W) float32 cutout."""
+        i = int(self._check_indices([index])[0])
+        return np.asarray(self.images[i])
+
+    def cutout_by_id(self, object_id: str) -> np.ndarray:
+        return self.cutout(self.index_of(object_id))
+
+    def cutouts(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(n, C, H, W) cutouts for ``indices`` in the order given; reads each chunk once."""
+        idx = self._check_indices(indices)
+        if idx.size == 0:
+            return np.zeros((0, *self.image_shape), dtype=np.float32)
+        order = np.unique(idx)
+        block = np.asarray(self.images.get_orthogonal_selection((order,)))
+        return block[np.searchsorted(order, idx)]
+
+    def iter_batches(
+        self, batch_size: int = 1024, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first_index, images)`` over a contiguous range, in chunk-aligned batches."""
+        stop = len(self) if stop is None else min(stop, len(self))
+        for lo in range(start, stop, batch_size):
+            hi = min(lo + batch_size, stop)
+            yield lo, np.asarray(self.images[lo:hi])
+
+    # -- display -----------------------------------------------------------------------------
+    def rgb(self, index: int) -> np.ndarray:
+        """(H, W, 3) uint8 colour rendering with the survey's stretch and band mapping."""
+        return to_rgb(self.cutout(index), self.bands, self.meta.display)
+
+    def thumbnail_png(self, index: int, size: int | None = None) -> bytes:
+        """PNG bytes of the colour rendering, cached per (index, size)."""
+        return self._png(int(index), None, size)
+
+    def band_png(self, index: int, band: str, size: int | None = None) -> bytes:
+        """PNG bytes of one band in greyscale, cached."""
+        if band not in self.bands:
+            raise SurveyError(f"survey {self.name} has no band {band!r} (bands: {self.bands})")
+        return self._png(int(index), band, size)
+
+    def _render_png(self, index: int, band: str | None, size: int | None) -> bytes:
+        if band is None:
+            return png_bytes(self.rgb(index), size)
+        cutout = self.cutout(index)
+        return png_bytes(to_mono(cutout[self.bands.index(band)], self.meta.display), size)
