@@ -51,8 +51,6 @@ def get_settings() -> Settings:
     home = Path(os.environ.get("LATENTSKY_HOME", "var")).expanduser().resolve()
     device = os.environ.get("LATENTSKY_DEVICE", "auto").strip().lower() or "auto"
     if device not in DEVICE_CHOICES:
-        raise ConfigError(
-            f"LATENTSKY_DEVICE={device!r} is not one of {', '.join(DEVICE_CHOICES)}"
-        )
+        raise ConfigError(f"LATENTSKY_DEVICE={device!r} is not one of {', '.join(DEVICE_CHOICES)}")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'latentsky.db'}"
     return Settings(home=home, database_url=database_url, device=device)

@@ -86,7 +86,7 @@ class Survey:
         return self.meta.count
 
     def __repr__(self) -> str:
-        c, h, w = self.image_shape
+        _, h, w = self.image_shape
         return f"Survey({self.name!r}, n={len(self)}, bands={''.join(self.bands)}, {h}x{w})"
 
     # -- catalog -----------------------------------------------------------------------------

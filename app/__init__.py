@@ -1,0 +1,1 @@
+"""LatentSky web app (Panel). Imports the backend, never torch."""
