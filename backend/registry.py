@@ -1,0 +1,214 @@
+"""The model registry: immutable, versioned model folders and each survey's active versions.
+
+Layout under ``$LATENTSKY_HOME/models``::
+
+    <kind>/<version>/weights.pt     torch state dict
+    <kind>/<version>/model.json     model config (architecture, bands, normalisation, ...)
+    <kind>/<version>/meta.json      metrics, training data, parent, code version, time
+    active/<survey>.json            {kind: version} currently shown for that survey
+
+A version folder is built under a hidden temporary name and renamed into place, so a killed save
+leaves the previous versions untouched. Torch is imported only when weights are read or written,
+so the web app can list versions without it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from backend import __version__
+from backend.atomic import atomic_write_json
+from backend.config import get_settings
+from backend.survey.meta import validate_survey_name
+
+MODEL_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
+
+
+class RegistryError(ValueError):
+    """A model version is missing, malformed, or of the wrong kind."""
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One saved model version (read-only view of its folder)."""
+
+    kind: str
+    version: str
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return json.loads((self.path / "model.json").read_text())
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.meta.get("metrics", {})
+
+    @property
+    def weights_path(self) -> Path:
+        return self.path / "weights.pt"
+
+    def load_state(self, map_location: str = "cpu") -> dict[str, Any]:
+        import torch
+
+        return torch.load(self.weights_path, map_location=map_location, weights_only=True)
+
+
+def code_version() -> str:
+    """Package version plus the git commit when running from a checkout."""
+    return f"{__version__}+{_git_commit()}" if _git_commit() else __version__
+
+
+@cache
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+class ModelRegistry:
+    """Save, list and load model versions; get and switch each survey's active versions."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else get_settings().models_dir
+
+    # -- saving ------------------------------------------------------------------------------
+    def save(
+        self,
+        kind: str,
+        state_dict: dict[str, Any],
+        config: dict[str, Any],
+        *,
+        survey: str,
+        metrics: dict[str, Any] | None = None,
+        training: dict[str, Any] | None = None,
+        parent: str | None = None,
+        extra_files: dict[str, Path] | None = None,
+    ) -> ModelVersion:
+        """Write a new version atomically and return it (it is not made active)."""
+        import torch
+
+        _check_kind(kind)
+        kind_dir = self.root / kind
+        kind_dir.mkdir(parents=True, exist_ok=True)
+        tmp = kind_dir / f".incoming-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            torch.save(state_dict, tmp / "weights.pt")
+            (tmp / "model.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+            for name, src in (extra_files or {}).items():
+                shutil.copyfile(src, tmp / name)
+            meta = {
+                "kind": kind,
+                "survey": survey,
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "parent": parent,
+                "code_version": code_version(),
+                "metrics": metrics or {},
+                "training": training or {},
+            }
+            return self._claim_version(kind, tmp, meta)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+    def _claim_version(self, kind: str, tmp: Path, meta: dict[str, Any]) -> ModelVersion:
+        """Rename ``tmp`` to the next free ``v0001``-style name (safe against racing saves)."""
+        for _ in range(1000):
+            version = f"v{self._next_number(kind):04d}"
+            meta["version"] = version
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+            try:
+                os.rename(tmp, self.root / kind / version)
+            except OSError:
+                continue  # another save took this number; try the next one
+            return self.get(kind, version)
+        raise RegistryError(f"could not allocate a version number for {kind}")
+
+    def _next_number(self, kind: str) -> int:
+        numbers = [int(p.name[1:]) for p in self._version_dirs(kind)]
+        return max(numbers, default=0) + 1
+
+    def _version_dirs(self, kind: str) -> list[Path]:
+        kind_dir = self.root / kind
+        if not kind_dir.is_dir():
+            return []
+        return sorted(
+            (p for p in kind_dir.iterdir() if p.name[:1] == "v" and p.name[1:].isdigit()),
+            key=lambda p: int(p.name[1:]),
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+    def get(self, kind: str, version: str) -> ModelVersion:
+        _check_kind(kind)
+        path = self.root / kind / str(version)
+        if not version or not str(version).startswith("v") or not (path / "meta.json").is_file():
+            known = ", ".join(v.version for v in self.list(kind)) or "none"
+            raise RegistryError(f"no {kind} version {version!r} (known: {known})")
+        return ModelVersion(kind, str(version), path, json.loads((path / "meta.json").read_text()))
+
+    def list(self, kind: str | None = None, survey: str | None = None) -> list[ModelVersion]:
+        """Versions (oldest first), optionally only one kind and/or trained on one survey."""
+        kinds = [kind] if kind else list(MODEL_KINDS)
+        versions = []
+        for k in kinds:
+            _check_kind(k)
+            for path in self._version_dirs(k):
+                if (path / "meta.json").is_file():
+                    mv = ModelVersion(
+                        k, path.name, path, json.loads((path / "meta.json").read_text())
+                    )
+                    if survey is None or mv.meta.get("survey") == survey:
+                        versions.append(mv)
+        return versions
+
+    def latest(self, kind: str, survey: str | None = None) -> ModelVersion | None:
+        versions = self.list(kind, survey)
+        return versions[-1] if versions else None
+
+    # -- active pointers ---------------------------------------------------------------------
+    def _active_file(self, survey: str) -> Path:
+        return self.root / "active" / f"{validate_survey_name(survey)}.json"
+
+    def active_versions(self, survey: str) -> dict[str, str]:
+        path = self._active_file(survey)
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def active(self, survey: str, kind: str) -> ModelVersion | None:
+        version = self.active_versions(survey).get(kind)
+        return self.get(kind, version) if version else None
+
+    def set_active(self, survey: str, kind: str, version: str) -> None:
+        """Point ``survey``'s ``kind`` at ``version`` (atomic replace of the pointer file)."""
+        self.get(kind, version)  # must exist
+        path = self._active_file(survey)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # serialise read-modify-write between processes
+            pointers = self.active_versions(survey)
+            pointers[kind] = version
+            atomic_write_json(path, pointers)
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in MODEL_KINDS:
+        raise RegistryError(f"unknown model kind {kind!r} (kinds: {', '.join(MODEL_KINDS)})")
