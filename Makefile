@@ -24,7 +24,7 @@ prepare: $(STAMP)
 run: prepare
 	$(VENV)/bin/panel serve app/main.py --address $(HOST) --port $(PORT) \
 		--allow-websocket-origin=$(HOST):$(PORT) --allow-websocket-origin=localhost:$(PORT) \
-		--num-threads 4 --static-dirs assets=assets
+		--num-threads 4 --plugins app.routes --static-dirs assets=assets
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import panel as pn
 
-from backend.survey import Survey, list_surveys
+from app.routes import thumbnail_url
+from app.surveys import get_survey
+from backend.survey import list_surveys
 
 pn.extension(sizing_mode="stretch_width")
 
@@ -36,15 +38,22 @@ def surveys_table() -> pd.DataFrame:
 
 def sample_gallery(name: str, seed: int = 0) -> pn.viewable.Viewable:
     """A grid of colour thumbnails of randomly chosen objects of survey ``name``."""
-    survey = Survey.open(name)
+    survey = get_survey(name)
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(len(survey), size=min(SAMPLE_SIZE, len(survey)), replace=False))
     ids = survey.catalog["object_id"].to_numpy()
     tiles = [
         pn.Column(
-            pn.pane.PNG(survey.thumbnail_png(i, size=96), width=96, height=96),
+            pn.pane.HTML(
+                f'<img src="{thumbnail_url(name, i, 96)}" width="96" height="96" '
+                f'alt="{ids[i]}" loading="lazy">',
+                width=96,
+                height=96,
+                margin=0,
+            ),
             pn.pane.Str(ids[i], styles={"font-size": "10px"}),
             width=100,
+            height=124,
             sizing_mode="fixed",
         )
         for i in picks
@@ -52,11 +61,9 @@ def sample_gallery(name: str, seed: int = 0) -> pn.viewable.Viewable:
     return pn.FlexBox(*tiles)
 
 
-def build() -> pn.template.FastListTemplate:
+def build() -> pn.template.BootstrapTemplate:
     table = surveys_table()
-    template = pn.template.FastListTemplate(
-        title="LatentSky", accent="#1f3b73", header_background="#0b1a33"
-    )
+    template = pn.template.BootstrapTemplate(title="LatentSky", header_background="#0b1a33")
     if table.empty:
         template.main.append(
             pn.pane.Alert(
