@@ -25,8 +25,9 @@ from backend.survey.meta import DisplaySettings, SurveyError, SurveyMeta, valida
 from backend.survey.render import default_display
 
 INCOMING_PREFIX = ".incoming-"
-_FLUSH_OBJECTS = 1024  # objects buffered before an append to zarr
-_DISPLAY_SAMPLE = 256  # objects kept to choose the display stretch
+_RESERVED_FILES = {"images.zarr", "catalog.parquet", "survey.json", "writer.pid"}
+_FLUSH_BYTES = 64 * 2**20  # pixels buffered before an append to zarr
+_DISPLAY_SAMPLE_BYTES = 16 * 2**20  # pixels kept to choose the display stretch
 
 
 class SurveyWriter:
@@ -65,6 +66,10 @@ class SurveyWriter:
         self.root = Path(root) if root else get_settings().surveys_dir
         self.final_path = self.root / self.name
         self.chunk_objects = chunk_objects
+        object_bytes = 4 * int(np.prod(self.shape))
+        self._flush_objects = max(chunk_objects, _FLUSH_BYTES // object_bytes)
+        self._sample_objects = max(1, min(256, _DISPLAY_SAMPLE_BYTES // object_bytes))
+        self._files: dict[str, bytes] = {}
         self.tmp_path: Path | None = None
         self._array: zarr.Array | None = None
         self._image_buf: list[np.ndarray] = []
@@ -141,12 +146,18 @@ class SurveyWriter:
         self._image_buf.append(images)
         self._buffered += len(images)
         self.count += len(images)
-        if self._buffered >= _FLUSH_OBJECTS:
+        if self._buffered >= self._flush_objects:
             self._flush()
         return int(bad_per_object.sum())
 
+    def add_file(self, name: str, content: bytes) -> None:
+        """Store an extra file (e.g. an ingestion report) in the survey folder on commit."""
+        if "/" in name or name.startswith(".") or name in _RESERVED_FILES:
+            raise SurveyError(f"survey {self.name}: cannot add a file named {name!r}")
+        self._files[name] = bytes(content)
+
     def _keep_sample(self, images: np.ndarray) -> None:
-        room = _DISPLAY_SAMPLE - self._sampled
+        room = self._sample_objects - self._sampled
         if room > 0:
             self._sample.append(images[:room])
             self._sampled += len(self._sample[-1])
@@ -182,6 +193,8 @@ class SurveyWriter:
         )
         catalog.to_parquet(self.tmp_path / "catalog.parquet", index=False)
         meta.write(self.tmp_path / "survey.json")
+        for name, content in self._files.items():
+            (self.tmp_path / name).write_bytes(content)
         (self.tmp_path / "writer.pid").unlink()
         self._swap_into_place()
 
