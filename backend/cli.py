@@ -13,6 +13,8 @@ import logging
 import sys
 
 from backend.config import ConfigError
+from backend.products import ProductError
+from backend.registry import RegistryError
 from backend.survey.meta import SurveyError
 
 # (command name, module) in the order ``--help`` lists them.
@@ -21,6 +23,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("simulate", "backend.simulate.cli"),
     ("ingest", "backend.ingest.cli"),
     ("prepare", "backend.commands.prepare"),
+    ("train", "backend.commands.train"),
+    ("embed", "backend.commands.embed"),
+    ("predict", "backend.commands.predict"),
+    ("models", "backend.commands.models_list"),
     ("worker", "backend.commands.worker"),
 ]
 
@@ -56,7 +62,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (UserError, SurveyError, ConfigError, FileNotFoundError) as exc:
+    except (UserError, SurveyError, ConfigError, RegistryError, ProductError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if type(exc).__module__.split(".")[0] != "models":  # models' errors are for the user
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

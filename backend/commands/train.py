@@ -1,0 +1,57 @@
+"""``python -m backend train encoder|autoencoder|classifier|emulator --survey NAME``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from backend.cli import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model on a survey and register a new version")
+    p.add_argument("kind", choices=("encoder", "autoencoder", "classifier", "emulator"))
+    p.add_argument("--survey", required=True)
+    p.add_argument("--epochs", type=int, help="maximum epochs")
+    p.add_argument("--max-seconds", type=float, help="wall-clock budget for training")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--label-column", help="classifier: catalog column holding class names")
+    p.add_argument("--label-fraction", type=float, default=1.0, help="classifier: labels used")
+    p.add_argument("--encoder", help="classifier/emulator: encoder version (default: active)")
+    p.add_argument(
+        "--targets",
+        default="redshift,sersic_n,half_light_radius,ellipticity",
+        help="emulator: comma-separated numeric catalog columns",
+    )
+    p.add_argument("--no-activate", action="store_true", help="register without activating")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.modelling import train
+
+    common = {"seed": args.seed, "activate": not args.no_activate}
+    if args.epochs is not None:
+        common["epochs"] = args.epochs
+    if args.kind == "classifier":
+        if not args.label_column:
+            raise UserError("train classifier needs --label-column (e.g. true_class)")
+        version = train.train_classifier(
+            args.survey, label_column=args.label_column, encoder_version=args.encoder,
+            label_fraction=args.label_fraction, batch_size=args.batch_size, **common,
+        )  # fmt: skip
+    elif args.kind == "emulator":
+        version = train.train_emulator(
+            args.survey, targets=args.targets.split(","), encoder_version=args.encoder,
+            max_seconds=args.max_seconds, batch_size=args.batch_size, **common,
+        )  # fmt: skip
+    else:
+        fn = train.train_encoder if args.kind == "encoder" else train.train_autoencoder
+        version = fn(
+            args.survey, max_seconds=args.max_seconds, batch_size=args.batch_size, **common
+        )
+    headline = {k: v for k, v in version.metrics.items() if isinstance(v, int | float)}
+    print(f"{args.kind} {version.version} saved to {version.path}")
+    print(json.dumps(headline, indent=2))
+    return 0

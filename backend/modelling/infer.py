@@ -1,0 +1,112 @@
+"""Batch inference over a whole survey into versioned products (embeddings, predictions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backend.modelling.common import Progress, check_bands, device, load_model, resolve_version
+from backend.products import open_embeddings, write_embeddings, write_predictions
+from backend.registry import ModelRegistry, ModelVersion
+from backend.survey import Survey
+
+MC_SAMPLES = 30
+
+
+def embed_survey(
+    survey_name: str,
+    version: str | None = None,
+    *,
+    batch_size: int = 512,
+    progress: Progress | None = None,
+    progress_bar: bool = True,
+) -> tuple[ModelVersion, str]:
+    """(N, D) float32 embeddings of every object with an encoder; returns (version, path)."""
+    from models import embed
+
+    survey = Survey.open(survey_name)
+    encoder_version = resolve_version(ModelRegistry(), survey.name, "encoder", version)
+    encoder = load_model(encoder_version)
+    check_bands(encoder.bands, survey)
+    shape = (len(survey), int(encoder.embedding_dim))
+
+    def fill(out: np.ndarray) -> None:
+        embed(
+            encoder, survey.images, bands=survey.bands, out=out, batch_size=batch_size,
+            device=device(), progress=progress, progress_bar=progress_bar,
+        )  # fmt: skip
+
+    path = write_embeddings(survey.name, "encoder", encoder_version.version, shape, fill)
+    return encoder_version, str(path)
+
+
+def predict_classifier(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
+    """Calibrated MC-dropout probabilities, predicted class, entropy and BALD per object."""
+    from models import predict_classes
+
+    model = load_model(version)
+    source = version.config.get("embedding_source", {})
+    embeddings = open_embeddings(survey.name, "encoder", source.get("version", ""))
+    out = predict_classes(model, embeddings, mc_samples=MC_SAMPLES, device="cpu", **kw)
+    classes = list(version.config["classes"])
+    probs = out["probs"]
+    table = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
+    table.insert(0, "pred_class", np.asarray(classes, dtype=object)[probs.argmax(axis=1)])
+    table["pred_confidence"] = probs.max(axis=1)
+    table["entropy"] = out["entropy"]
+    table["bald"] = out["bald"]
+    return table
+
+
+def predict_emulator(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
+    """Posterior mean and sigma of every emulated property."""
+    from models import predict_targets
+
+    model = load_model(version)
+    check_bands(model.bands, survey)
+    out = predict_targets(model, survey.images, bands=survey.bands, device=device(), **kw)
+    table = {}
+    for j, name in enumerate(model.targets):
+        table[f"{name}_mean"] = out["mean"][:, j]
+        table[f"{name}_sigma"] = out["std"][:, j]
+    return pd.DataFrame(table)
+
+
+def predict_autoencoder(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
+    """Reconstruction error per object (an anomaly score)."""
+    from models import reconstruction_errors
+
+    model = load_model(version)
+    check_bands(model.bands, survey)
+    errors = reconstruction_errors(model, survey.images, bands=survey.bands, device=device(), **kw)
+    return pd.DataFrame({"recon_error": errors})
+
+
+PREDICTORS = {
+    "classifier": predict_classifier,
+    "emulator": predict_emulator,
+    "autoencoder": predict_autoencoder,
+}
+
+
+def predict_survey(
+    survey_name: str,
+    kinds: tuple[str, ...] = ("classifier", "emulator", "autoencoder"),
+    *,
+    progress_bar: bool = True,
+) -> dict[str, str]:
+    """Predictions of the survey's active (else latest) model of each kind, one parquet per
+    version; kinds with no model are skipped. Returns {kind: path}."""
+    survey = Survey.open(survey_name)
+    registry = ModelRegistry()
+    written = {}
+    for kind in kinds:
+        version = registry.active(survey.name, kind) or registry.latest(kind, survey.name)
+        if version is None:
+            continue
+        table = PREDICTORS[kind](survey, version, progress_bar=progress_bar)
+        table.insert(0, "object_id", survey.catalog["object_id"].to_numpy())
+        written[kind] = str(write_predictions(survey.name, kind, version.version, table))
+    return written
