@@ -1,0 +1,209 @@
+"""The label store: every label and every undo is an appended event (SQLAlchemy Core).
+
+Nothing is updated or deleted, so a label acknowledged to a user (its insert committed) survives
+a killed server. The *current* label of an object for a user is that user's latest label event
+on it that no undo event points at; undo removes the user's latest effective label.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from backend.feedback import engine_for, metadata
+from backend.labels.schema import LabelSchema, load_schema
+from backend.survey import Survey, SurveyError, validate_survey_name
+
+MAX_TEXT = 256
+
+label_events = sa.Table(
+    "label_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("survey", sa.String(64), nullable=False),
+    sa.Column("object_id", sa.String(MAX_TEXT), nullable=False),
+    sa.Column("task", sa.String(64), nullable=False),
+    sa.Column("value", sa.String(MAX_TEXT), nullable=True),  # NULL for undo events
+    sa.Column("user", sa.String(MAX_TEXT), nullable=False),
+    sa.Column("source", sa.String(64), nullable=False),  # ui, import, catalog, oracle...
+    sa.Column("weight", sa.Float, nullable=False, default=1.0),  # soft labels (vote fractions)
+    sa.Column("undoes", sa.Integer, nullable=True),  # id of the label event an undo cancels
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_label_events_survey_task", "survey", "task"),
+    sa.Index("ix_label_events_undoes", "undoes"),
+)
+
+
+class LabelError(ValueError):
+    """A label that cannot be stored (unknown class, object or survey); nothing was written."""
+
+
+class LabelStore:
+    """Append-only label events in ``DATABASE_URL`` (SQLite WAL by default)."""
+
+    def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
+        self.engine = engine or engine_for(url)
+        metadata.create_all(self.engine, tables=[label_events])
+        self._surveys: dict[str, Survey] = {}
+
+    # -- validation --------------------------------------------------------------------------
+    def _survey(self, name: str) -> Survey:
+        try:
+            validate_survey_name(name)
+            survey = self._surveys.get(name) or Survey.open(name)
+        except SurveyError as exc:
+            raise LabelError(str(exc)) from None
+        self._surveys[name] = survey
+        return survey
+
+    def _check(self, survey: str, object_id: str, value: str, schema: LabelSchema | None) -> None:
+        try:
+            self._survey(survey).index_of(str(object_id))
+        except SurveyError as exc:
+            raise LabelError(str(exc)) from None
+        schema = schema or load_schema(survey)
+        if value not in schema.by_name:
+            raise LabelError(
+                f"unknown class {value!r} for survey {survey} (classes: {', '.join(schema.names)})"
+            )
+
+    @staticmethod
+    def _text(what: str, value: object) -> str:
+        text = str(value).strip() if value is not None else ""
+        if not text or len(text) > MAX_TEXT:
+            raise LabelError(f"{what} must be 1-{MAX_TEXT} characters, got {value!r}")
+        return text
+
+    # -- writing -----------------------------------------------------------------------------
+    def add(
+        self,
+        survey: str,
+        object_id: str,
+        value: str,
+        *,
+        user: str,
+        task: str = "class",
+        source: str = "ui",
+        weight: float = 1.0,
+        schema: LabelSchema | None = None,
+    ) -> int:
+        """Store one label (committed before returning) and return its event id."""
+        user, value = self._text("user", user), self._text("label", value)
+        self._check(survey, object_id, value, schema)
+        row = self._row(survey, object_id, task, value, user, source, weight, None)
+        with self.engine.begin() as conn:
+            return int(conn.execute(label_events.insert().values(**row)).inserted_primary_key[0])
+
+    def add_many(self, rows: pd.DataFrame, *, user: str, task: str = "class", source: str) -> int:
+        """Bulk import (columns survey, object_id, value[, weight]) in one transaction."""
+        user = self._text("user", user)
+        events = []
+        schemas: dict[str, LabelSchema] = {}
+        for r in rows.itertuples(index=False):
+            schema = schemas.setdefault(r.survey, load_schema(r.survey))
+            value = self._text("label", r.value)
+            self._check(r.survey, r.object_id, value, schema)
+            weight = float(getattr(r, "weight", 1.0))
+            events.append(self._row(r.survey, r.object_id, task, value, user, source, weight, None))
+        if events:
+            with self.engine.begin() as conn:
+                conn.execute(label_events.insert(), events)
+        return len(events)
+
+    def undo_last(self, survey: str, *, user: str, task: str = "class") -> dict[str, Any] | None:
+        """Cancel ``user``'s latest effective label in ``task``; returns it, or None."""
+        user = self._text("user", user)
+        with self.engine.begin() as conn:
+            undone = sa.select(label_events.c.undoes).where(label_events.c.undoes.is_not(None))
+            last = conn.execute(
+                sa.select(label_events.c.id, label_events.c.object_id, label_events.c.value)
+                .where(
+                    label_events.c.survey == survey,
+                    label_events.c.task == task,
+                    label_events.c.user == user,
+                    label_events.c.value.is_not(None),
+                    label_events.c.id.not_in(undone),
+                )
+                .order_by(label_events.c.id.desc())
+                .limit(1)
+            ).first()
+            if last is None:
+                return None
+            row = self._row(survey, last.object_id, task, None, user, "undo", 0.0, last.id)
+            conn.execute(label_events.insert().values(**row))
+        return {"id": last.id, "object_id": last.object_id, "value": last.value}
+
+    @staticmethod
+    def _row(
+        survey: str, object_id: str, task: str, value: str | None, user: str, source: str,
+        weight: float, undoes: int | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        return {
+            "survey": survey, "object_id": str(object_id), "task": task, "value": value,
+            "user": user, "source": source, "weight": weight, "undoes": undoes,
+            "created": datetime.now(UTC),
+        }  # fmt: skip
+
+    # -- reading -----------------------------------------------------------------------------
+    def _effective(self, survey: str, task: str, user: str | None) -> sa.Select:
+        undone = sa.select(label_events.c.undoes).where(label_events.c.undoes.is_not(None))
+        conds = [
+            label_events.c.survey == survey,
+            label_events.c.task == task,
+            label_events.c.value.is_not(None),
+            label_events.c.id.not_in(undone),
+        ]
+        if user is not None:
+            conds.append(label_events.c.user == user)
+        latest = (
+            sa.select(sa.func.max(label_events.c.id))
+            .where(*conds)
+            .group_by(label_events.c.object_id, label_events.c.user)
+        )
+        return sa.select(
+            label_events.c.id, label_events.c.object_id, label_events.c.value,
+            label_events.c.user, label_events.c.weight, label_events.c.source,
+            label_events.c.created,
+        ).where(label_events.c.id.in_(latest))  # fmt: skip
+
+    def current(self, survey: str, *, task: str = "class", user: str | None = None) -> pd.DataFrame:
+        """Effective labels: one row per (object, user), oldest first."""
+        query = self._effective(survey, task, user).order_by(label_events.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        columns = ["id", "object_id", "value", "user", "weight", "source", "created"]
+        return pd.DataFrame([tuple(r) for r in rows], columns=columns)
+
+    def count(self, survey: str, *, task: str = "class", user: str | None = None) -> int:
+        query = sa.select(sa.func.count()).select_from(
+            self._effective(survey, task, user).subquery()
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def events(self, survey: str, *, task: str = "class") -> pd.DataFrame:
+        """Every event (labels and undos) in order, for audits and exports."""
+        query = (
+            sa.select(label_events)
+            .where(label_events.c.survey == survey, label_events.c.task == task)
+            .order_by(label_events.c.id)
+        )
+        with self.engine.connect() as conn:
+            return pd.DataFrame(conn.execute(query).mappings().all())
+
+    def consensus(self, survey: str, *, task: str = "class") -> pd.DataFrame:
+        """Per object: majority label over users, number of users and their agreement."""
+        current = self.current(survey, task=task)
+        if current.empty:
+            return pd.DataFrame(columns=["object_id", "value", "n_users", "agreement"])
+        votes = current.groupby(["object_id", "value"])["weight"].sum().reset_index()
+        totals = votes.groupby("object_id")["weight"].transform("sum")
+        votes["agreement"] = votes["weight"] / totals
+        best = votes.sort_values(["object_id", "weight"], ascending=[True, False])
+        best = best.drop_duplicates("object_id")
+        users = current.groupby("object_id")["user"].nunique().rename("n_users")
+        return best.merge(users, on="object_id")[["object_id", "value", "n_users", "agreement"]]
