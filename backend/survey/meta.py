@@ -36,6 +36,7 @@ class DisplaySettings:
     q: float = 8.0  # Lupton softening
     minimum: float = 0.0
     origin: str = "lower"  # "lower": row 0 is the bottom (FITS, GalSim); "upper": PNG/JPEG
+    band_scales: dict[str, float] | None = None  # per-band multipliers applied before the stretch
 
 
 @dataclass

@@ -28,31 +28,49 @@ def default_display(bands: list[str], sample: np.ndarray | None = None) -> Displ
         rgb = [bands[1], bands[0], bands[0]]
     else:
         rgb = [bands[0]] * 3
-    stretch, minimum = 1.0, 0.0
-    if sample is not None and sample.size:
-        stretch, minimum = _auto_stretch(sample)
     mode = "lupton" if len(bands) >= 2 else "asinh"
-    return DisplaySettings(rgb_bands=rgb, mode=mode, stretch=stretch, q=8.0, minimum=minimum)
+    display = DisplaySettings(rgb_bands=rgb, mode=mode, q=8.0)
+    if sample is not None and sample.size:
+        sample = np.nan_to_num(
+            np.asarray(sample, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0
+        )
+        if len(bands) >= 2:
+            display.band_scales = _band_balance(sample, bands, rgb[0])
+            sample = sample * np.array([display.band_scales[b] for b in bands])[None, :, None, None]
+        display.stretch, display.minimum = _auto_stretch(sample)
+    return display
+
+
+def _band_balance(sample: np.ndarray, bands: list[str], red: str) -> dict[str, float]:
+    """Per-band multipliers pulling a typical object's band levels towards grey.
+
+    Softened by a power 0.7 so that red galaxies stay yellow-orange and star-forming ones turn
+    blue (without it, AB-calibrated counts make every galaxy look orange).
+    """
+    n, c = sample.shape[:2]
+    level = np.median(np.percentile(sample.reshape(n, c, -1), 99, axis=2), axis=0)
+    ref = max(float(level[bands.index(red)]), 1e-12)
+    scales = (ref / np.maximum(level, 1e-12)) ** 0.7
+    return {b: float(s) for b, s in zip(bands, scales, strict=True)}
 
 
 def _auto_stretch(sample: np.ndarray) -> tuple[float, float]:
-    """Stretch ~ bright-galaxy level, minimum ~ -1 sigma of the sky: robust on any units."""
-    pix = np.asarray(sample, dtype=np.float64)
-    pix = pix[np.isfinite(pix)]
-    if pix.size == 0:
-        return 1.0, 0.0
-    med = float(np.median(pix))
-    sigma = float(1.4826 * np.median(np.abs(pix - med))) or float(np.std(pix)) or 1.0
-    bright = float(np.percentile(pix, 99.5)) - med
-    stretch = max(bright / 4.0, 3.0 * sigma)
-    return stretch, med - sigma
+    """Stretch ~ a typical object's bright level, minimum ~ -1 sigma of the sky.
+
+    The median over objects of each object's 99th percentile is robust to rare bright stars.
+    """
+    n = len(sample)
+    med = float(np.median(sample))
+    sigma = float(1.4826 * np.median(np.abs(sample - med))) or float(np.std(sample)) or 1.0
+    typical = float(np.median(np.percentile(sample.reshape(n, -1), 99, axis=1))) - med
+    return max(0.8 * typical, 3.0 * sigma), med - sigma
 
 
 def to_rgb(cutout: np.ndarray, bands: list[str], display: DisplaySettings) -> np.ndarray:
     """Render one (C, H, W) cutout as an (H, W, 3) uint8 picture."""
     if cutout.ndim != 3 or cutout.shape[0] != len(bands):
         raise ValueError(f"cutout shape {cutout.shape} does not match bands {bands}")
-    channels = [np.nan_to_num(cutout[bands.index(b)], nan=0.0) for b in display.rgb_bands]
+    channels = [_band(cutout, bands, b, display) for b in display.rgb_bands]
     if display.mode == "linear":
         rgb = (np.clip(np.stack(channels, axis=-1), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:
@@ -63,6 +81,11 @@ def to_rgb(cutout: np.ndarray, bands: list[str], display: DisplaySettings) -> np
     return _screen_orientation(rgb, display)
 
 
+def _band(cutout: np.ndarray, bands: list[str], band: str, display: DisplaySettings) -> np.ndarray:
+    scale = (display.band_scales or {}).get(band, 1.0)
+    return np.nan_to_num(cutout[bands.index(band)].astype(np.float64), nan=0.0) * scale
+
+
 def _screen_orientation(picture: np.ndarray, display: DisplaySettings) -> np.ndarray:
     """FITS-like arrays have row 0 at the bottom: flip them so north is up on screen."""
     if display.origin == "lower":
@@ -70,9 +93,12 @@ def _screen_orientation(picture: np.ndarray, display: DisplaySettings) -> np.nda
     return np.ascontiguousarray(picture)
 
 
-def to_mono(band_image: np.ndarray, display: DisplaySettings) -> np.ndarray:
+def to_mono(
+    band_image: np.ndarray, display: DisplaySettings, band: str | None = None
+) -> np.ndarray:
     """Render one band as an (H, W) uint8 asinh-stretched greyscale picture."""
-    img = np.nan_to_num(band_image.astype(np.float64), nan=0.0)
+    scale = (display.band_scales or {}).get(band, 1.0) if band else 1.0
+    img = np.nan_to_num(band_image.astype(np.float64), nan=0.0) * scale
     if display.mode == "linear":
         grey = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     else:

@@ -172,4 +172,4 @@ class Survey:
         if band is None:
             return png_bytes(self.rgb(index), size)
         cutout = self.cutout(index)
-        return png_bytes(to_mono(cutout[self.bands.index(band)], self.meta.display), size)
+        return png_bytes(to_mono(cutout[self.bands.index(band)], self.meta.display, band), size)
