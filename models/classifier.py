@@ -1,0 +1,301 @@
+"""Classifiers with MC-dropout uncertainty and temperature calibration.
+
+* :class:`EmbeddingClassifier`: an MLP head on frozen embeddings (fast; retrained after every
+  few labels during active learning).
+* :class:`ImageClassifier`: the same head on a :class:`ResidualBackbone` for full fine-tuning
+  (or a frozen backbone), initialised from a contrastive encoder with :meth:`from_encoder`.
+
+Both give logits from ``model(x)``, calibrated probabilities from :meth:`predict_proba`
+(softmax of logits / temperature), MC-dropout predictions with entropy and BALD from
+:meth:`mc_predict`, and fit their temperature on held-out data with :meth:`calibrate`.
+Labels are class indices; -1 marks an unlabelled row, ignored by the loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.augment import AugmentConfig
+from models.backbone import BackboneConfig, ResidualBackbone
+from models.base import CONFIG_VERSION, ImageModel, backbone_config_for, check_config_kind
+from models.calibration import fit_temperature
+from models.errors import InputShapeError
+from models.normalize import NormalizationConfig
+from models.uncertainty import MCPrediction, consistent_mc_logits, summarize_samples
+
+
+class MLPHead(nn.Module):
+    """Linear -> ReLU -> Dropout blocks then a linear output layer."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int] = (256,), dropout: float = 0.2
+    ) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        layers: list[nn.Module] = []
+        d = in_dim
+        for width in hidden:
+            layers += [nn.Linear(d, int(width)), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            d = int(width)
+        layers.append(nn.Linear(d, out_dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def split(self) -> tuple[nn.Module, nn.Module]:
+        """(deterministic prefix, stochastic rest) around the first dropout layer.
+
+        MC dropout runs the prefix once and only the rest ``n_samples`` times.
+        """
+        layers = list(self.net)
+        cut = next((i for i, m in enumerate(layers) if isinstance(m, nn.Dropout)), len(layers))
+        return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
+
+
+def _class_names(classes: Sequence[str] | int) -> list[str]:
+    names = (
+        [str(i) for i in range(classes)] if isinstance(classes, int) else list(map(str, classes))
+    )
+    if len(names) < 2 or len(set(names)) != len(names):
+        raise ValueError(f"need at least two distinct classes, got {names}")
+    return names
+
+
+class _ClassifierMixin:
+    """Shared prediction, uncertainty, calibration and loss; subclasses define ``features``."""
+
+    classes: list[str]
+    head: MLPHead
+    temperature: Tensor
+    class_weights: list[float] | None
+    label_smoothing: float
+
+    def _init_classifier(
+        self,
+        classes: Sequence[str] | int,
+        temperature: float,
+        class_weights: Sequence[float] | None,
+        label_smoothing: float,
+    ) -> None:
+        self.classes = _class_names(classes)
+        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        if class_weights is not None and len(class_weights) != len(self.classes):
+            raise ValueError(f"{len(class_weights)} class weights for {len(self.classes)} classes")
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self.label_smoothing = float(label_smoothing)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    def features(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Raw (uncalibrated) logits (B, n_classes)."""
+        return self.head(self.features(x))
+
+    def predict_proba(self, x: Tensor) -> Tensor:
+        """Calibrated class probabilities softmax(logits / temperature), deterministic."""
+        return (self(x).float() / self.temperature).softmax(dim=-1)
+
+    @torch.no_grad()
+    def mc_predict(
+        self, x: Tensor, n_samples: int = 30, keep_samples: bool = False, seed: int = 0
+    ) -> MCPrediction:
+        """Consistent MC dropout (see :mod:`models.uncertainty`): features and the head's layers
+        before its first dropout run once in eval mode, then ``n_samples`` masked passes of the
+        rest, softmax(logits / temperature). ``n_samples=0``: deterministic, BALD = 0."""
+        prefix, rest = self.head.split()
+        was_training = self.training
+        self.eval()
+        try:
+            hidden = prefix(self.features(x))
+            if n_samples < 1:
+                logits = rest(hidden)[None]
+            else:
+                logits = consistent_mc_logits(rest, hidden, n_samples, seed)
+        finally:
+            self.train(was_training)
+        probs = (logits.float() / self.temperature).softmax(dim=-1)
+        return summarize_samples(probs, keep_samples)
+
+    @torch.no_grad()
+    def calibrate(self, x: Tensor, labels: Tensor) -> float:
+        """Fit and set the temperature on held-out inputs and labels; returns it."""
+        was_training = self.training
+        self.eval()
+        try:
+            logits = self(x)
+        finally:
+            self.train(was_training)
+        return self.set_temperature(fit_temperature(logits, labels))
+
+    def set_temperature(self, value: float) -> float:
+        if not value > 0:
+            raise ValueError(f"temperature must be positive, got {value}")
+        self.temperature.fill_(float(value))
+        return float(value)
+
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        logits = self(self._train_inputs(batch["inputs"]))
+        labels = batch["targets"].long().view(-1)
+        if not bool((labels >= 0).any()):  # nothing labelled in this batch: no gradient
+            return logits.float().sum() * 0.0
+        weight = None
+        if self.class_weights is not None:
+            weight = torch.tensor(self.class_weights, device=logits.device)
+        return F.cross_entropy(
+            logits.float(),
+            labels,
+            weight=weight,
+            ignore_index=-1,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def _train_inputs(self, x: Tensor) -> Tensor:
+        return x
+
+    def _classifier_config(self) -> dict[str, Any]:
+        return {
+            "classes": list(self.classes),
+            "temperature": float(self.temperature),
+            "class_weights": self.class_weights,
+            "label_smoothing": self.label_smoothing,
+        }
+
+
+class EmbeddingClassifier(_ClassifierMixin, nn.Module):
+    """MLP with dropout on (N, in_dim) embeddings."""
+
+    kind = "embedding_classifier"
+
+    def __init__(
+        self,
+        in_dim: int,
+        classes: Sequence[str] | int,
+        *,
+        hidden: Sequence[int] = (256,),
+        dropout: float = 0.2,
+        temperature: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        embedding_source: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self._init_classifier(classes, temperature, class_weights, label_smoothing)
+        self.in_dim = int(in_dim)
+        self.hidden = [int(h) for h in hidden]
+        self.dropout = float(dropout)
+        self.embedding_source = dict(embedding_source or {})
+        self.head = MLPHead(self.in_dim, self.n_classes, self.hidden, self.dropout)
+
+    def features(self, x: Tensor) -> Tensor:
+        if x.ndim != 2 or x.shape[1] != self.in_dim:
+            raise InputShapeError(
+                f"classifier expects (N, {self.in_dim}) embeddings, got shape {tuple(x.shape)}"
+            )
+        return x.float()
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "config_version": CONFIG_VERSION,
+            "in_dim": self.in_dim,
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "embedding_source": dict(self.embedding_source),
+            **self._classifier_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> EmbeddingClassifier:
+        c = check_config_kind(config, cls.kind)
+        return cls(c.pop("in_dim"), c.pop("classes"), **c)
+
+
+class ImageClassifier(_ClassifierMixin, ImageModel):
+    """Backbone + MLP head on raw cutouts; ``freeze_backbone`` keeps the backbone fixed."""
+
+    kind = "image_classifier"
+
+    def __init__(
+        self,
+        bands: Sequence[str],
+        classes: Sequence[str] | int,
+        *,
+        backbone: BackboneConfig | dict | None = None,
+        hidden: Sequence[int] = (256,),
+        dropout: float = 0.2,
+        freeze_backbone: bool = False,
+        temperature: float = 1.0,
+        class_weights: Sequence[float] | None = None,
+        label_smoothing: float = 0.0,
+        normalization: NormalizationConfig | dict | None = None,
+        augment: AugmentConfig | dict | None = None,
+    ) -> None:
+        if augment is None:
+            augment = AugmentConfig.geometric()
+        ImageModel.__init__(self, bands, normalization, augment)
+        self._init_classifier(classes, temperature, class_weights, label_smoothing)
+        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_bands))
+        self.hidden = [int(h) for h in hidden]
+        self.dropout = float(dropout)
+        self.head = MLPHead(self.backbone.embedding_dim, self.n_classes, self.hidden, self.dropout)
+        self.freeze_backbone = bool(freeze_backbone)
+        self.backbone.requires_grad_(not self.freeze_backbone)
+
+    @classmethod
+    def from_encoder(
+        cls, encoder: ImageModel, classes: Sequence[str] | int, **kwargs: Any
+    ) -> ImageClassifier:
+        """A classifier whose normalisation and backbone weights come from ``encoder``."""
+        backbone = getattr(encoder, "backbone", None)
+        if not isinstance(backbone, ResidualBackbone):
+            raise TypeError(f"{type(encoder).__name__} has no ResidualBackbone to start from")
+        kwargs.setdefault("normalization", encoder.normalizer.config)
+        model = cls(encoder.bands, classes, backbone=backbone.cfg, **kwargs)
+        model.backbone.load_state_dict(backbone.state_dict())
+        return model
+
+    def train(self, mode: bool = True) -> ImageClassifier:
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()  # frozen: BatchNorm statistics stay fixed too
+        return self
+
+    def features(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.backbone(self.normalizer(x))
+
+    def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
+        h = self.features(x)
+        return F.normalize(h.float(), dim=1) if l2_normalize else h
+
+    def _train_inputs(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.augmenter(x)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "backbone": self.backbone.cfg.to_dict(),
+            "hidden": list(self.hidden),
+            "dropout": self.dropout,
+            "freeze_backbone": self.freeze_backbone,
+            **self._classifier_config(),
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ImageClassifier:
+        c = check_config_kind(config, cls.kind)
+        return cls(c.pop("bands"), c.pop("classes"), **c)

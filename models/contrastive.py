@@ -1,0 +1,129 @@
+"""SimCLR: a self-supervised encoder trained to match two augmented views of each galaxy.
+
+The NT-Xent loss (Chen et al. 2020) treats the other view of the same image as the positive and
+the 2N - 2 other views in the batch as negatives. Downstream embeddings are the backbone output
+(before the projection head), which transfers better than the projection (Chen et al. 2020).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.augment import AugmentConfig
+from models.backbone import BackboneConfig, ResidualBackbone
+from models.base import ImageModel, backbone_config_for, check_config_kind
+from models.normalize import NormalizationConfig
+
+
+def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.2) -> Tensor:
+    """Normalised-temperature cross entropy of paired projections ``z1[i] <-> z2[i]`` (N, D).
+
+    Each of the 2N views is classified against the 2N - 1 others (cosine similarity divided by
+    ``temperature``); the target is its partner. Mean over the 2N views, computed in float32.
+    """
+    if z1.shape != z2.shape or z1.ndim != 2:
+        raise ValueError(f"need two (N, D) projections, got {tuple(z1.shape)}, {tuple(z2.shape)}")
+    n = z1.shape[0]
+    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float("-inf"))  # a view is never its own negative
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)]).to(z.device)
+    return F.cross_entropy(logits, targets)
+
+
+class ProjectionHead(nn.Module):
+    """MLP g(h) = W2 relu(BN(W1 h)) mapping features to the contrastive space."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim, bias=False),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, h: Tensor) -> Tensor:
+        return self.net(h)
+
+
+class SimCLREncoder(ImageModel):
+    """Normaliser + :class:`ResidualBackbone` + projection head, trained with NT-Xent.
+
+    ``model(x)`` and ``model.embed(x)`` give the (B, embedding_dim) representation of raw
+    cutouts; augmentations (``augment``, default :meth:`AugmentConfig.contrastive`) are applied
+    only inside :meth:`training_loss`.
+    """
+
+    kind = "simclr"
+
+    def __init__(
+        self,
+        bands: Sequence[str],
+        *,
+        backbone: BackboneConfig | dict | None = None,
+        projection_dim: int = 64,
+        projection_hidden: int = 256,
+        temperature: float = 0.2,
+        normalization: NormalizationConfig | dict | None = None,
+        augment: AugmentConfig | dict | None = None,
+    ) -> None:
+        if augment is None:
+            augment = AugmentConfig.contrastive()
+        super().__init__(bands, normalization, augment)
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        self.temperature = float(temperature)
+        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_bands))
+        self.projection_dim, self.projection_hidden = int(projection_dim), int(projection_hidden)
+        self.projector = ProjectionHead(
+            self.backbone.embedding_dim, self.projection_hidden, self.projection_dim
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.backbone.embedding_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) raw cutouts -> (B, embedding_dim) representations."""
+        self.check_input(x)
+        return self.backbone(self.normalizer(x))
+
+    def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
+        """Representations for downstream use, optionally scaled to unit length."""
+        h = self(x)
+        return F.normalize(h.float(), dim=1) if l2_normalize else h
+
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """NT-Xent between two augmented views of ``batch["inputs"]`` (one 2B forward pass)."""
+        x = batch["inputs"]
+        self.check_input(x)
+        noise = self.augmenter.noise_level(x) if self.augmenter.cfg.noise_sigma[1] > 0 else None
+        views = self.augmenter(
+            torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)
+        )
+        z = self.projector(self.backbone(self.normalizer(views)))
+        z1, z2 = z.chunk(2)
+        return nt_xent_loss(z1, z2, self.temperature)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            **self.base_config(),
+            "backbone": self.backbone.cfg.to_dict(),
+            "embedding_dim": self.embedding_dim,
+            "projection_dim": self.projection_dim,
+            "projection_hidden": self.projection_hidden,
+            "temperature": self.temperature,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> SimCLREncoder:
+        c = check_config_kind(config, cls.kind)
+        c.pop("embedding_dim", None)  # derived from the backbone
+        return cls(c.pop("bands"), **c)

@@ -1,0 +1,141 @@
+"""Losses and uncertainty maths against reference implementations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from models.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from models.classifier import EmbeddingClassifier
+from models.contrastive import nt_xent_loss
+from models.mdn import Mixture
+from models.uncertainty import entropy, mc_dropout_predict, mutual_information
+
+
+def _naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:
+    z = torch.cat([z1, z2]).double()
+    z = z / z.norm(dim=1, keepdim=True)
+    n2 = len(z)
+    half = n2 // 2
+    total = 0.0
+    for i in range(n2):
+        j = (i + half) % n2
+        sims = [math.exp(float(z[i] @ z[k]) / t) for k in range(n2) if k != i]
+        total += -math.log(math.exp(float(z[i] @ z[j]) / t) / sum(sims))
+    return total / n2
+
+
+@pytest.mark.parametrize("temperature", [0.1, 0.5, 1.0])
+def test_nt_xent_matches_naive_reference(temperature: float) -> None:
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(6, 5, generator=g), torch.randn(6, 5, generator=g)
+    got = float(nt_xent_loss(z1, z2, temperature))
+    assert math.isclose(got, _naive_nt_xent(z1, z2, temperature), rel_tol=1e-5)
+
+
+def test_nt_xent_is_low_for_matching_views() -> None:
+    z = torch.randn(8, 16)
+    assert nt_xent_loss(z, z, 0.1) < nt_xent_loss(z, torch.randn(8, 16), 0.1)
+
+
+def test_mdn_log_likelihood_equals_scipy() -> None:
+    weights = np.array([[0.2, 0.5, 0.3], [0.6, 0.3, 0.1]])
+    means = np.array([[-1.0, 0.5, 2.0], [0.0, 3.0, -2.0]])
+    sigmas = np.array([[0.5, 1.0, 0.3], [2.0, 0.7, 0.1]])
+    y = np.array([0.3, -1.2])
+    mix = Mixture(
+        torch.tensor(np.log(weights))[:, None].float(),  # (N, T=1, K)
+        torch.tensor(means)[:, None].float(),
+        torch.tensor(sigmas)[:, None].float(),
+    )
+    got = mix.log_prob(torch.tensor(y)[:, None].float())[:, 0].double().numpy()
+    ref = np.log((weights * stats.norm.pdf(y[:, None], means, sigmas)).sum(axis=1))
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+    cdf = mix.cdf(torch.tensor(y)[:, None].float())[:, 0].double().numpy()
+    np.testing.assert_allclose(
+        cdf, (weights * stats.norm.cdf(y[:, None], means, sigmas)).sum(1), rtol=1e-5
+    )
+    mean = (weights * means).sum(1)
+    var = (weights * (sigmas**2 + means**2)).sum(1) - mean**2
+    np.testing.assert_allclose(mix.mean()[:, 0].numpy(), mean, rtol=1e-5)
+    np.testing.assert_allclose(mix.std()[:, 0].numpy(), np.sqrt(var), rtol=1e-5)
+
+
+def test_mutual_information_is_zero_for_identical_samples_and_positive_otherwise() -> None:
+    p = torch.softmax(torch.randn(4, 3), dim=-1)
+    same = p.expand(10, 4, 3)
+    assert torch.all(mutual_information(same) == 0)
+    diverse = torch.softmax(torch.randn(10, 4, 3) * 3, dim=-1)
+    bald = mutual_information(diverse)
+    assert torch.all(bald > 0)
+    assert torch.all(bald <= entropy(diverse.mean(0)) + 1e-9)  # I <= H[mean]
+    # H[mean] - mean H equals the KL form used for numerical safety
+    alt = entropy(diverse.mean(0)) - entropy(diverse).mean(0)
+    assert torch.allclose(bald, alt, atol=1e-9)
+
+
+def test_mutual_information_with_hard_zeros_is_finite() -> None:
+    samples = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert math.isclose(float(mutual_information(samples)[0]), math.log(2), rel_tol=1e-9)
+
+
+def test_mc_dropout_samples_differ_and_bald_is_zero_without_dropout() -> None:
+    torch.manual_seed(0)
+    model = EmbeddingClassifier(8, 3, hidden=(32,), dropout=0.5).eval()
+    x = torch.randn(20, 8)
+    pred = model.mc_predict(x, n_samples=20, keep_samples=True)
+    assert pred.samples is not None and pred.samples.shape == (20, 20, 3)
+    assert not torch.allclose(pred.samples[0], pred.samples[1])
+    assert torch.all(pred.bald >= 0) and pred.bald.max() > 0
+    assert torch.allclose(pred.probs.sum(1), torch.ones(20), atol=1e-5)
+    assert not model.training  # modes restored
+    deterministic = model.mc_predict(x, n_samples=0)
+    assert torch.all(deterministic.bald == 0)
+    no_dropout = EmbeddingClassifier(8, 3, hidden=(32,), dropout=0.0)
+    assert torch.all(no_dropout.mc_predict(x, n_samples=10).bald < 1e-7)
+
+
+def test_mc_dropout_predict_restores_training_mode() -> None:
+    model = EmbeddingClassifier(4, 2, dropout=0.3).train()
+    mc_dropout_predict(model, model, torch.randn(3, 4), n_samples=3)
+    assert model.training
+
+
+def test_ece_is_near_zero_for_calibrated_predictions() -> None:
+    rng = np.random.default_rng(0)
+    n = 200_000
+    conf = rng.uniform(0.5, 1.0, n)
+    correct = rng.uniform(size=n) < conf
+    labels = np.where(correct, 0, 1)
+    probs = np.stack([conf, 1 - conf], axis=1)
+    assert expected_calibration_error(probs, labels) < 0.01
+    wrong = np.where(rng.uniform(size=n) < 0.5, 0, 1)  # 50% accurate, confident
+    assert expected_calibration_error(probs, wrong) > 0.2
+
+
+def test_reliability_diagram_bins() -> None:
+    probs = np.array([[0.95, 0.05], [0.55, 0.45], [0.05, 0.95]])
+    labels = np.array([0, 1, 1])
+    d = reliability_diagram(probs, labels, n_bins=10)
+    assert d["count"].sum() == 3 and d["count"][9] == 2 and d["count"][5] == 1
+    assert d["accuracy"][9] == 1.0 and d["accuracy"][5] == 0.0
+    assert np.isnan(d["accuracy"][0])
+
+
+def test_temperature_scaling_reduces_ece_of_overconfident_logits() -> None:
+    rng = np.random.default_rng(1)
+    n, k = 20_000, 4
+    true_logits = rng.normal(0, 1.5, (n, k))
+    p = np.exp(true_logits) / np.exp(true_logits).sum(1, keepdims=True)
+    labels = np.array([rng.choice(k, p=row) for row in p])
+    overconfident = 3.0 * true_logits
+    probs = lambda z: torch.softmax(torch.tensor(z), 1).numpy()  # noqa: E731
+    before = expected_calibration_error(probs(overconfident), labels)
+    t = fit_temperature(overconfident, labels)
+    after = expected_calibration_error(probs(overconfident / t), labels)
+    assert math.isclose(t, 3.0, rel_tol=0.1)
+    assert after < 0.02 < before
