@@ -27,6 +27,10 @@ COMMANDS: list[tuple[str, str]] = [
     ("embed", "backend.commands.embed"),
     ("predict", "backend.commands.predict"),
     ("models", "backend.commands.models_list"),
+    ("map", "backend.latent.commands.map"),
+    ("index", "backend.latent.commands.index"),
+    ("search", "backend.latent.commands.search"),
+    ("score", "backend.latent.commands.score"),
     ("worker", "backend.commands.worker"),
 ]
 
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        if type(exc).__module__.split(".")[0] != "models":  # models' errors are for the user
+        # Our own ValueError subclasses (LatentError, LabelError, BandMismatchError, ...) carry
+        # messages written for the user; a bare ValueError from a library is a bug: re-raise.
+        if type(exc).__module__.split(".")[0] not in ("backend", "models"):
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2

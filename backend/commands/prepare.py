@@ -115,7 +115,27 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
             )
         )
     steps.append(Step("predict every object", predicted, lambda: infer.predict_survey(name)))
+    steps += _latent_steps(name, registry)
     return steps
+
+
+def _latent_steps(name: str, registry: ModelRegistry) -> list[Step]:
+    """2-D map, similarity index and anomaly ranking of the active encoder's embeddings."""
+    from backend.latent import pipeline
+    from backend.latent.source import ANOMALY_FILE, INDEX_FILE, MAP_FILE, latent_dir
+
+    def exists(filename: str) -> Callable[[], bool]:
+        def check() -> bool:
+            enc = registry.active(name, "encoder")
+            return enc is not None and (latent_dir(name, enc.version) / filename).is_file()
+
+        return check
+
+    return [
+        Step("2-D map of the latent space", exists(MAP_FILE), lambda: pipeline.make_map(name)),
+        Step("similarity index", exists(INDEX_FILE), lambda: pipeline.make_index(name)),
+        Step("anomaly ranking", exists(ANOMALY_FILE), lambda: pipeline.make_scores(name)),
+    ]
 
 
 def _ensure_survey(args: argparse.Namespace) -> None:

@@ -1,0 +1,311 @@
+"""Anomaly ranking of a survey and its personalised re-ranking from users' interest scores.
+
+**Scores.** Each scorer (autoencoder reconstruction error when given, isolation forest, kNN
+distance, optionally LOF: :mod:`backend.latent.scorers`) is rank-normalised to [0, 1]; the
+``anomaly`` score is their mean (objects missing a score use the others); ``combine_with="max"``
+takes the largest instead (an object extreme for any one scorer ranks high). The table keeps
+one column per scorer (normalised) and ``<scorer>_raw``.
+
+**Re-ranking** (Lochner & Bassett 2021, Astronomaly's active anomaly detection). Users give
+interest scores 0-5 to some objects. A regressor on the unit embeddings predicts the interest
+``u`` of every object (``regressor="knn"``: inverse-square-distance mean of the 5 nearest
+scored objects; ``"forest"``: Astronomaly's random forest, 50 trees), and ``d``, each object's
+distance to its nearest scored object, says how far to trust that prediction (scaled by
+``mean(d)`` over all objects, as in Astronomaly).
+
+- ``method="blend"`` (default): ``final = (1 - c) * anomaly + c * u / 5`` with closeness
+  ``c = exp(-alpha * (d / mean(d)) ** 2)`` (alpha = 1). Near scored objects the ranking follows
+  the predicted interest, so objects like a 5 rise and objects like a 0 sink; far from any
+  scored object it is the anomaly score. (A Gaussian in ``d / mean(d)`` separates "near a
+  scored object" from "elsewhere" better than Astronomaly's exponential in 128-d spaces, where
+  distances concentrate. alpha = 1 reached 0.88 precision on the liked kinds after 50 labels
+  in a synthetic S3 rehearsal where alpha = 3 reached 0.67; smaller alpha trusts the
+  regressor further from the scored objects, at the cost of exploring less.)
+- ``method="astronomaly"``: Astronomaly's ``NeighbourScore``,
+  ``final = anomaly * tanh(exp(alpha * d / mean(d)) - 1 + arctanh(0.1 + 0.85 * u / 5))``
+  (alpha = 1). It only ever lowers scores: boring look-alikes sink, nothing rises.
+
+All of it is vectorised: one FAISS search of every object among the scored ones (exact below
+4,096 scored objects, HNSW above) and one regressor prediction over all rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from backend.atomic import atomic_write
+from backend.latent.errors import LatentError, MissingProductError
+from backend.latent.scorers import (
+    isolation_forest,
+    knn_distance,
+    knn_graph,
+    local_outlier_factor,
+    rank_normalise,
+)
+from backend.latent.search import SimilarityIndex
+from backend.latent.vectors import (
+    chord_from_cosine,
+    cpu_threads,
+    search_chunked,
+    small_ip_index,
+    unit_rows,
+)
+
+log = logging.getLogger(__name__)
+
+SCORERS = ("recon", "iforest", "knn", "lof")
+MAX_INTEREST = 5
+
+
+@dataclass(frozen=True)
+class RerankParams:
+    """How interest scores re-rank the anomaly list (see the module docstring)."""
+
+    method: str = "blend"  # "blend" or "astronomaly"
+    regressor: str = "knn"  # "knn" or "forest"
+    alpha: float = 1.0  # how far from scored objects their look-alikes are affected
+    k: int = 5  # scored neighbours used by the kNN regressor
+    seed: int = 0
+
+
+class AnomalyRanker:
+    """Per-object anomaly scores of one survey, plus re-ranking from interest scores.
+
+    Thread-safe: the unit embeddings used by re-ranking are computed once under a lock.
+    """
+
+    def __init__(self, scores: pd.DataFrame, embeddings: np.ndarray | None = None) -> None:
+        if "anomaly" not in scores.columns:
+            raise LatentError("an anomaly table needs an 'anomaly' column")
+        self.scores = scores.reset_index(drop=True)
+        self.embeddings = embeddings
+        self._unit: np.ndarray | None = None
+        self._ids: pd.Index | None = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @property
+    def scorers(self) -> list[str]:
+        return [s for s in SCORERS if s in self.scores.columns]
+
+    # -- scoring -----------------------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        embeddings: np.ndarray,
+        *,
+        recon_error: np.ndarray | None = None,
+        scorers: tuple[str, ...] = ("iforest", "knn"),
+        object_ids: np.ndarray | None = None,
+        k: int = 10,
+        seed: int = 0,
+        index: SimilarityIndex | None = None,
+        combine_with: str = "mean",
+        progress: bool = False,
+    ) -> AnomalyRanker:
+        """Score every row of ``embeddings`` (N, D) with ``scorers`` (+ ``recon_error``);
+        ``combine_with`` "mean" (default) or "max" of the normalised scores."""
+        n = len(embeddings)
+        if n < 3:
+            raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
+        unknown = set(scorers) - set(SCORERS[1:])
+        if unknown:
+            raise LatentError(f"unknown scorers {sorted(unknown)} (known: {SCORERS[1:]})")
+        raw: dict[str, np.ndarray] = {}
+        timings: dict[str, float] = {}
+        if recon_error is not None:
+            recon = np.asarray(recon_error, dtype=np.float32).reshape(-1)
+            if len(recon) != n:
+                raise LatentError(f"{len(recon)} reconstruction errors for {n} objects")
+            raw["recon"] = recon
+        unit = None
+        if {"knn", "lof"} & set(scorers):
+            t0 = time.perf_counter()
+            unit = unit_rows(embeddings)
+            dist, ids = knn_graph(unit, k, index, progress)
+            if "knn" in scorers:
+                raw["knn"] = knn_distance(dist)
+            if "lof" in scorers:
+                raw["lof"] = local_outlier_factor(dist, ids)
+            timings["knn_lof_s"] = time.perf_counter() - t0
+        if "iforest" in scorers:
+            t0 = time.perf_counter()
+            raw["iforest"] = isolation_forest(embeddings, seed, progress=progress)
+            timings["iforest_s"] = time.perf_counter() - t0
+        table = combine(raw, object_ids, combine_with)
+        table.attrs["scoring"] = {"k": k, "seed": seed, "timings": timings}
+        ranker = cls(table, embeddings)
+        ranker._unit = unit
+        return ranker
+
+    # -- views -------------------------------------------------------------------------------
+    def ranking(self) -> pd.DataFrame:
+        """Scores sorted by ``anomaly`` (most anomalous first)."""
+        return self.scores.sort_values("rank", kind="stable").reset_index(drop=True)
+
+    def unit(self) -> np.ndarray:
+        """Unit embeddings (N, D), computed once."""
+        with self._lock:
+            if self._unit is None:
+                if self.embeddings is None:
+                    raise LatentError("re-ranking needs the embeddings; none were given")
+                self._unit = unit_rows(self.embeddings)
+            return self._unit
+
+    def _id_index(self) -> pd.Index:
+        with self._lock:
+            if self._ids is None:
+                self._ids = pd.Index(self.scores["object_id"].astype(str))
+            return self._ids
+
+    # -- personalisation ---------------------------------------------------------------------
+    def rerank(self, interest: pd.DataFrame, params: RerankParams | None = None) -> pd.DataFrame:
+        """The anomaly table re-ranked by interest scores (``index`` or ``object_id`` plus
+        ``score`` 0-5 columns, e.g. :func:`backend.feedback.latest_interest`).
+
+        Adds ``interest`` (given score, NaN when none), ``interest_pred``, ``label_distance``,
+        ``final``; ``rank`` follows ``final``; sorted by rank.
+        """
+        params = params or RerankParams()
+        rows, given = self._interest_rows(interest)
+        table = self.scores.copy()
+        if not len(rows):
+            table["interest"] = np.float32(np.nan)
+            table["final"] = table["anomaly"]
+            return table.sort_values("rank", kind="stable").reset_index(drop=True)
+        unit = self.unit()
+        predicted, dist = predict_interest(unit, rows, given, params)
+        anomaly = table["anomaly"].to_numpy(np.float32)
+        final = combine_interest(anomaly, predicted, dist, params)
+        interest = np.full(len(table), np.nan, dtype=np.float32)
+        interest[rows] = given
+        table["interest"] = interest
+        table["interest_pred"] = predicted
+        table["label_distance"] = dist
+        table["final"] = final
+        table["rank"] = _ranks(final)
+        table.attrs["rerank"] = {**asdict(params), "n_scored": len(rows)}
+        return table.sort_values("rank", kind="stable").reset_index(drop=True)
+
+    def _interest_rows(self, interest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        if "score" not in interest.columns:
+            raise LatentError("interest scores need a 'score' column")
+        if "index" in interest.columns:
+            rows = interest["index"].to_numpy(np.int64)
+            bad = (rows < 0) | (rows >= len(self))
+        elif "object_id" in interest.columns and "object_id" in self.scores.columns:
+            rows = self._id_index().get_indexer(interest["object_id"].astype(str))
+            bad = rows < 0
+        else:
+            raise LatentError("interest scores need an 'index' or 'object_id' column")
+        if bad.any():
+            log.warning("ignoring %d interest scores of unknown objects", int(bad.sum()))
+        score = interest["score"].to_numpy(np.float32)
+        ok = ~bad & np.isfinite(score)
+        if ((score[ok] < 0) | (score[ok] > MAX_INTEREST)).any():
+            raise LatentError(f"interest scores must be between 0 and {MAX_INTEREST}")
+        rows, score = rows[ok], score[ok]
+        rows, first = np.unique(rows, return_index=True)
+        return rows, score[first]
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Write the score table as parquet (atomically); attrs travel in its metadata."""
+        atomic_write(Path(path), lambda tmp: self.scores.to_parquet(tmp, index=False))
+
+    @classmethod
+    def load(cls, path: Path, embeddings: np.ndarray | None = None) -> AnomalyRanker:
+        path = Path(path)
+        if not path.is_file():
+            raise MissingProductError(f"no anomaly scores at {path}; run `python -m backend score`")
+        return cls(pd.read_parquet(path), embeddings)
+
+
+def combine(
+    raw: dict[str, np.ndarray], object_ids: np.ndarray | None = None, how: str = "mean"
+) -> pd.DataFrame:
+    """Table of normalised and raw scores, their mean (or max) ``anomaly`` and its ``rank``."""
+    if not raw:
+        raise LatentError("no anomaly scorer ran")
+    if how not in ("mean", "max"):
+        raise LatentError(f"scores combine with 'mean' or 'max', not {how!r}")
+    n = len(next(iter(raw.values())))
+    table = pd.DataFrame({"index": np.arange(n, dtype=np.int64)})
+    if object_ids is not None:
+        table["object_id"] = np.asarray(object_ids)
+    norm = {name: rank_normalise(values) for name, values in raw.items()}
+    for name in SCORERS:
+        if name in raw:
+            table[name] = norm[name]
+            table[f"{name}_raw"] = np.asarray(raw[name], dtype=np.float32)
+    stacked = np.vstack([norm[name] for name in SCORERS if name in norm])
+    finite = np.isfinite(stacked)
+    if how == "max":
+        combined = np.where(finite, stacked, 0.0).max(axis=0)
+    else:
+        combined = np.where(finite, stacked, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
+    table["anomaly"] = combined.astype(np.float32)
+    table["rank"] = _ranks(table["anomaly"].to_numpy())
+    table.attrs["scorers"] = [name for name in SCORERS if name in raw]
+    table.attrs["combined_with"] = how
+    return table
+
+
+def predict_interest(
+    unit: np.ndarray, rows: np.ndarray, scores: np.ndarray, params: RerankParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted interest 0-5, distance to the nearest scored object) for every row."""
+    k = max(1, min(params.k, len(rows)))
+    index = small_ip_index(unit[rows])
+    sims, nearest = search_chunked(index, unit, k)
+    dist = chord_from_cosine(sims)
+    nearest_dist = dist[:, 0].copy()
+    if params.regressor == "knn":
+        valid = nearest >= 0
+        weights = np.where(valid, 1.0 / (dist + 1e-3) ** 2, 0.0)
+        values = scores[np.where(valid, nearest, 0)]
+        predicted = (weights * values).sum(axis=1) / weights.sum(axis=1)
+    elif params.regressor == "forest":
+        from sklearn.ensemble import RandomForestRegressor
+
+        forest = RandomForestRegressor(
+            n_estimators=50, random_state=params.seed, n_jobs=cpu_threads()
+        ).fit(unit[rows], scores)
+        predicted = forest.predict(unit)
+    else:
+        raise LatentError(f"unknown regressor {params.regressor!r} (knn, forest)")
+    return np.clip(predicted, 0, MAX_INTEREST).astype(np.float32), nearest_dist
+
+
+def combine_interest(
+    anomaly: np.ndarray, predicted: np.ndarray, dist: np.ndarray, params: RerankParams
+) -> np.ndarray:
+    """Final score from the anomaly score, predicted interest and nearest-label distance."""
+    scale = float(dist.mean()) or 1.0
+    if params.method == "blend":
+        closeness = np.exp(-params.alpha * (dist / scale) ** 2)
+        final = (1.0 - closeness) * anomaly + closeness * predicted / MAX_INTEREST
+    elif params.method == "astronomaly":
+        f_u = 0.1 + 0.85 * predicted / MAX_INTEREST
+        penalty = np.exp(np.minimum(params.alpha * dist / scale, 50.0))
+        final = anomaly * np.tanh(penalty - 1.0 + np.arctanh(f_u))
+    else:
+        raise LatentError(f"unknown re-ranking method {params.method!r} (blend, astronomaly)")
+    return final.astype(np.float32)
+
+
+def _ranks(score: np.ndarray) -> np.ndarray:
+    """1-based ranks, highest score first (ties keep object order)."""
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    ranks = np.empty(len(order), dtype=np.int64)
+    ranks[order] = np.arange(1, len(order) + 1)
+    return ranks

@@ -1,0 +1,1 @@
+"""One module per latent command, each exposing ``add_parser`` for ``backend.cli``."""

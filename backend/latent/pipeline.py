@@ -1,0 +1,149 @@
+"""Compute and store the latent products of a (survey, encoder version): map, index, scores.
+
+These are the batch steps behind ``python -m backend map|index|score`` (and, later, worker
+jobs). Each reads the memory-mapped embeddings and writes its files atomically into
+``products/<survey>/encoder-<version>/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from backend.latent.anomaly import AnomalyRanker
+from backend.latent.errors import LatentError
+from backend.latent.projection import LatentMap, MapParams
+from backend.latent.search import SimilarityIndex
+from backend.latent.source import (
+    ANOMALY_FILE,
+    INDEX_FILE,
+    latent_dir,
+    open_embeddings,
+    resolve_encoder_version,
+)
+from backend.products import ProductError, read_predictions
+from backend.registry import ModelRegistry
+from backend.survey import Survey
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What a pipeline step made, for the CLI to report."""
+
+    survey: str
+    version: str
+    path: Path
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _inputs(survey_name: str, version: str | None) -> tuple[Survey, str, np.ndarray]:
+    survey = Survey.open(survey_name)
+    version = resolve_encoder_version(survey.name, version)
+    embeddings = open_embeddings(survey.name, version)
+    if len(embeddings) != len(survey):
+        raise LatentError(
+            f"embeddings of survey {survey.name} ({version}) have {len(embeddings):,} rows for "
+            f"{len(survey):,} objects; re-embed the survey"
+        )
+    return survey, version, embeddings
+
+
+def make_map(
+    survey_name: str,
+    version: str | None = None,
+    params: MapParams | None = None,
+    progress: bool = False,
+) -> Outcome:
+    """Fit the 2-D map and write ``map.npy`` + landmarks."""
+    started = time.perf_counter()
+    survey, version, embeddings = _inputs(survey_name, version)
+    latent_map = LatentMap.fit(embeddings, params, progress=progress)
+    directory = latent_dir(survey.name, version)
+    latent_map.save(directory)
+    return Outcome(
+        survey.name, version, directory, time.perf_counter() - started, info=latent_map.info
+    )
+
+
+def make_index(
+    survey_name: str, version: str | None = None, kind: str = "auto", progress: bool = False
+) -> Outcome:
+    """Build and write the similarity index."""
+    started = time.perf_counter()
+    survey, version, embeddings = _inputs(survey_name, version)
+    index = SimilarityIndex.build(embeddings, kind=kind, progress=progress)
+    directory = latent_dir(survey.name, version)
+    index.save(directory)
+    return Outcome(survey.name, version, directory, time.perf_counter() - started, info=index.info)
+
+
+def make_scores(
+    survey_name: str,
+    version: str | None = None,
+    scorers: tuple[str, ...] = ("iforest", "knn"),
+    progress: bool = False,
+) -> Outcome:
+    """Score anomalies and write ``anomaly.parquet``."""
+    started = time.perf_counter()
+    survey, version, embeddings = _inputs(survey_name, version)
+    directory = latent_dir(survey.name, version)
+    notes: list[str] = []
+    recon = autoencoder_errors(survey, notes)
+    index = None
+    if (directory / INDEX_FILE).is_file():
+        index = SimilarityIndex.load(directory)
+        notes.append(f"kNN distances from the saved {index.kind} index")
+    ranker = AnomalyRanker.fit(
+        embeddings,
+        recon_error=recon,
+        scorers=scorers,
+        object_ids=survey.catalog["object_id"].to_numpy(),
+        index=index,
+        progress=progress,
+    )
+    ranker.scores.attrs["encoder"] = version
+    ranker.save(directory / ANOMALY_FILE)
+    return Outcome(
+        survey.name,
+        version,
+        directory / ANOMALY_FILE,
+        time.perf_counter() - started,
+        notes,
+        info={"scorers": ranker.scorers},
+    )
+
+
+def autoencoder_errors(survey: Survey, notes: list[str]) -> np.ndarray | None:
+    """``recon_error`` of the survey's active (else latest) autoencoder, or None (noted)."""
+    registry = ModelRegistry()
+    version = registry.active(survey.name, "autoencoder") or registry.latest(
+        "autoencoder", survey.name
+    )
+    if version is None:
+        notes.append("no autoencoder for this survey: reconstruction-error scorer skipped")
+        return None
+    try:
+        table = read_predictions(survey.name, "autoencoder", version.version)
+    except ProductError:
+        notes.append(
+            f"autoencoder {version.version} has no predictions product: reconstruction-error "
+            f"scorer skipped (run `python -m backend predict --survey {survey.name}`)"
+        )
+        return None
+    if "recon_error" not in table.columns or len(table) != len(survey):
+        notes.append(
+            f"autoencoder {version.version} predictions lack a recon_error per object: "
+            "reconstruction-error scorer skipped"
+        )
+        return None
+    notes.append(f"reconstruction errors from autoencoder {version.version}")
+    return table["recon_error"].to_numpy(np.float32)
