@@ -21,7 +21,9 @@ install: $(STAMP)
 prepare: $(STAMP)
 	$(PY) -m backend prepare --survey demo
 
+# The job worker runs beside the web server and stops with it.
 run: prepare
+	$(PY) -m backend worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/panel serve app/main.py --address $(HOST) --port $(PORT) \
 		--allow-websocket-origin=$(HOST):$(PORT) --allow-websocket-origin=localhost:$(PORT) \
 		--num-threads 4 --plugins app.routes --static-dirs assets=assets

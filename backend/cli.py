@@ -32,6 +32,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("search", "backend.latent.commands.search"),
     ("score", "backend.latent.commands.score"),
     ("worker", "backend.commands.worker"),
+    ("jobs", "backend.commands.jobs"),
+    ("submit", "backend.jobs.cli"),
 ]
 
 

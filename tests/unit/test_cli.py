@@ -38,9 +38,14 @@ def test_bad_configuration_is_an_error_line_not_a_traceback(
     assert capsys.readouterr().err.startswith("error: LATENTSKY_DEVICE='tpu'")
 
 
-def test_worker_placeholder_says_so(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["worker"]) == 3
-    assert "not available yet" in capsys.readouterr().err
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from backend.cli import COMMANDS
+
+    for name, _module in COMMANDS:
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert f"python -m backend {name}" in capsys.readouterr().out
 
 
 def test_environment_yml_mirrors_pyproject_dependencies() -> None:

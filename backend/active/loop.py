@@ -1,0 +1,175 @@
+"""The labelling loop: retrain the classifier every N new labels, with metrics per round.
+
+:func:`maybe_schedule_retrain` is what the app calls after storing a label: when the label events
+since the active classifier's label snapshot reach ``LATENTSKY_RETRAIN_EVERY`` (default 50) and no
+retrain of that survey is queued or running, it submits a ``retrain`` job.
+:func:`retrain_classifier` (the job) trains the MC-dropout head on the cached embeddings with the
+store's consensus labels, predicts the survey with the new version and only then activates it.
+With few labels (< ``CV_BELOW``) the held-out metrics are cross-validated (accuracy, ECE,
+per-class recall over out-of-fold predictions) and stored in the version's label snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+
+from backend.labels.schema import load_schema
+from backend.labels.store import LabelStore, label_events
+from backend.modelling.common import Progress
+from backend.registry import ModelRegistry
+
+DEFAULT_RETRAIN_EVERY = 50
+CV_BELOW = 500  # labels: below this, metrics come from k-fold cross-validation
+CV_FOLDS = 5
+
+
+def retrain_every() -> int:
+    return max(1, int(os.environ.get("LATENTSKY_RETRAIN_EVERY", DEFAULT_RETRAIN_EVERY)))
+
+
+def _last_event_id(store: LabelStore, survey: str, task: str) -> int:
+    query = sa.select(sa.func.max(label_events.c.id)).where(
+        label_events.c.survey == survey, label_events.c.task == task
+    )
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)
+
+
+def labels_since_active(survey: str, store: LabelStore | None = None, task: str = "class") -> int:
+    """Label events (not undos) after the active classifier's snapshot (all, when none)."""
+    store = store or LabelStore()
+    active = ModelRegistry().active(survey, "classifier")
+    snapshot = (active.meta.get("training", {}).get("labels") or {}) if active else {}
+    after = int(snapshot.get("last_event_id", 0))
+    query = sa.select(sa.func.count()).where(
+        label_events.c.survey == survey, label_events.c.task == task,
+        label_events.c.value.is_not(None), label_events.c.id > after,
+    )  # fmt: skip
+    with store.engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())
+
+
+def maybe_schedule_retrain(
+    survey: str, *, user: str = "loop", every: int | None = None, store: LabelStore | None = None
+) -> int | None:
+    """Submit a retrain job when enough new labels arrived; returns its id, else None."""
+    from backend.jobs import table
+    from backend.jobs.api import submit_job
+
+    every = every or retrain_every()
+    if labels_since_active(survey, store) < every:
+        return None
+    with table._engine(None).connect() as conn:
+        busy = conn.execute(
+            sa.select(sa.func.count()).where(
+                table.jobs.c.survey == survey,
+                table.jobs.c.kind == "retrain",
+                table.jobs.c.status.in_(("queued", "running")),
+            )
+        ).scalar_one()
+    if busy:
+        return None
+    return submit_job("retrain", survey, {}, user)
+
+
+def store_labels(
+    survey: str, store: LabelStore, task: str = "class"
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Consensus labels as ints per object (-1 unlabelled), the classes and a snapshot."""
+    from backend.survey import Survey
+
+    s = Survey.open(survey)
+    last_id = _last_event_id(store, survey, task)
+    consensus = store.consensus(survey, task=task)
+    classes = [c for c in load_schema(survey).names if c in set(consensus["value"])]
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels = np.full(len(s), -1, np.int64)
+    if len(consensus):
+        rows = s.catalog["object_id"].astype(str).reset_index(drop=True)
+        where = dict(zip(rows, range(len(rows)), strict=True))
+        for oid, value in zip(consensus["object_id"], consensus["value"], strict=True):
+            if str(oid) in where and value in lookup:
+                labels[where[str(oid)]] = lookup[value]
+    counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+    snapshot = {
+        "source": "label_store", "task": task, "last_event_id": last_id,
+        "n_labelled": int((labels >= 0).sum()),
+        "class_counts": dict(zip(classes, counts.tolist(), strict=True)),
+    }  # fmt: skip
+    return labels, classes, snapshot
+
+
+def cross_validated_metrics(
+    embeddings: np.ndarray, labels: np.ndarray, classes: list[str], seed: int = 0,
+    folds: int = CV_FOLDS, steps: int = 300,
+) -> dict[str, Any]:  # fmt: skip
+    """Out-of-fold accuracy, ECE and per-class recall of the MC-dropout head (full-batch)."""
+    import torch
+
+    from backend.modelling import metrics
+    from models import EmbeddingClassifier, predict_classes
+
+    rows = np.flatnonzero(labels >= 0)
+    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
+    probs = np.zeros((len(rows), len(classes)), np.float32)
+    x_all = np.asarray(embeddings[np.sort(rows)], dtype=np.float32)
+    y_all = torch.from_numpy(labels[rows])
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        if not test.any() or len(np.unique(labels[rows][train])) < 2:
+            continue
+        torch.manual_seed(seed + k)
+        model = EmbeddingClassifier(x_all.shape[1], classes, dropout=0.3)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+        batch = {"inputs": torch.from_numpy(x_all[train]), "targets": y_all[train]}
+        model.train()
+        for _ in range(steps):
+            opt.zero_grad()
+            model.training_loss(batch).backward()
+            opt.step()
+        out = predict_classes(model.eval(), x_all[test], mc_samples=20, device="cpu")
+        probs[test] = out["probs"]
+    scores = metrics.classification(probs, labels[rows], classes)
+    scores.pop("reliability", None)
+    return {**scores, "method": f"{folds}-fold cross-validation", "n_labelled": len(rows)}
+
+
+def retrain_classifier(
+    survey: str, params: dict[str, Any], progress: Progress | None = None
+) -> dict[str, Any]:
+    """Train on the store's labels → predict with the new version → activate (in that order)."""
+    from backend.jobs.kinds import predict_version, short_metrics
+    from backend.modelling.common import resolve_version
+    from backend.modelling.train import train_classifier
+    from backend.products import open_embeddings
+    from backend.survey import SurveyError
+
+    store = LabelStore()
+    labels, classes, snapshot = store_labels(survey, store, params.get("task", "class"))
+    if len(classes) < 2 or snapshot["n_labelled"] < 4:
+        raise SurveyError(
+            f"survey {survey} needs labels of at least two classes to retrain "
+            f"(have {snapshot['class_counts']})"
+        )
+    registry = ModelRegistry()
+    if snapshot["n_labelled"] < CV_BELOW:
+        encoder = resolve_version(registry, survey, "encoder", params.get("encoder"))
+        embeddings = open_embeddings(survey, "encoder", encoder.version)
+        snapshot["cv"] = cross_validated_metrics(embeddings, labels, classes)
+    parent = registry.active_versions(survey).get("classifier")
+    version = train_classifier(
+        survey, labels=labels, classes=classes, encoder_version=params.get("encoder"),
+        epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
+        activate=False, parent=parent, label_snapshot=snapshot,
+    )  # fmt: skip
+    predict_version(survey, "classifier", version.version)
+    registry.set_active(survey, "classifier", version.version)
+    round_metrics = snapshot.get("cv") or short_metrics(version.metrics)
+    return {
+        "version": version.version, "parent": parent, "n_labelled": snapshot["n_labelled"],
+        "metrics": {k: round_metrics.get(k) for k in ("accuracy", "ece", "recall")},
+    }  # fmt: skip

@@ -1,0 +1,56 @@
+"""Python API for the app and the CLI: submit, list and cancel jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from backend.jobs import table
+from backend.jobs.kinds import JOB_KINDS
+from backend.jobs.table import JobError
+from backend.survey import Survey, SurveyError
+
+
+def submit_job(
+    kind: str, survey: str | None, params: dict[str, Any] | None = None, user: str = "anonymous"
+) -> int:
+    """Record a queued job and hand its id to the worker queue; returns the job id."""
+    if kind not in JOB_KINDS:
+        raise JobError(f"unknown job kind {kind!r} (kinds: {', '.join(JOB_KINDS)})")
+    if kind != "sleep":
+        try:
+            Survey.open(survey or "")
+        except SurveyError as exc:
+            raise JobError(str(exc)) from None
+    job_id = table.insert_job(kind, survey, dict(params or {}), user)
+    from backend.jobs.queue import run_job_task
+
+    run_job_task(job_id)  # immediate mode runs it here; else the worker picks it up
+    return job_id
+
+
+def list_jobs(survey: str | None = None, limit: int = 50) -> pd.DataFrame:
+    return table.list_jobs(survey, limit)
+
+
+def cancel_job(job_id: int) -> str:
+    """Cancel a queued job now, or flag a running one (it stops at its next progress report)."""
+    table.get_job(job_id)
+    return table.request_cancel(job_id)
+
+
+def get_job(job_id: int) -> dict[str, Any]:
+    return table.get_job(job_id)
+
+
+def recover(requeue: bool = True) -> dict[str, list[int]]:
+    """Worker start: fail jobs of dead workers; re-send queued ids (a duplicate is a no-op)."""
+    failed = table.fail_orphans()
+    queued = table.queued_ids() if requeue else []
+    if queued:
+        from backend.jobs.queue import run_job_task
+
+        for job_id in queued:
+            run_job_task(job_id)
+    return {"failed": failed, "requeued": queued}

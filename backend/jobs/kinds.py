@@ -1,0 +1,114 @@
+"""What each job kind does. A handler gets (survey, params, progress) and returns a result dict.
+
+Training handlers register with ``activate=False`` and make the new version active only as their
+very last step, after its products exist; a failure or cancellation before that leaves the
+survey's active models untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from backend.modelling.common import Progress
+
+Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
+
+TRAIN_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
+TRAIN_OPTIONS = ("epochs", "max_seconds", "batch_size", "seed")
+
+
+def _train(kind: str) -> Handler:
+    def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from backend.modelling import train
+        from backend.registry import ModelRegistry
+
+        options = {k: params[k] for k in TRAIN_OPTIONS if k in params}
+        if kind == "classifier":
+            options["label_column"] = params.get("label_column", "true_class")
+        fn = getattr(train, f"train_{kind}")
+        version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
+        if kind in ("classifier", "emulator", "autoencoder"):
+            predict_version(survey, kind, version.version)
+        if params.get("activate", True):
+            ModelRegistry().set_active(survey, kind, version.version)
+        return {"kind": kind, "version": version.version, "metrics": short_metrics(version.metrics)}
+
+    return run
+
+
+def short_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | None)}
+
+
+def predict_version(survey: str, kind: str, version: str) -> str:
+    """Predictions of one (not necessarily active) version, written before it is activated."""
+    from backend.modelling.infer import PREDICTORS
+    from backend.products import write_predictions
+    from backend.registry import ModelRegistry
+    from backend.survey import Survey
+
+    s = Survey.open(survey)
+    table = PREDICTORS[kind](s, ModelRegistry().get(kind, version), progress_bar=False)
+    table.insert(0, "object_id", s.catalog["object_id"].to_numpy())
+    return str(write_predictions(s.name, kind, version, table))
+
+
+def retrain(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Classifier on cached embeddings with the label store's labels → predict → activate."""
+    from backend.active.loop import retrain_classifier
+
+    return retrain_classifier(survey, params, progress)
+
+
+def embed(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    from backend.modelling.infer import embed_survey
+
+    version, path = embed_survey(
+        survey, params.get("version"), progress=progress, progress_bar=False
+    )
+    return {"version": version.version, "path": path}
+
+
+def predict(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    from backend.modelling.infer import predict_survey
+
+    kinds = tuple(params.get("kinds", ("classifier", "emulator", "autoencoder")))
+    return {"written": predict_survey(survey, kinds, progress_bar=False)}
+
+
+def _latent(step: str) -> Handler:
+    def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from backend.latent import pipeline
+
+        out = getattr(pipeline, f"make_{step}")(survey, params.get("version"))
+        return {"version": out.version, "path": str(out.path), "seconds": out.seconds}
+
+    return run
+
+
+def sleep(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Diagnostic job: ``steps`` steps of ``seconds`` each (tests, checking a worker is alive);
+    ``fail_at`` raises at that step."""
+    steps, seconds = int(params.get("steps", 10)), float(params.get("seconds", 0.1))
+    for step in range(1, steps + 1):
+        time.sleep(seconds)
+        if params.get("fail_at") == step:
+            raise RuntimeError(f"sleep job asked to fail at step {step}")
+        if progress({"step": step, "total_steps": steps, "loss": 1.0 / step}) is False:
+            break
+    return {"steps": steps}
+
+
+HANDLERS: dict[str, Handler] = {
+    **{f"train-{k}": _train(k) for k in TRAIN_KINDS},
+    "retrain": retrain,
+    "embed": embed,
+    "predict": predict,
+    "map": _latent("map"),
+    "index": _latent("index"),
+    "score": _latent("scores"),
+    "sleep": sleep,
+}
+JOB_KINDS = tuple(HANDLERS)
