@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,15 @@ from models.normalize import BandNormalizer, fit_normalization
 
 BANDS = ["g", "r", "i"]
 TINY = BackboneConfig(embedding_dim=16, stem_width=8, widths=(8, 16), strides=(2, 2))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one thread is as fast and immune to OpenMP stalls on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _x(n: int = 4, c: int = 3, size: int = 16) -> torch.Tensor:
@@ -204,3 +215,18 @@ def test_image_classifier_from_encoder_shares_weights_and_freezes() -> None:
         assert torch.allclose(clf.eval().embed(_x()), enc.embed(_x()))
     emu = Emulator.from_encoder(enc, ["z"])
     assert emu.normalizer.config == enc.normalizer.config
+
+
+def test_models_never_import_backend_or_app() -> None:
+    import ast
+
+    package = Path(__file__).parents[3] / "models"
+    for path in package.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            bad = [n for n in names if n.split(".")[0] in ("backend", "app", "panel", "sqlalchemy")]
+            assert not bad, f"{path.name} imports {bad}"
