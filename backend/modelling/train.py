@@ -37,6 +37,13 @@ def _split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any]:
     return dataset.split(fraction, block_size=block, seed=seed)
 
 
+def _seed(seed: int) -> None:
+    """Seed torch, numpy and random before a model is built (weights are set at build)."""
+    from models import seed_everything
+
+    seed_everything(seed)
+
+
 def _train_config(**overrides: Any) -> Any:
     from models import TrainConfig
 
@@ -86,6 +93,7 @@ def train_encoder(
     from models.normalize import fit_normalization
 
     survey = Survey.open(survey_name)
+    _seed(seed)
     pixels = training_pixels(survey)
     model = SimCLREncoder(
         survey.bands,
@@ -124,6 +132,7 @@ def train_autoencoder(
     from models.normalize import fit_normalization
 
     survey = Survey.open(survey_name)
+    _seed(seed)
     pixels = training_pixels(survey)
     _, h, w = survey.image_shape
     model = ConvAutoencoder(
@@ -198,6 +207,7 @@ def train_classifier(
     from models import ArrayDataset, EmbeddingClassifier, fit, predict_classes
 
     survey = Survey.open(survey_name)
+    _seed(seed)
     registry = ModelRegistry()
     encoder = resolve_version(registry, survey.name, "encoder", encoder_version)
     embeddings = np.asarray(open_embeddings(survey.name, "encoder", encoder.version))
@@ -274,6 +284,7 @@ def train_emulator(
     from models.normalize import fit_normalization
 
     survey = Survey.open(survey_name)
+    _seed(seed)
     targets = [t.strip() for t in targets if t.strip()]
     missing = [t for t in targets if t not in survey.catalog]
     if missing or not targets:
