@@ -1,23 +1,34 @@
 """HTTP routes beside the Panel app (``panel serve ... --plugins app.routes``).
 
 ``GET /thumb/<survey>/<index>.png[?size=N&band=B]`` serves a cached PNG rendering, so galleries
-load pictures by URL instead of pushing bytes through the websocket.
+load pictures by URL instead of pushing bytes through the websocket. Rendering runs on a small
+thread pool (zarr decompression and PNG encoding release the GIL), never on the event loop.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
+from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
 from app.surveys import get_survey
 from backend.survey import SurveyError
 
 MAX_THUMB_SIZE = 512
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="thumb")
+
+
+def render_png(survey_name: str, index: int, size: int | None, band: str | None) -> bytes:
+    """PNG bytes of one object (colour, or one band), from the survey store's cache."""
+    survey = get_survey(survey_name)
+    return survey.band_png(index, band, size) if band else survey.thumbnail_png(index, size)
 
 
 class ThumbnailHandler(RequestHandler):
     """PNG of one object: colour composite, or one band with ``?band=``."""
 
-    def get(self, survey_name: str, index: str) -> None:
+    async def get(self, survey_name: str, index: str) -> None:
         size = self.get_argument("size", None)
         band = self.get_argument("band", None)
         try:
@@ -27,9 +38,9 @@ class ThumbnailHandler(RequestHandler):
         except ValueError:
             raise HTTPError(400, f"size must be an integer in 8..{MAX_THUMB_SIZE}") from None
         try:
-            survey = get_survey(survey_name)
-            i = int(index)
-            png = survey.band_png(i, band, px) if band else survey.thumbnail_png(i, px)
+            png = await IOLoop.current().run_in_executor(
+                _POOL, render_png, survey_name, int(index), px, band
+            )
         except SurveyError as exc:
             raise HTTPError(404, str(exc)) from None
         self.set_header("Content-Type", "image/png")
@@ -37,9 +48,17 @@ class ThumbnailHandler(RequestHandler):
         self.write(png)
 
 
-def thumbnail_url(survey: str, index: int, size: int | None = None, band: str | None = None) -> str:
-    """Relative URL of a thumbnail served by :class:`ThumbnailHandler`."""
-    query = "&".join(f"{k}={v}" for k, v in (("size", size), ("band", band)) if v)
+def thumbnail_url(
+    survey: str,
+    index: int,
+    size: int | None = None,
+    band: str | None = None,
+    stamp: str | None = None,
+) -> str:
+    """Relative URL of a thumbnail served by :class:`ThumbnailHandler`; ``stamp`` (ignored by
+    the handler) changes the URL when a survey is rebuilt, so browsers do not show stale PNGs."""
+    pairs = (("size", size), ("band", band), ("v", stamp))
+    query = "&".join(f"{k}={v}" for k, v in pairs if v)
     return f"/thumb/{survey}/{int(index)}.png" + (f"?{query}" if query else "")
 
 

@@ -1,0 +1,224 @@
+"""Per-process data of a survey for the views: map coordinates, one table of every column a
+user can colour by (catalog + model predictions + anomaly scores), and a nearest-point index.
+
+Loaded once per process (shared by all sessions) and reloaded when a product or the active
+model versions change. Nothing here goes to the browser as raw points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from app.routes import thumbnail_url
+from app.surveys import get_survey
+from backend.config import get_settings
+from backend.latent.errors import LatentError, MissingProductError
+from backend.products import ProductError, read_predictions
+from backend.registry import ModelRegistry, RegistryError
+from backend.survey import Survey, SurveyError
+
+log = logging.getLogger(__name__)
+
+PREDICTION_KINDS = ("classifier", "emulator", "autoencoder")
+DEMO_SOURCE = "galsim-demo"
+ANOMALY = "anomaly_score"  # combined anomaly score column of SurveyData.table
+ANOMALY_RANK = "anomaly_rank"
+SCORE_PREFIX = "score_"  # per-scorer columns: score_recon, score_iforest, ...
+
+
+@dataclass
+class SurveyData:
+    """Everything the views read about one survey, shared between sessions."""
+
+    survey: Survey
+    encoder: str | None  # active (else latest) encoder version
+    versions: dict[str, str]  # kind -> version whose products are shown
+    table: pd.DataFrame  # one row per object: catalog, predictions, anomaly scores
+    x: np.ndarray | None  # map coordinates (float32, contiguous) or None without a map
+    y: np.ndarray | None
+    problems: list[str] = field(default_factory=list)  # what is missing and how to make it
+    _tree: object = None
+    _tree_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def name(self) -> str:
+        return self.survey.name
+
+    @property
+    def has_map(self) -> bool:
+        return self.x is not None
+
+    @property
+    def has_real_sky(self) -> bool:
+        """True when ra/dec are real sky positions (not the simulated demo's)."""
+        return self.survey.meta.source != DEMO_SOURCE and {"ra", "dec"} <= set(self.table)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def thumb(self, index: int, size: int | None = None, band: str | None = None) -> str:
+        """URL of the PNG of object ``index`` (colour, or one band)."""
+        stamp = hashlib.sha1(self.survey.meta.created.encode()).hexdigest()[:8]
+        return thumbnail_url(self.name, int(index), size, band, stamp)
+
+    def object_id(self, index: int) -> str:
+        return str(self.table["object_id"].iat[int(index)])
+
+    def nearest(self, x: float, y: float, radius: float) -> int | None:
+        """Row index of the map point nearest (x, y) within ``radius`` (map units), else None."""
+        if not self.has_map or not np.isfinite([x, y, radius]).all():
+            return None
+        tree = self._kdtree()
+        dist, i = tree.query([x, y], k=1, distance_upper_bound=radius)
+        return int(i) if np.isfinite(dist) else None
+
+    def _kdtree(self) -> object:
+        from scipy.spatial import cKDTree
+
+        with self._tree_lock:
+            if self._tree is None:
+                self._tree = cKDTree(np.column_stack([self.x, self.y]), balanced_tree=False)
+            return self._tree
+
+
+_cache: dict[tuple, SurveyData] = {}
+_cache_lock = threading.Lock()
+_load_locks: dict[str, threading.Lock] = {}
+
+
+def survey_data(name: str) -> SurveyData:
+    """The shared :class:`SurveyData` of survey ``name`` (loaded on first use, or when stale)."""
+    key = _stamp(name)
+    with _cache_lock:
+        cached = _cache.get(key)
+        lock = _load_locks.setdefault(name, threading.Lock())
+    if cached is not None:
+        return cached
+    with lock:  # one loader per survey; other sessions wait for it
+        with _cache_lock:
+            cached = _cache.get(key)
+        if cached is None:
+            cached = load_survey_data(name)
+            with _cache_lock:
+                for old in [k for k in _cache if k[1] == name]:
+                    del _cache[old]
+                _cache[key] = cached
+    return cached
+
+
+def _stamp(name: str) -> tuple:
+    """Cache key: data root, survey, and the modification times of what the data is made of."""
+    settings = get_settings()
+    paths = [
+        settings.surveys_dir / name / "survey.json",
+        settings.models_dir / "active" / f"{name}.json",
+    ]
+    products = settings.products_dir / name
+    if products.is_dir():
+        paths += sorted(p for d in products.iterdir() for p in d.glob("*.*") if p.is_file())
+    return (str(settings.home), name, tuple(_mtime(p) for p in paths))
+
+
+def _mtime(path: Path) -> tuple[str, int]:
+    try:
+        return path.name, path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return path.name, 0
+
+
+def load_survey_data(name: str) -> SurveyData:
+    """Read the catalog, map, predictions and anomaly scores of ``name`` (slow for big surveys)."""
+    survey = get_survey(name)
+    table = survey.catalog.reset_index(drop=True).copy()
+    problems: list[str] = []
+    registry = ModelRegistry()
+    versions: dict[str, str] = {}
+    encoder = _encoder_version(name, problems)
+    if encoder:
+        versions["encoder"] = encoder
+    for kind in PREDICTION_KINDS:
+        version = registry.active(name, kind) or registry.latest(kind, name)
+        if version is None:
+            continue
+        versions[kind] = version.version
+        try:
+            preds = read_predictions(name, kind, version.version)
+        except ProductError:
+            problems.append(
+                f"no {kind} predictions: run `python -m backend predict --survey {name}`"
+            )
+            continue
+        if len(preds) != len(table):
+            problems.append(f"{kind} {version.version} predictions do not match the survey rows")
+            continue
+        new = [c for c in preds.columns if c not in table.columns]
+        table = pd.concat([table, preds[new].reset_index(drop=True)], axis=1)
+    x = y = None
+    if encoder:
+        x, y = _map_coords(name, encoder, len(table), problems)
+        table = _add_anomaly(table, name, encoder, problems)
+    log.info("loaded survey %s: %d objects, problems: %s", name, len(table), problems)
+    return SurveyData(survey, encoder, versions, table, x, y, problems)
+
+
+def _encoder_version(name: str, problems: list[str]) -> str | None:
+    from backend.latent.source import resolve_encoder_version
+
+    try:
+        return resolve_encoder_version(name)
+    except (MissingProductError, RegistryError) as exc:
+        problems.append(str(exc))
+        return None
+
+
+def _map_coords(
+    name: str, encoder: str, n: int, problems: list[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    from backend.latent.service import latent_services
+
+    try:
+        coords = latent_services(name, encoder).map().coords
+    except (MissingProductError, ProductError):
+        problems.append(f"no 2-D map yet: run `python -m backend map --survey {name}`")
+        return None, None
+    except (LatentError, SurveyError) as exc:
+        problems.append(f"the map cannot be read: {exc}")
+        return None, None
+    if len(coords) != n:
+        problems.append(f"the map has {len(coords):,} points for {n:,} objects; rerun map")
+        return None, None
+    xy = np.asarray(coords, dtype=np.float32)
+    return np.ascontiguousarray(xy[:, 0]), np.ascontiguousarray(xy[:, 1])
+
+
+def _add_anomaly(table: pd.DataFrame, name: str, encoder: str, problems: list[str]) -> pd.DataFrame:
+    from backend.latent.service import latent_services
+
+    try:
+        scores = latent_services(name, encoder).anomalies().scores
+    except (MissingProductError, ProductError):
+        problems.append(f"no anomaly scores yet: run `python -m backend score --survey {name}`")
+        return table
+    except (LatentError, SurveyError) as exc:
+        problems.append(f"the anomaly scores cannot be read: {exc}")
+        return table
+    if len(scores) != len(table):
+        problems.append("the anomaly scores do not match the survey rows; rerun score")
+        return table
+    cols = {"anomaly": ANOMALY, "rank": ANOMALY_RANK}
+    cols.update({s: SCORE_PREFIX + s for s in ("recon", "iforest", "knn", "lof") if s in scores})
+    extra = scores[[c for c in cols if c in scores]].rename(columns=cols).reset_index(drop=True)
+    return pd.concat([table, extra], axis=1)
+
+
+def clear_cache() -> None:
+    """Forget every loaded survey (tests)."""
+    with _cache_lock:
+        _cache.clear()

@@ -1,0 +1,108 @@
+"""Label-store glue for the views: one store per process, labels as a map column, and the
+labelling queue (most uncertain first while there is no active-learning acquisition yet)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from backend.config import get_settings
+from backend.labels import LabelSchema, LabelStore, load_schema
+
+_stores: dict[str, LabelStore] = {}
+_store_lock = threading.Lock()
+
+
+def label_store() -> LabelStore:
+    """The process-wide :class:`LabelStore` (``DATABASE_URL``, else SQLite in the data root)."""
+    url = get_settings().database_url
+    with _store_lock:
+        if url not in _stores:
+            _stores[url] = LabelStore(url)
+        return _stores[url]
+
+
+def schema_for(survey: str) -> LabelSchema:
+    return load_schema(survey)
+
+
+def consensus_column(survey: str, object_ids: pd.Series, missing: str) -> np.ndarray:
+    """Per row: the majority human label (all users), else ``missing``."""
+    out = np.full(len(object_ids), missing, dtype=object)
+    votes = label_store().consensus(survey)
+    if len(votes):
+        rows = pd.Index(object_ids.astype(str)).get_indexer(votes["object_id"].astype(str))
+        ok = rows >= 0
+        out[rows[ok]] = votes["value"].to_numpy(dtype=object)[ok]
+    return out
+
+
+def object_labels(survey: str, object_id: str) -> pd.DataFrame:
+    """Current labels of one object (one row per user)."""
+    current = label_store().current(survey)
+    return current[current["object_id"] == str(object_id)]
+
+
+@dataclass
+class LabelQueue:
+    """Objects to label, in order: highest classifier entropy first (else a seeded shuffle),
+    skipping objects that already have a label and those skipped in this session."""
+
+    order: np.ndarray  # row indices, best first
+    reason: str  # how the order was chosen, for the page
+    done: set[int] = field(default_factory=set)
+    pos: int = 0
+
+    @classmethod
+    def build(cls, table: pd.DataFrame, labelled_ids: set[str], seed: int = 0) -> LabelQueue:
+        n = len(table)
+        if "entropy" in table and np.isfinite(table["entropy"].to_numpy(float)).any():
+            score = np.nan_to_num(table["entropy"].to_numpy(float), nan=-np.inf)
+            order = np.argsort(-score, kind="stable")
+            reason = "most uncertain first (classifier entropy)"
+        else:
+            order = np.random.default_rng(seed).permutation(n)
+            reason = "random order (no classifier predictions yet)"
+        done = set()
+        if labelled_ids:
+            ids = table["object_id"].astype(str).to_numpy()
+            done = set(np.flatnonzero(np.isin(ids, list(labelled_ids))).tolist())
+        return cls(order=order, reason=reason, done=done)
+
+    def current(self) -> int | None:
+        """Row index of the object to label now (None when the queue is empty)."""
+        while self.pos < len(self.order) and int(self.order[self.pos]) in self.done:
+            self.pos += 1
+        return int(self.order[self.pos]) if self.pos < len(self.order) else None
+
+    def upcoming(self, k: int) -> list[int]:
+        """The ``k`` objects after the current one."""
+        out, p = [], self.pos + 1
+        while len(out) < k and p < len(self.order):
+            i = int(self.order[p])
+            if i not in self.done:
+                out.append(i)
+            p += 1
+        return out
+
+    def finish(self, index: int) -> None:
+        """Mark ``index`` labelled or skipped."""
+        self.done.add(int(index))
+
+    def reopen(self, index: int) -> None:
+        """Put ``index`` back in front (after an undo)."""
+        self.done.discard(int(index))
+        order = self.order
+        where = np.flatnonzero(order == index)
+        if len(where):
+            order = np.delete(order, where[0])
+            if where[0] < self.pos:
+                self.pos -= 1
+        self.order = np.insert(order, self.pos, index)
+
+    @property
+    def remaining(self) -> int:
+        return len(self.order) - len(self.done)

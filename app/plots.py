@@ -1,0 +1,205 @@
+"""Plot builders (pure functions): the datashaded latent map, overlays and model diagnostics.
+
+The map is aggregated on the server (datashader) for every viewport; the browser only gets an
+image of the current view, whatever the number of objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import datashader as ds
+import holoviews as hv
+import holoviews.operation.datashader as hd
+import numpy as np
+import pandas as pd
+
+MAP_BG = "#0f1420"
+MAP_HEIGHT = 560
+MAP_TOOLS = ["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
+ACCENT = "#f59e0b"
+
+
+def visible_cmap(name: str, drop: float = 0.15) -> list[str]:
+    """Colour map ``name`` without its darkest end, which would vanish on the dark map."""
+    from holoviews.plotting.util import process_cmap
+
+    colours = process_cmap(name, 256)
+    return colours[int(drop * len(colours)) :]
+
+
+def map_points(x: np.ndarray, y: np.ndarray, values: Any | None = None) -> hv.Points:
+    """hv.Points of the whole map, with an optional value column ``v`` to colour by."""
+    data = {"x": x, "y": y}
+    vdims = []
+    if values is not None:
+        data["v"] = values
+        vdims = ["v"]
+    return hv.Points(pd.DataFrame(data, copy=False), kdims=["x", "y"], vdims=vdims)
+
+
+def aggregator(kind: str) -> ds.reductions.Reduction:
+    """Datashader reduction for a colour kind: count, count per category, or mean value."""
+    if kind == "cat":
+        return ds.count_cat("v")
+    if kind == "num":
+        return ds.mean("v")
+    return ds.count()
+
+
+@dataclass(frozen=True)
+class MapStyle:
+    """How the map is coloured: "count" (density), "cat" (categories) or "num" (mean value)."""
+
+    kind: str
+    colour_key: dict[str, str] | None = None
+    cmap: str = "viridis"
+    clim: tuple[float, float] | None = None
+    title: str = ""
+    height: int = MAP_HEIGHT
+    colorbar: bool = True
+
+
+SPREAD = {"threshold": 0.8, "max_px": 4}  # dynspread: isolated objects stay visible
+MIN_ALPHA = 170  # categorical shading: faint pixels would vanish on the dark map
+
+
+def render_view(
+    points: hv.Points,
+    style: MapStyle,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+) -> hv.Element:
+    """The map aggregated for one viewport (datashader) and spread: what one pan or zoom costs.
+
+    Categories are shaded to RGB with ``colour_key`` (the caller draws the legend); counts and
+    means stay numbers so Bokeh colour-maps them and draws a colour bar.
+    """
+    view = {"dynamic": False, "x_range": tuple(x_range), "y_range": tuple(y_range),
+            "width": int(width), "height": int(height)}  # fmt: skip
+    if style.kind == "cat":
+        image = hd.datashade(
+            points, aggregator=aggregator("cat"), color_key=style.colour_key,
+            min_alpha=MIN_ALPHA, **view,
+        )  # fmt: skip
+    else:
+        image = hd.rasterize(points, aggregator=aggregator(style.kind), **view)
+    return hd.dynspread(image, dynamic=False, **SPREAD).opts(**map_opts(style))
+
+
+def map_opts(style: MapStyle) -> dict[str, Any]:
+    """Bokeh options of the map image."""
+    opts: dict[str, Any] = {
+        "responsive": True, "height": style.height, "bgcolor": MAP_BG, "tools": MAP_TOOLS,
+        "active_tools": ["pan", "wheel_zoom"], "xaxis": None, "yaxis": None,
+        "title": style.title, "toolbar": "above", "default_tools": [],
+    }  # fmt: skip
+    if style.kind == "cat":
+        return {**opts, "show_legend": False}  # the page draws the legend, with counts
+    opts.update(cmap=visible_cmap(style.cmap), colorbar=style.colorbar)
+    if style.kind == "count":
+        opts["cnorm"] = "eq_hist"
+    elif style.clim:
+        opts["clim"] = style.clim
+    return opts
+
+
+def marker_overlay(
+    x: Sequence[float], y: Sequence[float], *, colour: str = ACCENT, size: int = 9,
+    marker: str = "circle", label: str = "",
+) -> hv.Points:  # fmt: skip
+    """A handful of highlighted objects on top of the map (query, results, current object)."""
+    pts = hv.Points((np.asarray(x, float), np.asarray(y, float)), label=label)
+    return pts.opts(
+        color=colour, size=size, marker=marker, line_color="white", line_width=1.2,
+        fill_alpha=0.9, tools=[],
+    )  # fmt: skip
+
+
+def reliability_diagram(rel: dict[str, list[float]]) -> hv.Overlay:
+    """Confidence vs accuracy per bin (from a classifier's ``metrics["reliability"]``)."""
+    conf = np.asarray(rel.get("confidence", []), dtype=float)
+    acc = np.asarray(rel.get("accuracy", []), dtype=float)
+    count = np.asarray(rel.get("count", [1] * len(conf)), dtype=float)
+    ok = (conf >= 0) & (acc >= 0) & (count > 0)
+    lower = np.asarray(rel.get("bin_lower", np.linspace(0, 1, len(conf) + 1)[:-1]), dtype=float)
+    upper = np.asarray(rel.get("bin_upper", np.linspace(0, 1, len(conf) + 1)[1:]), dtype=float)
+    bins = hv.Rectangles((lower[ok], np.zeros(ok.sum()), upper[ok], acc[ok]), vdims=[]).opts(
+        color="#4c78a8", alpha=0.55, line_color="white"
+    )
+    diag = hv.Curve(([0, 1], [0, 1])).opts(color="grey", line_dash="dashed")
+    pts = hv.Scatter((conf[ok], acc[ok]), "confidence", "accuracy").opts(
+        color=ACCENT, size=7, tools=["hover"]
+    )
+    return (bins * diag * pts).opts(
+        title="Reliability (held-out)", xlim=(0, 1), ylim=(0, 1), height=280, width=320, toolbar=None,
+        xlabel="predicted confidence", ylabel="observed accuracy",
+    )  # fmt: skip
+
+
+def pit_histogram(name: str, density: Sequence[float]) -> hv.Overlay:
+    """PIT histogram of one emulated property (flat = calibrated)."""
+    d = np.asarray(density, dtype=float)
+    edges = np.linspace(0, 1, len(d) + 1)
+    hist = hv.Histogram((edges, d), kdims=["PIT"], vdims=["density"])
+    flat = hv.HLine(1.0).opts(color="grey", line_dash="dashed")
+    return (hist.opts(color="#72b7b2", line_color="white") * flat).opts(
+        title=f"PIT: {name}",
+        height=240,
+        width=320,
+        toolbar=None,
+        ylim=(0, max(2.0, float(d.max(initial=0)) * 1.1)),
+    )
+
+
+def training_curve(history: Sequence[dict[str, Any]], title: str) -> hv.Overlay | None:
+    """Train / validation loss per epoch from a version's training history."""
+    rows = [h for h in history if "epoch" in h]
+    if not rows:
+        return None
+    df = pd.DataFrame(rows)
+    curves = []
+    for col, colour in (("train_loss", "#4c78a8"), ("val_loss", ACCENT)):
+        if col in df and df[col].notna().any():
+            curves.append(
+                hv.Curve(df, "epoch", col, label=col.replace("_", " ")).opts(color=colour)
+                * hv.Scatter(df, "epoch", col).opts(color=colour, size=5)
+            )
+    if not curves:
+        return None
+    return hv.Overlay(curves).opts(
+        title=title,
+        height=280,
+        width=320,
+        toolbar=None,
+        ylabel="loss",
+        legend_position="top_right",
+    )
+
+
+def learning_curve(df: pd.DataFrame, metric: str) -> hv.Overlay:
+    """A metric per retraining round (x: labels used, else round number)."""
+    x = "labels" if "labels" in df and df["labels"].notna().all() else "round"
+    curve = hv.Curve(df, x, metric).opts(color="#4c78a8")
+    pts = hv.Scatter(df, x, [metric, "version"]).opts(color=ACCENT, size=8, tools=["hover"])
+    return (curve * pts).opts(
+        title=f"{metric} per retraining round", height=280, width=320, toolbar=None
+    )
+
+
+def class_counts(names: Sequence[str], counts: Sequence[int], colours: dict[str, str]) -> hv.Bars:
+    """Bar chart of label counts per class."""
+    df = pd.DataFrame({"class": list(names), "labels": list(counts)})
+    return hv.Bars(df, "class", "labels").opts(
+        color="class",
+        cmap=colours,
+        height=220,
+        width=320,
+        toolbar=None,
+        xrotation=30,
+        show_legend=False,
+    )

@@ -1,0 +1,85 @@
+"""Send a table to TOPCAT / Aladin over SAMP (astropy.samp), with a short timeout.
+
+SAMP hubs are local: the hub (TOPCAT and Aladin start one) must run on the machine that runs
+this server, which is the case when an astronomer runs LatentSky on their own computer.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+import pandas as pd
+
+from backend.latent.export import export_table
+
+TIMEOUT_S = 3.0
+MTYPE = "table.load.votable"
+_OUT = Path(tempfile.gettempdir()) / "latentsky-samp"
+_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samp")
+_lock = threading.Lock()
+
+
+class SampUnavailable(RuntimeError):
+    """No hub, no receiving application, or no answer in time (the message says which)."""
+
+
+def send_table(df: pd.DataFrame, name: str, timeout: float = TIMEOUT_S) -> str:
+    """Broadcast ``df`` as a VOTable to every SAMP client that loads tables; returns a summary."""
+    with _lock:
+        _OUT.mkdir(parents=True, exist_ok=True)
+        path = export_table(df, _OUT / f"{name}.vot", "votable")
+    future = _POOL.submit(_broadcast, path, name)
+    try:
+        receivers = future.result(timeout=timeout)
+    except FutureTimeout:
+        raise SampUnavailable(
+            f"the SAMP hub did not answer within {timeout:g} s; is TOPCAT/Aladin busy?"
+        ) from None
+    if not receivers:
+        raise SampUnavailable(
+            "a SAMP hub is running but no application that loads tables (TOPCAT, Aladin) is "
+            "connected to it"
+        )
+    return f"sent {len(df):,} rows to {', '.join(receivers)}"
+
+
+def _samp() -> tuple[type, type]:
+    """(SAMPIntegratedClient, SAMPHubError) from pyvo.samp when installed, else astropy.samp
+    (deprecated in astropy 8, still working)."""
+    try:
+        from pyvo.samp import SAMPHubError, SAMPIntegratedClient
+    except ImportError:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from astropy.samp import SAMPHubError, SAMPIntegratedClient
+    return SAMPIntegratedClient, SAMPHubError
+
+
+def _broadcast(path: Path, name: str) -> list[str]:
+    SAMPIntegratedClient, SAMPHubError = _samp()
+    client = SAMPIntegratedClient(name="LatentSky", description="LatentSky selection")
+    try:
+        client.connect()
+    except (SAMPHubError, OSError, ConnectionError) as exc:
+        raise SampUnavailable(
+            "no SAMP hub is running on the server machine: start TOPCAT or Aladin there (each "
+            f"runs a hub), then send again ({type(exc).__name__})"
+        ) from None
+    try:
+        targets = list(client.get_subscribed_clients(MTYPE))
+        names = []
+        for target in targets:
+            meta = client.get_metadata(target)
+            names.append(str(meta.get("samp.name", target)))
+        if targets:
+            client.notify_all(
+                {"samp.mtype": MTYPE, "samp.params": {"url": path.as_uri(), "name": name}}
+            )
+        return names
+    finally:
+        client.disconnect()

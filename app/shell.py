@@ -1,0 +1,227 @@
+"""The page: a Bootstrap template with the survey picker, model versions, user name and tabs.
+
+Building a session is cheap; the survey's data is loaded on the thread pool after the page has
+loaded (``pn.state.onload``), and the views are (re)built whenever the survey changes.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import panel as pn
+
+from app.data import SurveyData, survey_data
+from app.safe import explain
+from app.state import TABS, AppState
+from app.widgets import BrowserMemory
+from backend.registry import ModelRegistry
+from backend.survey import list_surveys
+
+log = logging.getLogger(__name__)
+
+TAB_TITLES = {
+    "explore": "Explore",
+    "similar": "Similar",
+    "anomalies": "Anomalies",
+    "label": "Label",
+    "models": "Models & jobs",
+}
+HEADER = "#0b1a33"
+CSS = """
+.bk-tab { font-weight: 600; }
+"""
+
+ABOUT = """
+**LatentSky** shows a galaxy survey through the eyes of deep models: a map of their latent
+space, similarity search, anomaly ranking and labelling for active learning.
+
+Labels and interest scores are stored under your name.
+"""
+
+
+def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
+    from app.views.anomalies import AnomaliesView
+    from app.views.explore import ExploreView
+    from app.views.label import LabelView
+    from app.views.models import ModelsView
+    from app.views.similar import SimilarView
+
+    return {
+        "explore": lambda d, s: ExploreView(data=d, state=s),
+        "similar": lambda d, s: SimilarView(data=d, state=s),
+        "anomalies": lambda d, s: AnomaliesView(data=d, state=s),
+        "label": lambda d, s: LabelView(data=d, state=s),
+        "models": lambda d, s: ModelsView(data=d, state=s),
+    }
+
+
+def survey_summary(data: SurveyData) -> str:
+    """Sidebar text: what the survey is and which model versions it is shown with."""
+    meta = data.survey.meta
+    _, h, w = meta.image_shape
+    scale = f', {meta.pixel_scale:g}"/px' if meta.pixel_scale else ""
+    lines = [
+        f"<b>{len(data):,}</b> objects · bands <b>{html.escape(''.join(meta.bands))}</b> · "
+        f"{h}×{w} px{scale}",
+        f"source: {html.escape(meta.source)}",
+    ]
+    registry = ModelRegistry()
+    active = registry.active_versions(data.name)
+    if data.versions:
+        rows = []
+        for kind, version in data.versions.items():
+            mark = "active" if active.get(kind) == version else "latest"
+            rows.append(
+                f"<tr><td>{kind}</td><td><code>{version}</code></td>"
+                f"<td class='lss-dim'>{mark}</td></tr>"
+            )
+        lines.append(f"<table class='lss-models'>{''.join(rows)}</table>")
+    else:
+        lines.append("<div class='lss-dim'>no models yet</div>")
+    return "<div class='lss-side'>" + "<br>".join(lines[:2]) + "".join(lines[2:]) + "</div>"
+
+
+SIDE_CSS = """
+.lss-side { font: 13px/1.5 system-ui, sans-serif; color: #1f2937; }
+.lss-models { margin-top: 6px; border-collapse: collapse; }
+.lss-models td { padding: 1px 8px 1px 0; }
+.lss-dim { color: #6b7280; font-size: 12px; }
+"""
+
+
+class Shell:
+    """One session's page."""
+
+    def __init__(self) -> None:
+        self.state = AppState()
+        self.template = pn.template.BootstrapTemplate(
+            title="LatentSky",
+            header_background=HEADER,
+            sidebar_width=290,
+            raw_css=[CSS],
+        )
+        surveys = [m.name for m in list_surveys()]
+        if not surveys:
+            self.template.main.append(
+                pn.pane.Alert(
+                    "No surveys yet. Run `make run` (it prepares the demo survey) or "
+                    "`python -m backend prepare --survey demo`.",
+                    alert_type="warning",
+                )
+            )
+            return
+        default = "demo" if "demo" in surveys else surveys[0]
+        self.state.survey = default
+        self.picker = pn.widgets.Select(name="Survey", options=surveys, value=default)
+        self.summary = pn.pane.HTML("", stylesheets=[SIDE_CSS], sizing_mode="stretch_width")
+        self.user = pn.widgets.TextInput(
+            name="Your name",
+            placeholder="e.g. Vera Rubin",
+            description="Labels and interest scores are stored under this name.",
+        )
+        self._memory = BrowserMemory()
+        self._bind_user()
+        self.tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width")  # render the tab shown
+        self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self.loading = pn.indicators.LoadingSpinner(
+            value=True, size=40, name="Loading the survey…", visible=True
+        )
+        self.template.sidebar.extend(
+            [self.picker, self.summary, pn.layout.Divider(), self.user, self._memory,
+             pn.layout.Divider(), pn.pane.Markdown(ABOUT, styles={"font-size": "13px"})]
+        )  # fmt: skip
+        self.template.main.append(
+            pn.Column(self.loading, self.status, self.tabs, sizing_mode="stretch_width")
+        )
+        self.picker.param.watch(lambda e: self._reload(e.new), "value")
+        self.tabs.param.watch(self._tab_changed, "active")
+        self.state.param.watch(self._tab_requested, "tab")
+        pn.state.onload(lambda: self._load(default), threaded=True)
+
+    # -- user ------------------------------------------------------------------------------
+    def _bind_user(self) -> None:
+        login = pn.state.user if pn.state.user and pn.state.user != "guest" else None
+        if login:
+            self.user.param.update(value=str(login), disabled=True)
+            self.state.user = str(login)
+            return
+
+        def from_input(event: Any) -> None:
+            self.state.user = event.new.strip()
+            if self._memory.value != event.new:
+                self._memory.value = event.new
+
+        def from_memory(event: Any) -> None:
+            if event.new and self.user.value != event.new:
+                self.user.value = event.new
+
+        self.user.param.watch(from_input, "value")
+        self._memory.param.watch(from_memory, "value")
+
+    # -- tabs ------------------------------------------------------------------------------
+    def _tab_changed(self, event: Any) -> None:
+        if 0 <= event.new < len(TABS) and self.state.tab != TABS[event.new]:
+            self.state.tab = TABS[event.new]
+        self._ensure_view(TABS[event.new])
+
+    def _tab_requested(self, event: Any) -> None:
+        index = TABS.index(event.new)
+        if self.tabs.active != index:
+            self.tabs.active = index
+
+    # -- loading ---------------------------------------------------------------------------
+    def _reload(self, name: str) -> None:
+        """Another survey: fresh shared state (the old views stop hearing anything), new views."""
+        self.loading.visible = True
+        old = self.state
+        self.state = AppState(survey=name, user=old.user, tab=old.tab)
+        self.state.param.watch(self._tab_requested, "tab")
+        pn.state.execute(lambda: self._load(name), schedule="thread")
+
+    def _load(self, name: str) -> None:
+        """Load ``name`` (thread pool) and build the tab shown; the others are built when
+        first opened. Errors become a message."""
+        try:
+            self._data = survey_data(name)
+            self._built: dict[str, Any] = {}
+            self.summary.object = survey_summary(self._data)
+            active = TABS.index(self.state.tab)
+            self.tabs[:] = [(TAB_TITLES[k], self._placeholder()) for k in TABS]
+            self.tabs.active = active
+            self._ensure_view(self.state.tab)
+            self.status.visible = False
+        except Exception as exc:
+            log.exception("loading survey %s failed", name)
+            self.status.param.update(
+                object=f"Cannot show survey {name!r}: {explain(exc)}",
+                alert_type="danger",
+                visible=True,
+            )
+        finally:
+            self.loading.visible = False
+
+    @staticmethod
+    def _placeholder() -> pn.viewable.Viewable:
+        return pn.indicators.LoadingSpinner(value=True, size=32, name="Loading…")
+
+    def _ensure_view(self, key: str) -> None:
+        """Build the view of tab ``key`` the first time it is shown."""
+        data = getattr(self, "_data", None)
+        if data is None or key in self._built:
+            return
+        self._built[key] = None
+        try:
+            view: Any = _view_builders()[key](data, self.state)
+        except Exception as exc:  # one broken view must not take the page down
+            log.exception("view %s failed to build", key)
+            view = pn.pane.Alert(explain(exc), alert_type="danger")
+        self._built[key] = view
+        self.tabs[TABS.index(key)] = (TAB_TITLES[key], view)
+
+
+def build() -> pn.template.BootstrapTemplate:
+    """A new page for the current session."""
+    return Shell().template

@@ -1,0 +1,59 @@
+"""Uploaded query cutouts: size and type checks, reading through the backend, a preview."""
+
+from __future__ import annotations
+
+import base64
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from backend.latent.errors import LatentError
+from backend.latent.images import read_image_file, validate_cutouts
+from backend.survey.meta import SurveyMeta
+from backend.survey.render import default_display, png_bytes, to_rgb
+
+MAX_UPLOAD_BYTES = 16 * 1024 * 1024
+SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".png", ".jpg", ".jpeg", ".npy")
+ACCEPT = ",".join(SUFFIXES)
+
+
+def _suffix(filename: str) -> str:
+    name = (filename or "").lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return suffix
+    raise LatentError(
+        f"{filename or 'the file'}: unsupported type; upload a FITS cutout (C, H, W), a PNG/JPEG "
+        "or a .npy array"
+    )
+
+
+def read_upload(
+    content: bytes | None, filename: str, meta: SurveyMeta, fill_nonfinite: bool = False
+) -> np.ndarray:
+    """(1, C, H, W) float32 cutout from an uploaded file, checked against the survey (bands,
+    size, NaN/inf pixels); :class:`LatentError` with a clear message otherwise."""
+    if not content:
+        raise LatentError("no file uploaded yet: choose a FITS, PNG or .npy cutout first")
+    if len(content) > MAX_UPLOAD_BYTES:
+        raise LatentError(
+            f"{filename}: {len(content) / 2**20:.1f} MB is too large "
+            f"(limit {MAX_UPLOAD_BYTES // 2**20} MB for one cutout)"
+        )
+    suffix = _suffix(filename)
+    with tempfile.TemporaryDirectory(prefix="latentsky-upload-") as tmp:
+        path = Path(tmp) / f"upload{suffix}"  # never the user's file name: no path tricks
+        path.write_bytes(content)
+        image = read_image_file(path, meta)
+    try:
+        return validate_cutouts(image, meta, "fill" if fill_nonfinite else "error")
+    except LatentError as exc:
+        raise LatentError(f"{filename}: {exc}") from None
+
+
+def preview_uri(cutout: np.ndarray, meta: SurveyMeta, size: int = 96) -> str:
+    """A data: URI PNG of a (C, H, W) cutout with the survey's display settings."""
+    display = meta.display or default_display(list(meta.bands))
+    picture = to_rgb(np.asarray(cutout), list(meta.bands), display)
+    return "data:image/png;base64," + base64.b64encode(png_bytes(picture, size)).decode()

@@ -1,0 +1,345 @@
+"""Anomalies: ranked candidates, per-scorer breakdown, interest feedback (0-5) that re-ranks."""
+
+from __future__ import annotations
+
+import html
+import io
+import threading
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from app.data import SurveyData
+from app.exporting import FORMATS, file_name, table_bytes
+from app.safe import guarded, heading, in_thread, message_pane, say
+from app.state import AppState
+from app.widgets import CutoutStage, KeyListener, ThumbGallery, data_table, kbd
+from backend.feedback import latest_interest, record_interest
+from backend.latent.errors import LatentError
+
+COMBINED = "combined (re-ranked by feedback)"
+SCORER_NAMES = {
+    "recon": "autoencoder error",
+    "iforest": "isolation forest",
+    "knn": "kNN distance",
+    "lof": "local outlier factor",
+}
+INTEREST = {0: "boring", 1: "meh", 2: "somewhat", 3: "interesting", 4: "very", 5: "fascinating"}
+GALLERY_SIZE = 48
+TABLE_ROWS = 200
+KEYS = [str(k) for k in INTEREST] + ["ArrowLeft", "ArrowRight"]
+HELP = """
+**Anomaly candidates**, most unusual first: each scorer (autoencoder reconstruction error,
+isolation forest and kNN distance in latent space) is rank-normalised to 0–1 and averaged.
+Give each candidate an **interest score** from 0 (boring: artefact, known type) to 5
+(fascinating); the list re-ranks at once, pulling up objects like the ones you found
+interesting and pushing down look-alikes of the boring ones (Astronomaly-style active anomaly
+detection). Scores are stored under your name.
+"""
+
+
+class AnomaliesView(pn.viewable.Viewer):
+    """Current candidate with interest buttons and keys; ranked gallery and table; export."""
+
+    data = param.ClassSelector(class_=SurveyData)
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._alert = message_pane()
+        self._ack = message_pane()
+        self._lock = threading.RLock()
+        self._ranker = None
+        self._ranked = pd.DataFrame()
+        self._list = pd.DataFrame()
+        self._cursor = 0
+        self._reranking = False
+        scorers = self._load_ranker()
+        options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
+        self.scorer = pn.widgets.Select(name="Rank by", options=options, value="final", width=300)
+        self.hide_scored = pn.widgets.Checkbox(name="hide objects already scored", value=True)
+        self._stage = CutoutStage(size=256)
+        self._bands = pn.pane.HTML("")
+        self._scores = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
+        self._buttons = [
+            pn.widgets.Button(name=f"{k} · {v}", width=112, button_type="default")
+            for k, v in INTEREST.items()
+        ]
+        for k, b in enumerate(self._buttons):
+            b.on_click(lambda _, k=k: in_thread(guarded(self._alert)(lambda: self.give(k))))
+        self._prev = pn.widgets.Button(name="◀ previous", width=110)
+        self._next = pn.widgets.Button(name="next ▶", width=110)
+        self._similar = pn.widgets.Button(name="Find similar", width=120, button_type="primary")
+        self._similar.on_click(guarded(self._alert)(lambda _: self._ask_similar()))
+        self._prev.on_click(guarded(self._alert)(lambda _: self.move(-1)))
+        self._next.on_click(guarded(self._alert)(lambda _: self.move(1)))
+        self._keys = KeyListener(
+            keys=KEYS,
+            hint=f"Keys: {kbd('0')}–{kbd('5')} interest · {kbd('←')} {kbd('→')} previous / next",
+        )
+        self._keys.on_key(guarded(self._alert)(self._on_key))
+        self._gallery = ThumbGallery(
+            size=80, empty_text="No candidates.", sizing_mode="stretch_width"
+        )
+        self._gallery.on_action(guarded(self._alert)(self._gallery_action))
+        self._status = pn.pane.Markdown("", margin=(0, 10))
+        self._table = data_table(pd.DataFrame(), height=320, selectable=False)
+        self._table.on_click(guarded(self._alert)(self._table_click))
+        self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
+        self._download = pn.widgets.FileDownload(
+            callback=guarded(self._alert)(self._export_file), filename="anomalies.csv",
+            label="Download candidates", button_type="success", width=190,
+        )  # fmt: skip
+        self._fmt.param.watch(lambda e: self._update_filename(), "value")
+        self._update_filename()
+        self.scorer.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
+        self.hide_scored.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
+        if self._ranker is not None:
+            self._rerank()
+
+    # -- data --------------------------------------------------------------------------------
+    def _load_ranker(self) -> list[str]:
+        from backend.latent.service import latent_services
+
+        if not self.data.encoder:
+            say(
+                self._alert, " ".join(self.data.problems) or "no encoder for this survey", "warning"
+            )
+            return []
+        try:
+            self._ranker = latent_services(self.data.name, self.data.encoder).anomalies()
+        except (LatentError, FileNotFoundError) as exc:
+            say(self._alert, str(exc), "warning")
+            return []
+        return self._ranker.scorers
+
+    def _rerank(self) -> None:
+        """Re-rank with everyone's latest interest scores, then refresh the list."""
+        interest = latest_interest(self.data.name)
+        ranked = self._ranker.rerank(interest) if len(interest) else self._ranker.ranking()
+        if "final" not in ranked:
+            ranked = ranked.assign(final=ranked["anomaly"])
+        if "interest" not in ranked:
+            ranked = ranked.assign(interest=np.nan)
+        with self._lock:
+            self._ranked = ranked
+        self._refilter(keep=None)
+
+    def _refilter(self, keep: int | None = -1) -> None:
+        """Apply the scorer and 'hide scored' filters; the cursor goes to ``keep`` (an object
+        index) when still listed, else to the top (None) or stays in place (-1)."""
+        with self._lock:
+            ranked = self._ranked
+            if ranked.empty:
+                self._list = ranked
+            else:
+                col = self.scorer.value
+                order = (
+                    ranked.sort_values(col, ascending=False, kind="stable")
+                    if col != "final"
+                    else ranked
+                )
+                if self.hide_scored.value:
+                    order = order[order["interest"].isna()]
+                self._list = order.reset_index(drop=True)
+            if keep is None:  # the best candidate nobody has scored yet
+                unscored = (
+                    np.flatnonzero(self._list["interest"].isna().to_numpy())
+                    if len(self._list) else []
+                )  # fmt: skip
+                self._cursor = int(unscored[0]) if len(unscored) else 0
+            elif keep >= 0:
+                where = (
+                    np.flatnonzero(self._list["index"].to_numpy() == keep)
+                    if len(self._list)
+                    else []
+                )
+                self._cursor = int(where[0]) if len(where) else 0
+            self._cursor = int(np.clip(self._cursor, 0, max(len(self._list) - 1, 0)))
+        self._show()
+
+    def current(self) -> int | None:
+        """Row index of the candidate shown."""
+        with self._lock:
+            if self._list.empty:
+                return None
+            return int(self._list["index"].iat[self._cursor])
+
+    # -- actions -----------------------------------------------------------------------------
+    def give(self, score: int) -> None:
+        """Store ``score`` for the current candidate, then re-rank and show the next one."""
+        index = self.current()
+        if index is None:
+            return
+        object_id = self.data.object_id(index)
+        record_interest(self.data.survey, object_id, score, self.state.user_name)
+        say(self._ack, f"✓ {html.escape(object_id)}: interest {score} ({INTEREST[score]}) "
+            f"stored for {html.escape(self.state.user_name)}; re-ranking…", "success")  # fmt: skip
+        self._rerank()
+        self._ack.object = self._ack.object.replace("re-ranking…", "list re-ranked.")
+
+    def move(self, step: int) -> None:
+        with self._lock:
+            if self._list.empty:
+                return
+            self._cursor = int(np.clip(self._cursor + step, 0, len(self._list) - 1))
+        self._show()
+
+    def _ask_similar(self) -> None:
+        index = self.current()
+        if index is not None:
+            self.state.ask_similar(index)
+
+    def _on_key(self, key: str) -> None:
+        if key == "ArrowLeft":
+            self.move(-1)
+        elif key == "ArrowRight":
+            self.move(1)
+        elif key.isdigit():
+            in_thread(guarded(self._alert)(lambda: self.give(int(key))))
+
+    def _gallery_action(self, action: str, index: int) -> None:
+        if action == "open":
+            self._jump(index)
+
+    def _table_click(self, event: Any) -> None:
+        row = getattr(event, "row", None)
+        if row is not None and 0 <= row < len(self._table.value):
+            self._jump(int(self._table.value["index"].iat[row]))
+
+    def _jump(self, index: int) -> None:
+        with self._lock:
+            where = np.flatnonzero(self._list["index"].to_numpy() == index)
+            if len(where):
+                self._cursor = int(where[0])
+        self._show()
+
+    # -- display -----------------------------------------------------------------------------
+    def _show(self) -> None:
+        index = self.current()
+        with self._lock:
+            listing = self._list
+            cursor = self._cursor
+        n = len(listing)
+        scored = int(self._ranked["interest"].notna().sum()) if len(self._ranked) else 0
+        self._status.object = (
+            f"**{n:,} candidates** listed · {scored:,} scored so far (all users) · "
+            f"showing #{cursor + 1:,}" if n else "**No candidates left** with these filters."
+        )  # fmt: skip
+        self._prev.disabled = cursor <= 0
+        self._next.disabled = cursor >= n - 1
+        if index is None:
+            self._stage.param.update(url="", object_id="", caption="")
+            self._scores.object = ""
+            self._bands.object = ""
+        else:
+            upcoming = listing["index"].iloc[cursor + 1 : cursor + 3].astype(int).tolist()
+            self._stage.param.update(
+                url=self.data.thumb(index, 256),
+                object_id=self.data.object_id(index),
+                prefetch=[self.data.thumb(i, 256) for i in upcoming],
+                caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
+            )
+            self._bands.object = self._band_strip(index)
+            self._scores.object = self._breakdown(listing.iloc[cursor])
+        top = listing.head(GALLERY_SIZE)
+        self._gallery.items = [
+            {"index": int(r.index), "id": str(r.object_id), "url": self.data.thumb(int(r.index), 80),
+             "caption": f"#{k + 1} · {getattr(r, self._sort_col()):.3f}", "sub": "",
+             "current": int(r.index) == index}
+            for k, r in enumerate(top.itertuples())
+        ]  # fmt: skip
+        self._table.value = self._table_frame(listing.head(TABLE_ROWS))
+
+    def _sort_col(self) -> str:
+        return self.scorer.value
+
+    def _band_strip(self, index: int) -> str:
+        imgs = "".join(
+            f"<figure style='margin:0;text-align:center'><img src='{self.data.thumb(index, 60, b)}' "
+            f"width='60' height='60' style='border-radius:3px'><figcaption style='font-size:11px;"
+            f"color:#6b7280'>{html.escape(b)}</figcaption></figure>"
+            for b in self.data.survey.bands
+        )
+        return f"<div style='display:flex;gap:4px'>{imgs}</div>"
+
+    def _breakdown(self, row: pd.Series) -> str:
+        bars = []
+        for s in self._ranker.scorers:
+            v = float(row[s]) if np.isfinite(row[s]) else 0.0
+            raw = row.get(f"{s}_raw", np.nan)
+            bars.append(
+                f"<div class='lsa-bar'><span>{SCORER_NAMES.get(s, s)}</span>"
+                f"<i style='width:{100 * v:.0f}%'></i><b>{v:.2f}</b>"
+                f"<small>raw {float(raw):.3g}</small></div>"
+            )
+        interest = row.get("interest")
+        given = f"{interest:.1f}" if isinstance(interest, float) and np.isfinite(interest) else "—"
+        pred = row.get("interest_pred", np.nan)
+        pred_text = f" · predicted interest {pred:.1f}" if np.isfinite(pred) else ""
+        rank = int(row["rank"]) if "rank" in row else 0
+        return (
+            "<style>.lsa-bar{display:grid;grid-template-columns:120px 1fr 34px 70px;gap:6px;"
+            "align-items:center;font:13px system-ui}.lsa-bar i{display:block;height:10px;"
+            "border-radius:3px;background:#7c3aed}.lsa-bar small{color:#6b7280}</style>"
+            f"<div style='font:14px system-ui;margin-bottom:4px'>final score "
+            f"<b>{float(row['final']):.3f}</b> (rank {rank:,}) · anomaly {float(row['anomaly']):.3f}"
+            f"{pred_text} · your/average interest {given}</div>" + "".join(bars)
+        )
+
+    def _table_frame(self, listing: pd.DataFrame) -> pd.DataFrame:
+        cols = ["rank", "index", "object_id", "final", "anomaly", *self._ranker.scorers, "interest"]
+        cols = [c for c in cols if c in listing]
+        out = listing[cols].copy()
+        if "pred_class" in self.data.table:
+            out.insert(
+                3, "predicted", self.data.table["pred_class"].to_numpy()[out["index"].to_numpy()]
+            )
+        return out.round(3)
+
+    # -- export ------------------------------------------------------------------------------
+    def _update_filename(self) -> None:
+        self._download.filename = file_name(f"{self.data.name}-anomalies", self._fmt.value)
+
+    def _export_file(self) -> io.BytesIO:
+        with self._lock:
+            listing = self._list
+        if listing.empty:
+            raise LatentError("no candidates to export")
+        rows = listing.head(10_000)
+        catalog = self.data.table.iloc[rows["index"].to_numpy()].reset_index(drop=True)
+        extra = [c for c in catalog.columns if c not in rows.columns]
+        table = pd.concat([rows.reset_index(drop=True), catalog[extra]], axis=1)
+        return table_bytes(table, self._fmt.value)
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self._ranker is None:
+            return pn.Column(
+                pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
+                self._alert,
+            )
+        candidate = pn.Column(
+            pn.Row(self._stage, pn.Column(self._bands, self._scores, sizing_mode="stretch_width")),
+            pn.pane.Markdown("**How interesting is it?**", margin=(8, 10, 0, 10)),
+            pn.FlexBox(*self._buttons),
+            pn.Row(self._prev, self._next, self._similar, self._keys),
+            self._ack,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
+            self._alert,
+            pn.Row(self.scorer, self.hide_scored, self._fmt, self._download),
+            self._status,
+            pn.Row(
+                candidate,
+                pn.Column(heading("Top candidates"), self._gallery, width=490, sizing_mode="fixed"),
+                sizing_mode="stretch_width",
+            ),
+            self._table,
+            sizing_mode="stretch_width",
+        )

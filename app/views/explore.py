@@ -1,0 +1,415 @@
+"""Explore: the datashaded latent map of a whole survey, selections, and the object detail."""
+
+from __future__ import annotations
+
+import html
+import io
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from app import plots
+from app.colouring import (
+    DENSITY,
+    LABELS,
+    UNLABELLED,
+    ColourSpec,
+    categorical,
+    colour_specs,
+    robust_range,
+)
+from app.data import SurveyData
+from app.detail import DetailPanel
+from app.exporting import FORMATS, file_name, table_bytes
+from app.labelling import consensus_column, schema_for
+from app.mapview import ServerMap, home_view
+from app.safe import clear, explain, guarded, heading, in_thread, message_pane, say
+from app.samp import SampUnavailable, send_table
+from app.selection import box_indices, lasso_indices
+from app.state import AppState
+from app.widgets import ThumbGallery
+
+PAGE = 48
+HOVER_RADIUS = 0.015  # fraction of the visible x range
+TAP_RADIUS = 0.04
+CLASS_COLUMNS = {"pred_class", "labels", "catalog:true_class"}
+
+HELP = """
+**The latent map**: every object of the survey placed by its encoder embedding (UMAP), so
+similar-looking galaxies sit together. Scroll to zoom, drag to pan; the map is re-aggregated
+on the server for each view, whatever the survey size. Pick the **box** or **lasso** tool in
+the toolbar and drag to select objects (their thumbnails appear below); **click** a point
+to open its details on the right. *Colour by* switches between classes, uncertainties,
+anomaly scores, labels, emulated properties and any catalog column.
+"""
+
+
+def legend_html(colour_key: dict[str, str], counts: pd.Series) -> str:
+    """Swatches of a categorical colouring with the number of objects per category."""
+    items = "".join(
+        f"<span class='lsl-item'><i style='background:{c}'></i>{html.escape(str(k))} "
+        f"<small>{int(counts.get(k, 0)):,}</small></span>"
+        for k, c in colour_key.items()
+        if counts.get(k, 0)
+    )
+    return f"<div class='lsl'>{items}</div>"
+
+
+LEGEND_CSS = """
+.lsl { display: flex; flex-wrap: wrap; gap: 4px 14px; font: 12.5px system-ui, sans-serif; }
+.lsl-item { display: inline-flex; align-items: center; gap: 5px; }
+.lsl-item i { width: 11px; height: 11px; border-radius: 50%; display: inline-block; }
+.lsl-item small { color: #6b7280; }
+.lsh { display: flex; gap: 8px; align-items: center; font: 12.5px system-ui, sans-serif;
+       min-height: 48px; color: #334155; }
+.lsh img { border-radius: 4px; background: #0f1420; }
+.lsh code { font-size: 12.5px; color: #0b1a33; }
+"""
+
+
+class ExploreView(pn.viewable.Viewer):
+    """Map + colouring + hover id + box/lasso selection gallery + tap detail + export/SAMP."""
+
+    data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._alert = message_pane()
+        self._specs = {s.key: s for s in colour_specs(self.data.table)}
+        groups: dict[str, dict[str, str]] = {}
+        for spec in self._specs.values():
+            groups.setdefault(spec.group, {})[spec.label] = spec.key
+        default = "pred_class" if "pred_class" in self._specs else DENSITY.key
+        self.colour = pn.widgets.Select(name="Colour by", groups=groups, value=default, width=280)
+        self._legend = pn.pane.HTML("", stylesheets=[LEGEND_CSS], sizing_mode="stretch_width")
+        self._hover = pn.pane.HTML(
+            "<div class='lsh'>Hover over the map to see which object is under the cursor.</div>",
+            stylesheets=[LEGEND_CSS],
+            sizing_mode="stretch_width",
+        )
+        self._map = pn.pane.HoloViews(
+            None, sizing_mode="stretch_width", min_height=plots.MAP_HEIGHT, linked_axes=False
+        )
+        self._values: Any = None
+        self._colour_key: dict[str, str] = {}
+        self._ranges: tuple[tuple[float, float], tuple[float, float]] | None = None
+        self._last_hover: int | None = -1
+        self._pick_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
+        self._shape_pipe = hv.streams.Pipe(data=[])
+
+        self._selection = np.zeros(0, dtype=np.int64)
+        self._page = 0
+        self._sel_text = pn.pane.Markdown("", margin=(0, 10))
+        self._gallery = ThumbGallery(
+            size=88,
+            empty_text="Select objects with the box or lasso tool to see them here.",
+            sizing_mode="stretch_width",
+        )
+        self._gallery.on_action(guarded(self._alert)(self._gallery_click))
+        self._prev = pn.widgets.Button(name="◀ previous", width=100, disabled=True)
+        self._next = pn.widgets.Button(name="next ▶", width=100, disabled=True)
+        self._clear = pn.widgets.Button(name="Clear selection", width=130, disabled=True)
+        self._prev.on_click(guarded(self._alert)(lambda _: self._turn(-1)))
+        self._next.on_click(guarded(self._alert)(lambda _: self._turn(1)))
+        self._clear.on_click(guarded(self._alert)(lambda _: self._select(np.zeros(0, int), "")))
+        self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
+        self._download = pn.widgets.FileDownload(
+            callback=guarded(self._alert)(self._export_file),
+            filename="selection.csv",
+            label="Download selection",
+            button_type="success",
+            width=190,
+            disabled=True,
+        )
+        self._fmt.param.watch(lambda e: self._update_filename(), "value")
+        self._samp = pn.widgets.Button(
+            name="Send to TOPCAT / Aladin (SAMP)", width=240, disabled=True
+        )
+        self._samp.on_click(guarded(self._alert)(self._send_samp))
+        self._samp_msg = message_pane()
+
+        colours = self._class_colours()
+        self.detail = DetailPanel(data=self.data, state=self.state, colours=colours)
+        self.colour.param.watch(guarded(self._alert)(lambda e: self._build_map()), "value")
+        self.state.param.watch(guarded(self._alert)(self._on_pick), "picked")
+        self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
+        self._labels_stale = False
+        if self.data.has_map:
+            self._build_map()
+        else:
+            self._select(np.arange(len(self.data)), "first")
+
+    # -- colouring -------------------------------------------------------------------------
+    def _class_colours(self) -> dict[str, str]:
+        try:
+            return schema_for(self.data.name).colour_key()
+        except Exception:  # a broken schema file must not hide the map
+            return {}
+
+    def _colour_values(self, spec: ColourSpec) -> tuple[Any, dict[str, str], Any]:
+        """(values for the map, colour key for categories, clim for numbers)."""
+        if spec.kind == "count":
+            return None, {}, None
+        if spec.key == LABELS.key:
+            raw = consensus_column(self.data.name, self.data.table["object_id"], UNLABELLED)
+            values, key = categorical(raw, self._class_colours(), missing=UNLABELLED)
+            return values, key, None
+        column = self.data.table[spec.column]
+        if spec.kind == "cat":
+            colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
+            values, key = categorical(column, colours)
+            return values, key, None
+        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        return values, {}, robust_range(values)
+
+    def _build_map(self) -> None:
+        """(Re)build the datashaded map for the chosen colouring, keeping the current view."""
+        if not self.data.has_map:
+            return
+        spec = self._specs[self.colour.value]
+        values, key, clim = self._colour_values(spec)
+        self._values, self._colour_key = values, key
+        points = plots.map_points(self.data.x, self.data.y, values)
+        xlim, ylim = self._ranges or home_view(self.data.x, self.data.y)
+        style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim)
+        self._server_map = ServerMap(
+            points, style, xlim, ylim, on_error=lambda exc: say(self._alert, explain(exc), "danger")
+        )
+        shaded = self._server_map.dmap
+        outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
+        marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
+        self._attach_streams(shaded)
+        self._map.object = shaded * outline * marker
+        if spec.kind == "cat":
+            counts = pd.Series(values).value_counts()
+            self._legend.object = legend_html(key, counts)
+        elif spec.kind == "num":
+            self._legend.object = (
+                f"<div class='lsl'>{html.escape(spec.label)}: mean per pixel; colour range "
+                f"{clim[0]:.3g} – {clim[1]:.3g} (1st–99th percentile)</div>"
+            )
+        else:
+            self._legend.object = "<div class='lsl'>Number of objects per pixel.</div>"
+
+    def _attach_streams(self, source: hv.DynamicMap) -> None:
+        box = hv.streams.BoundsXY(source=source)
+        lasso = hv.streams.Lasso(source=source)
+        tap = hv.streams.Tap(source=source)
+        pointer = hv.streams.PointerXY(source=source)
+        ranges = hv.streams.RangeXY(source=source)
+        box.add_subscriber(guarded(self._alert)(self._on_box))
+        lasso.add_subscriber(guarded(self._alert)(self._on_lasso))
+        tap.add_subscriber(guarded(self._alert)(self._on_tap))
+        pointer.add_subscriber(guarded(self._alert)(self._on_pointer))
+        ranges.add_subscriber(self._on_range)
+
+    @staticmethod
+    def _outline(data: list) -> hv.Path:
+        return hv.Path([data] if len(data) else []).opts(
+            color=plots.ACCENT, line_width=1.5, line_dash="dashed"
+        )
+
+    @staticmethod
+    def _marker(data: np.ndarray) -> hv.Points:
+        xy = np.asarray(data, dtype=float).reshape(-1, 2)
+        return plots.marker_overlay(xy[:, 0], xy[:, 1], size=14, marker="circle")
+
+    # -- map events --------------------------------------------------------------------------
+    def _on_range(self, x_range: Any = None, y_range: Any = None) -> None:
+        if x_range and y_range and None not in (*x_range, *y_range):
+            self._ranges = (tuple(x_range), tuple(y_range))
+
+    def _extent(self) -> float:
+        if self._ranges:
+            return abs(self._ranges[0][1] - self._ranges[0][0])
+        return float(np.ptp(self.data.x)) or 1.0
+
+    def _on_pointer(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None:
+            return
+        i = self.data.nearest(x, y, HOVER_RADIUS * self._extent())
+        if i == self._last_hover:
+            return
+        self._last_hover = i
+        if i is None:
+            self._hover.object = "<div class='lsh'>No object under the cursor.</div>"
+            return
+        self._hover.object = (
+            f"<div class='lsh'><img src='{self.data.thumb(i, 48)}' width='48' height='48'>"
+            f"<div>under the cursor: <code>{html.escape(self.data.object_id(i))}</code><br>"
+            f"{html.escape(self._value_text(i))}</div></div>"
+        )
+
+    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None:
+            return
+        i = self.data.nearest(x, y, TAP_RADIUS * self._extent())
+        if i is not None:
+            in_thread(guarded(self._alert)(lambda: self.state.pick(i)))
+
+    def _on_box(self, bounds: tuple | None = None) -> None:
+        if not bounds or None in bounds:
+            return
+        x0, y0, x1, y1 = bounds
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+
+        def work() -> None:
+            idx = box_indices(self.data.x, self.data.y, bounds)
+            self._shape_pipe.send(corners)
+            self._select(idx, "box")
+
+        in_thread(guarded(self._alert)(work))
+
+    def _on_lasso(self, geometry: np.ndarray | None = None) -> None:
+        if geometry is None or len(geometry) < 3:
+            return
+        poly = np.asarray(geometry, dtype=float)
+
+        def work() -> None:
+            idx = lasso_indices(self.data.x, self.data.y, poly)
+            self._shape_pipe.send([*map(tuple, poly), tuple(poly[0])])
+            self._select(idx, "lasso")
+
+        in_thread(guarded(self._alert)(work))
+
+    def _on_pick(self, *_: object) -> None:
+        i = self.state.picked
+        if i is None or not self.data.has_map or not 0 <= i < len(self.data):
+            self._pick_pipe.send(np.zeros((0, 2)))
+            return
+        self._pick_pipe.send(np.array([[self.data.x[i], self.data.y[i]]]))
+        self._gallery.items = self._page_items()
+
+    def _on_labels(self, event: param.parameterized.Event) -> None:
+        """Recolour by labels when they changed, once this tab is shown (not on every label)."""
+        if event.name == "labels_changed":
+            self._labels_stale = True
+        if self._labels_stale and self.state.tab == "explore" and self.colour.value == LABELS.key:
+            self._labels_stale = False
+            self._build_map()
+
+    # -- selection gallery -----------------------------------------------------------------
+    def _value_text(self, i: int) -> str:
+        spec = self._specs[self.colour.value]
+        if self._values is None:
+            cls = self.data.table["pred_class"].iat[i] if "pred_class" in self.data.table else ""
+            return str(cls)
+        value = self._values[i]
+        if spec.kind == "num":
+            return f"{spec.label}: {value:.3g}" if np.isfinite(value) else f"{spec.label}: —"
+        return str(value)
+
+    def _select(self, indices: np.ndarray, how: str) -> None:
+        self._selection = np.asarray(indices, dtype=np.int64)
+        self._page = 0
+        n = len(self._selection)
+        if not n:
+            self._shape_pipe.send([])
+        for w in (self._download, self._samp, self._clear):
+            w.disabled = n == 0
+        self._update_filename()
+        self._show_page(how)
+
+    def _turn(self, step: int) -> None:
+        pages = max(1, -(-len(self._selection) // PAGE))
+        self._page = int(np.clip(self._page + step, 0, pages - 1))
+        self._show_page()
+
+    def _page_items(self) -> list[dict[str, Any]]:
+        lo = self._page * PAGE
+        rows = self._selection[lo : lo + PAGE]
+        items = []
+        for i in rows.tolist():
+            sub = self._value_text(i)
+            colour = self._colour_key.get(str(self._values[i])) if self._colour_key else None
+            items.append(
+                {
+                    "index": i, "id": self.data.object_id(i), "url": self.data.thumb(i, 88),
+                    "sub": sub, "colour": colour, "current": i == self.state.picked,
+                }
+            )  # fmt: skip
+        return items
+
+    def _show_page(self, how: str = "") -> None:
+        n = len(self._selection)
+        pages = max(1, -(-n // PAGE))
+        lo = self._page * PAGE
+        self._prev.disabled = self._page == 0
+        self._next.disabled = self._page >= pages - 1
+        shown = f"showing {lo + 1:,}–{min(lo + PAGE, n):,} (page {self._page + 1} of {pages})"
+        if n and not self.data.has_map:
+            self._sel_text.object = f"**No map yet**: all {n:,} objects in survey order · {shown}"
+        elif n:
+            via = f" with the {how}" if how in ("box", "lasso") else ""
+            self._sel_text.object = f"**{n:,} objects selected**{via} · {shown}"
+        else:
+            self._sel_text.object = "**No selection.**"
+        self._gallery.items = self._page_items()
+
+    def _gallery_click(self, action: str, index: int) -> None:
+        if action == "open":
+            self.state.pick(index)
+
+    # -- export ------------------------------------------------------------------------------
+    def selection_table(self) -> pd.DataFrame:
+        """Catalog, predictions and scores of the selected objects, with their row index."""
+        rows = self.data.table.iloc[self._selection].reset_index(drop=True)
+        rows.insert(0, "index", self._selection)
+        rows.insert(1, "map_x", self.data.x[self._selection] if self.data.has_map else np.nan)
+        rows.insert(2, "map_y", self.data.y[self._selection] if self.data.has_map else np.nan)
+        rows.attrs["survey"] = self.data.name
+        return rows
+
+    def _update_filename(self) -> None:
+        stem = f"{self.data.name}-selection-{len(self._selection)}"
+        self._download.filename = file_name(stem, self._fmt.value)
+
+    def _export_file(self) -> io.BytesIO:
+        return table_bytes(self.selection_table(), self._fmt.value)
+
+    def _send_samp(self, _: object) -> None:
+        clear(self._samp_msg)
+        try:
+            text = send_table(self.selection_table(), f"{self.data.name}-selection")
+        except SampUnavailable as exc:
+            say(self._samp_msg, f"Not sent: {exc}.", "warning")
+            return
+        say(self._samp_msg, text.capitalize() + ".", "success")
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        problems = [
+            pn.pane.Alert("\n".join(f"- {p}" for p in self.data.problems), alert_type="warning")
+        ] if self.data.problems else []  # fmt: skip
+        controls = pn.Row(self.colour, self._hover, sizing_mode="stretch_width")
+        left = pn.Column(
+            controls, self._map, self._legend, sizing_mode="stretch_width", min_width=520,
+            visible=self.data.has_map,
+        )  # fmt: skip
+        right = pn.Column(
+            heading("Object"),
+            self.detail,
+            width=430,
+            sizing_mode="fixed",
+            styles={"overflow": "auto"},
+        )
+        selection = pn.Column(
+            pn.Row(self._sel_text, self._prev, self._next, self._clear),
+            self._gallery,
+            pn.Row(self._fmt, self._download, self._samp),
+            self._samp_msg,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
+            *problems,
+            self._alert,
+            pn.Row(left, right, sizing_mode="stretch_width"),
+            selection,
+            sizing_mode="stretch_width",
+        )

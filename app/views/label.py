@@ -1,0 +1,285 @@
+"""Label: a queue of galaxies to classify with number keys; every label is stored at once."""
+
+from __future__ import annotations
+
+import html
+import threading
+from typing import Any
+
+import numpy as np
+import panel as pn
+import param
+
+from app.data import SurveyData
+from app.labelling import LabelQueue, label_store, schema_for
+from app.safe import guarded, heading, in_thread, message_pane
+from app.state import AppState
+from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
+from backend.labels import LabelSchema
+from backend.latent.errors import LatentError
+
+STAGE_SIZE = 320
+NEIGHBOURS = 8
+COLOUR = "colour"
+CSS = """
+.lsa-ack { font: 14px system-ui; color: #166534; }
+.lsa-why { font: 13px system-ui; color: #334155; } .lsa-why span { color: #6b7280; }
+.lsa-prog { font: 13px system-ui; color: #334155; }
+"""
+HELP = """
+**Label galaxies** for the classifier's next training round. The queue shows the objects the
+current classifier is least sure about first (highest predictive entropy), skipping objects
+that already have a label. Press a **number key** (or click a class), **space** to skip,
+**backspace** to undo your last label. Each label is stored the moment you give it, under
+your name; the band buttons and the nearest neighbours in latent space help with hard cases.
+"""
+
+
+class LabelView(pn.viewable.Viewer):
+    """Big cutout with band toggles, class buttons + keys, skip/undo, progress, neighbours."""
+
+    data = param.ClassSelector(class_=SurveyData)
+    state = param.ClassSelector(class_=AppState)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._alert = message_pane()
+        self._ack = pn.pane.HTML("", sizing_mode="stretch_width", min_height=28, stylesheets=[CSS])
+        self._lock = threading.RLock()
+        self.schema: LabelSchema = schema_for(self.data.name)
+        current = label_store().current(self.data.name, task=self.schema.task)
+        self._known = dict(
+            zip(current["object_id"].astype(str), current["value"].astype(str), strict=True)
+        )
+        self.queue = LabelQueue.build(self.data.table, set(self._known))
+        self._session_count = 0
+        self._current: int | None = None
+        self.band = pn.widgets.RadioButtonGroup(
+            options=[COLOUR, *self.data.survey.bands], value=COLOUR, button_type="light"
+        )
+        self._stage = CutoutStage(size=STAGE_SIZE)
+        self._why = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
+        self._progress = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
+        self._buttons = []
+        for cls in self.schema.classes:
+            button = pn.widgets.Button(
+                name=f"{cls.key} · {cls.name.replace('_', ' ')}" if cls.key else cls.name,
+                width=170,
+                stylesheets=[f":host .bk-btn {{ border-left: 8px solid {cls.colour}; }}"],
+            )
+            button.on_click(
+                lambda _, v=cls.name: in_thread(guarded(self._alert)(lambda: self.give(v)))
+            )
+            self._buttons.append(button)
+        self._skip = pn.widgets.Button(name="skip (space)", width=130)
+        self._undo = pn.widgets.Button(name="undo (backspace)", width=150)
+        self._skip.on_click(lambda _: in_thread(guarded(self._alert)(self.skip)))
+        self._undo.on_click(lambda _: in_thread(guarded(self._alert)(self.undo)))
+        keys = [c.key for c in self.schema.classes if c.key]
+        self._keys = KeyListener(
+            keys=[*keys, " ", "Backspace"],
+            hint=(
+                f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · "
+                f"{kbd('⌫')} undo"
+            ) if keys else f"{kbd('space')} skip · {kbd('⌫')} undo",
+        )  # fmt: skip
+        self._keys.on_key(guarded(self._alert)(self._on_key))
+        self._neighbours = ThumbGallery(size=72, empty_text="", sizing_mode="stretch_width")
+        self._neighbours.on_action(guarded(self._alert)(self._neighbour_action))
+        self.band.param.watch(guarded(self._alert)(lambda e: self._show_stage()), "value")
+        self.state.param.watch(guarded(self._alert)(self._on_request), "label_from")
+        if self.state.label_from is not None:
+            self.queue.reopen(self.state.label_from)
+        self._advance()
+        self._refresh_text()
+
+    # -- actions -----------------------------------------------------------------------------
+    def give(self, value: str) -> None:
+        """Store ``value`` for the current object (committed), then show the next one."""
+        with self._lock:
+            index = self._current
+            if index is None:
+                return
+            object_id = self.data.object_id(index)
+            event = label_store().add(
+                self.data.name, object_id, value, user=self.state.user_name,
+                task=self.schema.task, source="ui", schema=self.schema,
+            )  # fmt: skip
+            self.queue.finish(index)
+            self._session_count += 1
+            self._known[object_id] = value
+            self._advance()
+        colour = self.schema.by_name[value].colour
+        self._ack.object = (
+            f"<div class='lsa-ack'>✓ stored <code>{html.escape(object_id)}</code> → "
+            f"<b style='color:{colour}'>{html.escape(value)}</b> (label #{event}, "
+            f"{html.escape(self.state.user_name)})</div>"
+        )
+        self._after_change(object_id)
+
+    def skip(self) -> None:
+        with self._lock:
+            if self._current is None:
+                return
+            skipped = self.data.object_id(self._current)
+            self.queue.finish(self._current)
+            self._advance()
+        self._ack.object = f"<div class='lsa-ack'>skipped <code>{html.escape(skipped)}</code></div>"
+        self._after_change()
+
+    def undo(self) -> None:
+        """Take back this user's last label in this survey and show that object again."""
+        with self._lock:
+            undone = label_store().undo_last(
+                self.data.name, user=self.state.user_name, task=self.schema.task
+            )
+            if undone is None:
+                self._ack.object = "<div class='lsa-ack'>nothing to undo</div>"
+                return
+            index = self.data.survey.index_of(undone["object_id"])
+            self.queue.reopen(index)
+            self._session_count = max(0, self._session_count - 1)
+            self._known.pop(str(undone["object_id"]), None)
+            self._advance()
+        self._ack.object = (
+            f"<div class='lsa-ack'>↶ undid <code>{html.escape(undone['object_id'])}</code> → "
+            f"{html.escape(str(undone['value']))}</div>"
+        )
+        self._after_change(str(undone["object_id"]))
+
+    def _on_key(self, key: str) -> None:
+        if key == " ":
+            in_thread(guarded(self._alert)(self.skip))
+        elif key == "Backspace":
+            in_thread(guarded(self._alert)(self.undo))
+        else:
+            for cls in self.schema.classes:
+                if cls.key == key:
+                    in_thread(guarded(self._alert)(lambda v=cls.name: self.give(v)))
+
+    def _on_request(self, *_: object) -> None:
+        if self.state.label_from is None:
+            return
+        with self._lock:
+            self.queue.reopen(self.state.label_from)
+            self._advance()
+        self._after_change()
+
+    def _neighbour_action(self, action: str, index: int) -> None:
+        if action == "open":
+            self.state.pick(index)
+
+    # -- display -----------------------------------------------------------------------------
+    def _advance(self) -> None:
+        """Show the queue's current object (the picture first: it is what the user waits for)."""
+        self._current = self.queue.current()
+        self._show_stage()
+
+    def _url(self, index: int) -> str:
+        band = None if self.band.value == COLOUR else self.band.value
+        return self.data.thumb(index, 256, band)
+
+    def _show_stage(self) -> None:
+        index = self._current
+        if index is None:
+            self._stage.param.update(url="", object_id="", caption="Nothing left to label. 🎉")
+            return
+        self._stage.param.update(
+            url=self._url(index),
+            object_id=self.data.object_id(index),
+            prefetch=[self._url(i) for i in self.queue.upcoming(2)],
+            caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
+        )
+
+    def _refresh_text(self) -> None:
+        self._why.object = self._why_html(self._current)
+        self._progress.object = self._progress_html()
+        self._neighbours.items = self._neighbour_items(self._current)
+
+    def _after_change(self, labelled: str | None = None) -> None:
+        """The slower parts after each action, once the next picture is on its way: text,
+        neighbours, and telling the other views that ``labelled`` changed."""
+
+        def work() -> None:
+            self._refresh_text()
+            if labelled:
+                self.state.labelled(labelled)
+
+        in_thread(guarded(self._alert)(work))
+
+    def _why_html(self, index: int | None) -> str:
+        if index is None:
+            return ""
+        row = self.data.table.iloc[index]
+        parts = []
+        if "pred_class" in row.index:
+            parts.append(
+                f"classifier says <b>{html.escape(str(row['pred_class']))}</b> "
+                f"(p = {float(row.get('pred_confidence', np.nan)):.2f})"
+            )
+        if "entropy" in row.index:
+            parts.append(f"entropy {float(row['entropy']):.2f}")
+        return (
+            f"<div class='lsa-why'>{' · '.join(parts)}<br><span>queue: {self.queue.reason}"
+            "</span></div>"
+        )
+
+    def _progress_html(self) -> str:
+        total = len(self._known)
+        return (
+            f"<div class='lsa-prog'><b>{self._session_count}</b> labelled by you this session · "
+            f"<b>{total:,}</b> labelled objects in this survey · "
+            f"<b>{self.queue.remaining:,}</b> objects left in the queue</div>"
+        )
+
+    def _neighbour_items(self, index: int | None) -> list[dict[str, Any]]:
+        if index is None or not self.data.encoder:
+            return []
+        from backend.latent.service import latent_services
+
+        try:
+            result = (
+                latent_services(self.data.name, self.data.encoder)
+                .search()
+                .by_object(index, NEIGHBOURS)
+            )
+        except (LatentError, FileNotFoundError):
+            return []
+        current = label_store().current(self.data.name)
+        known = dict(
+            zip(current["object_id"].astype(str), current["value"].astype(str), strict=False)
+        )
+        items = []
+        for row in result.itertuples():
+            i = int(row.index)
+            label = known.get(str(row.object_id))
+            sub = f"labelled {label}" if label else f"sim {row.similarity:.2f}"
+            colour = self.schema.by_name[label].colour if label in self.schema.by_name else None
+            items.append(
+                {"index": i, "id": str(row.object_id), "url": self.data.thumb(i, 72),
+                 "caption": str(row.object_id), "sub": sub, "colour": colour}
+            )  # fmt: skip
+        return items
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        left = pn.Column(
+            self.band, self._stage, self._why, width=STAGE_SIZE + 40, sizing_mode="fixed"
+        )
+        right = pn.Column(
+            heading("Class"),
+            pn.FlexBox(*self._buttons),
+            pn.Row(self._skip, self._undo),
+            self._keys,
+            self._ack,
+            self._progress,
+            heading("Nearest neighbours in latent space"),
+            self._neighbours,
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(
+            pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
+            self._alert,
+            pn.Row(left, right, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

@@ -1,0 +1,119 @@
+"""Helpers that drive the app like a user: find the map, points on it, tabs, thumbnails."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+from PIL import Image
+
+MAP_BG = (0x0F, 0x14, 0x20)
+
+
+def map_box(page: object) -> dict[str, float]:
+    """Bounding box (page pixels) of the largest visible canvas: the latent map."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        boxes = [c.bounding_box() for c in page.locator("canvas").all() if c.is_visible()]
+        boxes = [b for b in boxes if b and b["width"] > 300 and b["height"] > 300]
+        if boxes:
+            return max(boxes, key=lambda b: b["width"] * b["height"])
+        time.sleep(0.2)
+    raise AssertionError("no map canvas on the page")
+
+
+def map_pixels(page: object, box: dict[str, float]) -> np.ndarray:
+    """(H, W, 3) screenshot of the map area."""
+    png = page.screenshot(clip=box)
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def settled_map(page: object, timeout: float = 30.0) -> tuple[dict[str, float], np.ndarray]:
+    """(map box, drawn points) once two captures half a second apart agree (the first
+    aggregation is redrawn at the plot's final size)."""
+    deadline = time.monotonic() + timeout
+    previous = None
+    while time.monotonic() < deadline:
+        box = map_box(page)
+        pixels = map_pixels(page, box)
+        same = previous is not None and previous.shape == pixels.shape
+        if same and np.array_equal(previous, pixels):
+            return box, drawn_points(page, box)
+        previous = pixels
+        time.sleep(0.5)
+    raise AssertionError("the map kept changing")
+
+
+def drawn_points(page: object, box: dict[str, float], margin: int = 40) -> np.ndarray:
+    """(n, 2) page coordinates of map pixels that differ from the background (drawn objects),
+    away from the edges (where the toolbar and colour bar sit)."""
+    pixels = map_pixels(page, box).astype(int)
+    diff = np.abs(pixels - np.array(MAP_BG)).sum(axis=2)
+    h, w = diff.shape
+    ys, xs = np.nonzero(diff > 60)
+    keep = (xs > margin) & (xs < w - 2 * margin) & (ys > margin) & (ys < h - margin)
+    scale_x, scale_y = box["width"] / w, box["height"] / h
+    return np.column_stack([box["x"] + xs[keep] * scale_x, box["y"] + ys[keep] * scale_y])
+
+
+def dense_points(points: np.ndarray, radius: float = 25.0, k: int = 5) -> list[tuple[float, float]]:
+    """Drawn pixels with the most drawn pixels around them (safe places to click), best first."""
+    sample = points[:: max(1, len(points) // 1500)]
+    d2 = ((sample[:, None, :] - sample[None, :, :]) ** 2).sum(axis=2)
+    order = np.argsort(-(d2 < radius**2).sum(axis=1))
+    return [(float(sample[i][0]), float(sample[i][1])) for i in order[: k * 20 : 20]]
+
+
+def densest_point(points: np.ndarray, radius: float = 25.0) -> tuple[float, float]:
+    """The drawn pixel with the most drawn pixels around it."""
+    return dense_points(points, radius, 1)[0]
+
+
+def hover_object(page: object, points: np.ndarray) -> tuple[float, float]:
+    """Move the mouse over drawn points until the page names an object under the cursor."""
+    for x, y in dense_points(points):
+        page.mouse.move(x, y)
+        try:
+            page.get_by_text("under the cursor:").wait_for(timeout=5_000)
+            return x, y
+        except Exception:  # playwright's TimeoutError: try the next spot
+            continue
+    raise AssertionError("hovering the map never named an object")
+
+
+def open_tab(page: object, title: str) -> None:
+    page.locator(".bk-tab", has_text=title).first.click()
+
+
+def wait_images_loaded(page: object, selector: str, timeout: float = 20_000) -> None:
+    """Wait until every <img> matching ``selector`` (shadow DOM included) that is on screen has
+    loaded (lazy pictures below the fold load only when scrolled to)."""
+    page.wait_for_function(
+        """(sel) => {
+            const all = [];
+            const walk = (root) => {
+                root.querySelectorAll(sel).forEach((e) => {
+                    const r = e.getBoundingClientRect();
+                    if (e.offsetParent && r.top < innerHeight && r.bottom > 0) all.push(e);
+                });
+                root.querySelectorAll('*').forEach((e) => e.shadowRoot && walk(e.shadowRoot));
+            };
+            walk(document);
+            return all.length > 0 && all.every((img) => img.complete && img.naturalWidth > 0);
+        }""",
+        arg=selector,
+        timeout=timeout,
+    )
+
+
+def tile_ids(page: object) -> list[str]:
+    """Object ids of the gallery tiles in the tab on screen, in order."""
+    return [
+        t.get_attribute("data-object-id") for t in page.locator(".lsg-tile").all() if t.is_visible()
+    ]
+
+
+def visible(page: object, selector: str) -> object:
+    """The first element matching ``selector`` that is on screen (hidden tabs stay in the DOM)."""
+    return page.locator(f"{selector} >> visible=true").first
