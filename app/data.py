@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,7 @@ from backend.registry import ModelRegistry, RegistryError
 from backend.survey import Survey, SurveyError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PREDICTION_KINDS = ("classifier", "emulator", "autoencoder")
 DEMO_SOURCE = "galsim-demo"
@@ -46,6 +49,17 @@ class SurveyData:
     problems: list[str] = field(default_factory=list)  # what is missing and how to make it
     _tree: object = None
     _tree_lock: threading.Lock = field(default_factory=threading.Lock)
+    _memo: dict[object, object] = field(default_factory=dict)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def memo(self, key: object, compute: Callable[[], T]) -> T:
+        """``compute()`` once per process for this data (derived values of big columns)."""
+        with self._memo_lock:
+            if key in self._memo:
+                return self._memo[key]  # type: ignore[return-value]
+        value = compute()
+        with self._memo_lock:
+            return self._memo.setdefault(key, value)  # type: ignore[return-value]
 
     @property
     def name(self) -> str:

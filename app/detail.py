@@ -11,6 +11,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.colouring import robust_range
 from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX, SurveyData
 from app.labelling import object_labels
 from app.safe import guarded, message_pane
@@ -50,6 +51,12 @@ def sky_html(data: SurveyData, row: pd.Series) -> str:
     )
 
 
+def _percentiles(data: SurveyData, column: str) -> tuple[float, float]:
+    """1st and 99th percentiles of a column (on a sample of big surveys)."""
+    lo, hi = robust_range(data.table[column].to_numpy(float))
+    return lo, hi
+
+
 def class_html(row: pd.Series, colours: dict[str, str]) -> str:
     """Predicted class with the top probabilities as bars, entropy and BALD."""
     if "pred_class" not in row.index:
@@ -78,8 +85,7 @@ def emulated_html(data: SurveyData, row: pd.Series) -> str:
     for name in names:
         mean = float(row[f"{name}_mean"])
         sigma = float(row.get(f"{name}_sigma", np.nan))
-        col = data.table[f"{name}_mean"].to_numpy(float)
-        lo, hi = np.nanpercentile(col, [1, 99]) if np.isfinite(col).any() else (0.0, 1.0)
+        lo, hi = data.memo(("p1p99", name), lambda n=name: _percentiles(data, f"{n}_mean"))
         span = (hi - lo) or 1.0
 
         def pos(v: float, lo: float = lo, span: float = span) -> float:

@@ -46,6 +46,23 @@ def object_labels(survey: str, object_id: str) -> pd.DataFrame:
     return current[current["object_id"] == str(object_id)]
 
 
+def queue_order(table: pd.DataFrame, seed: int = 0) -> tuple[np.ndarray, str]:
+    """(row order, why): highest classifier entropy first, else a seeded shuffle."""
+    if "entropy" in table and np.isfinite(table["entropy"].to_numpy(float)).any():
+        score = np.nan_to_num(table["entropy"].to_numpy(float), nan=-np.inf)
+        return np.argsort(-score, kind="stable"), "most uncertain first (classifier entropy)"
+    order = np.random.default_rng(seed).permutation(len(table))
+    return order, "random order (no classifier predictions yet)"
+
+
+def rows_of(ids: pd.Index, object_ids: set[str]) -> set[int]:
+    """Row numbers of the known ``object_ids`` in the id index."""
+    if not object_ids:
+        return set()
+    rows = ids.get_indexer(list(object_ids))
+    return set(rows[rows >= 0].tolist())
+
+
 @dataclass
 class LabelQueue:
     """Objects to label, in order: highest classifier entropy first (else a seeded shuffle),
@@ -58,19 +75,9 @@ class LabelQueue:
 
     @classmethod
     def build(cls, table: pd.DataFrame, labelled_ids: set[str], seed: int = 0) -> LabelQueue:
-        n = len(table)
-        if "entropy" in table and np.isfinite(table["entropy"].to_numpy(float)).any():
-            score = np.nan_to_num(table["entropy"].to_numpy(float), nan=-np.inf)
-            order = np.argsort(-score, kind="stable")
-            reason = "most uncertain first (classifier entropy)"
-        else:
-            order = np.random.default_rng(seed).permutation(n)
-            reason = "random order (no classifier predictions yet)"
-        done = set()
-        if labelled_ids:
-            ids = table["object_id"].astype(str).to_numpy()
-            done = set(np.flatnonzero(np.isin(ids, list(labelled_ids))).tolist())
-        return cls(order=order, reason=reason, done=done)
+        order, reason = queue_order(table, seed)
+        ids = pd.Index(table["object_id"].astype(str))
+        return cls(order=order, reason=reason, done=rows_of(ids, labelled_ids))
 
     def current(self) -> int | None:
         """Row index of the object to label now (None when the queue is empty)."""

@@ -16,6 +16,8 @@ import holoviews.operation.datashader as hd
 import numpy as np
 import pandas as pd
 
+from app.shading import categorical_rgba
+
 MAP_BG = "#0f1420"
 MAP_HEIGHT = 560
 MAP_TOOLS = ["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
@@ -76,16 +78,20 @@ def render_view(
 ) -> hv.Element:
     """The map aggregated for one viewport (datashader) and spread: what one pan or zoom costs.
 
-    Categories are shaded to RGB with ``colour_key`` (the caller draws the legend); counts and
-    means stay numbers so Bokeh colour-maps them and draws a colour bar.
+    Categories are counted and shaded to RGB by :mod:`app.shading` with ``colour_key`` (the
+    caller draws the legend); counts and means are datashader aggregates that stay numbers, so
+    Bokeh colour-maps them and draws a colour bar.
     """
     view = {"dynamic": False, "x_range": tuple(x_range), "y_range": tuple(y_range),
             "width": int(width), "height": int(height)}  # fmt: skip
     if style.kind == "cat":
-        image = hd.datashade(
-            points, aggregator=aggregator("cat"), color_key=style.colour_key,
-            min_alpha=MIN_ALPHA, **view,
+        data = points.data
+        rgba = categorical_rgba(
+            data["x"].to_numpy(), data["y"].to_numpy(), data["v"], style.colour_key or {},
+            view["x_range"], view["y_range"], view["width"], view["height"], MIN_ALPHA,
         )  # fmt: skip
+        (x0, x1), (y0, y1) = view["x_range"], view["y_range"]
+        image = hv.RGB(rgba, bounds=(x0, y0, x1, y1), vdims=["R", "G", "B", "A"])
     else:
         image = hd.rasterize(points, aggregator=aggregator(style.kind), **view)
     return hd.dynspread(image, dynamic=False, **SPREAD).opts(**map_opts(style))

@@ -6,8 +6,11 @@ this server, which is the case when an astronomer runs LatentSky on their own co
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import tempfile
 import threading
+import uuid
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,7 +35,7 @@ def send_table(df: pd.DataFrame, name: str, timeout: float = TIMEOUT_S) -> str:
     """Broadcast ``df`` as a VOTable to every SAMP client that loads tables; returns a summary."""
     with _lock:
         _OUT.mkdir(parents=True, exist_ok=True)
-        path = export_table(df, _OUT / f"{name}.vot", "votable")
+        path = export_table(df, _OUT / f"{name}-{uuid.uuid4().hex[:8]}.vot", "votable")
     future = _POOL.submit(_broadcast, path, name)
     try:
         receivers = future.result(timeout=timeout)
@@ -60,26 +63,45 @@ def _samp() -> tuple[type, type]:
     return SAMPIntegratedClient, SAMPHubError
 
 
-def _broadcast(path: Path, name: str) -> list[str]:
-    SAMPIntegratedClient, SAMPHubError = _samp()
-    client = SAMPIntegratedClient(name="LatentSky", description="LatentSky selection")
+_client: object | None = None
+
+
+def _connected() -> object:
+    """The process's SAMP client, connected to the running hub (reconnects when the hub
+    changed or went away). It stays connected: a client that leaves right after a notify
+    can lose the message."""
+    global _client
+    client_type, hub_error = _samp()
+    if _client is not None:
+        try:
+            _client.ping()
+            return _client
+        except Exception:  # the hub went away: forget it
+            _client = None
+    client = client_type(name="LatentSky", description="LatentSky selections", callable=False)
     try:
         client.connect()
-    except (SAMPHubError, OSError, ConnectionError) as exc:
+    except (hub_error, OSError, ConnectionError) as exc:
         raise SampUnavailable(
             "no SAMP hub is running on the server machine: start TOPCAT or Aladin there (each "
             f"runs a hub), then send again ({type(exc).__name__})"
         ) from None
-    try:
-        targets = list(client.get_subscribed_clients(MTYPE))
-        names = []
-        for target in targets:
-            meta = client.get_metadata(target)
-            names.append(str(meta.get("samp.name", target)))
-        if targets:
-            client.notify_all(
-                {"samp.mtype": MTYPE, "samp.params": {"url": path.as_uri(), "name": name}}
-            )
-        return names
-    finally:
+    _client = client
+    atexit.register(_disconnect, client)
+    return client
+
+
+def _disconnect(client: object) -> None:
+    with contextlib.suppress(Exception):  # the hub may be gone already
         client.disconnect()
+
+
+def _broadcast(path: Path, name: str) -> list[str]:
+    client = _connected()
+    targets = list(client.get_subscribed_clients(MTYPE))
+    names = [str(client.get_metadata(t).get("samp.name", t)) for t in targets]
+    if targets:
+        client.notify_all(
+            {"samp.mtype": MTYPE, "samp.params": {"url": path.as_uri(), "name": name}}
+        )
+    return names

@@ -119,7 +119,10 @@ class AnomaliesView(pn.viewable.Viewer):
     def _rerank(self) -> None:
         """Re-rank with everyone's latest interest scores, then refresh the list."""
         interest = latest_interest(self.data.name)
-        ranked = self._ranker.rerank(interest) if len(interest) else self._ranker.ranking()
+        if len(interest):
+            ranked = self._ranker.rerank(interest)
+        else:  # the plain ranking is the same for every session: sort it once
+            ranked = self.data.memo("anomaly_ranking", self._ranker.ranking)
         if "final" not in ranked:
             ranked = ranked.assign(final=ranked["anomaly"])
         if "interest" not in ranked:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-import io
 from typing import Any
 
 import holoviews as hv
@@ -24,16 +23,13 @@ from app.colouring import (
 )
 from app.data import SurveyData
 from app.detail import DetailPanel
-from app.exporting import FORMATS, file_name, table_bytes
 from app.labelling import consensus_column, schema_for
 from app.mapview import ServerMap, home_view
-from app.safe import clear, explain, guarded, heading, in_thread, message_pane, say
-from app.samp import SampUnavailable, send_table
+from app.safe import explain, guarded, heading, in_thread, message_pane, say
 from app.selection import box_indices, lasso_indices
+from app.selectionpanel import SelectionPanel
 from app.state import AppState
-from app.widgets import ThumbGallery
 
-PAGE = 48
 HOVER_RADIUS = 0.015  # fraction of the visible x range
 TAP_RADIUS = 0.04
 CLASS_COLUMNS = {"pred_class", "labels", "catalog:true_class"}
@@ -80,7 +76,9 @@ class ExploreView(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
-        self._specs = {s.key: s for s in colour_specs(self.data.table)}
+        self._specs = {
+            s.key: s for s in self.data.memo("colour_specs", lambda: colour_specs(self.data.table))
+        }
         groups: dict[str, dict[str, str]] = {}
         for spec in self._specs.values():
             groups.setdefault(spec.group, {})[spec.label] = spec.key
@@ -102,47 +100,21 @@ class ExploreView(pn.viewable.Viewer):
         self._pick_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
         self._shape_pipe = hv.streams.Pipe(data=[])
 
-        self._selection = np.zeros(0, dtype=np.int64)
-        self._page = 0
-        self._sel_text = pn.pane.Markdown("", margin=(0, 10))
-        self._gallery = ThumbGallery(
-            size=88,
-            empty_text="Select objects with the box or lasso tool to see them here.",
-            sizing_mode="stretch_width",
-        )
-        self._gallery.on_action(guarded(self._alert)(self._gallery_click))
-        self._prev = pn.widgets.Button(name="◀ previous", width=100, disabled=True)
-        self._next = pn.widgets.Button(name="next ▶", width=100, disabled=True)
-        self._clear = pn.widgets.Button(name="Clear selection", width=130, disabled=True)
-        self._prev.on_click(guarded(self._alert)(lambda _: self._turn(-1)))
-        self._next.on_click(guarded(self._alert)(lambda _: self._turn(1)))
-        self._clear.on_click(guarded(self._alert)(lambda _: self._select(np.zeros(0, int), "")))
-        self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
-        self._download = pn.widgets.FileDownload(
-            callback=guarded(self._alert)(self._export_file),
-            filename="selection.csv",
-            label="Download selection",
-            button_type="success",
-            width=190,
-            disabled=True,
-        )
-        self._fmt.param.watch(lambda e: self._update_filename(), "value")
-        self._samp = pn.widgets.Button(
-            name="Send to TOPCAT / Aladin (SAMP)", width=240, disabled=True
-        )
-        self._samp.on_click(guarded(self._alert)(self._send_samp))
-        self._samp_msg = message_pane()
+        self.selection = SelectionPanel(
+            describe=self._describe, on_clear=lambda: self._shape_pipe.send([]),
+            data=self.data, state=self.state,
+        )  # fmt: skip
 
         colours = self._class_colours()
         self.detail = DetailPanel(data=self.data, state=self.state, colours=colours)
-        self.colour.param.watch(guarded(self._alert)(lambda e: self._build_map()), "value")
+        self.colour.param.watch(guarded(self._alert)(lambda e: self._recolour()), "value")
         self.state.param.watch(guarded(self._alert)(self._on_pick), "picked")
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
         if self.data.has_map:
             self._build_map()
         else:
-            self._select(np.arange(len(self.data)), "first")
+            self.selection.select(np.arange(len(self.data)), "first")
 
     # -- colouring -------------------------------------------------------------------------
     def _class_colours(self) -> dict[str, str]:
@@ -162,10 +134,15 @@ class ExploreView(pn.viewable.Viewer):
         column = self.data.table[spec.column]
         if spec.kind == "cat":
             colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
-            values, key = categorical(column, colours)
+            values, key = self.data.memo(("cat", spec.key), lambda: categorical(column, colours))
             return values, key, None
-        values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        return values, {}, robust_range(values)
+
+        def numbers() -> tuple[np.ndarray, tuple[float, float]]:
+            values = column.to_numpy(dtype=np.float32, na_value=np.nan)
+            return values, robust_range(values)
+
+        values, clim = self.data.memo(("num", spec.key), numbers)
+        return values, {}, clim
 
     def _build_map(self) -> None:
         """(Re)build the datashaded map for the chosen colouring, keeping the current view."""
@@ -175,7 +152,9 @@ class ExploreView(pn.viewable.Viewer):
         values, key, clim = self._colour_values(spec)
         self._values, self._colour_key = values, key
         points = plots.map_points(self.data.x, self.data.y, values)
-        xlim, ylim = self._ranges or home_view(self.data.x, self.data.y)
+        xlim, ylim = self._ranges or self.data.memo(
+            "home", lambda: home_view(self.data.x, self.data.y)
+        )
         style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim)
         self._server_map = ServerMap(
             points, style, xlim, ylim, on_error=lambda exc: say(self._alert, explain(exc), "danger")
@@ -195,6 +174,10 @@ class ExploreView(pn.viewable.Viewer):
             )
         else:
             self._legend.object = "<div class='lsl'>Number of objects per pixel.</div>"
+
+    def _recolour(self) -> None:
+        self._build_map()
+        self.selection.refresh()  # captions and borders follow the colouring
 
     def _attach_streams(self, source: hv.DynamicMap) -> None:
         box = hv.streams.BoundsXY(source=source)
@@ -261,7 +244,7 @@ class ExploreView(pn.viewable.Viewer):
         def work() -> None:
             idx = box_indices(self.data.x, self.data.y, bounds)
             self._shape_pipe.send(corners)
-            self._select(idx, "box")
+            self.selection.select(idx, "box")
 
         in_thread(guarded(self._alert)(work))
 
@@ -273,7 +256,7 @@ class ExploreView(pn.viewable.Viewer):
         def work() -> None:
             idx = lasso_indices(self.data.x, self.data.y, poly)
             self._shape_pipe.send([*map(tuple, poly), tuple(poly[0])])
-            self._select(idx, "lasso")
+            self.selection.select(idx, "lasso")
 
         in_thread(guarded(self._alert)(work))
 
@@ -283,7 +266,7 @@ class ExploreView(pn.viewable.Viewer):
             self._pick_pipe.send(np.zeros((0, 2)))
             return
         self._pick_pipe.send(np.array([[self.data.x[i], self.data.y[i]]]))
-        self._gallery.items = self._page_items()
+        self.selection.refresh()
 
     def _on_labels(self, event: param.parameterized.Event) -> None:
         """Recolour by labels when they changed, once this tab is shown (not on every label)."""
@@ -293,8 +276,9 @@ class ExploreView(pn.viewable.Viewer):
             self._labels_stale = False
             self._build_map()
 
-    # -- selection gallery -----------------------------------------------------------------
+    # -- captions ------------------------------------------------------------------------------
     def _value_text(self, i: int) -> str:
+        """The colouring value of object ``i``, as text."""
         spec = self._specs[self.colour.value]
         if self._values is None:
             cls = self.data.table["pred_class"].iat[i] if "pred_class" in self.data.table else ""
@@ -304,82 +288,9 @@ class ExploreView(pn.viewable.Viewer):
             return f"{spec.label}: {value:.3g}" if np.isfinite(value) else f"{spec.label}: —"
         return str(value)
 
-    def _select(self, indices: np.ndarray, how: str) -> None:
-        self._selection = np.asarray(indices, dtype=np.int64)
-        self._page = 0
-        n = len(self._selection)
-        if not n:
-            self._shape_pipe.send([])
-        for w in (self._download, self._samp, self._clear):
-            w.disabled = n == 0
-        self._update_filename()
-        self._show_page(how)
-
-    def _turn(self, step: int) -> None:
-        pages = max(1, -(-len(self._selection) // PAGE))
-        self._page = int(np.clip(self._page + step, 0, pages - 1))
-        self._show_page()
-
-    def _page_items(self) -> list[dict[str, Any]]:
-        lo = self._page * PAGE
-        rows = self._selection[lo : lo + PAGE]
-        items = []
-        for i in rows.tolist():
-            sub = self._value_text(i)
-            colour = self._colour_key.get(str(self._values[i])) if self._colour_key else None
-            items.append(
-                {
-                    "index": i, "id": self.data.object_id(i), "url": self.data.thumb(i, 88),
-                    "sub": sub, "colour": colour, "current": i == self.state.picked,
-                }
-            )  # fmt: skip
-        return items
-
-    def _show_page(self, how: str = "") -> None:
-        n = len(self._selection)
-        pages = max(1, -(-n // PAGE))
-        lo = self._page * PAGE
-        self._prev.disabled = self._page == 0
-        self._next.disabled = self._page >= pages - 1
-        shown = f"showing {lo + 1:,}–{min(lo + PAGE, n):,} (page {self._page + 1} of {pages})"
-        if n and not self.data.has_map:
-            self._sel_text.object = f"**No map yet**: all {n:,} objects in survey order · {shown}"
-        elif n:
-            via = f" with the {how}" if how in ("box", "lasso") else ""
-            self._sel_text.object = f"**{n:,} objects selected**{via} · {shown}"
-        else:
-            self._sel_text.object = "**No selection.**"
-        self._gallery.items = self._page_items()
-
-    def _gallery_click(self, action: str, index: int) -> None:
-        if action == "open":
-            self.state.pick(index)
-
-    # -- export ------------------------------------------------------------------------------
-    def selection_table(self) -> pd.DataFrame:
-        """Catalog, predictions and scores of the selected objects, with their row index."""
-        rows = self.data.table.iloc[self._selection].reset_index(drop=True)
-        rows.insert(0, "index", self._selection)
-        rows.insert(1, "map_x", self.data.x[self._selection] if self.data.has_map else np.nan)
-        rows.insert(2, "map_y", self.data.y[self._selection] if self.data.has_map else np.nan)
-        rows.attrs["survey"] = self.data.name
-        return rows
-
-    def _update_filename(self) -> None:
-        stem = f"{self.data.name}-selection-{len(self._selection)}"
-        self._download.filename = file_name(stem, self._fmt.value)
-
-    def _export_file(self) -> io.BytesIO:
-        return table_bytes(self.selection_table(), self._fmt.value)
-
-    def _send_samp(self, _: object) -> None:
-        clear(self._samp_msg)
-        try:
-            text = send_table(self.selection_table(), f"{self.data.name}-selection")
-        except SampUnavailable as exc:
-            say(self._samp_msg, f"Not sent: {exc}.", "warning")
-            return
-        say(self._samp_msg, text.capitalize() + ".", "success")
+    def _describe(self, i: int) -> tuple[str, str | None]:
+        colour = self._colour_key.get(str(self._values[i])) if self._colour_key else None
+        return self._value_text(i), colour
 
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
@@ -398,18 +309,11 @@ class ExploreView(pn.viewable.Viewer):
             sizing_mode="fixed",
             styles={"overflow": "auto"},
         )
-        selection = pn.Column(
-            pn.Row(self._sel_text, self._prev, self._next, self._clear),
-            self._gallery,
-            pn.Row(self._fmt, self._download, self._samp),
-            self._samp_msg,
-            sizing_mode="stretch_width",
-        )
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             *problems,
             self._alert,
             pn.Row(left, right, sizing_mode="stretch_width"),
-            selection,
+            self.selection,
             sizing_mode="stretch_width",
         )

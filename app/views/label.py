@@ -7,11 +7,12 @@ import threading
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
 from app.data import SurveyData
-from app.labelling import LabelQueue, label_store, schema_for
+from app.labelling import LabelQueue, label_store, queue_order, rows_of, schema_for
 from app.safe import guarded, heading, in_thread, message_pane
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
@@ -51,7 +52,9 @@ class LabelView(pn.viewable.Viewer):
         self._known = dict(
             zip(current["object_id"].astype(str), current["value"].astype(str), strict=True)
         )
-        self.queue = LabelQueue.build(self.data.table, set(self._known))
+        order, reason = self.data.memo("label_order", lambda: queue_order(self.data.table))
+        ids = self.data.memo("id_index", lambda: pd.Index(self.data.table["object_id"].astype(str)))
+        self.queue = LabelQueue(order=order, reason=reason, done=rows_of(ids, set(self._known)))
         self._session_count = 0
         self._current: int | None = None
         self.band = pn.widgets.RadioButtonGroup(

@@ -111,7 +111,8 @@ class SimilarView(pn.viewable.Viewer):
             "count", cmap="gray", height=420, colorbar=False,
             title="results (orange) and query (white) on the map",
         )  # fmt: skip
-        self._server_map = ServerMap(points, style, *home_view(self.data.x, self.data.y))
+        home = self.data.memo("home", lambda: home_view(self.data.x, self.data.y))
+        self._server_map = ServerMap(points, style, *home)
         base = self._server_map.dmap
         results = hv.DynamicMap(
             lambda data: plots.marker_overlay(data[:, 0], data[:, 1], size=8),

@@ -170,7 +170,8 @@ def test_samp_says_when_no_hub_or_no_receiver_and_reaches_topcat_like_clients(
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
         assert "FakeTopcat" in summary
-        assert any(str(p.get("url", "")).endswith("sel.vot") for p in received), received
+        urls = [str(p.get("url", "")) for p in received]
+        assert any("/sel-" in u and u.endswith(".vot") for u in urls), received
     finally:
         if client.is_connected:
             client.disconnect()
