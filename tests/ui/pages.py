@@ -114,6 +114,23 @@ def tile_ids(page: object) -> list[str]:
     ]
 
 
+def wait_tile_ids(
+    page: object, count: int, differ_from: list[str] | None = None, timeout: float = 30.0
+) -> list[str]:
+    """Tile ids once ``count`` tiles are on screen (and differ from ``differ_from``, if given):
+    the gallery's header can render a moment before its tiles."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    ids = tile_ids(page)
+    while time.monotonic() < deadline:
+        if len(ids) == count and (differ_from is None or ids != differ_from):
+            return ids
+        page.wait_for_timeout(200)
+        ids = tile_ids(page)
+    return ids
+
+
 def visible(page: object, selector: str) -> object:
     """The first element matching ``selector`` that is on screen (hidden tabs stay in the DOM)."""
     return page.locator(f"{selector} >> visible=true").first

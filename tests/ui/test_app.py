@@ -18,6 +18,7 @@ from tests.ui.pages import (
     tile_ids,
     visible,
     wait_images_loaded,
+    wait_tile_ids,
 )
 
 pytestmark = pytest.mark.ui
@@ -87,12 +88,12 @@ def test_similarity_search_returns_results_and_clicks_search_again(
     field.fill("demo-00000007")
     field.press("Enter")
     page.get_by_text("24 objects most like").wait_for(timeout=30_000)
-    ids = tile_ids(page)
+    ids = wait_tile_ids(page, 24)
     assert len(ids) == 24 and "demo-00000007" not in ids
     wait_images_loaded(page, ".lsg img")
     page.locator(f".lsg-tile[data-object-id='{ids[3]}'] img").click()
     page.locator("code", has_text=ids[3]).first.wait_for(timeout=30_000)
-    again = tile_ids(page)
+    again = wait_tile_ids(page, 24, differ_from=ids)
     assert again != ids
     wait_images_loaded(page, ".lsg img")
     screenshot(page, "similar", height=1100)
