@@ -100,6 +100,7 @@ def test_similarity_search_returns_results_and_clicks_search_again(
     for i, mark in ((0, "+ like"), (1, "+ like"), (2, "- unlike")):  # steer the search
         page.locator(f".lsg-tile[data-object-id='{again[i]}'] button", has_text=mark).click()
         page.locator(f".lsg-tile.lsg-{'pos' if '+' in mark else 'neg'}").nth(0).wait_for()
+        page.wait_for_timeout(1500)  # let the server apply each mark before the next event
     page.get_by_role("button", name="Refine with +/- marks").click()
     page.get_by_text("like 3 example(s) and unlike 1").wait_for(timeout=30_000)
     refined = tile_ids(page)
