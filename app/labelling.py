@@ -3,6 +3,7 @@ labelling queue (most uncertain first while there is no active-learning acquisit
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ import pandas as pd
 from backend.config import get_settings
 from backend.labels import LabelSchema, LabelStore, load_schema
 
+log = logging.getLogger(__name__)
 _stores: dict[str, LabelStore] = {}
 _store_lock = threading.Lock()
 
@@ -95,9 +97,12 @@ class LabelQueue:
             p += 1
         return out
 
-    def finish(self, index: int) -> None:
-        """Mark ``index`` labelled or skipped."""
+    def finish(self, index: int, skipped: bool = False) -> None:
+        """Mark ``index`` labelled (or skipped)."""
         self.done.add(int(index))
+
+    def refill(self) -> None:
+        """Nothing to fetch: the whole order is known."""
 
     def reopen(self, index: int) -> None:
         """Put ``index`` back in front (after an undo)."""
@@ -113,3 +118,84 @@ class LabelQueue:
     @property
     def remaining(self) -> int:
         return len(self.order) - len(self.done)
+
+
+class ActiveQueue:
+    """The backend's active-learning queue (:class:`backend.active.queue.LabelQueue`: its
+    acquisition on the active classifier, diversified; a cold start without labels) behind the
+    same interface
+    as :class:`LabelQueue`. A local look-ahead keeps the next objects known, so showing the next
+    one never waits for a re-ranking; :meth:`refill` (background) tops it up."""
+
+    LOOK_AHEAD = 12
+
+    def __init__(self, survey: str, user: str, ids: pd.Index) -> None:
+        from backend.active.queue import LabelQueue as BackendQueue
+
+        self.backend = BackendQueue(survey, user)  # the backend's default strategy
+        self.strategy = str(self.backend.strategy)
+        self.ids = ids
+        self.done: set[int] = set()
+        self.front: list[int] = []  # reopened objects (undo, "label it"), shown first
+        self.ahead: list[int] = []
+        self._lock = threading.Lock()
+        self.refill()
+
+    @property
+    def reason(self) -> str:
+        version = self.backend.classifier_version
+        if version is None:
+            return "active learning, cold start: one object per k-means cluster (no labels yet)"
+        return f"active learning: {self.strategy.upper()} of classifier {version}, diversified"
+
+    def refill(self) -> None:
+        """Ask the backend for the next objects (re-ranks when labels or the model changed)."""
+        rows = self.ids.get_indexer(self.backend.next(self.LOOK_AHEAD))
+        with self._lock:
+            self.ahead = [int(r) for r in rows if r >= 0 and int(r) not in self.done]
+
+    def _line(self) -> list[int]:
+        return [i for i in self.front + self.ahead if i not in self.done]
+
+    def current(self) -> int | None:
+        line = self._line()
+        if not line:
+            self.refill()
+            line = self._line()
+        return line[0] if line else None
+
+    def upcoming(self, k: int) -> list[int]:
+        return self._line()[1 : k + 1]
+
+    def finish(self, index: int, skipped: bool = False) -> None:
+        with self._lock:
+            self.done.add(int(index))
+            self.front = [i for i in self.front if i != index]
+        object_id = str(self.ids[int(index)])
+        if skipped:
+            self.backend.skip(object_id)
+        else:
+            self.backend.mark_labelled(object_id)
+
+    def reopen(self, index: int) -> None:
+        with self._lock:
+            self.done.discard(int(index))
+            self.front.insert(0, int(index))
+
+    @property
+    def remaining(self) -> int:
+        return len(self.ids) - len(self.done)
+
+
+def make_queue(
+    survey: str, user: str, table: pd.DataFrame, ids: pd.Index, labelled: set[str]
+) -> ActiveQueue | LabelQueue:
+    """The active-learning queue when the survey has embeddings, else :class:`LabelQueue`."""
+    from backend.products import ProductError
+
+    try:
+        return ActiveQueue(survey, user, ids)
+    except (ImportError, ProductError, ValueError) as exc:
+        log.info("active-learning queue unavailable for %s (%s): simple queue", survey, exc)
+    order, reason = queue_order(table)
+    return LabelQueue(order=order, reason=reason, done=rows_of(ids, labelled))

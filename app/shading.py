@@ -24,15 +24,19 @@ def hex_rgb(colour: str) -> tuple[int, int, int]:
 
 @numba.njit(cache=True, nogil=True)
 def _count(x, y, codes, x0, y0, sx, sy, width, height, out):
-    """out[row, col, code] += 1 for every point inside the view (NaN positions skipped)."""
+    """out[row, col, code] += 1 for every point inside the view (NaN positions skipped).
+    Branch-free: points outside add 0 to pixel (0, 0), so random order costs no stalls."""
+    right, top = width - 1.0, height - 1.0
     for i in range(x.shape[0]):
         c = codes[i]
         fx = (np.float64(x[i]) - x0) * sx
         fy = (np.float64(y[i]) - y0) * sy
-        if c >= 0 and fx >= 0.0 and fy >= 0.0 and fx <= width and fy <= height:
-            col = min(int(fx), width - 1)
-            row = min(int(fy), height - 1)
-            out[row, col, c] += 1
+        inside = (c >= 0) & (fx >= 0.0) & (fy >= 0.0) & (fx <= width) & (fy <= height)
+        fx = fx if inside else 0.0
+        fy = fy if inside else 0.0
+        col = int(fx if fx < right else right)
+        row = int(fy if fy < top else top)
+        out[row, col, c if inside else 0] += inside
 
 
 def count_categories(
@@ -56,20 +60,39 @@ def count_categories(
 
 def shade(counts: np.ndarray, colours: np.ndarray, min_alpha: int = 40) -> np.ndarray:
     """(height, width, 4) uint8 RGBA, top row first, from counts (H, W, C) and colours (C, 3)."""
-    total = counts.sum(axis=2)
-    filled = total > 0
+    total = counts.sum(axis=2, dtype=np.int64)
+    filled = total[total > 0]
     rgba = np.zeros((*total.shape, 4), dtype=np.uint8)
-    if not filled.any():
+    if not len(filled):
         return rgba
-    weights = counts[filled].astype(np.float32)
-    mix = weights @ colours.astype(np.float32) / total[filled, None]
-    rgba[filled, :3] = np.clip(mix + 0.5, 0, 255).astype(np.uint8)
-    values, inverse = np.unique(total[filled], return_inverse=True)
-    cdf = np.cumsum(np.bincount(inverse)) / inverse.size  # histogram equalisation
-    lowest = cdf[0]
-    level = (cdf[inverse] - lowest) / (1.0 - lowest) if len(values) > 1 else np.ones(inverse.size)
-    rgba[filled, 3] = (min_alpha + (255 - min_alpha) * level).astype(np.uint8)
-    return rgba[::-1]
+    cdf = np.cumsum(np.bincount(filled)) / len(filled)  # histogram equalisation of the counts
+    lowest = float(cdf[filled.min()])
+    _mix(counts, total, np.asarray(colours, dtype=np.float64), cdf, lowest, min_alpha, rgba)
+    return rgba
+
+
+@numba.njit(cache=True, nogil=True)
+def _mix(counts, total, colours, cdf, lowest, min_alpha, out):
+    """Count-weighted mean colour and equalised opacity per pixel, rows flipped (top first)."""
+    height, width, n_cat = counts.shape
+    for row in range(height):
+        for col in range(width):
+            tot = total[row, col]
+            if tot == 0:
+                continue
+            r = g = b = 0.0
+            for c in range(n_cat):
+                k = counts[row, col, c]
+                if k:
+                    r += k * colours[c, 0]
+                    g += k * colours[c, 1]
+                    b += k * colours[c, 2]
+            top = height - 1 - row
+            out[top, col, 0] = int(r / tot + 0.5)
+            out[top, col, 1] = int(g / tot + 0.5)
+            out[top, col, 2] = int(b / tot + 0.5)
+            level = (cdf[tot] - lowest) / (1.0 - lowest) if lowest < 1.0 else 1.0
+            out[top, col, 3] = int(min_alpha + (255 - min_alpha) * level)
 
 
 def categorical_rgba(

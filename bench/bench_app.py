@@ -5,10 +5,10 @@
     .venv/bin/python bench/bench_app.py --part p2        # box/lasso over 10M; first 48 thumbnails
     .venv/bin/python bench/bench_app.py --part p6        # label -> next object, in chromium
 
-P1 times what the server does for a viewport change of the datashaded map:
-``app.plots.render_view``, the datashader aggregation + shading + dynamic spreading that
-``app.mapview.ServerMap`` runs on the thread pool for each new x/y range, on synthetic
-clustered map coordinates. P2 times
+P1 times what the server does for a viewport change of the map: ``app.plots.render_view``,
+the aggregation + shading + dynamic spreading that ``app.mapview.ServerMap`` runs on the
+thread pool for each new x/y range (density and mean: datashader; categories:
+``app.shading``), on synthetic clustered map coordinates. P2 times
 ``app.selection`` on 10M synthetic points and ``Survey.thumbnail_png`` for 48 random objects
 of the demo survey with a cold cache (sequential, and on a 4-thread pool as the /thumb route
 does). P6 serves the app against the demo survey (labels go to a throw-away database), drives
@@ -203,7 +203,11 @@ def part_p6(survey: str = "demo", presses: int = 40) -> dict[str, Any]:
         return {"skipped": f"no survey {survey!r}"}
     del SurveyError
     with tempfile.TemporaryDirectory(prefix="latentsky-bench-") as tmp:
-        env = dict(os.environ, DATABASE_URL=f"sqlite:///{tmp}/labels.db")
+        # labels go to a throw-away database; no retraining job may reach the data root's queue
+        env = dict(
+            os.environ, DATABASE_URL=f"sqlite:///{tmp}/labels.db",
+            LATENTSKY_RETRAIN_EVERY="1000000000",
+        )  # fmt: skip
         port = _free_port()
         cmd = [
             str(Path(sys.executable).with_name("panel")), "serve", "app/main.py",

@@ -12,8 +12,8 @@ import panel as pn
 import param
 
 from app.data import SurveyData
-from app.labelling import LabelQueue, label_store, queue_order, rows_of, schema_for
-from app.safe import guarded, heading, in_thread, message_pane
+from app.labelling import label_store, make_queue, schema_for
+from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
 from backend.labels import LabelSchema
@@ -28,11 +28,13 @@ CSS = """
 .lsa-prog { font: 13px system-ui; color: #334155; }
 """
 HELP = """
-**Label galaxies** for the classifier's next training round. The queue shows the objects the
-current classifier is least sure about first (highest predictive entropy), skipping objects
-that already have a label. Press a **number key** (or click a class), **space** to skip,
-**backspace** to undo your last label. Each label is stored the moment you give it, under
-your name; the band buttons and the nearest neighbours in latent space help with hard cases.
+**Label galaxies** for the classifier's next training round. The queue is chosen by active
+learning: the objects whose labels should teach the active classifier most (an uncertainty
+score, spread over the latent space so a batch is not ten near twins), or one per cluster of the
+map before the first labels; objects that already have a label are skipped. Press a **number key** (or click
+a class), **space** to skip, **backspace** to undo your last label. Each label is stored the
+moment you give it, under your name, and every few dozen new labels a retraining starts by
+itself (*Models & jobs*). The band buttons and the nearest neighbours help with hard cases.
 """
 
 
@@ -45,6 +47,7 @@ class LabelView(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
+        self._notice = message_pane()
         self._ack = pn.pane.HTML("", sizing_mode="stretch_width", min_height=28, stylesheets=[CSS])
         self._lock = threading.RLock()
         self.schema: LabelSchema = schema_for(self.data.name)
@@ -52,9 +55,10 @@ class LabelView(pn.viewable.Viewer):
         self._known = dict(
             zip(current["object_id"].astype(str), current["value"].astype(str), strict=True)
         )
-        order, reason = self.data.memo("label_order", lambda: queue_order(self.data.table))
         ids = self.data.memo("id_index", lambda: pd.Index(self.data.table["object_id"].astype(str)))
-        self.queue = LabelQueue(order=order, reason=reason, done=rows_of(ids, set(self._known)))
+        self.queue = make_queue(
+            self.data.name, self.state.user_name, self.data.table, ids, set(self._known)
+        )
         self._session_count = 0
         self._current: int | None = None
         self.band = pn.widgets.RadioButtonGroup(
@@ -125,7 +129,7 @@ class LabelView(pn.viewable.Viewer):
             if self._current is None:
                 return
             skipped = self.data.object_id(self._current)
-            self.queue.finish(self._current)
+            self.queue.finish(self._current, skipped=True)
             self._advance()
         self._ack.object = f"<div class='lsa-ack'>skipped <code>{html.escape(skipped)}</code></div>"
         self._after_change()
@@ -194,6 +198,19 @@ class LabelView(pn.viewable.Viewer):
             caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
         )
 
+    def _maybe_retrain(self) -> None:
+        """Every N new labels the backend queues a classifier retrain (``backend.active.loop``)."""
+        from backend.active.loop import maybe_schedule_retrain, retrain_every
+
+        job = maybe_schedule_retrain(self.data.name, user=self.state.user_name)
+        if job is not None:
+            say(
+                self._notice,
+                f"{retrain_every()} new labels: retraining job #{job} queued; the queue "
+                "follows the new classifier when it is ready (see Models & jobs).",
+                "info",
+            )
+
     def _refresh_text(self) -> None:
         self._why.object = self._why_html(self._current)
         self._progress.object = self._progress_html()
@@ -204,9 +221,11 @@ class LabelView(pn.viewable.Viewer):
         neighbours, and telling the other views that ``labelled`` changed."""
 
         def work() -> None:
+            self.queue.refill()
             self._refresh_text()
             if labelled:
                 self.state.labelled(labelled)
+                self._maybe_retrain()
 
         in_thread(guarded(self._alert)(work))
 
@@ -276,6 +295,7 @@ class LabelView(pn.viewable.Viewer):
             self._keys,
             self._ack,
             self._progress,
+            self._notice,
             heading("Nearest neighbours in latent space"),
             self._neighbours,
             sizing_mode="stretch_width",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import pandas as pd
@@ -11,6 +10,7 @@ import param
 
 from app import plots
 from app.data import SurveyData
+from app.jobs import JobsPanel
 from app.labelling import label_store, schema_for
 from app.safe import guarded, heading, message_pane
 from app.state import AppState
@@ -23,12 +23,8 @@ HELP = """
 Pick a version to see its held-out metrics: accuracy and calibration (ECE, reliability
 diagram) for classifiers, PIT histograms (flat = calibrated uncertainties) and errors for
 emulators, and training curves. Retraining rounds appear as a learning curve once a version
-has a parent.
+has a parent. *Jobs* starts a retraining and follows the worker's progress.
 """
-RETRAIN_TIP = (
-    "Retraining runs as a background job; the job queue and its worker arrive with the "
-    "active-learning (labelling) issue. Until then: python -m backend train ..."
-)
 
 
 def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.DataFrame:
@@ -93,11 +89,7 @@ class ModelsView(pn.viewable.Viewer):
         self.pick = pn.widgets.Select(name="Version", options=options, value=default, width=260)
         self._detail = pn.Column(sizing_mode="stretch_width")
         self.pick.param.watch(guarded(self._alert)(lambda e: self._show()), "value")
-        jobs = importlib.util.find_spec("backend.jobs") is not None
-        self.retrain = pn.widgets.Button(
-            name="Retrain classifier with the new labels", disabled=True, width=300,
-            description=RETRAIN_TIP if not jobs else "Starts a retraining job",
-        )  # fmt: skip
+        self.jobs = JobsPanel(survey=self.data.name, state=self.state)
         self._labels = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._labels_text = pn.pane.Markdown("")
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
@@ -206,12 +198,7 @@ class ModelsView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         jobs = pn.Column(
             heading("Jobs"),
-            pn.pane.Markdown(
-                "No job queue yet: retraining, re-embedding and re-scoring run from the command "
-                "line for now. The button below comes alive with the labelling issue's worker.",
-                styles={"color": "#6b7280"},
-            ),
-            self.retrain,
+            self.jobs,
             heading("Labels collected"),
             self._labels_text,
             self._labels,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import io
+import threading
 from typing import Any
 
 import holoviews as hv
@@ -76,6 +77,7 @@ class SimilarView(pn.viewable.Viewer):
         self._query_index: int | None = None
         self._query_xy: np.ndarray = np.zeros((0, 2))
         self._marks: dict[int, str] = {}
+        self._marks_lock = threading.Lock()
         self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename="similar.csv",
@@ -190,8 +192,9 @@ class SimilarView(pn.viewable.Viewer):
     def refine(self) -> None:
         """Search again: like the query object and the + marks, unlike the - marks."""
         clear(self._alert)
-        positive = [i for i, m in self._marks.items() if m == "pos"]
-        negative = [i for i, m in self._marks.items() if m == "neg"]
+        with self._marks_lock:
+            positive = [i for i, m in self._marks.items() if m == "pos"]
+            negative = [i for i, m in self._marks.items() if m == "neg"]
         if self._query_index is not None and self._query_index not in negative:
             positive = [self._query_index, *positive]
         if not positive:
@@ -206,7 +209,8 @@ class SimilarView(pn.viewable.Viewer):
         query = result.attrs.get("query", {})
         self._results = result
         if not keep_marks:
-            self._marks = {}
+            with self._marks_lock:
+                self._marks = {}
         self._query_index = (
             query.get("index") if query.get("type") in ("object", "position") else None
         )
@@ -277,10 +281,15 @@ class SimilarView(pn.viewable.Viewer):
             self.state.pick(index)
             in_thread(guarded(self._alert)(self.search))
             return
-        self._marks[index] = "" if self._marks.get(index) == action else action
-        self._marks = {i: m for i, m in self._marks.items() if m}
-        self.refine_button.disabled = not self._marks
-        self._gallery.items = self._items()
+        with self._marks_lock:  # marks arrive on several pool threads at once
+            if self._marks.get(index) == action:
+                self._marks.pop(index)
+            else:
+                self._marks[index] = action
+            marked = bool(self._marks)
+            items = self._items()
+        self.refine_button.disabled = not marked
+        self._gallery.items = items
 
     # -- export ------------------------------------------------------------------------------
     def _update_filename(self) -> None:

@@ -67,7 +67,12 @@ class ThumbGallery(JSComponent):
               b.className = "lsg-btn lsg-btn-" + a + (it.mark === a ? " on" : "");
               b.textContent = LABELS[a] || a;
               b.addEventListener("click", (e) => {
-                e.stopPropagation(); model.send_msg({action: a, index: it.index});
+                e.stopPropagation();
+                const on = !b.classList.contains("on");  // show the mark at once
+                bar.querySelectorAll(".lsg-btn").forEach((x) => x.classList.remove("on"));
+                tile.classList.remove("lsg-pos", "lsg-neg");
+                if (on) { b.classList.add("on"); tile.classList.add("lsg-" + a); }
+                model.send_msg({action: a, index: it.index});
               });
               bar.appendChild(b);
             }

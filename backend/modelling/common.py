@@ -1,16 +1,21 @@
-"""Shared helpers: survey pixels for training, model loading, version lookup, progress."""
+"""Shared helpers: survey pixels for training, model loading, version lookup, progress.
+
+Importing this module does not import torch (the app and the job submitter use it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from torch import nn
 
 from backend.config import get_settings
 from backend.registry import ModelRegistry, ModelVersion, RegistryError
 from backend.survey import Survey
+
+if TYPE_CHECKING:  # torch is imported where models are built, not by importing this module
+    from torch import nn
 
 IN_MEMORY_LIMIT_BYTES = 3 * 2**30  # surveys smaller than this are read into RAM for training
 

@@ -67,6 +67,10 @@ def serve_app(home: Path) -> Iterator[callable]:
             proc.kill()
 
 
+def _is_outside(url: str) -> bool:
+    return not url.startswith(("http://127.0.0.1", "data:", "blob:", "about:"))
+
+
 FAILURES = Path(os.environ.get("LATENTSKY_UI_FAILURES", "/tmp/latentsky-ui-failures"))
 
 
@@ -93,12 +97,15 @@ def page(request: pytest.FixtureRequest) -> Iterator[object]:
         pg.console_errors = []
         pg.on("console", lambda m: m.type == "error" and pg.console_errors.append(m.text))
         pg.on("pageerror", lambda e: pg.console_errors.append(str(e)))
+        outside: list[str] = []  # the app must load nothing from outside its server
+        pg.on("request", lambda r: _is_outside(r.url) and outside.append(r.url))
         yield pg
         report = getattr(request.node, "rep_call", None)
         if report is not None and report.failed:
             FAILURES.mkdir(parents=True, exist_ok=True)
             pg.screenshot(path=str(FAILURES / f"{request.node.name}.png"), full_page=True)
         browser.close()
+    assert not outside, f"the page requested external resources: {outside[:5]}"
 
 
 # -- the demo survey, prepared once per test session ----------------------------------------
@@ -164,6 +171,8 @@ def demo_url(demo_home: Path, ui_database: str) -> Iterator[str]:
         "--num-threads", "4",
     ]  # fmt: skip
     env = {**os.environ, "LATENTSKY_HOME": str(demo_home), "DATABASE_URL": ui_database}
+    if os.environ.get("LATENTSKY_UI_HOME"):  # a shared data root: its job queue is not ours
+        env["LATENTSKY_RETRAIN_EVERY"] = "1000000000"
     proc = subprocess.Popen(
         cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )

@@ -82,6 +82,15 @@ def hover_object(page: object, points: np.ndarray) -> tuple[float, float]:
     raise AssertionError("hovering the map never named an object")
 
 
+def inside_plot(box: dict[str, float], x: float, y: float, reach: float) -> tuple[float, float]:
+    """(x, y) moved, if need be, so that every point within ``reach`` of it lies on the plot
+    (a drag that starts on the axes or the toolbar selects nothing)."""
+    pad = 45.0  # axes, toolbar and colour bar around the drawing area
+    x = min(max(x, box["x"] + pad + reach), box["x"] + box["width"] - pad - reach)
+    y = min(max(y, box["y"] + pad + reach), box["y"] + box["height"] - pad - reach)
+    return x, y
+
+
 def open_tab(page: object, title: str) -> None:
     page.locator(".bk-tab", has_text=title).first.click()
 

@@ -186,6 +186,8 @@ def test_app_modules_never_import_torch() -> None:
         "    for m in pkgutil.iter_modules(pkg.__path__):\n"
         "        if m.name != 'main':\n"
         "            importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "for name in ('backend.active.loop', 'backend.active.queue', 'backend.jobs.api'):\n"
+        "    importlib.import_module(name)  # what the app calls when a label is stored\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run(
@@ -193,3 +195,30 @@ def test_app_modules_never_import_torch() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_categorical_shading_matches_datashader() -> None:
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    from app.shading import categorical_rgba
+
+    rng = np.random.default_rng(3)
+    n = 20_000
+    x, y = rng.normal(size=(2, n)).astype(np.float32)
+    x[::101] = np.nan
+    names = rng.choice(["a", "b", "c"], n, p=[0.6, 0.3, 0.1])
+    cats = pd.Categorical(names, categories=["a", "b", "c", "unused"])
+    key = {"a": "#e45756", "b": "#4c78a8", "c": "#54a24b", "unused": "#888888"}
+    view = ((-2.0, 2.5), (-2.5, 2.0))
+    ours = categorical_rgba(x, y, cats, key, *view, 120, 90, min_alpha=170)
+    frame = pd.DataFrame({"x": x, "y": y, "v": cats})
+    agg = ds.Canvas(120, 90, x_range=view[0], y_range=view[1]).points(
+        frame, "x", "y", ds.count_cat("v")
+    )
+    ref = tf.shade(agg, color_key=key, min_alpha=170).to_numpy().view(np.uint8).reshape(90, 120, 4)
+    ref = ref[::-1]  # datashader's row 0 is the bottom
+    assert np.array_equal(ours[..., 3] > 0, ref[..., 3] > 0)
+    both = (ours[..., 3] > 0) & (ref[..., 3] > 0)
+    assert np.abs(ours[..., :3].astype(int) - ref[..., :3])[both].max() <= 1
+    assert np.abs(ours[..., 3].astype(int) - ref[..., 3])[both].max() <= 1
