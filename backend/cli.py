@@ -33,6 +33,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("score", "backend.latent.commands.score"),
     ("worker", "backend.commands.worker"),
     ("jobs", "backend.commands.jobs"),
+    ("labels", "backend.commands.labels"),
     ("submit", "backend.jobs.cli"),
 ]
 

@@ -1,4 +1,9 @@
-"""Label schemas per survey from YAML: ``assets/label_schemas/<survey>.yaml`` or default."""
+"""Label schemas per survey from YAML.
+
+A survey's schema is, first found: ``$LATENTSKY_HOME/label_schemas/<survey>.yaml`` (created in
+the UI or by ``python -m backend labels schema``), ``assets/label_schemas/<survey>.yaml``
+(shipped with the code), else ``assets/label_schemas/default.yaml``.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,16 @@ from pathlib import Path
 
 import yaml
 
+from backend.atomic import atomic_write
+from backend.config import get_settings
 from backend.survey.meta import validate_survey_name
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "assets" / "label_schemas"
+KEYS = "1234567890"  # shortcuts given to classes in order when a schema names none
+PALETTE = [
+    "#e45756", "#f58518", "#4c78a8", "#72b7b2", "#54a24b",
+    "#b279a2", "#ff9da6", "#9d755d", "#eeca3b", "#bab0ac",
+]  # fmt: skip
 
 
 class SchemaError(ValueError):
@@ -42,11 +54,57 @@ class LabelSchema:
         return {c.name: c.colour for c in self.classes}
 
 
+def user_schema_dir() -> Path:
+    """Where schemas made by users live (in the data root, not in the code)."""
+    return get_settings().home / "label_schemas"
+
+
 def load_schema(survey: str, directory: Path | None = None) -> LabelSchema:
-    """The survey's own schema file when present, else ``default.yaml``."""
+    """The survey's own schema (data root, then ``directory``), else ``default.yaml``."""
     directory = Path(directory) if directory else SCHEMA_DIR
-    own = directory / f"{validate_survey_name(survey)}.yaml"
-    return read_schema(own if own.is_file() else directory / "default.yaml")
+    name = validate_survey_name(survey)
+    for own in (user_schema_dir() / f"{name}.yaml", directory / f"{name}.yaml"):
+        if own.is_file():
+            return read_schema(own)
+    return read_schema(directory / "default.yaml")
+
+
+def make_schema(
+    names: list[str], colours: list[str] | None = None, task: str = "class", description: str = ""
+) -> LabelSchema:
+    """A schema from class names (keys 1-9, 0 and a palette given in order); validated."""
+    names = [str(n).strip() for n in names if str(n).strip()]
+    if len(names) < 2:
+        raise SchemaError("a label schema needs at least two classes")
+    if len(names) > len(KEYS):
+        raise SchemaError(f"a label schema has at most {len(KEYS)} classes (one key each)")
+    bad = [n for n in names if not _is_class_name(n)]
+    if bad:
+        raise SchemaError(
+            f"class names use letters, digits, '_' and '-' only (max 64 characters): {bad}"
+        )
+    if len(set(names)) != len(names):
+        raise SchemaError("class names must be unique")
+    colours = list(colours or []) + PALETTE[len(colours or []) :]
+    classes = [LabelClass(n, KEYS[i], colours[i % len(colours)]) for i, n in enumerate(names)]
+    return LabelSchema(task=task, classes=classes, description=description)
+
+
+def save_schema(survey: str, schema: LabelSchema) -> Path:
+    """Write ``schema`` as the survey's own (atomically, in the data root); returns the path."""
+    path = user_schema_dir() / f"{validate_survey_name(survey)}.yaml"
+    data = {
+        "task": schema.task,
+        "description": schema.description,
+        "classes": [{"name": c.name, "key": c.key, "colour": c.colour} for c in schema.classes],
+    }
+    atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(data, sort_keys=False)))
+    read_schema(path)  # what was written reads back
+    return path
+
+
+def _is_class_name(name: str) -> bool:
+    return 0 < len(name) <= 64 and all(ch.isalnum() or ch in "_-" for ch in name)
 
 
 def read_schema(path: Path) -> LabelSchema:

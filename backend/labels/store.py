@@ -3,6 +3,8 @@
 Nothing is updated or deleted, so a label acknowledged to a user (its insert committed) survives
 a killed server. The *current* label of an object for a user is that user's latest label event
 on it that no undo event points at; undo removes the user's latest effective label.
+Vote fractions (soft labels, e.g. Galaxy Zoo) live beside the events (``backend.labels.votes``)
+and count in the consensus as one more labeller per vote source, weighted by the fractions.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.feedback import engine_for, metadata
+from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, validate_survey_name
 
@@ -47,7 +50,7 @@ class LabelStore:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or engine_for(url)
-        metadata.create_all(self.engine, tables=[label_events])
+        metadata.create_all(self.engine, tables=[label_events, vote_rows.label_votes])
         self._surveys: dict[str, Survey] = {}
 
     # -- validation --------------------------------------------------------------------------
@@ -98,17 +101,23 @@ class LabelStore:
         with self.engine.begin() as conn:
             return int(conn.execute(label_events.insert().values(**row)).inserted_primary_key[0])
 
-    def add_many(self, rows: pd.DataFrame, *, user: str, task: str = "class", source: str) -> int:
-        """Bulk import (columns survey, object_id, value[, weight]) in one transaction."""
-        user = self._text("user", user)
+    def add_many(
+        self, rows: pd.DataFrame, *, user: str | None = None, task: str = "class", source: str
+    ) -> int:
+        """Bulk import (columns survey, object_id, value[, weight][, user]) in one transaction:
+        every row is checked first and nothing is written when one is bad. ``user`` names the
+        labeller of all rows, else each row's ``user`` column does."""
+        if user is None and "user" not in rows:
+            raise LabelError("imported labels need a user (a user column or one name for all)")
         events = []
         schemas: dict[str, LabelSchema] = {}
-        for r in rows.itertuples(index=False):
+        for n, r in enumerate(rows.itertuples(index=False), start=1):
+            who = self._text(f"user (row {n})", user if user is not None else r.user)
             schema = schemas.setdefault(r.survey, load_schema(r.survey))
-            value = self._text("label", r.value)
+            value = self._text(f"label (row {n})", r.value)
             self._check(r.survey, r.object_id, value, schema)
             weight = float(getattr(r, "weight", 1.0))
-            events.append(self._row(r.survey, r.object_id, task, value, user, source, weight, None))
+            events.append(self._row(r.survey, r.object_id, task, value, who, source, weight, None))
         if events:
             with self.engine.begin() as conn:
                 conn.execute(label_events.insert(), events)
@@ -136,6 +145,58 @@ class LabelStore:
             row = self._row(survey, last.object_id, task, None, user, "undo", 0.0, last.id)
             conn.execute(label_events.insert().values(**row))
         return {"id": last.id, "object_id": last.object_id, "value": last.value}
+
+    def import_votes(
+        self,
+        survey: str,
+        fractions: pd.DataFrame,
+        *,
+        source: str,
+        task: str = "class",
+        n_votes: pd.Series | None = None,
+        where: str = "votes",
+    ) -> int:
+        """Store vote fractions (columns ``object_id`` + one per class, any scale: rows are
+        normalised to sum 1) as one batch; all rows are checked first, nothing is written when
+        one is bad. Returns the number of objects."""
+        source = self._text("source", source)
+        schema = load_schema(survey)
+        catalog = self._survey(survey).catalog["object_id"].astype(str)
+        if "object_id" not in fractions:
+            raise LabelError(f"{where}: needs an object_id column")
+        classes = [c for c in fractions.columns if c != "object_id"]
+        unknown = [c for c in classes if c not in schema.by_name]
+        if unknown or not classes:
+            raise LabelError(
+                f"{where}: unknown class column(s) {unknown} for survey {survey} "
+                f"(classes: {', '.join(schema.names)})"
+            )
+        ids = fractions["object_id"].astype(str)
+        missing = ids[~ids.isin(set(catalog))]
+        if len(missing):
+            raise LabelError(
+                f"{where}: {len(missing)} object id(s) not in survey {survey}: "
+                f"{', '.join(missing.head(5))}{', ...' if len(missing) > 5 else ''}"
+            )
+        repeated = ids[ids.duplicated()]
+        if len(repeated):
+            raise LabelError(f"{where}: object ids repeated: {', '.join(repeated.head(5))}")
+        clean, problems = vote_rows.normalise_fractions(
+            fractions.assign(object_id=ids), classes, where
+        )
+        if problems:
+            raise LabelError("; ".join(problems))
+        return vote_rows.write_votes(
+            self.engine, survey, clean, classes, source=source, task=task, n_votes=n_votes
+        )
+
+    def votes(self, survey: str, *, task: str = "class") -> pd.DataFrame:
+        """Effective vote fractions (long form: object_id, value, fraction, n_votes, source)."""
+        return vote_rows.current_votes(self.engine, survey, task)
+
+    def soft_labels(self, survey: str, *, task: str = "class") -> pd.DataFrame:
+        """One row per object with votes, one fraction column per class of the schema."""
+        return vote_rows.soft_label_table(self.votes(survey, task=task), load_schema(survey).names)
 
     @staticmethod
     def _row(
@@ -195,9 +256,18 @@ class LabelStore:
         with self.engine.connect() as conn:
             return pd.DataFrame(conn.execute(query).mappings().all())
 
-    def consensus(self, survey: str, *, task: str = "class") -> pd.DataFrame:
-        """Per object: majority label over users, number of users and their agreement."""
-        current = self.current(survey, task=task)
+    def consensus(
+        self, survey: str, *, task: str = "class", with_votes: bool = True
+    ) -> pd.DataFrame:
+        """Per object: majority label over labellers, their number and agreement (the winning
+        share of the weight). Each vote source counts as one labeller whose weight is spread
+        over the classes by its fractions."""
+        current = self.current(survey, task=task)[["object_id", "value", "user", "weight"]]
+        if with_votes:
+            votes = self.votes(survey, task=task)
+            if len(votes):
+                votes = votes.assign(user="votes:" + votes["source"], weight=votes["fraction"])
+                current = pd.concat([current, votes[current.columns]], ignore_index=True)
         if current.empty:
             return pd.DataFrame(columns=["object_id", "value", "n_users", "agreement"])
         votes = current.groupby(["object_id", "value"])["weight"].sum().reset_index()
@@ -207,3 +277,14 @@ class LabelStore:
         best = best.drop_duplicates("object_id")
         users = current.groupby("object_id")["user"].nunique().rename("n_users")
         return best.merge(users, on="object_id")[["object_id", "value", "n_users", "agreement"]]
+
+    def agreement(self, survey: str, *, task: str = "class") -> dict[str, Any]:
+        """Agreement between labellers (and vote sources): see :mod:`backend.labels.agreement`."""
+        from backend.labels.agreement import agreement_report, votes_as_answers
+
+        answers = pd.concat(
+            [self.current(survey, task=task)[["object_id", "user", "value"]],
+             votes_as_answers(self.votes(survey, task=task))],
+            ignore_index=True,
+        )  # fmt: skip
+        return agreement_report(answers)
