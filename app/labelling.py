@@ -31,6 +31,14 @@ def schema_for(survey: str) -> LabelSchema:
     return load_schema(survey)
 
 
+def save_and_load_schema(survey: str, names: list[str]) -> LabelSchema:
+    """Save ``names`` as the survey's classes (validated; atomically) and read them back."""
+    from backend.labels.schema import make_schema, save_schema
+
+    save_schema(survey, make_schema(names))
+    return load_schema(survey)
+
+
 def consensus_column(survey: str, object_ids: pd.Series, missing: str) -> np.ndarray:
     """Per row: the majority human label (all users), else ``missing``."""
     out = np.full(len(object_ids), missing, dtype=object)

@@ -12,6 +12,7 @@ import panel as pn
 from backend.config import ConfigError
 from backend.feedback import FeedbackError
 from backend.labels import LabelError
+from backend.labels.schema import SchemaError
 from backend.latent.errors import LatentError
 from backend.products import ProductError
 from backend.registry import RegistryError
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Errors whose message is meant for the user as it is.
 USER_ERRORS: tuple[type[Exception], ...] = (
-    LatentError, SurveyError, LabelError, FeedbackError, ProductError, RegistryError, ConfigError,
+    LatentError, SurveyError, LabelError, SchemaError, FeedbackError, ProductError, RegistryError, ConfigError,
 )  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])

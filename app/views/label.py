@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from app.data import SurveyData
-from app.labelling import label_store, make_queue, schema_for
+from app.labelling import label_store, make_queue, save_and_load_schema, schema_for
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
@@ -67,28 +67,22 @@ class LabelView(pn.viewable.Viewer):
         self._stage = CutoutStage(size=STAGE_SIZE)
         self._why = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
         self._progress = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
-        self._buttons = []
-        for cls in self.schema.classes:
-            button = pn.widgets.Button(
-                name=f"{cls.key} · {cls.name.replace('_', ' ')}" if cls.key else cls.name,
-                width=170,
-                stylesheets=[f":host .bk-btn {{ border-left: 8px solid {cls.colour}; }}"],
-            )
-            button.on_click(
-                lambda _, v=cls.name: in_thread(guarded(self._alert)(lambda: self.give(v)))
-            )
-            self._buttons.append(button)
+        self._class_box = pn.FlexBox()
         self._skip = pn.widgets.Button(name="skip (space)", width=130)
         self._undo = pn.widgets.Button(name="undo (backspace)", width=150)
         self._skip.on_click(lambda _: in_thread(guarded(self._alert)(self.skip)))
         self._undo.on_click(lambda _: in_thread(guarded(self._alert)(self.undo)))
-        keys = [c.key for c in self.schema.classes if c.key]
-        self._keys = KeyListener(
-            keys=[*keys, " ", "Backspace"],
-            hint=(
-                f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · "
-                f"{kbd('⌫')} undo"
-            ) if keys else f"{kbd('space')} skip · {kbd('⌫')} undo",
+        self._keys = KeyListener()
+        self._build_class_controls()
+        self._classes_input = pn.widgets.TextInput(
+            name="Classes, comma separated (keys 1, 2, ... in this order)",
+            value=", ".join(self.schema.names), sizing_mode="stretch_width",
+        )  # fmt: skip
+        self._save_classes = pn.widgets.Button(name="Save classes", width=130)
+        self._save_classes.on_click(
+            lambda _: in_thread(guarded(self._alert)(lambda: self.set_classes(
+                self._classes_input.value.split(",")
+            )))
         )  # fmt: skip
         self._keys.on_key(guarded(self._alert)(self._on_key))
         self._neighbours = ThumbGallery(size=72, empty_text="", sizing_mode="stretch_width")
@@ -99,6 +93,45 @@ class LabelView(pn.viewable.Viewer):
             self.queue.reopen(self.state.label_from)
         self._advance()
         self._refresh_text()
+
+    def _build_class_controls(self) -> None:
+        """Class buttons and key shortcuts from ``self.schema``."""
+        buttons = []
+        for cls in self.schema.classes:
+            button = pn.widgets.Button(
+                name=f"{cls.key} · {cls.name.replace('_', ' ')}" if cls.key else cls.name,
+                width=170,
+                stylesheets=[f":host .bk-btn {{ border-left: 8px solid {cls.colour}; }}"],
+            )
+            button.on_click(
+                lambda _, v=cls.name: in_thread(guarded(self._alert)(lambda: self.give(v)))
+            )
+            buttons.append(button)
+        self._buttons = buttons
+        self._class_box.objects = buttons
+        keys = [c.key for c in self.schema.classes if c.key]
+        self._keys.keys = [*keys, " ", "Backspace"]
+        self._keys.hint = (
+            f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · {kbd('⌫')} undo"
+            if keys else f"{kbd('space')} skip · {kbd('⌫')} undo"
+        )  # fmt: skip
+
+    def set_classes(self, names: list[str]) -> None:
+        """Make ``names`` this survey's classes (saved in the data root for every user)."""
+        schema = save_and_load_schema(self.data.name, names)
+        with self._lock:
+            self.schema = schema
+            self._build_class_controls()
+        self._classes_input.value = ", ".join(schema.names)
+        stale = sorted(set(self._known.values()) - set(schema.names))
+        note = (
+            f" {sum(v in stale for v in self._known.values())} existing label(s) use classes "
+            f"no longer listed ({', '.join(stale)}); they are kept in the store."
+            if stale else ""
+        )  # fmt: skip
+        say(self._notice, f"Saved the classes of {self.data.name}: {', '.join(schema.names)}."
+            + note, "success")  # fmt: skip
+        self.state.labelled("")  # other views re-read the schema (colours of the labels)
 
     # -- actions -----------------------------------------------------------------------------
     def give(self, value: str) -> None:
@@ -290,7 +323,7 @@ class LabelView(pn.viewable.Viewer):
         )
         right = pn.Column(
             heading("Class"),
-            pn.FlexBox(*self._buttons),
+            self._class_box,
             pn.Row(self._skip, self._undo),
             self._keys,
             self._ack,
@@ -298,6 +331,12 @@ class LabelView(pn.viewable.Viewer):
             self._notice,
             heading("Nearest neighbours in latent space"),
             self._neighbours,
+            pn.Card(
+                pn.Row(self._classes_input, self._save_classes, align="end"),
+                title="Edit this survey's classes",
+                collapsed=True,
+                sizing_mode="stretch_width",
+            ),
             sizing_mode="stretch_width",
         )
         return pn.Column(

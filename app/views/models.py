@@ -56,6 +56,27 @@ def lineage(versions: list[ModelVersion], leaf: ModelVersion) -> list[ModelVersi
     return chain[::-1]
 
 
+def agreement_markdown(report: dict[str, Any]) -> str:
+    """Agreement between labellers as a short text and a table of pairs."""
+    if report.get("objects_with_2_or_more", 0) == 0:
+        return "*Agreement between labellers shows once two of them label the same objects.*"
+    alpha = report.get("krippendorff_alpha")
+    lines = [
+        f"**Agreement** on {report['objects_with_2_or_more']:,} objects labelled by two or "
+        "more: Krippendorff's α "
+        + (f"**{alpha:.2f}**" if alpha is not None else "n/a")
+        + " (1 = perfect, 0 = chance).",
+    ]
+    if report["pairs"]:
+        lines += ["", "| labellers | shared | agree | Cohen's κ |", "|---|---:|---:|---:|"]
+        for p in report["pairs"]:
+            kappa = "n/a" if p["cohen_kappa"] is None else f"{p['cohen_kappa']:.2f}"
+            lines.append(
+                f"| {p['a']} · {p['b']} | {p['common']:,} | {100 * p['agreement']:.0f}% | {kappa} |"
+            )
+    return "\n".join(lines)
+
+
 def metric_cards(items: list[tuple[str, str]]) -> str:
     cards = "".join(
         f"<div class='lsm-card'><div>{label}</div><b>{value}</b></div>" for label, value in items
@@ -92,6 +113,7 @@ class ModelsView(pn.viewable.Viewer):
         self.jobs = JobsPanel(survey=self.data.name, state=self.state)
         self._labels = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._labels_text = pn.pane.Markdown("")
+        self._agreement = pn.pane.Markdown("", styles={"font-size": "12.5px"})
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
         self._show()
@@ -188,6 +210,16 @@ class ModelsView(pn.viewable.Viewer):
             f"**{len(current):,} labels** from {users} user(s) on this survey "
             f"(current labels, one per user and object)."
         )
+        votes = label_store().votes(self.data.name, task=schema.task)
+        if len(votes):
+            sources = ", ".join(sorted(votes["source"].unique()))
+            self._labels_text.object += (
+                f" Vote fractions ({sources}) for {votes['object_id'].nunique():,} objects count "
+                "as one more labeller each."
+            )
+        self._agreement.object = agreement_markdown(
+            label_store().agreement(self.data.name, task=schema.task)
+        )
         names = schema.names
         self._labels.object = (
             plots.class_counts(names, [int(counts.get(n, 0)) for n in names], schema.colour_key())
@@ -202,6 +234,7 @@ class ModelsView(pn.viewable.Viewer):
             heading("Labels collected"),
             self._labels_text,
             self._labels,
+            self._agreement,
             width=420,
             sizing_mode="fixed",
         )

@@ -191,6 +191,42 @@ def test_key_press_labels_a_galaxy_and_shows_the_next(
     screenshot(page, "label")
 
 
+def test_classes_edited_in_the_label_view_give_new_buttons_and_keys(
+    demo_url: str, demo_env: Path, page: object
+) -> None:
+    from backend.labels import LabelStore
+
+    if os.environ.get("LATENTSKY_UI_HOME"):
+        pytest.skip("a shared data root: its label schema is not the test's to change")
+    user = "schema-editor"
+    load(page, demo_url)
+    page.get_by_placeholder("e.g. Vera Rubin").fill(user)
+    page.get_by_placeholder("e.g. Vera Rubin").press("Enter")
+    open_tab(page, "Label")
+    visible(page, ".lss[data-shown]").wait_for(timeout=30_000)
+    page.get_by_text("Edit this survey's classes").click()
+    field = page.get_by_label("Classes, comma separated")
+    field.fill("only")
+    field.press("Enter")
+    page.get_by_role("button", name="Save classes").click()
+    page.get_by_text("needs at least two classes").wait_for(timeout=10_000)
+    assert page.get_by_role("button", name="1 · elliptical").count() == 1  # unchanged
+    try:
+        field.fill("star, galaxy, qso")
+        field.press("Enter")
+        page.get_by_role("button", name="Save classes").click()
+        page.get_by_role("button", name="2 · galaxy").wait_for(timeout=10_000)
+        assert page.get_by_role("button", name="1 · elliptical").count() == 0
+        shown = visible(page, ".lss[data-shown]").get_attribute("data-shown")
+        page.keyboard.press("2")
+        page.get_by_text("→ galaxy").first.wait_for(timeout=10_000)
+        labels = LabelStore().current("demo", user=user)
+        assert labels[["object_id", "value"]].values.tolist() == [[shown, "galaxy"]]
+    finally:
+        (demo_env / "label_schemas" / "demo.yaml").unlink(missing_ok=True)
+    assert page.console_errors == []
+
+
 def test_anomaly_feedback_reranks_the_list(demo_url: str, demo_env: Path, page: object) -> None:
     from backend.feedback import latest_interest
 
