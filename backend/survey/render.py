@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from astropy.visualization import make_lupton_rgb
+from astropy.visualization import AsinhStretch, ImageNormalize, make_lupton_rgb
 from PIL import Image
 
 from backend.survey.meta import DisplaySettings
@@ -93,18 +93,29 @@ def _screen_orientation(picture: np.ndarray, display: DisplaySettings) -> np.nda
     return np.ascontiguousarray(picture)
 
 
+MONO_PEAK_PERCENTILE = 99.7  # a single band is scaled per object: its brightest 0.3% white
+
+
 def to_mono(
     band_image: np.ndarray, display: DisplaySettings, band: str | None = None
 ) -> np.ndarray:
-    """Render one band as an (H, W) uint8 asinh-stretched greyscale picture."""
-    scale = (display.band_scales or {}).get(band, 1.0) if band else 1.0
-    img = np.nan_to_num(band_image.astype(np.float64), nan=0.0) * scale
+    """Render one band as an (H, W) uint8 greyscale picture for inspecting structure.
+
+    Unlike the colour composite (one stretch for the whole survey, so colours compare), a
+    single band is normalised per object: sky level (median) black, the 99.7th percentile white,
+    asinh in between, so bright galaxies show their cores and faint ones their outskirts.
+    """
+    img = np.nan_to_num(band_image.astype(np.float64), nan=0.0)
     if display.mode == "linear":
-        grey = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    else:
-        grey = make_lupton_rgb(
-            img, img, img, minimum=display.minimum, stretch=display.stretch, Q=display.q
-        )[:, :, 0]
+        scale = (display.band_scales or {}).get(band, 1.0) if band else 1.0
+        grey = (np.clip(img * scale, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return _screen_orientation(grey, display)
+    low = float(np.median(img))
+    high = float(np.percentile(img, MONO_PEAK_PERCENTILE))
+    if not high > low:
+        high = low + 1.0  # a flat image: all black
+    norm = ImageNormalize(vmin=low, vmax=high, stretch=AsinhStretch(a=0.1), clip=True)
+    grey = (np.asarray(norm(img), dtype=np.float64) * 255.0 + 0.5).astype(np.uint8)
     return _screen_orientation(grey, display)
 
 

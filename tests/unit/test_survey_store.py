@@ -192,3 +192,18 @@ def test_single_band_and_rgb_surveys_render(home: Path) -> None:
     assert colour.meta.display.mode == "linear"
     expected = (np.clip(rgb[1].transpose(1, 2, 0), 0, 1) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(colour.rgb(1), expected)
+
+
+def test_single_band_pictures_show_bright_cores_and_faint_outskirts() -> None:
+    from backend.survey.meta import DisplaySettings
+    from backend.survey.render import to_mono
+
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    r = np.hypot(xx, yy)
+    noise = np.random.default_rng(0).normal(0, 0.01, r.shape)
+    display = DisplaySettings(rgb_bands=["r"], mode="asinh", stretch=0.5, origin="upper")
+    for peak in (0.2, 500.0):  # a faint and a very bright exponential disk
+        grey = to_mono(peak * np.exp(-r / 6.0) + noise, display).astype(int)
+        assert (grey == 255).mean() < 0.01, "the core is saturated"
+        assert grey[32, 32] > grey[32, 38] > grey[32, 60], "no gradient from core to outskirts"
+        assert np.median(grey[:5, :5]) < 40, "the sky is not dark"
