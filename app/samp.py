@@ -11,7 +11,6 @@ import contextlib
 import tempfile
 import threading
 import uuid
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -52,14 +51,9 @@ def send_table(df: pd.DataFrame, name: str, timeout: float = TIMEOUT_S) -> str:
 
 
 def _samp() -> tuple[type, type]:
-    """(SAMPIntegratedClient, SAMPHubError) from pyvo.samp when installed, else astropy.samp
-    (deprecated in astropy 8, still working)."""
-    try:
-        from pyvo.samp import SAMPHubError, SAMPIntegratedClient
-    except ImportError:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            from astropy.samp import SAMPHubError, SAMPIntegratedClient
+    """(SAMPIntegratedClient, SAMPHubError) from pyvo.samp (astropy.samp is deprecated)."""
+    from pyvo.samp import SAMPHubError, SAMPIntegratedClient
+
     return SAMPIntegratedClient, SAMPHubError
 
 
