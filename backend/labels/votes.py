@@ -15,9 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import metadata
-
-MAX_TEXT = 256
+from backend.feedback import MAX_TEXT, metadata
 
 label_votes = sa.Table(
     "label_votes",
