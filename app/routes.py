@@ -3,6 +3,8 @@
 ``GET /thumb/<survey>/<index>.png[?size=N&band=B]`` serves a cached PNG rendering, so galleries
 load pictures by URL instead of pushing bytes through the websocket. Rendering runs on a small
 thread pool (zarr decompression and PNG encoding release the GIL), never on the event loop.
+
+The JSON label API (``/api/labels``, :mod:`app.api`) is served by the same plugin.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
+from app.api import ROUTES as API_ROUTES
 from app.surveys import get_survey
 from backend.survey import SurveyError
 
@@ -62,4 +65,7 @@ def thumbnail_url(
     return f"/thumb/{survey}/{int(index)}.png" + (f"?{query}" if query else "")
 
 
-ROUTES = [(r"/thumb/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(\d+)\.png", ThumbnailHandler, {})]
+ROUTES = [
+    (r"/thumb/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/(\d+)\.png", ThumbnailHandler, {}),
+    *API_ROUTES,
+]

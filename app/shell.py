@@ -58,6 +58,18 @@ def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
     }
 
 
+UPDATE_CHECK_MS = 5000
+
+
+def newer_versions(shown: dict[str, str], active: dict[str, str]) -> dict[str, tuple[str, str]]:
+    """kind -> (shown, now active) for the kinds whose active version is not the one shown."""
+    return {
+        kind: (shown[kind], version)
+        for kind, version in active.items()
+        if kind in shown and shown[kind] != version
+    }
+
+
 def survey_summary(data: SurveyData) -> str:
     """Sidebar text: what the survey is and which model versions it is shown with."""
     meta = data.survey.meta
@@ -126,6 +138,13 @@ class Shell:
         self._bind_user()
         self.tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width")  # render the tab shown
         self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
+        self._update_text = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._update_button = pn.widgets.Button(name="Show them", button_type="primary", width=120)
+        self._update_button.on_click(lambda _: self._reload(self.state.survey))
+        self.update_bar = pn.Row(
+            self._update_text, self._update_button, visible=False, sizing_mode="stretch_width",
+            styles={"background": "#e0f2fe", "border-radius": "6px", "padding": "2px 8px"},
+        )  # fmt: skip
         self.loading = pn.indicators.LoadingSpinner(
             value=True, size=40, name="Loading the survey…", visible=True
         )
@@ -134,12 +153,15 @@ class Shell:
              pn.layout.Divider(), pn.pane.Markdown(ABOUT, styles={"font-size": "13px"})]
         )  # fmt: skip
         self.template.main.append(
-            pn.Column(self.loading, self.status, self.tabs, sizing_mode="stretch_width")
+            pn.Column(
+                self.loading, self.status, self.update_bar, self.tabs, sizing_mode="stretch_width"
+            )
         )
         self.picker.param.watch(lambda e: self._reload(e.new), "value")
         self.tabs.param.watch(self._tab_changed, "active")
         self.state.param.watch(self._tab_requested, "tab")
         pn.state.onload(lambda: self._load(default), threaded=True)
+        pn.state.onload(self._watch_versions)
 
     # -- user ------------------------------------------------------------------------------
     def _bind_user(self) -> None:
@@ -172,10 +194,33 @@ class Shell:
         if self.tabs.active != index:
             self.tabs.active = index
 
+    # -- new model versions ----------------------------------------------------------------
+    def _watch_versions(self) -> None:
+        pn.state.add_periodic_callback(self._check_versions, period=UPDATE_CHECK_MS)
+
+    def _check_versions(self) -> None:
+        """Offer to show new active versions (a retraining finished) without a page reload."""
+        data = getattr(self, "_data", None)
+        if data is None or self.loading.visible:
+            return
+        newer = newer_versions(data.versions, ModelRegistry().active_versions(data.name))
+        if not newer:
+            self.update_bar.visible = False
+            return
+        what = ", ".join(
+            f"{k} <code>{new}</code> (shown: {old})" for k, (old, new) in newer.items()
+        )
+        self._update_text.object = (
+            f"<div style='font:13px system-ui;padding:8px 0'>New model version active: {what}. "
+            "Maps, rankings and predictions can show it now.</div>"
+        )
+        self.update_bar.visible = True
+
     # -- loading ---------------------------------------------------------------------------
     def _reload(self, name: str) -> None:
         """Another survey: fresh shared state (the old views stop hearing anything), new views."""
         self.loading.visible = True
+        self.update_bar.visible = False
         old = self.state
         self.state = AppState(survey=name, user=old.user, tab=old.tab)
         self.state.param.watch(self._tab_requested, "tab")
@@ -193,6 +238,7 @@ class Shell:
             self.tabs.active = active
             self._ensure_view(self.state.tab)
             self.status.visible = False
+            self.update_bar.visible = False
         except Exception as exc:
             log.exception("loading survey %s failed", name)
             self.status.param.update(

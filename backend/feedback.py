@@ -6,25 +6,37 @@ default (WAL journal, so readers never block the writer), PostgreSQL when set. E
 deleted, so a killed process loses at most the score whose call had not returned.
 :func:`latest_interest` reads the latest score of each user per object (highest ``id``) and
 averages over users.
+
+:func:`engine_for` gives the one engine per database URL that every store of the process shares
+(labels, jobs, scores). On SQLite each connection sets ``busy_timeout`` (a writer waits up to
+30 s for another writer's lock instead of failing with "database is locked"), WAL and
+``synchronous=FULL`` (a committed transaction is on disk when ``commit`` returns, so what was
+acknowledged survives a killed process and a power cut). The driver's own transaction handling
+stays on: a transaction starts at its first write statement, so an insert-only transaction takes
+the lock and waits for it. :func:`write_transaction` is for read-then-write transactions
+(``BEGIN IMMEDIATE``: the lock first, then the read).
 """
 
 from __future__ import annotations
 
 import numbers
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from backend.config import get_settings
 from backend.survey.meta import validate_survey_name
 from backend.survey.store import Survey
 
 MIN_SCORE, MAX_SCORE = 0, 5
+BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another's lock before failing
 MAX_TEXT = 256
 
 metadata = sa.MetaData()
@@ -69,16 +81,34 @@ def _create_engine(url: str) -> Engine:
         return sa.create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
+    # timeout: the driver's busy handler, so a writer waits up to 30 s for the lock
+    engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
 
     @sa.event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # before anything that locks
+        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
         cursor.close()
 
     return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """``engine.begin()`` holding the write lock from the start (SQLite ``BEGIN IMMEDIATE``).
+
+    For read-then-write transactions (undo: find the latest label, then cancel it): a deferred
+    SQLite transaction reads without a lock, so two of them can act on the same row, and one
+    that read an older snapshot cannot upgrade to a writer (``database is locked`` at once,
+    without waiting). ``BEGIN IMMEDIATE`` waits for the lock (busy timeout) and then sees the
+    latest data. On other databases it is a plain transaction.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        yield conn
 
 
 def record_interest(

@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import engine_for, metadata
+from backend.feedback import engine_for, metadata, write_transaction
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, validate_survey_name
@@ -126,7 +126,7 @@ class LabelStore:
     def undo_last(self, survey: str, *, user: str, task: str = "class") -> dict[str, Any] | None:
         """Cancel ``user``'s latest effective label in ``task``; returns it, or None."""
         user = self._text("user", user)
-        with self.engine.begin() as conn:
+        with write_transaction(self.engine) as conn:  # read then write: take the lock first
             undone = sa.select(label_events.c.undoes).where(label_events.c.undoes.is_not(None))
             last = conn.execute(
                 sa.select(label_events.c.id, label_events.c.object_id, label_events.c.value)

@@ -267,3 +267,34 @@ def test_models_view_shows_versions_diagnostics_and_jobs(demo_url: str, page: ob
     page.get_by_text("cancel requested").wait_for(timeout=20_000)
     page.locator(".tabulator-cell", has_text="cancelled").first.wait_for(timeout=10_000)
     assert page.console_errors == []
+
+
+def test_a_retrained_classifier_is_offered_without_reloading_the_page(
+    demo_url: str, demo_env: Path, page: object
+) -> None:
+    from backend.active.loop import retrain_classifier
+    from backend.labels import LabelStore
+    from backend.registry import ModelRegistry
+
+    if os.environ.get("LATENTSKY_UI_HOME"):
+        pytest.skip("a shared data root: no new model version may be made there")
+    store = LabelStore()
+    ids = [f"demo-{i:08d}" for i in range(12)]
+    known = set(store.current("demo")["object_id"])
+    for n, oid in enumerate(i for i in ids if i not in known):
+        store.add("demo", oid, ("spiral", "elliptical")[n % 2], user="retrainer")
+    load(page, demo_url)
+    before = ModelRegistry().active_versions("demo")["classifier"]
+    sidebar_version = page.locator(".lss-models tr", has_text="classifier").locator("code").first
+    sidebar_version.wait_for(timeout=30_000)
+    assert sidebar_version.inner_text() == before
+    result = retrain_classifier("demo", {"epochs": 5})  # what the worker's retrain job runs
+    assert result["version"] != before
+    page.get_by_text("New model version active").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Show them").click()
+    deadline = time.monotonic() + 30
+    while sidebar_version.inner_text() != result["version"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sidebar_version.inner_text() == result["version"]
+    page.get_by_text("New model version active").wait_for(state="hidden", timeout=10_000)
+    assert page.console_errors == []

@@ -108,3 +108,14 @@ def test_schemas_default_and_per_survey(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("classes: [{name: a, key: '1'}, {name: b, key: '1'}]\n")
     with pytest.raises(SchemaError, match=r"bad\.yaml: classes\[1\] repeats key '1'"):
         read_schema(tmp_path / "bad.yaml")
+
+
+def test_concurrent_undos_each_take_back_a_different_label(store: LabelStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    for i in range(10):
+        store.add("tiny", f"tiny-{i:04d}", "spiral", user="ana")
+    with ThreadPoolExecutor(10) as pool:
+        undone = list(pool.map(lambda _: store.undo_last("tiny", user="ana"), range(10)))
+    assert sorted(u["object_id"] for u in undone) == [f"tiny-{i:04d}" for i in range(10)]
+    assert store.count("tiny", user="ana") == 0

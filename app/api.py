@@ -1,0 +1,272 @@
+"""JSON label API beside the Panel app (served through the ``app.routes`` plugin).
+
+``POST /api/labels``       ``{"survey", "object_id", "value", "user", "task"?}`` → 201 with the
+                           stored label and its event ``id``, sent only after the insert committed
+``POST /api/labels/undo``  ``{"survey", "user", "task"?}`` → 200 ``{"undone": label or null}``
+``GET  /api/labels?survey=NAME[&user=U][&task=T]`` → 200 the current labels (one per object and
+                           user, oldest first)
+
+Labels go through the same :class:`~backend.labels.LabelStore` as the Label view
+(:func:`app.labelling.label_store`), with ``source="api"``. Bad input is refused before anything
+is written: 400 (404 for a survey that does not exist, 415 for a body that is not JSON) with
+``{"error": "<message naming the field>", "field": "<field or null>"}``. When Panel
+authentication is on, the label's user is the logged-in user (the body's ``user`` is ignored) and
+requests without a login get 401; otherwise the body must name the user. Survey checks and
+database work run on a small thread pool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC
+from typing import Any
+
+from tornado.ioloop import IOLoop
+from tornado.web import HTTPError, RequestHandler
+
+from app.labelling import label_store
+from app.surveys import get_survey
+from backend.labels import LabelError, LabelSchema, load_schema
+from backend.survey import Survey, SurveyError, survey_path, validate_survey_name
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024  # bytes; a label is a few hundred
+MAX_TEXT = 256
+GUEST = "guest"  # Panel's name for visitors of guest endpoints: not a login
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labels-api")
+
+
+class ApiError(HTTPError):
+    """A request the API refuses: HTTP ``status`` and a message naming the ``field``."""
+
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        super().__init__(status, "%s", message)
+        self.message = message
+        self.field = field
+
+
+# -- checks (pure; the survey and database ones run on the pool) -----------------------------
+def check_fields(
+    body: dict[str, Any], required: tuple[str, ...], optional: tuple[str, ...]
+) -> None:
+    """Refuse unknown fields and missing (null or empty) required ones."""
+    unknown = sorted(set(body) - set(required) - set(optional))
+    if unknown:
+        expected = ", ".join((*required, *optional))
+        raise ApiError(400, f"unknown field {unknown[0]!r} (expected: {expected})", unknown[0])
+    for name in required:
+        if body.get(name) in (None, ""):
+            raise ApiError(400, f"missing field {name!r}", name)
+
+
+def text(field: str, value: object, *, numbers: bool = False) -> str:
+    """``value`` as stripped text of 1-256 characters (integers too when ``numbers``)."""
+    if numbers and isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        kind = "a string or an integer" if numbers else "a string"
+        raise ApiError(400, f"{field} must be {kind}, got {json.dumps(value)}", field)
+    out = value.strip()
+    if not out or len(out) > MAX_TEXT:
+        raise ApiError(400, f"{field} must be 1-{MAX_TEXT} characters, got {value!r}", field)
+    return out
+
+
+def open_survey(name: object) -> Survey:
+    """The survey ``name``: 400 for a bad name (path tricks), 404 when it does not exist."""
+    if not isinstance(name, str):
+        raise ApiError(400, f"survey must be a string, got {json.dumps(name)}", "survey")
+    try:
+        validate_survey_name(name)
+    except SurveyError as exc:
+        raise ApiError(400, f"survey: {exc}", "survey") from None
+    if not survey_path(name).is_dir():
+        try:
+            Survey.open(name)  # its message lists the known surveys
+        except SurveyError as exc:
+            raise ApiError(404, f"survey: {exc}", "survey") from None
+    try:
+        return get_survey(name)
+    except SurveyError as exc:
+        raise ApiError(400, f"survey: {exc}", "survey") from None
+
+
+def schema_task(survey: str, task: object) -> tuple[LabelSchema, str]:
+    """The survey's label schema and the task (default: the schema's; another is refused)."""
+    schema = load_schema(survey)
+    if task in (None, ""):
+        return schema, schema.task
+    task = text("task", task)
+    if task != schema.task:
+        raise ApiError(
+            400, f"unknown task {task!r} for survey {survey} (tasks: {schema.task})", "task"
+        )
+    return schema, task
+
+
+def add_label(survey: str, object_id: str, value: str, user: str, task: object) -> dict[str, Any]:
+    """Check and store one label; returns it with its event id once committed."""
+    opened = open_survey(survey)
+    schema, task = schema_task(survey, task)
+    try:
+        opened.index_of(object_id)
+    except SurveyError as exc:
+        raise ApiError(400, f"object_id: {exc}", "object_id") from None
+    if value not in schema.by_name:
+        classes = ", ".join(schema.names)
+        message = f"value: unknown class {value!r} for survey {survey} (classes: {classes})"
+        raise ApiError(400, message, "value")
+    try:
+        event = label_store().add(
+            survey, object_id, value, user=user, task=task, source="api", schema=schema
+        )
+    except LabelError as exc:  # the store's own checks: same rules, nothing written
+        raise ApiError(400, str(exc)) from None
+    return {
+        "id": event, "survey": survey, "object_id": object_id, "value": value, "user": user,
+        "task": task,
+    }  # fmt: skip
+
+
+def undo_label(survey: str, user: str, task: object) -> dict[str, Any]:
+    open_survey(survey)
+    _, task = schema_task(survey, task)
+    try:
+        undone = label_store().undo_last(survey, user=user, task=task)
+    except LabelError as exc:
+        raise ApiError(400, str(exc)) from None
+    if undone is not None:
+        undone = {"id": int(undone["id"]), "object_id": str(undone["object_id"]),
+                  "value": str(undone["value"])}  # fmt: skip
+    return {"survey": survey, "user": user, "task": task, "undone": undone}
+
+
+def _label_json(r: Any) -> dict[str, Any]:
+    created = r.created
+    if created is not None and created.tzinfo is None:  # SQLite drops the zone; stored in UTC
+        created = created.replace(tzinfo=UTC)
+    created = created.isoformat() if created is not None else None
+    return {
+        "id": int(r.id), "object_id": str(r.object_id), "value": str(r.value),
+        "user": str(r.user), "weight": float(r.weight), "source": str(r.source),
+        "created": created,
+    }  # fmt: skip
+
+
+def current_labels(survey: str, user: str | None, task: object) -> dict[str, Any]:
+    open_survey(survey)
+    _, task = schema_task(survey, task)
+    frame = label_store().current(survey, task=task, user=user)
+    labels = [_label_json(r) for r in frame.itertuples(index=False)]
+    return {"survey": survey, "task": task, "count": len(labels), "labels": labels}
+
+
+# -- handlers ----------------------------------------------------------------------------------
+class _LabelApiHandler(RequestHandler):
+    """JSON in and out; errors as ``{"error", "field"}``; Panel/Bokeh auth when it is on."""
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+
+    # auth: the Bokeh application's provider (Panel's basic auth or OAuth), when there is one
+    def _provider(self) -> Any:
+        return getattr(self.application, "auth_provider", None)
+
+    def _auth_on(self) -> bool:
+        provider = self._provider()
+        return provider is not None and bool(provider.get_user or provider.get_user_async)
+
+    async def prepare(self) -> None:
+        provider = self._provider()
+        if provider is not None and provider.get_user_async is not None:
+            self.current_user = await provider.get_user_async(self)
+
+    def get_current_user(self) -> Any:
+        provider = self._provider()
+        if provider is not None and provider.get_user is not None:
+            return provider.get_user(self)
+        return None
+
+    def login(self) -> str | None:
+        """The logged-in user (not a guest); 401 when auth is on and nobody is logged in."""
+        if not self._auth_on():
+            return None
+        user = self.current_user
+        if isinstance(user, bytes):
+            user = user.decode("utf-8", "replace")
+        if not user:
+            raise ApiError(401, "log in first: this server requires authentication")
+        return None if user == GUEST else text("user", str(user))
+
+    def user(self, given: object) -> str:
+        """Who the label is stored under: the login, else the body's ``user``."""
+        login = self.login()
+        if login is not None:
+            return login
+        if given in (None, ""):
+            raise ApiError(400, "missing field 'user' (the name the label is stored under)", "user")
+        return text("user", given)
+
+    def json_body(self) -> dict[str, Any]:
+        kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise ApiError(415, "send the body as JSON with 'Content-Type: application/json'")
+        if len(self.request.body) > MAX_BODY:
+            raise ApiError(413, f"request body over {MAX_BODY} bytes")
+        try:
+            body = json.loads(self.request.body or b"")
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise ApiError(400, f"malformed JSON body: {exc}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, 'the JSON body must be an object, e.g. {"survey": ...}')
+        return body
+
+    async def run(self, status: int, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
+        result = await IOLoop.current().run_in_executor(_POOL, fn, *args)
+        self.set_status(status)
+        self.finish(json.dumps(result))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            body = {"error": exc.message, "field": exc.field}
+        elif isinstance(exc, HTTPError):
+            body = {"error": exc.log_message or self._reason, "field": None}
+        else:
+            body = {"error": "internal error (see the server log)", "field": None}
+        self.finish(json.dumps(body))
+
+
+class LabelsHandler(_LabelApiHandler):
+    async def get(self) -> None:
+        survey = self.get_query_argument("survey", None)
+        if not survey:
+            raise ApiError(400, "missing query parameter 'survey'", "survey")
+        self.login()
+        user = self.get_query_argument("user", None)
+        user = text("user", user) if user is not None else None
+        await self.run(200, current_labels, survey, user, self.get_query_argument("task", None))
+
+    async def post(self) -> None:
+        body = self.json_body()
+        check_fields(body, ("survey", "object_id", "value"), ("user", "task"))
+        user = self.user(body.get("user"))
+        object_id = text("object_id", body["object_id"], numbers=True)
+        value = text("value", body["value"])
+        await self.run(201, add_label, body["survey"], object_id, value, user, body.get("task"))
+
+
+class UndoHandler(_LabelApiHandler):
+    async def post(self) -> None:
+        body = self.json_body()
+        check_fields(body, ("survey",), ("user", "task"))
+        user = self.user(body.get("user"))
+        await self.run(200, undo_label, body["survey"], user, body.get("task"))
+
+
+ROUTES = [(r"/api/labels/?", LabelsHandler, {}), (r"/api/labels/undo/?", UndoHandler, {})]
