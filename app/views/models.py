@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import pandas as pd
@@ -10,6 +11,7 @@ import param
 
 from app import plots
 from app.data import SurveyData
+from app.exporting import file_name, table_bytes
 from app.jobs import JobsPanel
 from app.labelling import label_store, schema_for
 from app.safe import guarded, heading, message_pane
@@ -114,6 +116,11 @@ class ModelsView(pn.viewable.Viewer):
         self._labels = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._labels_text = pn.pane.Markdown("")
         self._agreement = pn.pane.Markdown("", styles={"font-size": "12.5px"})
+        self._download_labels = pn.widgets.FileDownload(
+            callback=guarded(self._alert)(self._labels_file),
+            filename=file_name(f"{self.data.name}-labels", "CSV"),
+            label="Download labels (CSV)", button_type="light", width=200,
+        )  # fmt: skip
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
         self._show()
@@ -227,6 +234,11 @@ class ModelsView(pn.viewable.Viewer):
             else None
         )
 
+    def _labels_file(self) -> io.BytesIO:
+        """Every current label (one per object and user) with who gave it and when."""
+        schema = schema_for(self.data.name)
+        return table_bytes(label_store().current(self.data.name, task=schema.task), "CSV")
+
     def __panel__(self) -> pn.viewable.Viewable:
         jobs = pn.Column(
             heading("Jobs"),
@@ -235,6 +247,7 @@ class ModelsView(pn.viewable.Viewer):
             self._labels_text,
             self._labels,
             self._agreement,
+            self._download_labels,
             width=420,
             sizing_mode="fixed",
         )

@@ -258,6 +258,10 @@ def test_models_view_shows_versions_diagnostics_and_jobs(demo_url: str, page: ob
     page.locator(".tabulator-cell", has_text="classifier").first.wait_for(timeout=30_000)
     page.get_by_text("ECE (calibrated)").first.wait_for(timeout=30_000)
     screenshot(page, "models", height=1400)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download labels (CSV)").click()
+    header = Path(download.value.path()).read_text().splitlines()[0].split(",")
+    assert {"object_id", "value", "user", "created"} <= set(header)
     if os.environ.get("LATENTSKY_UI_HOME"):
         return  # a shared data root: queue no job there (its worker would see it)
     page.get_by_role("button", name="Retrain the classifier with the labels").click()
