@@ -1,10 +1,23 @@
 """S1: active learning on the demo survey: BALD + diversity, margin + diversity, entropy, random.
 
-Simulated oracle: answers are the demo catalog's ``true_class``. Features: the demo encoder's
-embeddings (read-only). Each round retrains the MC-dropout head (``models.EmbeddingClassifier``
-+ ``models.fit``) on the labels so far, predicts the pool with 20 MC samples and asks
-:func:`backend.active.next_batch` for the next batch. Accuracy on a fixed held-out test set.
-S1 figure: labels BALD needs to reach random's final accuracy (target: >= 50% fewer).
+Simulated oracle: answers are the demo catalog's ``true_class`` (7 classes). Each round retrains
+the MC-dropout head (``models.EmbeddingClassifier``, 300 full-batch AdamW steps) on the labels so
+far, predicts every object with 20 consistent MC-dropout samples and asks
+:func:`backend.active.next_batch` for the next batch of 50 (active strategies start with
+:func:`backend.active.cold_start`, random starts at random). Accuracy on a fixed held-out test
+set of 2,000 objects that are never offered. S1 figure: labels each strategy needs to reach
+random's final accuracy (target: >= 50% fewer).
+
+Two feature sets (``--features``):
+
+* ``encoder``: the demo encoder's embeddings (read-only), i.e. what the app ranks with;
+* ``catalog``: the catalog's standardised true structural parameters and colours, a control in
+  which the classes are nearly separable (shows what the same acquisition code does when the
+  features carry the class information).
+
+The head is trained without class weights by default (``--class-weights balanced`` weights
+classes by inverse labelled frequency, as ``train_classifier`` does; it cost every strategy
+accuracy on this test set, see docs/results.md).
 
     .venv/bin/python bench/bench_active_s1.py [--home var] [--seeds 3] [--max-labels 1000]
 """
@@ -13,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -23,23 +37,30 @@ from backend.active import cold_start, next_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_STEPS = 300
+MC_SAMPLES = 20
 STRATEGIES = {
     "bald+diversity": ("bald", "kmeans++"),
     "margin+diversity": ("margin", "kmeans++"),
     "entropy": ("entropy", "none"),
     "random": ("random", "none"),
 }
+CATALOG_FEATURES = [
+    "redshift", "abs_mag_r", "sersic_n", "bulge_sersic_n", "half_light_radius", "ellipticity",
+    "bulge_fraction", "mag_g", "mag_r", "mag_i", "mag_z",
+]  # fmt: skip
 
 
-def train_head(x: np.ndarray, y: np.ndarray, rows: np.ndarray, n_classes: int, seed: int):
+def train_head(x, y, rows, n_classes: int, seed: int, class_weights: str = "none"):
     """The MC-dropout head (models.EmbeddingClassifier), full-batch AdamW (fast on <= 1k rows)."""
     import torch
 
     from models import EmbeddingClassifier
 
     torch.manual_seed(seed)
-    counts = np.bincount(y[rows], minlength=n_classes)
-    weights = (counts.sum() / np.maximum(counts, 1) / n_classes).tolist()
+    weights = None
+    if class_weights == "balanced":
+        counts = np.bincount(y[rows], minlength=n_classes)
+        weights = (counts.sum() / np.maximum(counts, 1) / n_classes).tolist()
     model = EmbeddingClassifier(x.shape[1], n_classes, dropout=0.3, class_weights=weights)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
     batch = {"inputs": torch.from_numpy(x[rows]), "targets": torch.from_numpy(y[rows])}
@@ -54,13 +75,13 @@ def train_head(x: np.ndarray, y: np.ndarray, rows: np.ndarray, n_classes: int, s
 def predictions(model, x: np.ndarray) -> pd.DataFrame:
     from models import predict_classes
 
-    out = predict_classes(model, x, mc_samples=20, device="cpu", progress_bar=False)
+    out = predict_classes(model, x, mc_samples=MC_SAMPLES, device="cpu", progress_bar=False)
     table = pd.DataFrame({f"p_{i}": out["probs"][:, i] for i in range(out["probs"].shape[1])})
     table["entropy"], table["bald"] = out["entropy"], out["bald"]
     return table
 
 
-def run_one(x, y, test, name, seed, batch, max_labels, n_classes) -> list[dict]:
+def run_one(x, y, test, name, seed, batch, max_labels, n_classes, class_weights) -> list[dict]:
     strategy, diversity = STRATEGIES[name]
     labelled = np.zeros(len(x), bool)
     labelled[test] = True  # never offered to the oracle
@@ -75,9 +96,11 @@ def run_one(x, y, test, name, seed, batch, max_labels, n_classes) -> list[dict]:
             picked = next_batch(
                 x, preds, labelled, strategy, batch, round_seed, diversity=diversity
             )
+        if labelled[picked].any():
+            raise RuntimeError(f"{name} offered an already labelled or test object")
         labelled[picked] = True
         rows = np.flatnonzero(labelled & ~pool_mask)
-        model = train_head(x, y, rows, n_classes, seed)
+        model = train_head(x, y, rows, n_classes, seed, class_weights)
         preds = predictions(model, x)
         probs = preds[[f"p_{i}" for i in range(n_classes)]].to_numpy()
         acc = float((probs[test].argmax(1) == y[test]).mean())
@@ -89,39 +112,38 @@ def labels_to_reach(curve: list[dict], target: float) -> int | None:
     return next((p["labels"] for p in curve if p["accuracy"] >= target), None)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", default=str(ROOT / "var"))
-    ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--max-labels", type=int, default=1000)
-    ap.add_argument("--test", type=int, default=2000)
-    ap.add_argument("--out", default=str(ROOT / "bench/results/active_s1.json"))
-    ap.add_argument("--plot", default=str(ROOT / "docs/img/eval_active_learning.png"))
-    args = ap.parse_args()
-    import torch
+def load_features(home: Path, features: str) -> np.ndarray:
+    if features == "encoder":
+        x = np.load(home / "products/demo/encoder-v0001/embeddings.npy", mmap_mode="r")
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if features == "catalog":
+        cat = pd.read_parquet(home / "surveys/demo/catalog.parquet", columns=CATALOG_FEATURES)
+        f = cat.to_numpy(np.float64)
+        mags = f[:, 7:11]
+        f = np.column_stack([f, mags[:, :-1] - mags[:, 1:]])  # + g-r, r-i, i-z colours
+        f = np.nan_to_num((f - np.nanmean(f, 0)) / np.nanstd(f, 0))  # missing -> the mean
+        return f.astype(np.float32)
+    raise ValueError(f"unknown features {features!r}")
 
-    torch.set_num_threads(1)  # 2 shared cores: one thread is faster
-    home = Path(args.home)
-    x = np.load(home / "products/demo/encoder-v0001/embeddings.npy", mmap_mode="r")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    cat = pd.read_parquet(home / "surveys/demo/catalog.parquet", columns=["true_class"])
-    classes = sorted(cat["true_class"].unique())
-    y = cat["true_class"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+
+def run_features(args, features: str, y: np.ndarray, classes: list[str]) -> dict:
+    x = load_features(Path(args.home), features)
     test = np.sort(np.random.default_rng(12345).choice(len(x), args.test, replace=False))
     started = time.perf_counter()
     curves: dict[str, list[list[dict]]] = {name: [] for name in STRATEGIES}
     for seed in range(args.seeds):
         for name in STRATEGIES:
             t0 = time.perf_counter()
-            curves[name].append(
-                run_one(x, y, test, name, seed, args.batch, args.max_labels, len(classes))
-            )
-            print(f"seed {seed} {name:15s} final acc {curves[name][-1][-1]['accuracy']:.3f} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)  # fmt: skip
+            curves[name].append(run_one(
+                x, y, test, name, seed, args.batch, args.max_labels, len(classes),
+                args.class_weights,
+            ))  # fmt: skip
+            print(f"{features} seed {seed} {name:17s} final acc "
+                  f"{curves[name][-1][-1]['accuracy']:.3f} ({time.perf_counter() - t0:.0f} s, "
+                  f"load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
     labels = [p["labels"] for p in curves["random"][0]]
-    mean = {n: np.mean([[p["accuracy"] for p in c] for c in cs], 0) for n, cs in curves.items()}
-    std = {n: np.std([[p["accuracy"] for p in c] for c in cs], 0) for n, cs in curves.items()}
+    acc = {n: np.array([[p["accuracy"] for p in c] for c in cs]) for n, cs in curves.items()}
+    mean = {n: a.mean(0) for n, a in acc.items()}
     target = float(mean["random"][-1])
     summary = {}
     for name in STRATEGIES:
@@ -132,42 +154,101 @@ def main() -> None:
         per_seed = [labels_to_reach(c, float(curves["random"][s][-1]["accuracy"]))
                     for s, c in enumerate(curves[name])]  # fmt: skip
         summary[name] = {
+            "accuracy_at": {
+                str(n): round(float(mean[name][labels.index(n)]), 4)
+                for n in (100, 250, 500, 1000)
+                if n in labels
+            },
             "final_accuracy": float(mean[name][-1]),
-            "final_accuracy_std": float(std[name][-1]),
+            "final_accuracy_std": float(acc[name][:, -1].std()),
             "labels_to_reach_random_final": needed,
             "label_saving_vs_random": None if needed is None else 1 - needed / labels[-1],
             "labels_to_reach_per_seed": per_seed,
         }
+    return {
+        "features": features, "dim": int(x.shape[1]), "random_final_accuracy": target,
+        "labels": labels,
+        "mean_accuracy": {n: m.tolist() for n, m in mean.items()},
+        "min_accuracy": {n: a.min(0).tolist() for n, a in acc.items()},
+        "max_accuracy": {n: a.max(0).tolist() for n, a in acc.items()},
+        "std_accuracy": {n: a.std(0).tolist() for n, a in acc.items()},
+        "per_seed_accuracy": {n: a.tolist() for n, a in acc.items()},
+        "summary": summary, "seconds": time.perf_counter() - started,
+    }  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--home", default=str(ROOT / "var"))
+    ap.add_argument("--features", default="encoder,catalog", help="encoder and/or catalog")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--max-labels", type=int, default=1000)
+    ap.add_argument("--test", type=int, default=2000)
+    ap.add_argument("--class-weights", choices=("none", "balanced"), default="none")
+    ap.add_argument("--out", default=str(ROOT / "bench/results/active_s1.json"))
+    ap.add_argument("--plot", default=str(ROOT / "docs/img/active_s1.png"))
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # 2 shared cores: one thread is faster
+    home = Path(args.home)
+    cat = pd.read_parquet(home / "surveys/demo/catalog.parquet", columns=["true_class"])
+    classes = sorted(cat["true_class"].unique())
+    y = cat["true_class"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
+    load_before = [round(v, 2) for v in os.getloadavg()]
+    runs = {f: run_features(args, f, y, classes) for f in args.features.split(",")}
     result = {
         "target": "S1: >= 50% fewer labels than random for the same final accuracy",
-        "survey": "demo", "features": "encoder-v0001 embeddings", "classes": classes,
-        "test_size": args.test, "batch": args.batch, "seeds": args.seeds,
-        "random_final_accuracy": target, "labels": labels,
-        "mean_accuracy": {n: m.tolist() for n, m in mean.items()},
-        "std_accuracy": {n: s.tolist() for n, s in std.items()},
-        "summary": summary, "seconds": time.perf_counter() - started,
+        "survey": "demo", "classes": classes, "test_size": args.test, "batch": args.batch,
+        "seeds": args.seeds, "max_labels": args.max_labels,
+        "head": {"model": "EmbeddingClassifier hidden 256 dropout 0.3", "steps": TRAIN_STEPS,
+                 "optimizer": "AdamW lr 1e-3 wd 1e-2 full batch",
+                 "class_weights": args.class_weights, "mc_samples": MC_SAMPLES},
+        "strategies": {n: {"strategy": s, "diversity": d} for n, (s, d) in STRATEGIES.items()},
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": load_before,
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "features": runs,
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    plot(labels, mean, std, target, args.plot)
-    print(json.dumps(summary, indent=2))
+    plot(runs, args.plot, args.seeds)
+    for f, run in runs.items():
+        print(f"\n{f} features ({run['seconds']:.0f} s), random final {run['random_final_accuracy']:.3f}")  # fmt: skip
+        for name, s in run["summary"].items():
+            print(f"  {name:17s} acc@100/250/500/1000 "
+                  f"{' '.join(f'{v:.3f}' for v in s['accuracy_at'].values())} "
+                  f"(± {s['final_accuracy_std']:.3f})  labels to reach random's final: "
+                  f"{s['labels_to_reach_random_final'] or 'not reached'} "
+                  f"per seed {s['labels_to_reach_per_seed']}")  # fmt: skip
+    print(f"load average before {load_before}, after {result['load_average_after']}")
 
 
-def plot(labels, mean, std, target, path) -> None:
+def plot(runs: dict, path: str, seeds: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for name in mean:
-        ax.plot(labels, mean[name], label=name)
-        ax.fill_between(labels, mean[name] - std[name], mean[name] + std[name], alpha=0.2)
-    ax.axhline(target, color="grey", ls=":", lw=1, label="random @ max labels")
-    ax.set_xlabel("labels")
-    ax.set_ylabel("test accuracy (7 classes)")
-    ax.set_title("Active learning on the demo survey (mean ± std, 3 seeds)")
-    ax.legend()
+    titles = {"encoder": "demo encoder embeddings", "catalog": "control: true catalog parameters"}
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.2), squeeze=False)
+    for ax, (features, run) in zip(axes[0], runs.items(), strict=True):
+        labels = run["labels"]
+        for name in run["mean_accuracy"]:
+            mean = np.asarray(run["mean_accuracy"][name])
+            line = ax.plot(labels, mean, label=name, lw=2 if name == "random" else 1.5)[0]
+            ax.fill_between(labels, run["min_accuracy"][name], run["max_accuracy"][name],
+                            color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+        ax.axhline(run["random_final_accuracy"], color="grey", ls=":", lw=1,
+                   label="random @ max labels")  # fmt: skip
+        lo = min(min(run["min_accuracy"][n]) for n in run["min_accuracy"])
+        ax.set_ylim(lo - 0.01, None)
+        ax.set_xlabel("labels")
+        ax.set_ylabel("test accuracy (7 classes)")
+        ax.set_title(f"{titles.get(features, features)} (mean, min–max of {seeds} seeds)",
+                     fontsize=10)  # fmt: skip
+        ax.legend(fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

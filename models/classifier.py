@@ -26,7 +26,7 @@ from models.base import CONFIG_VERSION, ImageModel, backbone_config_for, check_c
 from models.calibration import fit_temperature
 from models.errors import InputShapeError
 from models.normalize import NormalizationConfig
-from models.uncertainty import MCPrediction, consistent_mc_logits, summarize_samples
+from models.uncertainty import EPS, MCPrediction, consistent_mc_logits
 
 
 class MLPHead(nn.Module):
@@ -57,6 +57,24 @@ class MLPHead(nn.Module):
         layers = list(self.net)
         cut = next((i for i, m in enumerate(layers) if isinstance(m, nn.Dropout)), len(layers))
         return nn.Sequential(*layers[:cut]), nn.Sequential(*layers[cut:])
+
+
+def _summarize_class_major(samples: Tensor, keep_samples: bool = False) -> MCPrediction:
+    """:func:`models.uncertainty.summarize_samples` of class-major (T, K, N) probabilities,
+    results as (N, K). The mean and the predictive entropy are float64; BALD's per-sample
+    KL terms are float32 (~3x faster over 1M objects; within ~1e-7 nats of float64), averaged
+    in float64 and clamped at 0. Identical samples give exactly 0: the float64 mean of equal
+    float32 values rounds back to the same float32."""
+    mean = samples.double().mean(dim=0)  # (K, N)
+    log_p = samples.clamp(EPS, 1.0).log()
+    log_mean = mean.float().clamp(EPS, 1.0).log()
+    kl = (samples * (log_p - log_mean)).sum(dim=1)  # (T, N)
+    return MCPrediction(
+        probs=mean.t().float().contiguous().cpu(),
+        entropy=(-(mean * mean.clamp(EPS, 1.0).log()).sum(dim=0)).float().cpu(),
+        bald=kl.double().mean(dim=0).clamp_min(0.0).float().cpu(),
+        samples=samples.transpose(1, 2).float().contiguous().cpu() if keep_samples else None,
+    )
 
 
 def _class_names(classes: Sequence[str] | int) -> list[str]:
@@ -124,8 +142,10 @@ class _ClassifierMixin:
                 logits = consistent_mc_logits(rest, hidden, n_samples, seed)
         finally:
             self.train(was_training)
-        probs = (logits.float() / self.temperature).softmax(dim=-1)
-        return summarize_samples(probs, keep_samples)
+        # class-major (T, K, N): softmax and sums over a short class axis are vectorised along
+        # N; on (T, N, K) with K ~ 7 torch's softmax alone is ~25x slower (1M objects, CPU)
+        logits = logits.float().transpose(1, 2).contiguous() / self.temperature
+        return _summarize_class_major(logits.softmax(dim=1), keep_samples)
 
     @torch.no_grad()
     def calibrate(self, x: Tensor, labels: Tensor) -> float:

@@ -7,14 +7,18 @@ retrain of that survey is queued or running, it submits a ``retrain`` job.
 store's consensus labels, predicts the survey with the new version and only then activates it.
 With few labels (< ``CV_BELOW``) the held-out metrics are cross-validated (accuracy, ECE,
 per-class recall over out-of-fold predictions) and stored in the version's label snapshot.
+Training runs on one torch thread and the prediction on :func:`job_threads` (all cores but one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 
 from backend.labels.schema import load_schema
@@ -29,6 +33,34 @@ CV_FOLDS = 5
 
 def retrain_every() -> int:
     return max(1, int(os.environ.get("LATENTSKY_RETRAIN_EVERY", DEFAULT_RETRAIN_EVERY)))
+
+
+def job_threads() -> int:
+    """Torch threads for the retrain's prediction of every object: ``LATENTSKY_JOB_THREADS``,
+    else all cores but one, since the web server shares the machine (Procfile). On 2 cores
+    next to a busy process, 2 OpenMP threads predicted 1M objects 6x slower than 1 (bench P6);
+    on an idle machine they were at most 1.3x faster."""
+    import torch
+
+    value = os.environ.get("LATENTSKY_JOB_THREADS", "").strip()
+    if value:
+        return max(1, int(value))
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch threads (restored after). The retrain's training steps
+    are a few hundred rows each: they gain nothing from more threads and, on a busy 2-core
+    machine, OpenMP threads waiting on each other made them up to 20x slower (bench P6)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _last_event_id(store: LabelStore, survey: str, task: str) -> int:
@@ -89,11 +121,11 @@ def store_labels(
     lookup = {c: i for i, c in enumerate(classes)}
     labels = np.full(len(s), -1, np.int64)
     if len(consensus):
-        rows = s.catalog["object_id"].astype(str).reset_index(drop=True)
-        where = dict(zip(rows, range(len(rows)), strict=True))
-        for oid, value in zip(consensus["object_id"], consensus["value"], strict=True):
-            if str(oid) in where and value in lookup:
-                labels[where[str(oid)]] = lookup[value]
+        ids = pd.Index(s.catalog["object_id"].astype(str))
+        where = ids.get_indexer(consensus["object_id"].astype(str))
+        value = consensus["value"].map(lookup)
+        known = (where >= 0) & value.notna().to_numpy()
+        labels[where[known]] = value[known].astype(np.int64).to_numpy()
     counts = np.bincount(labels[labels >= 0], minlength=len(classes))
     snapshot = {
         "source": "label_store", "task": task, "last_event_id": last_id,
@@ -156,17 +188,19 @@ def retrain_classifier(
             f"(have {snapshot['class_counts']})"
         )
     registry = ModelRegistry()
-    if snapshot["n_labelled"] < CV_BELOW:
-        encoder = resolve_version(registry, survey, "encoder", params.get("encoder"))
-        embeddings = open_embeddings(survey, "encoder", encoder.version)
-        snapshot["cv"] = cross_validated_metrics(embeddings, labels, classes)
     parent = registry.active_versions(survey).get("classifier")
-    version = train_classifier(
-        survey, labels=labels, classes=classes, encoder_version=params.get("encoder"),
-        epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
-        activate=False, parent=parent, label_snapshot=snapshot,
-    )  # fmt: skip
-    predict_version(survey, "classifier", version.version)
+    with torch_threads(1):  # small full-batch problems (see torch_threads)
+        if snapshot["n_labelled"] < CV_BELOW:
+            encoder = resolve_version(registry, survey, "encoder", params.get("encoder"))
+            embeddings = open_embeddings(survey, "encoder", encoder.version)
+            snapshot["cv"] = cross_validated_metrics(embeddings, labels, classes)
+        version = train_classifier(
+            survey, labels=labels, classes=classes, encoder_version=params.get("encoder"),
+            epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
+            activate=False, parent=parent, label_snapshot=snapshot,
+        )  # fmt: skip
+    with torch_threads(job_threads()):
+        predict_version(survey, "classifier", version.version)
     registry.set_active(survey, "classifier", version.version)
     round_metrics = snapshot.get("cv") or short_metrics(version.metrics)
     return {

@@ -14,7 +14,7 @@ import threading
 import numpy as np
 import pandas as pd
 
-from backend.active.acquisition import next_batch
+from backend.active.acquisition import DEFAULT_STRATEGY, next_batch
 from backend.labels.store import LabelStore
 from backend.products import ProductError, open_embeddings, read_predictions
 from backend.registry import ModelRegistry
@@ -29,7 +29,7 @@ class LabelQueue:
         survey: str,
         user: str,
         *,
-        strategy: str = "bald",
+        strategy: str = DEFAULT_STRATEGY,
         batch_size: int = 50,
         task: str = "class",
         only_mine: bool = False,

@@ -32,6 +32,16 @@ def test_bald_ranks_uncertain_first() -> None:
     assert batch.tolist() == [98, 97, 96, 95, 94]
 
 
+def test_margin_is_the_default_and_ranks_closest_call_first() -> None:
+    x, _ = blobs(2, 3)
+    preds = pd.DataFrame({"p_a": [0.9, 0.55, 0.7, 0.5, 0.8, 0.6], "p_b": 0.0, "p_c": 0.0})
+    preds["p_b"] = 1 - preds["p_a"]
+    preds["bald"] = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # BALD would pick object 0
+    labelled = np.zeros(6, bool)
+    labelled[3] = True  # the closest call (0.5 / 0.5) is labelled already
+    assert next_batch(x, preds, labelled, size=3, diversity="none").tolist() == [1, 5, 2]
+
+
 def test_scores_margin_entropy_random() -> None:
     preds = pd.DataFrame({"p_a": [0.5, 0.9, 0.7], "p_b": [0.5, 0.1, 0.3], "entropy": [3, 1, 2]})
     assert np.argmax(acquisition_scores(preds, "margin")) == 0
@@ -106,7 +116,8 @@ def test_queue_skips_labelled_and_refreshes_on_new_classifier(tiny_survey) -> No
     x, _ = blobs(5, 30)
     _survey_products(tiny_survey, x)
     store = LabelStore()
-    queue = LabelQueue("tiny", "ana", batch_size=10, store=store)
+    queue = LabelQueue("tiny", "ana", batch_size=10, store=store, strategy="bald")
+    assert LabelQueue("tiny", "bob", store=store).strategy == "margin"  # the default
     first = queue.next(3)
     assert len(first) == 3 and queue.classifier_version is None  # cold start
     store.add("tiny", first[0], "spiral", user="bob")  # labelled by someone else
@@ -138,3 +149,45 @@ def test_queue_skips_labelled_and_refreshes_on_new_classifier(tiny_survey) -> No
     top = queue.next(1)
     assert queue.classifier_version == clf.version
     assert top == [tiny_survey.catalog["object_id"][target]]
+
+
+# -- the MC-dropout predictions behind the scores ----------------------------------------------
+def test_class_major_mc_summary_matches_reference() -> None:
+    """mc_predict's fast class-major path gives what models.uncertainty.summarize_samples gives
+    on the same consistent dropout masks (probabilities, entropy, BALD)."""
+    import torch
+
+    from models import EmbeddingClassifier
+    from models.uncertainty import consistent_mc_logits, summarize_samples
+
+    torch.manual_seed(0)
+    model = EmbeddingClassifier(16, 5, hidden=(32,), dropout=0.3).eval()
+    model.set_temperature(1.5)
+    x = torch.randn(300, 16) * 3
+    fast = model.mc_predict(x, n_samples=25, keep_samples=True, seed=4)
+    prefix, rest = model.head.split()
+    with torch.no_grad():
+        logits = consistent_mc_logits(rest, prefix(x), 25, 4)
+    ref = summarize_samples((logits / model.temperature).softmax(dim=-1), keep_samples=True)
+    for key in ("probs", "entropy", "bald", "samples"):
+        got, want = getattr(fast, key), getattr(ref, key)
+        assert got.shape == want.shape and got.dtype == torch.float32
+        assert torch.allclose(got, want, atol=1e-6), key
+    assert float(fast.bald.max()) > 1e-3 and float(fast.bald.min()) >= 0.0
+    # no dropout: every sample is the same, BALD exactly 0
+    assert torch.all(EmbeddingClassifier(16, 5, dropout=0.0).mc_predict(x, 10).bald == 0)
+
+
+def test_torch_threads_context_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from backend.active.loop import job_threads, torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    monkeypatch.delenv("LATENTSKY_JOB_THREADS", raising=False)
+    assert 1 <= job_threads() <= before
+    monkeypatch.setenv("LATENTSKY_JOB_THREADS", "3")
+    assert job_threads() == 3
