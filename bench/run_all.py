@@ -28,7 +28,7 @@ FULL = [
     ["bench_latent.py", "--part", "search10m"],
     ["bench_latent.py", "--part", "rerank"],
 ]
-OPTIONAL = ["bench_models_eval.py", "bench_active_s1.py", "bench_app.py"]
+OPTIONAL = ["bench_models_eval.py", "bench_active_s1.py", "bench_active_p6.py", "bench_app.py"]
 
 
 def main() -> int:

@@ -197,7 +197,7 @@ def retrain_classifier(
         version = train_classifier(
             survey, labels=labels, classes=classes, encoder_version=params.get("encoder"),
             epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
-            activate=False, parent=parent, label_snapshot=snapshot,
+            activate=False, parent=parent, label_snapshot=snapshot, class_weights="none",
         )  # fmt: skip
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", version.version)

@@ -197,8 +197,13 @@ def train_classifier(
     activate: bool = True,
     parent: str | None = None,
     label_snapshot: dict[str, Any] | None = None,
+    class_weights: str = "balanced",
 ) -> ModelVersion:
     """MC-dropout MLP head on frozen encoder embeddings, temperature-calibrated.
+
+    ``class_weights``: "balanced" weighs classes by inverse labelled frequency (macro recall on
+    rare classes); "none" fits the labelled mix as it is (better accuracy when the labels follow
+    an acquisition's skew, as in the labelling loop: see docs/results.md, S1).
 
     Labels come from a catalog column (``label_column``) or are given (``labels``: int per
     object, -1 for unlabelled, with ``classes``). A stratified 20% of the labelled objects is
@@ -220,8 +225,14 @@ def train_classifier(
     train_rows, held_rows = metrics.stratified_split(labels, 0.2, seed=seed)
     if label_fraction < 1.0:
         train_rows = metrics.subsample(train_rows, labels, label_fraction, seed=seed)
+    if class_weights not in ("balanced", "none"):
+        raise SurveyError(f"class_weights must be 'balanced' or 'none', not {class_weights!r}")
     counts = np.bincount(labels[train_rows], minlength=len(classes))
-    weights = (counts.sum() / np.maximum(counts, 1) / len(classes)).tolist()
+    weights = (
+        (counts.sum() / np.maximum(counts, 1) / len(classes)).tolist()
+        if class_weights == "balanced"
+        else None
+    )
     model = EmbeddingClassifier(
         embeddings.shape[1], classes, dropout=dropout, class_weights=weights,
         embedding_source={"kind": "encoder", "version": encoder.version},
