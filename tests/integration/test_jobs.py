@@ -69,7 +69,7 @@ def test_cancel_queued_and_running(home: Path) -> None:
     outcome: list[str] = []
     thread = threading.Thread(target=lambda: outcome.append(run_job(running)))
     thread.start()
-    time.sleep(0.3)
+    _wait(running, ("running",), timeout=30)
     assert cancel_job(running) == "running"
     thread.join(timeout=10)
     assert outcome == ["cancelled"] and get_job(running)["status"] == "cancelled"
