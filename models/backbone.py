@@ -18,7 +18,18 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 @dataclass
 class BackboneConfig:
-    """Architecture of :class:`ResidualBackbone`."""
+    """Architecture of :class:`ResidualBackbone`.
+
+    in_channels: input bands.
+    embedding_dim: size of the output representation (linear layer after global pooling).
+    stem_width: channels of the 3x3 stem convolution.
+    widths, strides: output channels and stride of each residual stage.
+    blocks_per_stage: basic residual blocks per stage (only the first one strides).
+    stem_stride: stride of the stem convolution.
+    input_pool: average-pool the (normalised) input by this factor before the stem: an
+        anti-aliased downsampling that divides the convolution cost by about
+        ``input_pool**2`` (1 = full resolution).
+    """
 
     in_channels: int = 4
     embedding_dim: int = 128
@@ -27,6 +38,8 @@ class BackboneConfig:
     strides: tuple[int, ...] = (2, 2, 2)
     blocks_per_stage: int = 1
     stem_stride: int = 2
+    input_pool: int = 1
+
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -35,6 +48,8 @@ class BackboneConfig:
             raise ValueError("backbone widths and strides must be non-empty and of equal length")
         if min(self.in_channels, self.embedding_dim, self.stem_width, *self.widths) < 1:
             raise ValueError("backbone sizes must be positive")
+        if min(self.stem_stride, self.input_pool, *self.strides) < 1:
+            raise ValueError("backbone strides and input_pool must be >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,6 +123,8 @@ class ResidualBackbone(nn.Module):
 
     def feature_map(self, x: Tensor) -> Tensor:
         """Last convolutional feature map (B, widths[-1], H', W')."""
+        if self.cfg.input_pool > 1:
+            x = F.avg_pool2d(x, self.cfg.input_pool, ceil_mode=True)
         return self.stages(self.stem(x))
 
     def forward(self, x: Tensor) -> Tensor:

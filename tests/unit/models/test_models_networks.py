@@ -67,6 +67,24 @@ def test_default_backbone_is_small() -> None:
     assert net(torch.randn(2, 4, 64, 64)).shape == (2, 128)
 
 
+def test_input_pool_downsamples_before_the_stem_and_is_recorded() -> None:
+    full = ResidualBackbone(TINY).eval()
+    pooled_cfg = BackboneConfig(**{**TINY.to_dict(), "input_pool": 2})
+    pooled = ResidualBackbone(pooled_cfg).eval()
+    pooled.load_state_dict(full.state_dict())  # pooling adds no parameters
+    x = torch.randn(2, 4, 32, 32)
+    with torch.no_grad():
+        assert pooled.feature_map(x).shape[-2:] == (2, 2)
+        assert full.feature_map(x).shape[-2:] == (4, 4)
+        small = torch.nn.functional.avg_pool2d(x, 2)
+        assert torch.allclose(pooled(x), full(small), atol=1e-6)
+        assert pooled(torch.randn(2, 4, 15, 9)).shape == (2, 16)  # odd sizes: ceil mode
+    assert pooled_cfg.to_dict()["input_pool"] == 2
+    assert BackboneConfig.from_dict({"embedding_dim": 16}).input_pool == 1  # older configs
+    with pytest.raises(ValueError, match="input_pool"):
+        BackboneConfig(input_pool=0)
+
+
 def test_folded_batchnorm_gives_the_same_output() -> None:
     net = ResidualBackbone(TINY)
     net.train()
