@@ -40,7 +40,6 @@ class BackboneConfig:
     stem_stride: int = 2
     input_pool: int = 1
 
-
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
         self.strides = tuple(int(s) for s in self.strides)
