@@ -12,6 +12,7 @@ regression) trained on 10% and on 100% of the training rows, and a cosine kNN cl
         --name default_400 --steps 400
     ... --name pool2_300s --seconds 300 --backbone '{"input_pool": 2}' --augment '{"blur_fwhm_arcsec": [0, 0]}'
     ... --name prepare --via-train-encoder       # the exact prepare path (registers a version)
+    ... --name prepare --evaluate-version v0001  # evaluate a registered encoder only
 
 Budgets: ``--steps`` (an exact number of optimiser steps; the schedule anneals over them) or
 ``--seconds`` (wall clock, as prepare does), or both (whichever ends first). Timings on a shared
@@ -116,6 +117,9 @@ def main() -> int:
         help="train with backend.modelling.train.train_encoder and prepare's budget (registers "
         "a version in LATENTSKY_HOME's registry, which must be set and not the project's var/)",
     )
+    parser.add_argument(
+        "--evaluate-version", default="", help="only evaluate this registered encoder version"
+    )
     parser.add_argument("--baselines", action="store_true", help="also a random-weights encoder")
     args = parser.parse_args()
 
@@ -152,28 +156,36 @@ def main() -> int:
         "args": vars(args),
     }
 
-    if args.via_train_encoder:
-        home = os.environ.get("LATENTSKY_HOME")
-        if not home or Path(home).resolve() == (ROOT / "var").resolve():
-            parser.error("--via-train-encoder needs LATENTSKY_HOME set to a scratch data root")
+    if args.via_train_encoder or args.evaluate_version:
         from backend.commands.prepare import BUDGETS
         from backend.modelling.common import load_model
-        from backend.modelling.train import train_encoder
+        from backend.registry import ModelRegistry
 
-        t0 = time.perf_counter()
-        version = train_encoder(
-            survey.name, epochs=50, max_seconds=BUDGETS["encoder"][0], progress_bar=False,
-            activate=False,
-        )  # fmt: skip
-        seconds = time.perf_counter() - t0
-        result = version.training["result"]
+        seconds = None
+        if args.evaluate_version:
+            version = ModelRegistry().get("encoder", args.evaluate_version)
+        else:
+            home = os.environ.get("LATENTSKY_HOME")
+            if not home or Path(home).resolve() == (ROOT / "var").resolve():
+                parser.error("--via-train-encoder needs LATENTSKY_HOME set to a scratch data root")
+            from backend.modelling.train import train_encoder
+
+            t0 = time.perf_counter()
+            version = train_encoder(
+                survey.name, epochs=50, max_seconds=BUDGETS["encoder"][0], progress_bar=False,
+                activate=False,
+            )  # fmt: skip
+            seconds = time.perf_counter() - t0
+        result = version.meta["training"]["result"]
+        seconds = seconds or result["seconds"]
         model = load_model(version)
         record["version"] = version.version
         record["config"] = model.config
         record["training"] = {
             "steps": result["steps"], "epochs": result["epochs"], "seconds": seconds,
             "seconds_per_step": seconds / max(result["steps"], 1), "stopped": result["stopped"],
-            "val_loss": result["val_loss"], "budget_seconds": BUDGETS["encoder"][0],
+            "val_loss": result["val_loss"], "train": version.meta["training"]["train"],
+            "budget_seconds": BUDGETS["encoder"][0],
         }  # fmt: skip
     else:
         norm = fit_normalization(images, survey.bands, seed=args.seed)
