@@ -86,6 +86,28 @@ def test_simclr_loss_decreases() -> None:
     assert after < min(before - 0.5, chance - 0.5), (before, after)
 
 
+def test_pooled_simclr_trains_and_records_its_settings() -> None:
+    """The prepare encoder's shape: input_pool=2, contrastive preset, default temperature."""
+    images, _ = _blobs(64)
+    seed_everything(0)
+    model = SimCLREncoder(
+        BANDS, backbone=BackboneConfig(**{**TINY.to_dict(), "input_pool": 2}),
+        normalization=fit_normalization(images, BANDS),
+        augment=AugmentConfig.contrastive(pixel_scale_arcsec=0.2),
+    )  # fmt: skip
+    result = fit(model, ArrayDataset(images), _cfg(epochs=2))
+    assert result.steps == 4 and math.isfinite(result.train_loss)
+    config = json.loads(json.dumps(model.config))
+    assert config["backbone"]["input_pool"] == 2
+    assert config["temperature"] == 0.1
+    assert config["augment"]["zoom"] == 0.3 and config["augment"]["jitter_pixels"] == 2
+    clone = SimCLREncoder.from_config(config).eval()
+    clone.load_state_dict(model.state_dict())
+    x = torch.from_numpy(images[:4])
+    with torch.no_grad():
+        assert torch.equal(clone.embed(x), model.eval().embed(x))
+
+
 def test_autoencoder_loss_decreases() -> None:
     seed_everything(0)
     images, _ = _blobs()
