@@ -116,6 +116,24 @@ class AugmentConfig:
             pixel_scale_arcsec=pixel_scale_arcsec,
         )
 
+    @classmethod
+    def composite(cls, flip: bool = False) -> AugmentConfig:
+        """SimCLR views of colour composites (RGB in [0, 1], no physical bands or pixel scale).
+
+        Geometry, zoom, noise and a blur in pixels (``pixel_scale_arcsec=1``: FWHM given in
+        pixels); no reddening, since R, G, B are not photometric bands. No flips by default, so
+        the representation keeps mirror-asymmetric information (spiral winding direction).
+        """
+        return cls(
+            flip=flip,
+            jitter_pixels=2,
+            zoom=0.3,
+            noise_sigma=(0.0, 1.0),
+            ebv_range=(0.0, 0.0),
+            blur_fwhm_arcsec=(0.0, 1.5),
+            pixel_scale_arcsec=1.0,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("blur_fwhm_arcsec", "noise_sigma", "ebv_range"):

@@ -14,6 +14,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.adapter import AdapterConfig
 from models.augment import AugmentConfig
 from models.backbone import ConvBN
 from models.base import ImageModel, check_config_kind
@@ -46,16 +47,19 @@ class ConvAutoencoder(ImageModel):
         widths: Sequence[int] = (32, 64, 128),
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
+        adapter: AdapterConfig | dict | None = None,
     ) -> None:
-        super().__init__(bands, normalization, augment)
+        super().__init__(bands, normalization, augment, adapter)
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+        self.input_size = (int(h), int(w))  # raw cutouts
+        h, w = self.adapter.output_size(int(h), int(w))  # what the network sees
         self.image_size = (int(h), int(w))
         self.latent_dim = int(latent_dim)
         self.widths = tuple(int(c) for c in widths)
         down = 2 ** len(self.widths)
         self.grid = (-(-h // down), -(-w // down))  # ceil: decoder output is cropped back
         layers: list[nn.Module] = []
-        cin = self.n_bands
+        cin = self.n_input_channels
         for cout in self.widths:
             layers.append(ConvBN(cin, cout, 3, 2, relu=True))
             cin = cout
@@ -70,7 +74,7 @@ class ConvAutoencoder(ImageModel):
             cin = cout
         self.decoder = nn.Sequential(*ups)
         # the last x2 step goes straight to pixels (a full-resolution 3x3 conv costs 2x more)
-        self.to_pixels = nn.ConvTranspose2d(cin, self.n_bands, 4, stride=2, padding=1)
+        self.to_pixels = nn.ConvTranspose2d(cin, self.n_input_channels, 4, stride=2, padding=1)
 
     @property
     def embedding_dim(self) -> int:
@@ -78,9 +82,9 @@ class ConvAutoencoder(ImageModel):
 
     def check_input(self, x: Tensor, bands: Sequence[str] | None = None) -> None:
         super().check_input(x, bands)
-        if tuple(x.shape[-2:]) != self.image_size:
+        if self.adapter.output_size(*x.shape[-2:]) != self.image_size:
             raise InputShapeError(
-                f"autoencoder trained on {self.image_size[0]}x{self.image_size[1]} cutouts got "
+                f"autoencoder trained on {self.input_size[0]}x{self.input_size[1]} cutouts got "
                 f"{x.shape[-2]}x{x.shape[-1]}; resize the cutouts first"
             )
 
@@ -90,7 +94,7 @@ class ConvAutoencoder(ImageModel):
     def encode(self, x: Tensor) -> Tensor:
         """(B, C, H, W) raw cutouts -> (B, latent_dim) embeddings."""
         self.check_input(x)
-        return self._encode_normalized(self.normalizer(x))
+        return self._encode_normalized(self.network_input(x))
 
     def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
         """Latent embeddings for downstream use, optionally scaled to unit length."""
@@ -110,7 +114,7 @@ class ConvAutoencoder(ImageModel):
     def reconstruction_error(self, x: Tensor, per_band: bool = False) -> Tensor:
         """Mean squared error per object (N,) in normalised units; (N, C) with ``per_band``."""
         self.check_input(x)
-        target = self.normalizer(x)
+        target = self.network_input(x)
         recon = self.decode(self._encode_normalized(target))
         err = (recon.float() - target.float()).pow(2).mean(dim=(-2, -1))
         return err if per_band else err.mean(dim=1)
@@ -118,7 +122,7 @@ class ConvAutoencoder(ImageModel):
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         x = batch["inputs"]
         self.check_input(x)
-        target = self.normalizer(self.augmenter(x))
+        target = self.network_input(x, augment=True)
         recon = self.decode(self._encode_normalized(target))
         return F.mse_loss(recon.float(), target.float())
 
@@ -126,7 +130,7 @@ class ConvAutoencoder(ImageModel):
     def config(self) -> dict[str, Any]:
         return {
             **self.base_config(),
-            "image_size": list(self.image_size),
+            "image_size": list(self.input_size),
             "latent_dim": self.latent_dim,
             "embedding_dim": self.latent_dim,
             "widths": list(self.widths),

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
+from models.adapter import AdapterConfig, InputAdapter
 from models.augment import AugmentConfig, Augmenter
 from models.errors import BandMismatchError, InputShapeError
 from models.normalize import BandNormalizer, NormalizationConfig
@@ -29,21 +30,43 @@ class ImageModel(nn.Module):
         bands: Sequence[str],
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
+        adapter: AdapterConfig | dict | None = None,
     ) -> None:
         super().__init__()
         self.bands = [str(b) for b in bands]
         if not self.bands or len(set(self.bands)) != len(self.bands):
             raise ValueError(f"band names must be unique and non-empty, got {self.bands}")
-        norm = _as_normalization(normalization, self.bands)
-        if norm.bands != self.bands:
-            raise BandMismatchError(self.bands, norm.bands)
+        adapter_cfg = _as_adapter(adapter, self.bands)
+        if adapter_cfg.bands != self.bands:
+            raise BandMismatchError(self.bands, adapter_cfg.bands)
+        self.adapter = InputAdapter(adapter_cfg)
+        channels = adapter_cfg.channels
+        norm = _as_normalization(normalization, channels)
+        if norm.bands != channels:
+            raise BandMismatchError(channels, norm.bands)
         self.normalizer = BandNormalizer(norm)
         aug = augment if isinstance(augment, AugmentConfig) else AugmentConfig.from_dict(augment)
-        self.augmenter = Augmenter(aug, self.bands)
+        self.augmenter = Augmenter(aug, channels)
 
     @property
     def n_bands(self) -> int:
         return len(self.bands)
+
+    @property
+    def input_channels(self) -> list[str]:
+        """Channels the network reads after the adapter (the bands, or R, G, B)."""
+        return self.adapter.cfg.channels
+
+    @property
+    def n_input_channels(self) -> int:
+        return len(self.input_channels)
+
+    def network_input(self, x: Tensor, augment: bool = False) -> Tensor:
+        """Raw cutouts -> adapted (crop, resample, composite), optionally augmented, normalised."""
+        x = self.adapter(x)
+        if augment:
+            x = self.augmenter(x)
+        return self.normalizer(x)
 
     def check_input(self, x: Tensor, bands: Sequence[str] | None = None) -> None:
         """Raise a clear error unless ``x`` is (B, n_bands, H, W) with the model's bands."""
@@ -65,6 +88,7 @@ class ImageModel(nn.Module):
             "bands": list(self.bands),
             "normalization": self.normalizer.config.to_dict(),
             "augment": self.augmenter.config,
+            "adapter": self.adapter.cfg.to_dict(),
         }
 
     @property
@@ -84,6 +108,14 @@ def _as_normalization(
     if isinstance(value, NormalizationConfig):
         return value
     return NormalizationConfig.from_dict(value)
+
+
+def _as_adapter(value: AdapterConfig | dict | None, bands: list[str]) -> AdapterConfig:
+    if value is None:
+        return AdapterConfig.identity(bands)
+    if isinstance(value, AdapterConfig):
+        return value
+    return AdapterConfig.from_dict(value)
 
 
 def check_config_kind(config: dict[str, Any], kind: str) -> dict[str, Any]:

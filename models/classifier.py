@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.adapter import AdapterConfig
 from models.augment import AugmentConfig
 from models.backbone import BackboneConfig, ResidualBackbone
 from models.base import CONFIG_VERSION, ImageModel, backbone_config_for, check_config_kind
@@ -165,7 +166,7 @@ class _ClassifierMixin:
         return float(value)
 
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        logits = self(self._train_inputs(batch["inputs"]))
+        logits = self.head(self._train_features(batch["inputs"]))
         labels = batch["targets"].long().view(-1)
         if not bool((labels >= 0).any()):  # nothing labelled in this batch: no gradient
             return logits.float().sum() * 0.0
@@ -180,8 +181,9 @@ class _ClassifierMixin:
             label_smoothing=self.label_smoothing,
         )
 
-    def _train_inputs(self, x: Tensor) -> Tensor:
-        return x
+    def _train_features(self, x: Tensor) -> Tensor:
+        """Features of a training batch (image models augment here)."""
+        return self.features(x)
 
     def _classifier_config(self) -> dict[str, Any]:
         return {
@@ -261,12 +263,13 @@ class ImageClassifier(_ClassifierMixin, ImageModel):
         label_smoothing: float = 0.0,
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
+        adapter: AdapterConfig | dict | None = None,
     ) -> None:
         if augment is None:
             augment = AugmentConfig.geometric()
-        ImageModel.__init__(self, bands, normalization, augment)
+        ImageModel.__init__(self, bands, normalization, augment, adapter)
         self._init_classifier(classes, temperature, class_weights, label_smoothing)
-        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_bands))
+        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_input_channels))
         self.hidden = [int(h) for h in hidden]
         self.dropout = float(dropout)
         self.head = MLPHead(self.backbone.embedding_dim, self.n_classes, self.hidden, self.dropout)
@@ -282,6 +285,7 @@ class ImageClassifier(_ClassifierMixin, ImageModel):
         if not isinstance(backbone, ResidualBackbone):
             raise TypeError(f"{type(encoder).__name__} has no ResidualBackbone to start from")
         kwargs.setdefault("normalization", encoder.normalizer.config)
+        kwargs.setdefault("adapter", encoder.adapter.cfg)
         model = cls(encoder.bands, classes, backbone=backbone.cfg, **kwargs)
         model.backbone.load_state_dict(backbone.state_dict())
         return model
@@ -294,15 +298,15 @@ class ImageClassifier(_ClassifierMixin, ImageModel):
 
     def features(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return self.backbone(self.normalizer(x))
+        return self.backbone(self.network_input(x))
 
     def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
         h = self.features(x)
         return F.normalize(h.float(), dim=1) if l2_normalize else h
 
-    def _train_inputs(self, x: Tensor) -> Tensor:
+    def _train_features(self, x: Tensor) -> Tensor:
         self.check_input(x)
-        return self.augmenter(x)
+        return self.backbone(self.network_input(x, augment=True))
 
     @property
     def config(self) -> dict[str, Any]:

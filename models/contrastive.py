@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.adapter import AdapterConfig
 from models.augment import AugmentConfig
 from models.backbone import BackboneConfig, ResidualBackbone
 from models.base import ImageModel, backbone_config_for, check_config_kind
@@ -74,14 +75,15 @@ class SimCLREncoder(ImageModel):
         temperature: float = 0.1,
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
+        adapter: AdapterConfig | dict | None = None,
     ) -> None:
         if augment is None:
             augment = AugmentConfig.contrastive()
-        super().__init__(bands, normalization, augment)
+        super().__init__(bands, normalization, augment, adapter)
         if not temperature > 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
         self.temperature = float(temperature)
-        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_bands))
+        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_input_channels))
         self.projection_dim, self.projection_hidden = int(projection_dim), int(projection_hidden)
         self.projector = ProjectionHead(
             self.backbone.embedding_dim, self.projection_hidden, self.projection_dim
@@ -94,7 +96,7 @@ class SimCLREncoder(ImageModel):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) raw cutouts -> (B, embedding_dim) representations."""
         self.check_input(x)
-        return self.backbone(self.normalizer(x))
+        return self.backbone(self.network_input(x))
 
     def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
         """Representations for downstream use, optionally scaled to unit length."""
@@ -105,6 +107,7 @@ class SimCLREncoder(ImageModel):
         """NT-Xent between two augmented views of ``batch["inputs"]`` (one 2B forward pass)."""
         x = batch["inputs"]
         self.check_input(x)
+        x = self.adapter(x)
         noise = self.augmenter.noise_level(x) if self.augmenter.cfg.noise_sigma[1] > 0 else None
         views = self.augmenter(
             torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)

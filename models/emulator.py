@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.adapter import AdapterConfig
 from models.augment import AugmentConfig
 from models.backbone import BackboneConfig, ResidualBackbone
 from models.base import ImageModel, backbone_config_for, check_config_kind
@@ -90,10 +91,11 @@ class Emulator(ImageModel):
         head_hidden: int = 128,
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
+        adapter: AdapterConfig | dict | None = None,
     ) -> None:
         if augment is None:  # rotation/flip invariant targets; no colour or size changes
             augment = AugmentConfig.geometric()
-        super().__init__(bands, normalization, augment)
+        super().__init__(bands, normalization, augment, adapter)
         self.targets = [str(t) for t in targets]
         if target_scaling is None:
             n = len(self.targets)
@@ -101,7 +103,7 @@ class Emulator(ImageModel):
         elif isinstance(target_scaling, dict):
             target_scaling = TargetScaling(**target_scaling)
         self.set_target_scaling(target_scaling)
-        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_bands))
+        self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_input_channels))
         self.n_components, self.head_hidden = int(n_components), int(head_hidden)
         self.head = MDNHead(
             self.backbone.embedding_dim, len(self.targets), self.n_components, self.head_hidden
@@ -130,6 +132,7 @@ class Emulator(ImageModel):
         if not isinstance(backbone, ResidualBackbone):
             raise TypeError(f"{type(encoder).__name__} has no ResidualBackbone to start from")
         kwargs.setdefault("normalization", encoder.normalizer.config)
+        kwargs.setdefault("adapter", encoder.adapter.cfg)
         model = cls(encoder.bands, targets, backbone=backbone.cfg, **kwargs)
         model.backbone.load_state_dict(backbone.state_dict())
         return model
@@ -138,12 +141,12 @@ class Emulator(ImageModel):
     def forward(self, x: Tensor) -> Mixture:
         """Mixtures over the standardised targets (N, T, K)."""
         self.check_input(x)
-        return self.head(self.backbone(self.normalizer(x)))
+        return self.head(self.backbone(self.network_input(x)))
 
     def embed(self, x: Tensor, l2_normalize: bool = False) -> Tensor:
         """Backbone features (B, embedding_dim) of raw cutouts."""
         self.check_input(x)
-        h = self.backbone(self.normalizer(x))
+        h = self.backbone(self.network_input(x))
         return torch.nn.functional.normalize(h.float(), dim=1) if l2_normalize else h
 
     def standardize(self, y: Tensor) -> Tensor:
@@ -155,7 +158,7 @@ class Emulator(ImageModel):
         """Mean negative log-likelihood of the standardised targets (NaN targets skipped)."""
         x, y = batch["inputs"], batch["targets"].float().view(len(batch["inputs"]), -1)
         self.check_input(x)
-        mixture = self.head(self.backbone(self.normalizer(self.augmenter(x))))
+        mixture = self.head(self.backbone(self.network_input(x, augment=True)))
         z = self.standardize(y)
         valid = torch.isfinite(z)
         nll = -mixture.log_prob(torch.where(valid, z, torch.zeros_like(z)))

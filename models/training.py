@@ -54,7 +54,8 @@ class TrainConfig:
     warmup_fraction: float = 0.05  # of the run (steps or time), linear warm-up
     schedule: str = "cosine"  # "cosine" or "constant"
     min_lr_ratio: float = 0.01  # cosine floor, as a fraction of lr
-    max_seconds: float | None = None  # wall-clock budget for the whole fit, validation included
+    max_steps: int | None = None  # optimiser steps; when set, the budget (epochs follow from it)
+    max_seconds: float | None = None  # optional wall-clock cap; reported when it cuts training
     patience: int | None = None  # epochs without validation improvement before stopping
     min_delta: float = 0.0  # improvement needed to reset the patience
     grad_clip: float | None = 5.0  # max global gradient norm
@@ -65,6 +66,7 @@ class TrainConfig:
     block_size: int = 32  # contiguous rows per read (see models.data.BlockBatchSampler)
     checkpoint_path: str | None = None
     checkpoint_every: int = 1  # epochs
+    checkpoint_every_steps: int | None = None  # also checkpoint every N steps (long runs)
     resume: bool = False  # continue from checkpoint_path when it exists
     restore_best: bool = True  # end with the weights of the best validation epoch
     progress_bar: bool = True
@@ -74,6 +76,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be >= 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"schedule {self.schedule!r}: use 'cosine' or 'constant'")
 
@@ -95,17 +99,19 @@ class TrainResult:
     best_val_loss: float | None
     device: str
     history: list[dict[str, Any]] = field(default_factory=list)
+    planned_steps: int = 0  # the step budget (epochs x batches, or max_steps)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def learning_rate(cfg: TrainConfig, step: int, total_steps: int, elapsed: float) -> float:
-    """Learning rate at ``step``: linear warm-up then cosine decay over steps or time."""
-    frac = step / max(total_steps, 1)
-    if cfg.max_seconds:
-        frac = max(frac, elapsed / cfg.max_seconds)
-    frac = min(frac, 1.0)
+def learning_rate(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Learning rate at ``step``: linear warm-up then cosine decay over the planned steps.
+
+    The schedule depends on steps only, never on time, so a model trained on a busy machine is
+    the same model as on an idle one (``max_seconds`` only caps the run).
+    """
+    frac = min(step / max(total_steps, 1), 1.0)
     warm = 1.0
     if cfg.warmup_fraction > 0:
         warm = min(1.0, (frac + 1.0 / max(total_steps, 1)) / cfg.warmup_fraction)
@@ -197,7 +203,13 @@ def fit(
         seed=cfg.seed,
         pin_memory=device.type == "cuda",
     )
-    total_steps = cfg.epochs * len(loader)
+    steps_per_epoch = max(len(loader), 1)
+    if cfg.max_steps:
+        total_steps = int(cfg.max_steps)
+        n_epochs = math.ceil(total_steps / steps_per_epoch)
+    else:
+        n_epochs = cfg.epochs
+        total_steps = n_epochs * steps_per_epoch
     start_epoch, step, history = 0, 0, []
     best_val, best_epoch, best_state, bad_epochs = math.inf, None, None, 0
     ckpt = Path(cfg.checkpoint_path) if cfg.checkpoint_path else None
@@ -207,7 +219,10 @@ def fit(
         if payload.get("optimizer"):
             optimizer.load_state_dict(payload["optimizer"])
         extra = payload.get("extra", {})
-        start_epoch, step = int(extra.get("epoch", 0)), int(extra.get("step", 0))
+        step = int(extra.get("step", 0))
+        start_epoch = int(extra.get("epoch", 0))
+        if cfg.max_steps:  # step checkpoints may fall inside an epoch
+            start_epoch = step // steps_per_epoch
         history = list(extra.get("history", []))
         best_val = float(extra.get("best_val_loss") or math.inf)
 
@@ -244,7 +259,7 @@ def fit(
         info = {
             "phase": phase,
             "epoch": epoch,
-            "epochs": cfg.epochs,
+            "epochs": n_epochs,
             "step": step,
             "total_steps": total_steps,
             "loss": loss,
@@ -259,13 +274,18 @@ def fit(
 
     epochs_done = start_epoch
     try:
-        for epoch in range(start_epoch, cfg.epochs):
+        for epoch in range(start_epoch, n_epochs):
             model.train()
             loader.sampler.set_epoch(epoch)
             running, seen = 0.0, 0
+            skip = step - epoch * steps_per_epoch if cfg.max_steps else 0  # resumed mid-epoch
             for batch in loader:
-                elapsed = time.perf_counter() - t0
-                lr = learning_rate(cfg, step, total_steps, elapsed)
+                if skip > 0:
+                    skip -= 1
+                    continue
+                if step >= total_steps:
+                    break
+                lr = learning_rate(cfg, step, total_steps)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 batch = _to_device(batch, device)
@@ -296,6 +316,8 @@ def fit(
                 ):
                     stopped = "cancelled"
                     break
+                if cfg.checkpoint_every_steps and step % cfg.checkpoint_every_steps == 0:
+                    save(epoch)
                 if cfg.max_seconds:
                     elapsed = time.perf_counter() - t0
                     reserve = 0.0
@@ -329,7 +351,7 @@ def fit(
                 stopped = "early_stopping"
             if stopped != "completed":
                 break
-            if (epoch + 1) % max(cfg.checkpoint_every, 1) == 0 and epoch + 1 < cfg.epochs:
+            if (epoch + 1) % max(cfg.checkpoint_every, 1) == 0 and epoch + 1 < n_epochs:
                 save(epoch + 1)
     finally:
         bar.close()
@@ -350,6 +372,7 @@ def fit(
         best_val_loss=None if math.isinf(best_val) else best_val,
         device=str(device),
         history=history,
+        planned_steps=total_steps,
     )
 
 
