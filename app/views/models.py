@@ -11,6 +11,7 @@ import param
 
 from app import plots
 from app.data import SurveyData
+from app.evaluation import EvaluationPanel
 from app.exporting import file_name, table_bytes
 from app.jobs import JobsPanel
 from app.labelling import label_store, schema_for
@@ -25,7 +26,9 @@ HELP = """
 Pick a version to see its held-out metrics: accuracy and calibration (ECE, reliability
 diagram) for classifiers, PIT histograms (flat = calibrated uncertainties) and errors for
 emulators, and training curves. Retraining rounds appear as a learning curve once a version
-has a parent. *Jobs* starts a retraining and follows the worker's progress.
+has a parent. *Jobs* starts a retraining and follows the worker's progress. *Evaluation*
+shows the latest `python -m backend evaluate` report: encoders against baselines on the
+survey's validation split.
 """
 
 
@@ -123,6 +126,8 @@ class ModelsView(pn.viewable.Viewer):
         )  # fmt: skip
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
+        self.evaluation = EvaluationPanel(survey=self.data.name)
+        self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
         self._show()
         self._show_labels()
 
@@ -200,6 +205,11 @@ class ModelsView(pn.viewable.Viewer):
                 rows.append(row)
         return data_table(pd.DataFrame(rows).round(4))
 
+    def _on_tab(self, event: param.parameterized.Event) -> None:
+        """Re-read the evaluation report (it may have been remade) whenever the tab opens."""
+        if event.new == "models":
+            self.evaluation.refresh(reread_tasks=True)
+
     def _on_labels(self, event: param.parameterized.Event) -> None:
         """Redraw the label counts when they changed, once this tab is shown."""
         if event.name == "labels_changed":
@@ -256,6 +266,8 @@ class ModelsView(pn.viewable.Viewer):
             data_table(self.table),
             self.pick,
             self._detail,
+            heading("Evaluation"),
+            self.evaluation,
             sizing_mode="stretch_width",
         )
         return pn.Column(

@@ -4,8 +4,10 @@
   pixel standardised (mean 0, variance 1 over the survey, or over a sample of
   :data:`PCA_FIT_SAMPLE` objects for bigger surveys), then a 64-component PCA (not whitened).
 - ``random-init``: the architecture of the survey's active encoder (its config, so also its
-  input normalisation), else :class:`models.SimCLREncoder` defaults with a normalisation fitted
-  on the survey, with seeded random weights, embedding the survey like ``embed`` does.
+  input normalisation) when it is a SimCLR encoder, else :class:`models.SimCLREncoder` defaults
+  with a normalisation fitted on the survey (foreign networks are not re-initialised: timm
+  would fetch weights, files cannot be), with seeded random weights, embedding the survey like
+  ``embed`` does.
 """
 
 from __future__ import annotations
@@ -92,15 +94,20 @@ def random_encoder_config(survey: Survey, seed: int = 0) -> tuple[dict[str, Any]
     from backend.registry import ModelRegistry
 
     active = ModelRegistry().active(survey.name, "encoder")
-    if active is not None:
+    if active is not None and active.config.get("kind") == "simclr":
         return active.config, f"architecture of the active encoder {active.version}"
     from models import SimCLREncoder
     from models.normalize import fit_normalization
 
+    why = (
+        "no active encoder"
+        if active is None
+        else f"the active encoder {active.version} is a {active.config.get('kind')}"
+    )
     norm = fit_normalization(survey.images, survey.bands, seed=seed)
     return (
         SimCLREncoder(survey.bands, normalization=norm).config,
-        "SimCLREncoder defaults (no active encoder), normalisation fitted on the survey",
+        f"SimCLREncoder defaults ({why}), normalisation fitted on the survey",
     )
 
 

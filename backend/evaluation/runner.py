@@ -100,13 +100,14 @@ def setup(
 
 
 def encoder_versions(
-    survey: Survey, wanted: str | Sequence[str] | None, notes: list[str]
+    survey: Survey, wanted: str | Sequence[str] | None
 ) -> list[ModelVersion | str]:
     """Encoder versions to evaluate.
 
     ``None``: those trained on the survey plus any with embeddings of it; ``"all"``: also every
-    other registered encoder with the survey's bands; a list: exactly those. Versions whose
-    folder is gone but whose embeddings remain are given as a bare version string.
+    other registered encoder (those that cannot embed the survey are skipped later, with a
+    note); a list: exactly those. Versions whose folder is gone but whose embeddings remain are
+    given as a bare version string.
     """
     registry = ModelRegistry()
     if wanted not in (None, "all"):
@@ -125,16 +126,7 @@ def encoder_versions(
                     found[name] = name
     if wanted == "all":
         for version in registry.list("encoder"):
-            if version.version in found:
-                continue
-            bands = version.config.get("bands", [])
-            if sorted(map(str, bands)) != sorted(survey.bands):
-                notes.append(
-                    f"encoder {version.version} skipped: bands {','.join(map(str, bands))} "
-                    f"(survey: {','.join(survey.bands)})"
-                )
-                continue
-            found[version.version] = version
+            found.setdefault(version.version, version)
     return sorted(found.values(), key=lambda v: int(_name(v)[1:]))
 
 
@@ -143,9 +135,17 @@ def _name(version: ModelVersion | str) -> str:
 
 
 def encoder_features(
-    survey: Survey, version: ModelVersion | str, notes: list[str], progress: bool = True
+    survey: Survey,
+    version: ModelVersion | str,
+    notes: list[str],
+    progress: bool = True,
+    strict: bool = True,
 ) -> np.ndarray | None:
-    """The version's embeddings of the survey, embedding it first when they are missing."""
+    """The version's embeddings of the survey, embedding it first when they are missing.
+
+    ``strict=False``: a version that cannot embed the survey (other bands, no network to run)
+    is skipped with a note instead of failing the evaluation.
+    """
     from backend.products import open_embeddings
 
     name = _name(version)
@@ -153,7 +153,7 @@ def encoder_features(
         emb = open_embeddings(survey.name, "encoder", name)
         if emb.ndim == 2 and len(emb) == len(survey):
             return emb
-        notes.append(f"encoder {name}: stored embeddings have {emb.shape} rows; re-embedded")
+        notes.append(f"encoder {name}: stored embeddings have shape {emb.shape}; re-embedded")
     except ProductError:
         pass
     if isinstance(version, str):
@@ -162,9 +162,15 @@ def encoder_features(
     from backend.modelling.infer import embed_survey
 
     log.info("embedding survey %s with encoder %s", survey.name, name)
-    embed_survey(survey.name, name, progress_bar=progress)
+    try:
+        _, path = embed_survey(survey.name, name, progress_bar=progress)
+    except (ValueError, RuntimeError, OSError) as exc:
+        if strict:
+            raise
+        notes.append(f"encoder {name} skipped: it could not embed the survey ({exc})")
+        return None
     notes.append(f"encoder {name}: survey embedded first (no embeddings product)")
-    return open_embeddings(survey.name, "encoder", name)
+    return np.load(path, mmap_mode="r")
 
 
 # -- one representation ---------------------------------------------------------------------------
@@ -394,7 +400,7 @@ def evaluate(
     wanted: str | list[str] | None = (
         encoders if encoders is None or encoders == "all" else split_names(encoders)
     )
-    versions = encoder_versions(s.survey, wanted, notes)
+    versions = encoder_versions(s.survey, wanted)
     if not versions:
         notes.append(
             f"no encoder for survey {s.survey.name} yet: baselines only (train one with "
@@ -405,7 +411,8 @@ def evaluate(
     for kind, item in tqdm(steps, desc="evaluate", disable=not progress, unit="rep"):
         t0 = time.perf_counter()
         if kind == "encoder":
-            features = encoder_features(s.survey, item, notes, progress)
+            strict = isinstance(wanted, list)  # versions named by the user must work
+            features = encoder_features(s.survey, item, notes, progress, strict)
             if features is None:
                 continue
             rep = Representation(f"encoder {_name(item)}", "encoder", features, _name(item))
