@@ -116,9 +116,7 @@ def validation_split(
         fcntl.flock(lock, fcntl.LOCK_EX)
         stored = stored_assignments(survey, task)
         known = pd.Series(stored["split"].to_numpy(), index=stored["object_id"].to_numpy())
-        fresh = _assign_new(
-            survey, task, object_ids[labelled], labels[labelled], known, fraction
-        )
+        fresh = _assign_new(survey, task, object_ids[labelled], labels[labelled], known, fraction)
         if len(fresh) and persist:
             fresh["assigned"] = datetime.now(UTC).isoformat(timespec="seconds")
             table = pd.concat([stored, fresh], ignore_index=True)

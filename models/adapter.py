@@ -114,16 +114,14 @@ def resample(x: Tensor, side: int) -> Tensor:
     return F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False)
 
 
-def lupton_composite(
-    rgb: Tensor, *, stretch: float, q: float, minimum: float = 0.0
-) -> Tensor:
+def lupton_composite(rgb: Tensor, *, stretch: float, q: float, minimum: float = 0.0) -> Tensor:
     """(B, 3, H, W) fluxes (red, green, blue) -> colours in [0, 1] (Lupton et al. 2004).
 
     The same mapping as ``astropy.visualization.make_lupton_rgb`` (divided by 255): intensity
     I = mean of the three, each channel scaled by asinh(Q I / stretch) * slope / I, then pixels
     brighter than 1 in any channel scaled down to keep their colour.
     """
-    x = (rgb.float() - minimum).clamp_min(0.0)
+    x = rgb.float() - minimum
     q = max(float(q), 1.0 / 2**23)
     slope = 0.1 / math.asinh(0.1 * q)
     intensity = x.mean(dim=1, keepdim=True)
@@ -132,7 +130,7 @@ def lupton_composite(
         torch.asinh(intensity * (q / stretch)) * slope / intensity.clamp_min(1e-30),
         torch.zeros_like(intensity),
     )
-    out = x * factor
+    out = (x * factor).clamp_min(0.0)  # single bands can be below the sky
     peak = out.amax(dim=1, keepdim=True)
     out = torch.where(peak > 1.0, out / peak.clamp_min(1e-30), out)
     return out.clamp(0.0, 1.0)

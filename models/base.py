@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from torch import Tensor, nn
@@ -46,6 +47,8 @@ class ImageModel(nn.Module):
             raise BandMismatchError(channels, norm.bands)
         self.normalizer = BandNormalizer(norm)
         aug = augment if isinstance(augment, AugmentConfig) else AugmentConfig.from_dict(augment)
+        if adapter_cfg.mode == "composite" and aug.ebv_range != (0.0, 0.0):
+            aug = replace(aug, ebv_range=(0.0, 0.0))  # R, G, B of a composite are not bands
         self.augmenter = Augmenter(aug, channels)
 
     @property

@@ -12,8 +12,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model on a survey and register a new version")
     p.add_argument("kind", choices=("encoder", "autoencoder", "classifier", "emulator"))
     p.add_argument("--survey", required=True)
-    p.add_argument("--epochs", type=int, help="maximum epochs")
-    p.add_argument("--max-seconds", type=float, help="wall-clock budget for training")
+    p.add_argument("--steps", type=int, help="optimiser steps (the training budget)")
+    p.add_argument("--epochs", type=int, help="epochs, when no --steps is given")
+    p.add_argument(
+        "--max-seconds", type=float, help="optional wall-clock cap (reported when it cuts training)"
+    )
+    p.add_argument(
+        "--init",
+        choices=("general", "scratch"),
+        default="general",
+        help="encoder: continue the shipped general encoder (default) or start from random weights",
+    )
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--label-column", help="classifier: catalog column holding class names")
@@ -44,13 +53,21 @@ def run(args: argparse.Namespace) -> int:
     elif args.kind == "emulator":
         version = train.train_emulator(
             args.survey, targets=args.targets.split(","), encoder_version=args.encoder,
-            max_seconds=args.max_seconds, batch_size=args.batch_size, **common,
+            steps=args.steps, max_seconds=args.max_seconds, batch_size=args.batch_size, **common,
+        )  # fmt: skip
+    elif args.kind == "encoder":
+        version = train.train_encoder(
+            args.survey, init=args.init, steps=args.steps, max_seconds=args.max_seconds,
+            batch_size=args.batch_size, **common,
         )  # fmt: skip
     else:
-        fn = train.train_encoder if args.kind == "encoder" else train.train_autoencoder
-        version = fn(
-            args.survey, max_seconds=args.max_seconds, batch_size=args.batch_size, **common
-        )
+        version = train.train_autoencoder(
+            args.survey, steps=args.steps, max_seconds=args.max_seconds,
+            batch_size=args.batch_size, **common,
+        )  # fmt: skip
+    warning = version.meta.get("training", {}).get("budget", {}).get("warning")
+    if warning:
+        print(f"warning: {warning}")
     headline = {k: v for k, v in version.metrics.items() if isinstance(v, int | float)}
     print(f"{args.kind} {version.version} saved to {version.path}")
     print(json.dumps(headline, indent=2))

@@ -16,7 +16,7 @@ from backend.modelling.common import Progress
 Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
 
 TRAIN_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
-TRAIN_OPTIONS = ("epochs", "max_seconds", "batch_size", "seed")
+TRAIN_OPTIONS = ("steps", "epochs", "max_seconds", "batch_size", "seed")
 
 
 def _train(kind: str) -> Handler:

@@ -79,12 +79,14 @@ def _finish(
 def train_encoder(
     survey_name: str,
     *,
+    init: str = "general",
+    steps: int | None = None,
     epochs: int = 20,
     max_seconds: float | None = None,
     batch_size: int = 256,
     embedding_dim: int = 128,
     input_pool: int = 2,
-    lr: float = 3e-3,
+    lr: float | None = None,
     seed: int = 0,
     progress: Progress | None = None,
     progress_bar: bool = True,
@@ -92,42 +94,75 @@ def train_encoder(
 ) -> ModelVersion:
     """SimCLR encoder on all objects of the survey (self-supervised: no labels).
 
-    ``input_pool`` (``BackboneConfig.input_pool``, recorded in the model config) averages the
-    normalised cutout 2x2 before the stem: a step costs about half as much, and on the demo
-    survey (64x64 stamps at 0.2"/px) the embeddings were also better after the same number of
-    steps (linear probe on 10% of the labels 0.78 vs 0.73 after 210 steps). ``lr`` is the AdamW
-    peak (linear warm-up, cosine decay over the epochs or ``max_seconds``); 3e-3 suits the short
-    time-boxed runs of ``prepare``. Measured in ``bench/bench_encoder_budget.py``.
+    ``init="general"`` (default when the shipped general encoder is present) continues the
+    self-supervised training of :mod:`backend.modelling.general`'s pretrained encoder on this
+    survey, through the survey's input adapter; ``init="scratch"`` starts from random weights
+    (per-band input, ``input_pool`` averaging the cutout 2x2 before the stem). The budget is
+    ``steps`` optimiser steps (else ``epochs``); ``max_seconds`` only caps a run and is
+    reported in the version's training record when it cut training short. ``lr`` defaults to
+    3e-3 from scratch and 5e-4 when continuing from the general encoder.
     """
+    from backend.modelling import general
     from models import ArrayDataset, AugmentConfig, BackboneConfig, SimCLREncoder, fit
     from models.normalize import fit_normalization
 
+    if init not in ("general", "scratch"):
+        raise SurveyError(f"encoder init must be 'general' or 'scratch', not {init!r}")
     survey = Survey.open(survey_name)
     _seed(seed)
     pixels = training_pixels(survey)
-    model = SimCLREncoder(
-        survey.bands,
-        backbone=BackboneConfig(embedding_dim=embedding_dim, input_pool=input_pool),
-        normalization=fit_normalization(pixels, survey.bands, seed=seed),
-        augment=AugmentConfig.contrastive(survey.meta.pixel_scale),
-    )
+    parent = None
+    if init == "general" and general.general_available():
+        model = general.general_encoder_for(survey)
+        parent = f"general:{general.DEFAULT_GENERAL}"
+        lr = lr or 5e-4
+    else:
+        model = SimCLREncoder(
+            survey.bands,
+            backbone=BackboneConfig(embedding_dim=embedding_dim, input_pool=input_pool),
+            normalization=fit_normalization(pixels, survey.bands, seed=seed),
+            augment=(
+                AugmentConfig.composite()  # colour pictures: no reddening of R, G, B
+                if general.is_colour_pictures(survey)
+                else AugmentConfig.contrastive(survey.meta.pixel_scale)
+            ),
+        )
+        init, lr = "scratch", lr or 3e-3
     train, val = _split(ArrayDataset(pixels), 0.1, seed)
     cfg = _train_config(
-        epochs=epochs, max_seconds=max_seconds, batch_size=batch_size, seed=seed,
-        progress_bar=progress_bar, lr=lr,
+        max_steps=steps, epochs=epochs, max_seconds=max_seconds, batch_size=batch_size,
+        seed=seed, progress_bar=progress_bar, lr=lr,
     )  # fmt: skip
     result = fit(model, train, cfg, val=val, progress=progress)
     return _finish(
         ModelRegistry(), "encoder", model, survey,
         metrics_={"loss": result.train_loss, "val_loss": result.val_loss},
-        training={"train": cfg.to_dict(), "result": result.to_dict(), "labels": None},
-        parent=None, activate=activate,
+        training={
+            "train": cfg.to_dict(), "result": result.to_dict(), "labels": None, "init": init,
+            "budget": budget_record(result),
+        },
+        parent=parent, activate=activate,
     )  # fmt: skip
+
+
+def budget_record(result: Any) -> dict[str, Any]:
+    """Steps planned and run, and whether the wall-clock cap cut the run short."""
+    record = {
+        "planned_steps": result.planned_steps, "steps": result.steps, "stopped": result.stopped,
+        "seconds": round(result.seconds, 1),
+    }  # fmt: skip
+    if result.stopped == "time_budget":
+        record["warning"] = (
+            f"the wall-clock cap stopped training after {result.steps} of "
+            f"{result.planned_steps} steps"
+        )
+    return record
 
 
 def train_autoencoder(
     survey_name: str,
     *,
+    steps: int | None = None,
     epochs: int = 20,
     max_seconds: float | None = None,
     batch_size: int = 256,
@@ -137,25 +172,31 @@ def train_autoencoder(
     progress_bar: bool = True,
     activate: bool = True,
 ) -> ModelVersion:
-    """Convolutional autoencoder; its reconstruction error is an anomaly score."""
+    """Convolutional autoencoder; its reconstruction error is an anomaly score.
+
+    Per-band input at the native size (64 px: larger cutouts are cropped to their galaxies and
+    resampled by the input adapter), so a step costs the same whatever the survey's cutouts.
+    """
+    from backend.modelling import general
     from models import ArrayDataset, AugmentConfig, ConvAutoencoder, fit, reconstruction_errors
-    from models.normalize import fit_normalization
 
     survey = Survey.open(survey_name)
     _seed(seed)
     pixels = training_pixels(survey)
     _, h, w = survey.image_shape
+    adapter = general.survey_adapter(survey, mode="bands")
     model = ConvAutoencoder(
         survey.bands,
         image_size=(h, w),
         latent_dim=latent_dim,
-        normalization=fit_normalization(pixels, survey.bands, seed=seed),
+        normalization=adapted_normalization(pixels, adapter, seed),
         augment=AugmentConfig.geometric(),
+        adapter=adapter,
     )
     train, val = _split(ArrayDataset(pixels), 0.1, seed)
     cfg = _train_config(
-        epochs=epochs, max_seconds=max_seconds, batch_size=batch_size, seed=seed,
-        progress_bar=progress_bar,
+        max_steps=steps, epochs=epochs, max_seconds=max_seconds, batch_size=batch_size,
+        seed=seed, progress_bar=progress_bar,
     )  # fmt: skip
     result = fit(model, train, cfg, val=val, progress=progress)
     errors = reconstruction_errors(model, pixels[np.sort(val.rows)], device=device())
@@ -167,9 +208,26 @@ def train_autoencoder(
             "recon_error_median": float(np.median(errors)),
             "recon_error_p99": float(np.percentile(errors, 99)),
         },
-        training={"train": cfg.to_dict(), "result": result.to_dict(), "labels": None},
+        training={
+            "train": cfg.to_dict(), "result": result.to_dict(), "labels": None,
+            "budget": budget_record(result),
+        },
         parent=None, activate=activate,
     )  # fmt: skip
+
+
+def adapted_normalization(pixels: Any, adapter: Any, seed: int) -> Any:
+    """Normalisation statistics of a sample of ``pixels`` as the adapter delivers them."""
+    import torch
+
+    from models.adapter import InputAdapter
+    from models.normalize import fit_normalization
+
+    n = len(pixels)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, 2048), replace=False))
+    with torch.inference_mode():
+        sample = InputAdapter(adapter)(torch.from_numpy(np.asarray(pixels[rows], np.float32)))
+    return fit_normalization(sample.numpy(), adapter.channels, seed=seed)
 
 
 def catalog_labels(survey: Survey, column: str) -> tuple[np.ndarray, list[str]]:
@@ -288,6 +346,7 @@ def train_emulator(
     targets: Sequence[str] = DEFAULT_TARGETS,
     encoder_version: str | None = None,
     from_encoder: bool = True,
+    steps: int | None = None,
     epochs: int = 20,
     max_seconds: float | None = None,
     batch_size: int = 256,
@@ -301,8 +360,8 @@ def train_emulator(
     Starts from the survey's encoder backbone when one exists (``from_encoder``), which
     converges faster than from scratch. 15% of objects are held out for the metrics.
     """
+    from backend.modelling import general
     from models import ArrayDataset, Emulator, TargetScaling, fit
-    from models.normalize import fit_normalization
 
     survey = Survey.open(survey_name)
     _seed(seed)
@@ -321,21 +380,31 @@ def train_emulator(
     pixels = training_pixels(survey)
     registry = ModelRegistry()
     parent_encoder = None
+    encoder = None
     if from_encoder and (registry.active(survey.name, "encoder") or encoder_version):
         parent_encoder = resolve_version(registry, survey.name, "encoder", encoder_version)
         encoder = load_model(parent_encoder)
         check_bands(encoder.bands, survey)
+        if sorted(getattr(encoder, "input_channels", [])) != sorted(survey.bands):
+            # a colour-composite encoder has mixed the bands: physical properties (colours,
+            # photometric redshift) are learnt from per-band input instead
+            encoder, parent_encoder = None, None
+    if encoder is not None:
         model = Emulator.from_encoder(encoder, targets)
     else:
+        adapter = general.survey_adapter(survey, mode="bands")
         model = Emulator(
-            survey.bands, targets, normalization=fit_normalization(pixels, survey.bands, seed=seed)
+            survey.bands,
+            targets,
+            normalization=adapted_normalization(pixels, adapter, seed),
+            adapter=adapter,
         )
     dataset = ArrayDataset(pixels, y)
     train, held = _split(dataset, 0.15, seed)
     model.set_target_scaling(TargetScaling.fit(y[train.rows], targets, transforms))
     cfg = _train_config(
-        epochs=epochs, max_seconds=max_seconds, batch_size=batch_size, seed=seed,
-        progress_bar=progress_bar,
+        max_steps=steps, epochs=epochs, max_seconds=max_seconds, batch_size=batch_size,
+        seed=seed, progress_bar=progress_bar,
     )  # fmt: skip
     result = fit(model, train, cfg, val=held, progress=progress)
     scores = metrics.emulation(model, pixels, y, np.sort(held.rows), targets, device())
@@ -345,6 +414,7 @@ def train_emulator(
         training={
             "train": cfg.to_dict(), "result": result.to_dict(), "targets": targets,
             "transforms": transforms, "labels": {"source": "catalog", "columns": targets},
+            "budget": budget_record(result),
             "encoder": parent_encoder.version if parent_encoder else None,
         },
         parent=None, activate=activate,

@@ -104,7 +104,9 @@ def build_corpus(
         presets = list(presets)
         for k, name in enumerate(presets):
             bar = tqdm(total=n_per_preset, desc=f"render {name}", unit="obj")
-            for images, catalog in render_preset(name, n_per_preset, seed + 1000 * k, size, workers):
+            for images, catalog in render_preset(
+                name, n_per_preset, seed + 1000 * k, size, workers
+            ):
                 chunks.append(np.round(images * 255).astype(np.uint8))
                 tables.append(catalog)
                 bar.update(len(images))

@@ -221,3 +221,48 @@ def test_device_selection() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA"):
             pick_device("cuda")
+
+
+def test_step_budget_runs_exactly_that_many_steps_whatever_the_epochs() -> None:
+    images, _ = _blobs(64)  # 2 batches of 32 per epoch
+    model = ConvAutoencoder(BANDS, image_size=16, widths=(8, 16))
+    calls: list[dict] = []
+    result = fit(model, ArrayDataset(images), _cfg(epochs=1, max_steps=5), progress=calls.append)
+    assert result.steps == 5 and result.planned_steps == 5 and result.stopped == "completed"
+    assert result.epochs == 3  # ceil(5 / 2)
+    assert calls[0]["total_steps"] == 5
+
+
+def test_learning_rate_follows_steps_not_time() -> None:
+    from models.training import learning_rate
+
+    capped = TrainConfig(lr=1.0, max_seconds=0.001, warmup_fraction=0.0)
+    plain = TrainConfig(lr=1.0, warmup_fraction=0.0)
+    assert [learning_rate(capped, s, 100) for s in (0, 50, 99)] == [
+        learning_rate(plain, s, 100) for s in (0, 50, 99)
+    ]
+    assert learning_rate(plain, 0, 100) == pytest.approx(1.0)
+    assert learning_rate(plain, 50, 100) == pytest.approx(0.505, abs=1e-3)
+
+
+def test_step_checkpoints_resume_mid_epoch_to_the_same_weights(tmp_path: Path) -> None:
+    images, _ = _blobs(96)  # 3 batches of 32 per epoch
+    data = ArrayDataset(images)
+
+    def model() -> ConvAutoencoder:
+        seed_everything(0)
+        return ConvAutoencoder(BANDS, image_size=16, widths=(8, 16))
+
+    straight = model()
+    fit(straight, data, _cfg(max_steps=7, seed=3))
+    ckpt = tmp_path / "ckpt.pt"
+    first = model()
+    stop_at_4 = lambda info: info["step"] < 4  # noqa: E731
+    cfg = dict(max_steps=7, seed=3, checkpoint_path=str(ckpt), checkpoint_every_steps=1)
+    result = fit(first, data, _cfg(**cfg), progress=stop_at_4)
+    assert result.stopped == "cancelled" and result.steps == 4
+    resumed = model()
+    result = fit(resumed, data, _cfg(**cfg, resume=True))
+    assert result.steps == 7
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5)
