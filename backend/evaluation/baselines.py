@@ -5,9 +5,9 @@
   :data:`PCA_FIT_SAMPLE` objects for bigger surveys), then a 64-component PCA (not whitened).
 - ``random-init``: the architecture of the survey's active encoder (its config, so also its
   input normalisation) when it is a SimCLR encoder, else :class:`models.SimCLREncoder` defaults
-  with a normalisation fitted on the survey (foreign networks are not re-initialised: timm
-  would fetch weights, files cannot be), with seeded random weights, embedding the survey like
-  ``embed`` does.
+  with a normalisation fitted on the survey (foreign and imported encoders are not
+  re-initialised: their networks live in files or outside LatentSky), with seeded random
+  weights, embedding the survey like ``embed`` does.
 """
 
 from __future__ import annotations

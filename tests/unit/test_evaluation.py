@@ -103,13 +103,12 @@ def test_average_precision_known_values() -> None:
             [1, 0, 1, 0],  # hits at ranks 1 and 3 of 2 relevant: (1 + 2/3) / 2
             [0, -1, 1, 1],  # unlabelled dropped: ranking 0, 1, 1 -> (1/2 + 2/3) / 2
             [0, 0, 0, 0],  # nothing found
-            [1, 1, 0, 0],  # only one other object of its class: capped at 1 -> (1 + 1) / 1
+            [0, 1, 0, 0],  # the only other object of its class, at rank 2: 1/2
         ]
     )
     ap = m.average_precision(neighbours, np.array([1, 1, 1, 1]), np.array([2, 2, 3, 1]), k=4)
-    assert ap[:3] == pytest.approx([(1 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2, 0.0])
-    assert ap[3] == pytest.approx(2.0)  # two hits on one relevant: duplicate rows are a bug...
-    # ...so a real table (distinct neighbours) never exceeds 1:
+    assert ap == pytest.approx([(1 + 2 / 3) / 2, (1 / 2 + 2 / 3) / 2, 0.0, 0.5])
+    # A cluster's members retrieve each other perfectly:
     x, y = clusters(30, 2)
     q = np.flatnonzero(y == 1)[:5]
     _, ids = m.cosine_neighbours(x, x[q], 40, exclude=q)
@@ -306,7 +305,9 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
     assert "<b>" not in markdown and "&lt;b&gt;odd\\|one&lt;/b&gt;" in markdown
     first = report["created"], report["split"]["n_val"]
 
-    # Again, without the merge: the old report moves to previous/.
+    # Again, without the merge and with a stored anomaly ranking: the old report moves to
+    # previous/.
+    assert main(["score", "--survey", "blobs"]) == 0
     args = ["evaluate", "--survey", "blobs", "--label-column", "kind", "--no-progress",
             "--rare", ODD, "--baselines", "none", "--encoders", "v0001",
             "--out", str(tmp_path / "copy")]  # fmt: skip
@@ -319,12 +320,38 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
     }  # fmt: skip
     again = json.loads((folder / "report.json").read_text())
     assert [r["name"] for r in again["representations"]] == ["encoder v0001"]
+    stored = again["representations"][0]["anomaly"]["stored"]
+    assert stored["scorers"] == ["iforest", "knn"] and 0 <= stored["recall_at_100"] <= 1
+    assert "stored anomaly product" in (folder / "report.md").read_text()
     assert again["split"]["n_val"] == split["n_val"]  # the stored split is reused
     assert again["classes"] == [ODD, "narrow", "wide"]
     assert again["classifiers"][0]["unmatched_classes"] == ["star"]
     assert again["command"].endswith("--rare '<b>odd|one</b>' --encoders v0001")
     assert (tmp_path / "copy" / "report.md").is_file()
     assert not (tmp_path / "copy" / "previous").exists()
+
+
+def test_encoders_that_cannot_embed_the_survey_are_skipped_unless_named(
+    blobs: Survey, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.registry import ModelRegistry
+    from models import BackboneConfig, SimCLREncoder
+
+    other = SimCLREncoder(
+        ["u", "g"], backbone=BackboneConfig(embedding_dim=8, widths=(8,), strides=(2,))
+    )
+    ModelRegistry().save("encoder", other.state_dict(), other.config, survey="elsewhere")
+    base = ["evaluate", "--survey", "blobs", "--label-column", "kind", "--no-progress",
+            "--baselines", "none"]  # fmt: skip
+    assert main([*base, "--encoders", "all"]) == 0
+    report = json.loads((home / "products/blobs/evaluation/class/report.json").read_text())
+    assert report["representations"] == []
+    assert any(n.startswith("encoder v0001 skipped") and "band" in n for n in report["notes"])
+    assert "No representation was evaluated" in capsys.readouterr().out
+    assert main([*base, "--encoders", "v0001"]) == 2
+    assert "band" in capsys.readouterr().err
+    assert main([*base, "--encoders", "v0009"]) == 2
+    assert "no encoder version 'v0009'" in capsys.readouterr().err
 
 
 def test_evaluate_errors_are_one_line(blobs: Survey, capsys: pytest.CaptureFixture[str]) -> None:
