@@ -26,6 +26,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("train", "backend.commands.train"),
     ("pretrain", "backend.commands.pretrain"),
     ("embed", "backend.commands.embed"),
+    ("import", "backend.commands.import_models"),
     ("predict", "backend.commands.predict"),
     ("models", "backend.commands.models_list"),
     ("map", "backend.latent.commands.map"),

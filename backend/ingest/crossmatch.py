@@ -187,15 +187,32 @@ class CatalogJoin:
         dec_column: str | None = None,
     ) -> CatalogJoin:
         """Join each object to its nearest catalog source within ``radius_arcsec``."""
-        from astropy import units as u
-        from astropy.coordinates import SkyCoord
-
         path = Path(path).expanduser()
         if not radius_arcsec or not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
             raise IngestError(
                 f"match radius must be a positive number of arcsec, not {radius_arcsec}"
             )
-        table = read_table(path).reset_index(drop=True)
+        return cls.by_sky_table(path, read_table(path), radius_arcsec, ra_column, dec_column)
+
+    @classmethod
+    def by_sky_table(
+        cls,
+        path: str | Path,
+        table: pd.DataFrame,
+        radius_arcsec: float,
+        ra_column: str | None = None,
+        dec_column: str | None = None,
+    ) -> CatalogJoin:
+        """:meth:`by_sky` on a table already read (``path`` names it in messages)."""
+        from astropy import units as u
+        from astropy.coordinates import SkyCoord
+
+        path = Path(path)
+        if not radius_arcsec or not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
+            raise IngestError(
+                f"match radius must be a positive number of arcsec, not {radius_arcsec}"
+            )
+        table = table.reset_index(drop=True)
         ra_col = _pick_column(table, ra_column, _RA_NAMES, "RA", path, "--ra-column")
         dec_col = _pick_column(table, dec_column, _DEC_NAMES, "Dec", path, "--dec-column")
         ra = _degrees(table[ra_col], hours=True)
@@ -238,9 +255,18 @@ class CatalogJoin:
         return out
 
     def _sky_rows(self, catalog: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        rows, sep = self.match_rows(catalog)
+        matched = rows >= 0
+        extra = self.table.reindex(np.where(matched, rows, -1)).reset_index(drop=True)
+        return extra, matched, sep
+
+    def match_rows(self, catalog: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per object (``catalog`` ra/dec): the row of :attr:`table` nearest on the sky within
+        the radius (-1: none) and its separation in arcsec (NaN: none)."""
         from astropy import units as u
         from astropy.coordinates import SkyCoord
 
+        catalog = catalog.reset_index(drop=True)
         ra, dec = _float_column(catalog, "ra"), _float_column(catalog, "dec")
         have = np.isfinite(ra) & np.isfinite(dec)
         rows = np.full(len(catalog), -1)
@@ -252,9 +278,7 @@ class CatalogJoin:
             hit = d <= self.radius_arcsec
             rows[np.flatnonzero(have)[hit]] = idx[hit]
             sep[np.flatnonzero(have)[hit]] = d[hit]
-        matched = rows >= 0
-        extra = self.table.reindex(np.where(matched, rows, -1)).reset_index(drop=True)
-        return extra, matched, sep
+        return rows, sep
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -23,7 +23,15 @@ def encoder_embedder(version: str, bands: tuple[str, ...]) -> EmbedFn:
         from models import embed
     except ImportError as exc:  # pragma: no cover - depends on the install
         raise LatentError(f"embedding an image needs the model code ({exc})") from None
-    model = load_model(ModelRegistry().get("encoder", version))
+    registered = ModelRegistry().get("encoder", version)
+    if registered.config.get("kind") == "imported_embeddings":
+        source = registered.config.get("source", {})
+        raise LatentError(
+            f"encoder {version} is embeddings imported from {source.get('file', 'a file')}: it "
+            "cannot embed new images (uploads); search by object or position, or activate an "
+            "encoder with weights"
+        )
+    model = load_model(registered)
 
     def run(images: np.ndarray) -> np.ndarray:
         return embed(model, images, bands=list(bands), device=device(), batch_size=256)

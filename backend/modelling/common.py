@@ -38,7 +38,7 @@ def load_model(version: ModelVersion) -> nn.Module:
     """Rebuild a registered model and load its weights (eval mode, CPU)."""
     from models import build_model
 
-    model = build_model(version.config)
+    model = build_model(version.config, directory=version.path)  # foreign encoders read files
     model.load_state_dict(version.load_state())
     return model.eval()
 

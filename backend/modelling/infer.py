@@ -28,6 +28,10 @@ def embed_survey(
 
     survey = Survey.open(survey_name)
     encoder_version = resolve_version(ModelRegistry(), survey.name, "encoder", version)
+    if encoder_version.config.get("kind") == "imported_embeddings":  # written at import
+        from backend.modelling.imported import imported_product
+
+        return encoder_version, str(imported_product(survey.name, encoder_version))
     encoder = load_model(encoder_version)
     check_bands(encoder.bands, survey)
     shape = (len(survey), int(encoder.embedding_dim))
