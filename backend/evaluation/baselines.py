@@ -96,7 +96,7 @@ def random_encoder_config(survey: Survey, seed: int = 0) -> tuple[dict[str, Any]
     active = ModelRegistry().active(survey.name, "encoder")
     if active is not None and active.config.get("kind") == "simclr":
         return active.config, f"architecture of the active encoder {active.version}"
-    from models import SimCLREncoder
+    from models import AugmentConfig, SimCLREncoder
     from models.normalize import fit_normalization
 
     why = (
@@ -106,7 +106,7 @@ def random_encoder_config(survey: Survey, seed: int = 0) -> tuple[dict[str, Any]
     )
     norm = fit_normalization(survey.images, survey.bands, seed=seed)
     return (
-        SimCLREncoder(survey.bands, normalization=norm).config,
+        SimCLREncoder(survey.bands, normalization=norm, augment=AugmentConfig.none()).config,
         f"SimCLREncoder defaults ({why}), normalisation fitted on the survey",
     )
 
