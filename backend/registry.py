@@ -56,6 +56,12 @@ class ModelVersion:
         return self.meta.get("metrics", {})
 
     @property
+    def gate(self) -> dict[str, Any] | None:
+        """The activation gate's decision on this version (``gate.json``), if one was made."""
+        path = self.path / "gate.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    @property
     def weights_path(self) -> Path:
         return self.path / "weights.pt"
 
@@ -184,6 +190,10 @@ class ModelRegistry:
     def latest(self, kind: str, survey: str | None = None) -> ModelVersion | None:
         versions = self.list(kind, survey)
         return versions[-1] if versions else None
+
+    def record_gate(self, kind: str, version: str, decision: dict[str, Any]) -> None:
+        """Store the activation gate's decision beside a version (atomic; weights untouched)."""
+        atomic_write_json(self.get(kind, version).path / "gate.json", decision)
 
     # -- active pointers ---------------------------------------------------------------------
     def _active_file(self, survey: str) -> Path:

@@ -170,10 +170,57 @@ def cross_validated_metrics(
     return {**scores, "method": f"{folds}-fold cross-validation", "n_labelled": len(rows)}
 
 
+def catalog_sources(version: Any) -> list[str]:
+    """Catalog columns a classifier version learnt from (its label snapshot)."""
+    if version is None:
+        return []
+    snapshot = version.meta.get("training", {}).get("labels") or {}
+    columns = list(snapshot.get("catalog_columns") or [])
+    source = str(snapshot.get("source", ""))
+    if source.startswith("catalog:"):
+        columns.append(source.split(":", 1)[1])
+    return list(dict.fromkeys(columns))
+
+
+def merged_labels(
+    survey: str, store: LabelStore, task: str, catalog_columns: list[str]
+) -> tuple[np.ndarray, list[str], dict[str, Any]]:
+    """Every label source of a task as ints per object: catalog columns first, the label
+    store's consensus over them (a person's label wins), classes in schema order then the rest.
+    """
+    from backend.modelling.train import catalog_labels
+    from backend.survey import Survey
+
+    s = Survey.open(survey)
+    store_y, store_classes, snapshot = store_labels(survey, store, task)
+    names = np.full(len(s), None, dtype=object)
+    for column in catalog_columns:
+        if column in s.catalog:
+            y, classes = catalog_labels(s, column)
+            names[y >= 0] = np.asarray(classes, dtype=object)[y[y >= 0]]
+    names[store_y >= 0] = np.asarray(store_classes, dtype=object)[store_y[store_y >= 0]]
+    present = {n for n in names if n is not None}
+    schema = [c for c in load_schema(survey).names if c in present]
+    classes = schema + sorted(present - set(schema))
+    lookup = {c: i for i, c in enumerate(classes)}
+    labels = np.array([lookup.get(n, -1) if n is not None else -1 for n in names], np.int64)
+    counts = np.bincount(labels[labels >= 0], minlength=len(classes))
+    snapshot.update(
+        source="+".join(["label_store", *(f"catalog:{c}" for c in catalog_columns)]),
+        catalog_columns=list(catalog_columns),
+        n_labelled=int((labels >= 0).sum()),
+        n_store_labels=int((store_y >= 0).sum()),
+        class_counts=dict(zip(classes, counts.tolist(), strict=True)),
+    )
+    return labels, classes, snapshot
+
+
 def retrain_classifier(
     survey: str, params: dict[str, Any], progress: Progress | None = None
 ) -> dict[str, Any]:
-    """Train on the store's labels → predict with the new version → activate (in that order)."""
+    """Train on every label source → predict with the new version → activate only if the
+    activation gate finds it not worse than the active one on the validation split."""
+    from backend.active.gate import activate_if_not_worse
     from backend.jobs.kinds import predict_version, short_metrics
     from backend.modelling.common import resolve_version
     from backend.modelling.train import train_classifier
@@ -181,14 +228,19 @@ def retrain_classifier(
     from backend.survey import SurveyError
 
     store = LabelStore()
-    labels, classes, snapshot = store_labels(survey, store, params.get("task", "class"))
+    registry = ModelRegistry()
+    task = params.get("task", "class")
+    parent = registry.active_versions(survey).get("classifier")
+    parent_version = registry.get("classifier", parent) if parent else None
+    columns = catalog_sources(parent_version)
+    if params.get("label_column"):
+        columns = list(dict.fromkeys([*columns, params["label_column"]]))
+    labels, classes, snapshot = merged_labels(survey, store, task, columns)
     if len(classes) < 2 or snapshot["n_labelled"] < 4:
         raise SurveyError(
             f"survey {survey} needs labels of at least two classes to retrain "
             f"(have {snapshot['class_counts']})"
         )
-    registry = ModelRegistry()
-    parent = registry.active_versions(survey).get("classifier")
     with torch_threads(1):  # small full-batch problems (see torch_threads)
         if snapshot["n_labelled"] < CV_BELOW:
             encoder = resolve_version(registry, survey, "encoder", params.get("encoder"))
@@ -197,13 +249,17 @@ def retrain_classifier(
         version = train_classifier(
             survey, labels=labels, classes=classes, encoder_version=params.get("encoder"),
             epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
-            activate=False, parent=parent, label_snapshot=snapshot, class_weights="none",
+            activate=False, parent=parent, label_snapshot=snapshot,
+            class_weights="none" if not columns else "balanced", task=task,
         )  # fmt: skip
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", version.version)
-    registry.set_active(survey, "classifier", version.version)
+    decision = activate_if_not_worse(
+        survey, version.version, labels, classes, task=task, force=bool(params.get("force"))
+    )
     round_metrics = snapshot.get("cv") or short_metrics(version.metrics)
     return {
         "version": version.version, "parent": parent, "n_labelled": snapshot["n_labelled"],
+        "activated": decision.activate, "reason": decision.reason,
         "metrics": {k: round_metrics.get(k) for k in ("accuracy", "ece", "recall")},
     }  # fmt: skip

@@ -34,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="emulator: comma-separated numeric catalog columns",
     )
     p.add_argument("--no-activate", action="store_true", help="register without activating")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="classifier: activate even if the gate finds it worse than the active one",
+    )
     p.set_defaults(func=run)
 
 
@@ -46,10 +51,20 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "classifier":
         if not args.label_column:
             raise UserError("train classifier needs --label-column (e.g. true_class)")
+        from backend.jobs.kinds import gate_catalog_classifier, predict_version
+
         version = train.train_classifier(
             args.survey, label_column=args.label_column, encoder_version=args.encoder,
-            label_fraction=args.label_fraction, batch_size=args.batch_size, **common,
+            label_fraction=args.label_fraction, batch_size=args.batch_size,
+            **{**common, "activate": False},
         )  # fmt: skip
+        if not args.no_activate:
+            predict_version(args.survey, "classifier", version.version)
+            decision = gate_catalog_classifier(
+                args.survey, version.version, args.label_column, force=args.force
+            )
+            state = "activated" if decision.activate else "NOT activated"
+            print(f"classifier {version.version} {state}: {decision.reason}")
     elif args.kind == "emulator":
         version = train.train_emulator(
             args.survey, targets=args.targets.split(","), encoder_version=args.encoder,

@@ -31,11 +31,31 @@ def _train(kind: str) -> Handler:
         version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
         if kind in ("classifier", "emulator", "autoencoder"):
             predict_version(survey, kind, version.version)
+        result = {
+            "kind": kind,
+            "version": version.version,
+            "metrics": short_metrics(version.metrics),
+        }
+        if kind == "classifier":  # judged against the active one on the validation split
+            decision = gate_catalog_classifier(
+                survey, version.version, options["label_column"], force=bool(params.get("force"))
+            )
+            return {**result, "activated": decision.activate, "reason": decision.reason}
         if params.get("activate", True):
             ModelRegistry().set_active(survey, kind, version.version)
-        return {"kind": kind, "version": version.version, "metrics": short_metrics(version.metrics)}
+        return {**result, "activated": bool(params.get("activate", True))}
 
     return run
+
+
+def gate_catalog_classifier(survey: str, version: str, label_column: str, force: bool) -> Any:
+    """The activation gate for a classifier trained on a catalog column."""
+    from backend.active.gate import activate_if_not_worse
+    from backend.modelling.train import catalog_labels
+    from backend.survey import Survey
+
+    labels, classes = catalog_labels(Survey.open(survey), label_column)
+    return activate_if_not_worse(survey, version, labels, classes, force=force)
 
 
 def short_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

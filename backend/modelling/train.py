@@ -266,6 +266,7 @@ def train_classifier(
     parent: str | None = None,
     label_snapshot: dict[str, Any] | None = None,
     class_weights: str = "balanced",
+    task: str = "class",
 ) -> ModelVersion:
     """MC-dropout MLP head on frozen encoder embeddings, temperature-calibrated.
 
@@ -274,8 +275,10 @@ def train_classifier(
     an acquisition's skew, as in the labelling loop: see docs/results.md, S1).
 
     Labels come from a catalog column (``label_column``) or are given (``labels``: int per
-    object, -1 for unlabelled, with ``classes``). A stratified 20% of the labelled objects is
-    held out for calibration and metrics; ``label_fraction`` keeps only part of the rest.
+    object, -1 for unlabelled, with ``classes``). The task's stored validation split
+    (:mod:`backend.validation`, ~20% of the labelled objects, fixed once assigned) is held out
+    for the metrics and never trained on; the temperature is fitted on a stratified 15% of the
+    training part that the head does not see. ``label_fraction`` keeps only part of the rest.
     """
     from models import ArrayDataset, EmbeddingClassifier, fit, predict_classes
 
@@ -290,7 +293,21 @@ def train_classifier(
         labels, classes = catalog_labels(survey, label_column)
     labels = np.asarray(labels, dtype=np.int64)
     classes = list(classes or [])
-    train_rows, held_rows = metrics.stratified_split(labels, 0.2, seed=seed)
+    from backend.validation import validation_split
+
+    split = validation_split(survey.name, task, survey.catalog["object_id"].to_numpy(), labels)
+    held_rows, train_rows = split.val_rows, split.train_rows
+    if len(held_rows) == 0 or len(train_rows) == 0:
+        raise SurveyError(
+            f"survey {survey.name}: too few labels to train and validate a classifier "
+            f"({int((labels >= 0).sum())} labelled objects)"
+        )
+    cal_rows = np.array([], dtype=np.int64)
+    if len(train_rows) >= 40:  # enough to keep a calibration part out of the head's training
+        in_train = np.full(len(labels), -1, np.int64)
+        in_train[train_rows] = labels[train_rows]
+        fit_part, cal_rows = metrics.stratified_split(in_train, 0.15, seed=seed)
+        train_rows = fit_part
     if label_fraction < 1.0:
         train_rows = metrics.subsample(train_rows, labels, label_fraction, seed=seed)
     if class_weights not in ("balanced", "none"):
@@ -313,10 +330,9 @@ def train_classifier(
     result = fit(model, ArrayDataset(embeddings, labels, rows=train_rows), cfg, progress=progress)
     import torch
 
-    held_x = torch.from_numpy(embeddings[held_rows])
-    held_y = torch.from_numpy(labels[held_rows])
+    cal = cal_rows if len(cal_rows) else held_rows  # tiny label sets: calibrate on validation
     before = predict_classes(model, embeddings[held_rows], device="cpu")["probs"]
-    model.calibrate(held_x, held_y)
+    model.calibrate(torch.from_numpy(embeddings[cal]), torch.from_numpy(labels[cal]))
     after = predict_classes(model, embeddings[held_rows], mc_samples=30, device="cpu")
     scores = metrics.classification(after["probs"], labels[held_rows], classes)
     scores["ece_uncalibrated"] = metrics.ece(before, labels[held_rows])
@@ -327,6 +343,7 @@ def train_classifier(
         "n_labelled": int((labels >= 0).sum()),
         "n_train": len(train_rows),
         "n_held_out": len(held_rows),
+        "n_calibration": len(cal_rows),
         "class_counts": dict(zip(classes, counts.tolist(), strict=True)),
     }
     return _finish(
@@ -334,7 +351,8 @@ def train_classifier(
         metrics_=scores,
         training={
             "train": cfg.to_dict(), "result": result.to_dict(), "labels": snapshot,
-            "encoder": encoder.version, "label_fraction": label_fraction,
+            "encoder": encoder.version, "label_fraction": label_fraction, "task": task,
+            "validation": split.to_dict(),
         },
         parent=parent, activate=activate,
     )  # fmt: skip

@@ -1,0 +1,157 @@
+"""Activation gate: a new classifier replaces the active one only if it is not worse.
+
+Both versions are judged on the same objects, the survey task's stored validation split
+(:mod:`backend.validation`), from their written predictions (``predictions.parquet``), with
+balanced accuracy and ECE and paired bootstrap confidence intervals. The candidate is refused
+when it would lose a class the active model predicts, when its balanced accuracy is lower by
+more than :data:`BALANCED_ACCURACY_TOLERANCE`, or when its ECE is higher by more than
+:data:`ECE_TOLERANCE` and significantly so. The decision and its reason are stored beside the
+version (``gate.json``) so ``models``, ``jobs`` and the app can say why. Torch-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from backend.evaluation.metrics import (
+    balanced_accuracy,
+    bootstrap_ci,
+    expected_calibration_error,
+    map_probabilities,
+)
+from backend.products import read_predictions
+
+BALANCED_ACCURACY_TOLERANCE = 0.02
+ECE_TOLERANCE = 0.03
+BOOTSTRAP_RESAMPLES = 1000
+
+
+@dataclass
+class GateDecision:
+    """Whether to activate ``candidate``, why, and the figures behind it."""
+
+    activate: bool
+    reason: str
+    candidate: str
+    active: str | None
+    n_validation: int
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _probabilities(survey: str, version: str, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    table = read_predictions(survey, "classifier", version)
+    columns = [c for c in table.columns if c.startswith("p_")]
+    return table[columns].to_numpy(np.float64)[rows], [c[2:] for c in columns]
+
+
+def _scores(probs: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict[str, float]:
+    sub_p, sub_y = probs[rows], labels[rows]
+    return {
+        "balanced_accuracy": balanced_accuracy(sub_y, sub_p.argmax(axis=1)),
+        "accuracy": float(np.mean(sub_p.argmax(axis=1) == sub_y)),
+        "ece": expected_calibration_error(sub_p, sub_y),
+    }
+
+
+def _fmt(value: float, ci: tuple[float, float]) -> str:
+    return f"{value:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def compare(
+    survey: str,
+    candidate: str,
+    active: str | None,
+    labels: np.ndarray,
+    classes: list[str],
+    val_rows: np.ndarray,
+    *,
+    seed: int = 0,
+) -> GateDecision:
+    """Judge ``candidate`` against ``active`` on ``val_rows`` (labels: ints into ``classes``)."""
+    val_rows = np.asarray(val_rows, dtype=np.int64)
+    if active is None or active == candidate:
+        return GateDecision(True, "no active classifier to compare with", candidate, active,
+                            len(val_rows))  # fmt: skip
+    cand_p, cand_classes = _probabilities(survey, candidate, val_rows)
+    act_p, act_classes = _probabilities(survey, active, val_rows)
+    lost = sorted(set(act_classes) - set(cand_classes))
+    if lost:
+        return GateDecision(
+            False, f"it would lose the class(es) {', '.join(lost)} that {active} predicts",
+            candidate, active, len(val_rows),
+        )  # fmt: skip
+    y = np.asarray(labels)[val_rows]
+    if len(y) == 0:
+        return GateDecision(
+            False, "no validation labels to judge it on: label more objects first",
+            candidate, active, 0,
+        )  # fmt: skip
+    cand, _ = map_probabilities(cand_p, cand_classes, classes, {})
+    act, _ = map_probabilities(act_p, act_classes, classes, {})
+    local = np.arange(len(y))
+    scores = {"candidate": _scores(cand, y, local), "active": _scores(act, y, local)}
+
+    def delta(metric: str) -> Any:
+        return lambda rows: _scores(cand, y, rows)[metric] - _scores(act, y, rows)[metric]
+
+    ci = {
+        m: bootstrap_ci(delta(m), len(y), resamples=BOOTSTRAP_RESAMPLES, seed=seed)
+        for m in ("balanced_accuracy", "ece")
+    }
+    d_bacc = scores["candidate"]["balanced_accuracy"] - scores["active"]["balanced_accuracy"]
+    d_ece = scores["candidate"]["ece"] - scores["active"]["ece"]
+    metrics = {
+        **scores,
+        "delta": {"balanced_accuracy": d_bacc, "ece": d_ece},
+        "delta_ci95": {k: list(v) for k, v in ci.items()},
+        "tolerance": {"balanced_accuracy": BALANCED_ACCURACY_TOLERANCE, "ece": ECE_TOLERANCE},
+    }
+    where = f"on {len(y)} validation objects"
+    summary = (
+        f"balanced accuracy {scores['candidate']['balanced_accuracy']:.3f} vs "
+        f"{scores['active']['balanced_accuracy']:.3f} for {active} "
+        f"(difference {_fmt(d_bacc, ci['balanced_accuracy'])}), ECE "
+        f"{scores['candidate']['ece']:.3f} vs {scores['active']['ece']:.3f} {where}"
+    )
+    if d_bacc < -BALANCED_ACCURACY_TOLERANCE:
+        return GateDecision(False, f"worse: {summary}", candidate, active, len(y), metrics)
+    if d_ece > ECE_TOLERANCE and ci["ece"][0] > 0:
+        return GateDecision(
+            False, f"worse calibrated: {summary}", candidate, active, len(y), metrics
+        )
+    return GateDecision(True, f"not worse: {summary}", candidate, active, len(y), metrics)
+
+
+def activate_if_not_worse(
+    survey: str,
+    candidate: str,
+    labels: np.ndarray,
+    classes: list[str],
+    *,
+    task: str = "class",
+    force: bool = False,
+) -> GateDecision:
+    """Judge a registered classifier whose predictions are written, record the decision beside
+    it, and make it active when it passes (or when ``force``: a person's explicit choice)."""
+    from backend.registry import ModelRegistry
+    from backend.survey import Survey
+    from backend.validation import validation_split
+
+    registry = ModelRegistry()
+    s = Survey.open(survey)
+    split = validation_split(survey, task, s.catalog["object_id"].to_numpy(), labels)
+    active = registry.active_versions(survey).get("classifier")
+    decision = compare(survey, candidate, active, labels, classes, split.val_rows)
+    if force and not decision.activate:
+        decision.activate = True
+        decision.reason = f"activated on request although {decision.reason}"
+    registry.record_gate("classifier", candidate, decision.to_dict())
+    if decision.activate:
+        registry.set_active(survey, "classifier", candidate)
+    return decision
