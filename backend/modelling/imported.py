@@ -21,7 +21,7 @@ import pandas as pd
 from backend.ingest.crossmatch import CatalogJoin, id_strings
 from backend.modelling.foreign import ImportModelError, sha256
 from backend.products import ProductError, product_dir, write_embeddings
-from backend.registry import ModelRegistry, ModelVersion
+from backend.registry import ModelRegistry, ModelVersion, RegistryError
 from backend.survey import Survey
 
 KIND = "imported_embeddings"
@@ -114,7 +114,7 @@ def imported_product(survey: str, version: ModelVersion) -> Path:
     """The embeddings written when ``version`` (imported embeddings) was imported."""
     owner = version.config.get("survey") or version.meta.get("survey")
     if owner != survey:
-        raise ImportModelError(
+        raise RegistryError(
             f"encoder {version.version} holds embeddings imported for survey {owner!r}; it cannot "
             f"embed the objects of survey {survey!r}"
         )

@@ -21,7 +21,7 @@ from torch import nn
 
 from backend.cli import main
 from backend.registry import ModelRegistry
-from backend.survey import Survey
+from backend.survey import Survey, SurveyWriter
 from models.foreign_files import import_timm
 
 ARCH = "test_resnet"  # timm's 0.4 M-parameter test network (96-d features)
@@ -427,7 +427,9 @@ def test_embeddings_refusals(
     assert_refused(import_emb(broken), home, capsys, str(broken), "cannot read it as parquet")
 
 
-def test_imported_embeddings_cannot_embed_new_images(tiny_survey: Survey, tmp_path: Path) -> None:
+def test_imported_embeddings_cannot_embed_new_images(
+    tiny_survey: Survey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from backend.latent.embedder import encoder_embedder
     from backend.latent.errors import LatentError
     from backend.modelling.common import load_model
@@ -440,3 +442,8 @@ def test_imported_embeddings_cannot_embed_new_images(tiny_survey: Survey, tmp_pa
     model = load_model(ModelRegistry().get("encoder", "v0001"))
     with pytest.raises(ForeignModelError, match="cannot embed new images"):
         model.embed(pixels(tiny_survey)[:2])
+
+    with SurveyWriter("other", ["g", "r", "i"], (16, 16), "test") as writer:
+        writer.append(np.asarray(tiny_survey.images[:10]), tiny_survey.catalog.iloc[:10])
+    assert main(["embed", "--survey", "other", "--model", "v0001"]) == 2
+    assert "imported for survey 'tiny'" in capsys.readouterr().err
