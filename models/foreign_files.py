@@ -176,12 +176,14 @@ def read_state_dict(path: Path) -> dict[str, Tensor]:
 def match_state_dict(
     model: nn.Module, state: Mapping[str, Tensor], path: Path, what: str
 ) -> tuple[dict[str, Tensor], list[str]]:
-    """``state`` fitted to ``model``: a shared wrapper prefix stripped, classifier weights
-    dropped. Returns (state, dropped keys); any other difference raises with the details."""
+    """``state`` fitted to ``model``: a wrapper prefix stripped, classifier weights (and keys
+    outside the prefix) dropped. Returns (state, dropped keys); any other difference raises
+    with the details."""
     expected = model.state_dict()
-    state = _strip_prefix(dict(state), set(expected))
-    dropped = [k for k in state if k not in expected and _is_head(model, k)]
-    state = {k: v for k, v in state.items() if k not in dropped}
+    state, outside = _strip_prefix(dict(state), set(expected))
+    heads = [k for k in state if k not in expected and _is_head(model, k)]
+    state = {k: v for k, v in state.items() if k not in heads}
+    dropped = outside + heads
     missing = [k for k in expected if k not in state and not k.endswith(_OPTIONAL_KEYS)]
     unexpected = [k for k in state if k not in expected]
     shapes = [
@@ -204,14 +206,23 @@ def match_state_dict(
     return state, dropped
 
 
-def _strip_prefix(state: dict[str, Tensor], expected: set[str]) -> dict[str, Tensor]:
-    best, hits = state, len(expected & set(state))
+def _strip_prefix(
+    state: dict[str, Tensor], expected: set[str]
+) -> tuple[dict[str, Tensor], list[str]]:
+    """The keys under the wrapper prefix (``module.``, ``encoder.``, ...) that best match the
+    model, prefix removed, and the keys left out. A prefix that only some keys carry (e.g. a
+    Lightning module's ``encoder.`` beside its ``head.``) is taken only when its keys cover
+    every weight of the model."""
+    required = {k for k in expected if not k.endswith(_OPTIONAL_KEYS)}
+    best, hits, left = state, len(expected & set(state)), []
     for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in state):
-            stripped = {k[len(prefix) :]: v for k, v in state.items()}
-            if len(expected & set(stripped)) > hits:
-                best, hits = stripped, len(expected & set(stripped))
-    return best
+        inside = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        n = len(expected & set(inside))
+        if n <= hits or (len(inside) < len(state) and not required <= set(inside)):
+            continue
+        best, hits = inside, n
+        left = [k for k in state if not k.startswith(prefix)]
+    return best, left
 
 
 def _is_head(model: nn.Module, key: str) -> bool:
@@ -225,10 +236,6 @@ def _is_head(model: nn.Module, key: str) -> bool:
 def _few(items: list[str], n: int = 3) -> str:
     shown = ", ".join(items[:n])
     return shown + (", ..." if len(items) > n else "")
-
-
-def head_keys_note(dropped: list[str]) -> str | None:
-    return f"classifier weights not used: {_few(dropped)}" if dropped else None
 
 
 def check_no_external_data(path: Path) -> None:

@@ -137,9 +137,10 @@ def _timm(req: EncoderRequest, path: Path, survey: Survey) -> tuple[Any, dict, d
     )  # fmt: skip
     matched, dropped = match_state_dict(model.net, state, weights, f"timm architecture {arch!r}")
     model.net.load_state_dict(matched)
-    notes = declared.notes + (
-        [f"classifier weights not used: {', '.join(dropped)}"] if dropped else []
-    )
+    notes = declared.notes
+    if dropped:
+        shown = ", ".join(dropped[:4]) + (", ..." if len(dropped) > 4 else "")
+        notes.append(f"{len(dropped)} weight(s) of the file not used (classifier head): {shown}")
     provenance = {
         "format": "timm",
         "file": str(path.resolve()),

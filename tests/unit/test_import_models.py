@@ -146,7 +146,11 @@ def test_timm_state_dict_import_then_embed_equals_the_model(
     ]
     assert main(import_args(path, "timm", *args, "--activate")) == 0
     out = capsys.readouterr().out
-    assert "as encoder v0001" in out and "96-d" in out and "classifier weights not used" in out
+    assert (
+        "as encoder v0001" in out
+        and "96-d" in out
+        and "2 weight(s) of the file not used (classifier head): fc.weight, fc.bias" in out
+    )
 
     version = ModelRegistry().get("encoder", "v0001")
     cfg = version.config
@@ -212,6 +216,25 @@ def test_timm_hub_cache_folder_gives_architecture_size_and_mean(
     with torch.no_grad():
         want = as_encoder(net)(x).numpy()
     np.testing.assert_allclose(embeddings(home, "v0001"), want, rtol=1e-4, atol=1e-4)
+
+
+def test_lightning_checkpoint_encoder_prefix_is_found_and_its_head_left_out(tmp_path: Path) -> None:
+    from models.foreign_files import ForeignModelError, match_state_dict
+
+    trained = as_encoder(timm_net(seed=4))
+    state = {f"encoder.{k}": v for k, v in trained.state_dict().items()}
+    state["head.linear.weight"] = torch.zeros(3, 96)
+    fresh = as_encoder(timm_net(seed=5))
+    matched, dropped = match_state_dict(fresh, state, tmp_path / "zoobot.ckpt", ARCH)
+    assert dropped == ["head.linear.weight"]
+    fresh.load_state_dict(matched)
+    x = torch.randn(2, 3, 24, 24)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), trained(x))
+
+    del state["encoder.conv1.0.weight"]  # the prefix no longer covers the model: refused
+    with pytest.raises(ForeignModelError, match=r"zoobot\.ckpt does not match .* missing key"):
+        match_state_dict(fresh, state, tmp_path / "zoobot.ckpt", ARCH)
 
 
 # -- TorchScript and ONNX ----------------------------------------------------------------------
