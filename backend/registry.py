@@ -209,13 +209,19 @@ class ModelRegistry:
 
     def set_active(self, survey: str, kind: str, version: str) -> None:
         """Point ``survey``'s ``kind`` at ``version`` (atomic replace of the pointer file)."""
-        self.get(kind, version)  # must exist
+        self.set_active_many(survey, {kind: version})
+
+    def set_active_many(self, survey: str, versions: dict[str, str]) -> None:
+        """Switch several kinds at once (one atomic write): e.g. a fine-tuned encoder and the
+        classifier trained on its embeddings, so users never see one without the other."""
+        for kind, version in versions.items():
+            self.get(kind, version)  # must exist
         path = self._active_file(survey)
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path.with_suffix(".lock"), "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # serialise read-modify-write between processes
             pointers = self.active_versions(survey)
-            pointers[kind] = version
+            pointers.update(versions)
             atomic_write_json(path, pointers)
 
 

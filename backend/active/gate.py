@@ -11,6 +11,7 @@ version (``gate.json``) so ``models``, ``jobs`` and the app can say why. Torch-f
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -136,9 +137,16 @@ def activate_if_not_worse(
     *,
     task: str = "class",
     force: bool = False,
+    together: dict[str, str] | None = None,
+    before_switch: Callable[[], object] | None = None,
 ) -> GateDecision:
     """Judge a registered classifier whose predictions are written, record the decision beside
-    it, and make it active when it passes (or when ``force``: a person's explicit choice)."""
+    it, and make it active when it passes (or when ``force``: a person's explicit choice).
+
+    ``together`` names other versions (e.g. the fine-tuned encoder the classifier reads) that
+    switch in the same atomic write and get the same decision recorded; ``before_switch`` runs
+    after a pass and before the switch (building their products), so users see all or none.
+    """
     from backend.registry import ModelRegistry
     from backend.survey import Survey
     from backend.validation import validation_split
@@ -152,6 +160,10 @@ def activate_if_not_worse(
         decision.activate = True
         decision.reason = f"activated on request although {decision.reason}"
     registry.record_gate("classifier", candidate, decision.to_dict())
+    for kind, version in (together or {}).items():
+        registry.record_gate(kind, version, decision.to_dict())
     if decision.activate:
-        registry.set_active(survey, "classifier", candidate)
+        if before_switch is not None:
+            before_switch()
+        registry.set_active_many(survey, {**(together or {}), "classifier": candidate})
     return decision

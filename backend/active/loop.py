@@ -263,3 +263,63 @@ def retrain_classifier(
         "activated": decision.activate, "reason": decision.reason,
         "metrics": {k: round_metrics.get(k) for k in ("accuracy", "ece", "recall")},
     }  # fmt: skip
+
+
+def finetune_and_maybe_activate(
+    survey: str, params: dict[str, Any], progress: Progress | None = None
+) -> dict[str, Any]:
+    """Fine-tune the encoder on every label source → embed → classifier head → predictions →
+    gate; when it passes, build the map, index and anomaly scores of the new encoder and switch
+    encoder and classifier together (one atomic write)."""
+    from backend.active.gate import activate_if_not_worse
+    from backend.jobs.kinds import predict_version
+    from backend.latent import pipeline
+    from backend.modelling.finetune import finetune_encoder
+    from backend.modelling.infer import embed_survey
+    from backend.modelling.train import train_classifier
+    from backend.survey import Survey, SurveyError
+    from backend.validation import validation_split
+
+    store = LabelStore()
+    registry = ModelRegistry()
+    task = params.get("task", "class")
+    parent = registry.active_versions(survey).get("classifier")
+    columns = catalog_sources(registry.get("classifier", parent) if parent else None)
+    if params.get("label_column"):
+        columns = list(dict.fromkeys([*columns, params["label_column"]]))
+    labels, classes, snapshot = merged_labels(survey, store, task, columns)
+    if len(classes) < 2:
+        raise SurveyError(f"survey {survey} needs labels of at least two classes to fine-tune")
+    ids = Survey.open(survey).catalog["object_id"].to_numpy()
+    split = validation_split(survey, task, ids, labels)
+    flip = bool(params.get("flip", load_schema(survey).mirror_symmetric))
+    encoder = finetune_encoder(
+        survey, labels, classes, split.train_rows, encoder_version=params.get("encoder"),
+        steps=int(params.get("steps", 300)), flip=flip, task=task, progress=progress,
+        progress_bar=False,
+    )  # fmt: skip
+    with torch_threads(job_threads()):
+        embed_survey(survey, encoder.version, progress_bar=False)
+    with torch_threads(1):
+        classifier = train_classifier(
+            survey, labels=labels, classes=classes, encoder_version=encoder.version,
+            epochs=int(params.get("epochs", 60)), progress_bar=False, activate=False,
+            parent=parent, label_snapshot=snapshot, task=task,
+        )  # fmt: skip
+    with torch_threads(job_threads()):
+        predict_version(survey, "classifier", classifier.version)
+
+    def products() -> None:
+        for make in (pipeline.make_map, pipeline.make_index, pipeline.make_scores):
+            make(survey, encoder.version)
+
+    decision = activate_if_not_worse(
+        survey, classifier.version, labels, classes, task=task,
+        force=bool(params.get("force")), together={"encoder": encoder.version},
+        before_switch=products,
+    )  # fmt: skip
+    return {
+        "version": classifier.version, "encoder": encoder.version, "parent": parent,
+        "n_labelled": snapshot["n_labelled"], "flip": flip,
+        "activated": decision.activate, "reason": decision.reason,
+    }  # fmt: skip

@@ -82,6 +82,13 @@ def retrain(survey: str, params: dict[str, Any], progress: Progress) -> dict[str
     return retrain_classifier(survey, params, progress)
 
 
+def finetune(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """Labels fine-tune the encoder; products and activation follow the gate's decision."""
+    from backend.active.loop import finetune_and_maybe_activate
+
+    return finetune_and_maybe_activate(survey, params, progress)
+
+
 def embed(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     from backend.modelling.infer import embed_survey
 
@@ -124,6 +131,7 @@ def sleep(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, 
 HANDLERS: dict[str, Handler] = {
     **{f"train-{k}": _train(k) for k in TRAIN_KINDS},
     "retrain": retrain,
+    "finetune": finetune,
     "embed": embed,
     "predict": predict,
     "map": _latent("map"),

@@ -41,6 +41,7 @@ class LabelSchema:
     classes: list[LabelClass]
     description: str = ""
     source: str = ""
+    mirror_symmetric: bool = True  # False: a mirror image may change the class (spiral winding)
     by_name: dict[str, LabelClass] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -96,6 +97,7 @@ def save_schema(survey: str, schema: LabelSchema) -> Path:
     data = {
         "task": schema.task,
         "description": schema.description,
+        "symmetries": {"mirror": schema.mirror_symmetric},
         "classes": [{"name": c.name, "key": c.key, "colour": c.colour} for c in schema.classes],
     }
     atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(data, sort_keys=False)))
@@ -127,7 +129,13 @@ def read_schema(path: Path) -> LabelSchema:
         )
     if len({c.name for c in classes}) != len(classes):
         raise SchemaError(f"{path}: class names must be unique")
+    symmetries = raw.get("symmetries", {}) or {}
+    if not isinstance(symmetries, dict) or not isinstance(symmetries.get("mirror", True), bool):
+        raise SchemaError(
+            f"{path}: 'symmetries' must look like {{mirror: true}} or {{mirror: false}}"
+        )
     return LabelSchema(
+        mirror_symmetric=bool(symmetries.get("mirror", True)),
         task=str(raw.get("task", "class")),
         classes=classes,
         description=str(raw.get("description", "")),

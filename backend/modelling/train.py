@@ -403,9 +403,14 @@ def train_emulator(
         parent_encoder = resolve_version(registry, survey.name, "encoder", encoder_version)
         encoder = load_model(parent_encoder)
         check_bands(encoder.bands, survey)
-        if sorted(getattr(encoder, "input_channels", [])) != sorted(survey.bands):
-            # a colour-composite encoder has mixed the bands: physical properties (colours,
-            # photometric redshift) are learnt from per-band input instead
+        from models.backbone import ResidualBackbone
+
+        if not isinstance(getattr(encoder, "backbone", None), ResidualBackbone) or sorted(
+            getattr(encoder, "input_channels", [])
+        ) != sorted(survey.bands):
+            # a colour-composite encoder has mixed the bands (physical properties such as
+            # colours and photometric redshift are learnt from per-band input instead), and a
+            # foreign encoder has no backbone of ours to start from
             encoder, parent_encoder = None, None
     if encoder is not None:
         model = Emulator.from_encoder(encoder, targets)

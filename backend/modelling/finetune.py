@@ -1,0 +1,124 @@
+"""Labels fine-tune the encoder's backbone: a new encoder version, then its products.
+
+:func:`finetune_encoder` continues the active encoder with :class:`models.finetune.LabelFineTuner`
+(labels' cross entropy + NT-Xent as a regulariser) on the training part of the task's stored
+validation split only, and registers the result as a new, inactive encoder version whose parent
+is the encoder it started from. :func:`backend.active.loop.finetune_and_maybe_activate` then
+embeds the survey with it, trains the classifier head on those embeddings, and switches the
+encoder, classifier and products together only if the activation gate passes.
+
+Batches are half labelled cutouts (repeated as needed) and half unlabelled ones, so 50 labels
+already pull on every step. A task that is not mirror-symmetric (its schema says
+``symmetries: {mirror: false}``, or ``flip=False``) trains without flips.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backend.modelling.common import Progress, load_model, resolve_version, training_pixels
+from backend.registry import ModelRegistry, ModelVersion
+from backend.survey import Survey, SurveyError
+
+
+def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """(N, K) float32 targets; rows of unlabelled objects (-1) are all zero."""
+    out = np.zeros((len(labels), n_classes), np.float32)
+    rows = np.flatnonzero(labels >= 0)
+    out[rows, labels[rows]] = 1.0
+    return out
+
+
+def balanced_rows(
+    labelled: np.ndarray, unlabelled: np.ndarray, seed: int, min_rows: int = 2048
+) -> np.ndarray:
+    """Row indices in which labelled rows make about half: repeated labelled rows followed by
+    as many unlabelled ones (the sampler shuffles them)."""
+    rng = np.random.default_rng(seed)
+    n = max(len(labelled), min(len(unlabelled), max(min_rows // 2, len(labelled))))
+    reps = int(np.ceil(n / max(len(labelled), 1)))
+    lab = np.tile(labelled, reps)[:n]
+    unl = rng.choice(unlabelled, min(n, len(unlabelled)), replace=False) if len(unlabelled) else []
+    return np.concatenate([lab, np.asarray(unl, dtype=np.int64)]).astype(np.int64)
+
+
+def finetune_encoder(
+    survey_name: str,
+    labels: np.ndarray,
+    classes: list[str],
+    train_rows: np.ndarray,
+    *,
+    encoder_version: str | None = None,
+    steps: int = 300,
+    batch_size: int = 128,
+    lr: float = 3e-4,
+    ssl_weight: float = 0.5,
+    flip: bool = True,
+    seed: int = 0,
+    task: str = "class",
+    progress: Progress | None = None,
+    progress_bar: bool = True,
+) -> ModelVersion:
+    """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive)."""
+    from backend.modelling.common import device
+    from models import ArrayDataset, AugmentConfig, TrainConfig, fit, seed_everything
+    from models.contrastive import SimCLREncoder
+    from models.finetune import LabelFineTuner
+
+    survey = Survey.open(survey_name)
+    registry = ModelRegistry()
+    parent = resolve_version(registry, survey.name, "encoder", encoder_version)
+    encoder = load_model(parent)
+    if not isinstance(encoder, SimCLREncoder):
+        raise SurveyError(
+            f"encoder {parent.version} ({parent.config.get('kind')}) cannot be fine-tuned here: "
+            "only LatentSky's own contrastive encoders are"
+        )
+    labels = np.asarray(labels, dtype=np.int64)
+    train_rows = np.asarray(train_rows, dtype=np.int64)
+    train_labels = labels[train_rows]
+    if len(np.unique(train_labels[train_labels >= 0])) < 2:
+        raise SurveyError(f"fine-tuning {survey.name} needs labels of at least two classes")
+    seed_everything(seed)
+    pixels = training_pixels(survey)
+    targets = one_hot(np.where(np.isin(np.arange(len(labels)), train_rows), labels, -1),
+                      len(classes))  # fmt: skip
+    held = np.flatnonzero(labels >= 0)  # other labelled objects (validation) are left out
+    unlabelled = np.setdiff1d(np.arange(len(labels)), held)
+    rows = balanced_rows(train_rows, unlabelled, seed)
+    counts = np.bincount(train_labels, minlength=len(classes)).astype(np.float64)
+    weights = (counts.sum() / np.maximum(counts, 1) / len(classes)).tolist()
+    base_aug = AugmentConfig.from_dict(encoder.augmenter.config)
+    from dataclasses import replace
+
+    augment = replace(base_aug, flip=bool(flip and base_aug.flip))
+    model = LabelFineTuner(
+        encoder, len(classes), ssl_weight=ssl_weight, augment=augment, class_weights=weights
+    )
+    cfg = TrainConfig(
+        max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, block_size=1,
+        warmup_fraction=0.1, progress_bar=progress_bar, device=device(),
+    )  # fmt: skip
+    result = fit(model, ArrayDataset(pixels, targets, rows=rows), cfg, progress=progress)
+    state = {k: v.detach().cpu() for k, v in encoder.state_dict().items()}
+    return registry.save(
+        "encoder", state, encoder.config, survey=survey.name,
+        metrics={"loss": result.train_loss},
+        training={
+            "survey": survey.name, "n_objects": len(survey), "init": "finetune",
+            "task": task, "classes": list(classes), "n_labelled_train": len(train_rows),
+            "class_counts": dict(zip(classes, counts.astype(int).tolist(), strict=True)),
+            "flip": bool(augment.flip), "ssl_weight": ssl_weight,
+            "train": cfg.to_dict(), "result": result.to_dict(),
+            "budget": {"planned_steps": result.planned_steps, "steps": result.steps,
+                       "stopped": result.stopped},
+        },
+        parent=parent.version,
+    )  # fmt: skip
+
+
+def finetune_summary(version: ModelVersion) -> dict[str, Any]:
+    training = version.meta.get("training", {})
+    return {k: training.get(k) for k in ("task", "n_labelled_train", "flip", "budget")}

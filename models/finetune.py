@@ -1,0 +1,88 @@
+"""Fine-tuning a contrastive encoder's backbone on labels, with NT-Xent as a regulariser.
+
+:class:`LabelFineTuner` wraps a :class:`~models.contrastive.SimCLREncoder`: each batch gives two
+augmented views of every cutout; the views of labelled cutouts train a classification head
+(cross entropy against hard or soft targets: one-hot labels or vote fractions), and all views
+keep the self-supervised NT-Xent loss (weight ``ssl_weight``), so a few hundred labels move the
+representation towards the task without collapsing what it knew. Augmentations are the task's:
+a task that is not mirror-symmetric (spiral winding) trains without flips.
+
+Targets are (B, K) class distributions; a row of zeros is an unlabelled cutout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.augment import AugmentConfig, Augmenter
+from models.classifier import MLPHead
+from models.contrastive import SimCLREncoder, nt_xent_loss
+
+
+def soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Cross entropy of ``logits`` (B, K) against class distributions ``targets`` (B, K);
+    with class ``weights`` (K,), each row counts by its target's weight (weighted mean)."""
+    targets = targets / targets.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    per_row = -(targets * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
+    if weights is None:
+        return per_row.mean()
+    w = targets @ weights.to(targets)
+    return (per_row * w).sum() / w.sum().clamp_min(1e-12)
+
+
+class LabelFineTuner(nn.Module):
+    """Encoder + classification head trained together (see the module docstring)."""
+
+    kind = "label_finetuner"
+
+    def __init__(
+        self,
+        encoder: SimCLREncoder,
+        n_classes: int,
+        *,
+        ssl_weight: float = 0.5,
+        augment: AugmentConfig | None = None,
+        hidden: tuple[int, ...] = (256,),
+        dropout: float = 0.2,
+        class_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if n_classes < 2:
+            raise ValueError(f"fine-tuning needs at least two classes, got {n_classes}")
+        self.encoder = encoder
+        if augment is not None:  # the task's symmetries
+            encoder.augmenter = Augmenter(augment, encoder.input_channels)
+        self.head = MLPHead(encoder.embedding_dim, n_classes, hidden, dropout)
+        self.ssl_weight = float(ssl_weight)
+        weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits (B, K) of raw cutouts (no augmentation)."""
+        return self.head(self.encoder(x))
+
+    def training_loss(self, batch: dict[str, Any]) -> Tensor:
+        enc = self.encoder
+        x = batch["inputs"]
+        enc.check_input(x)
+        x = enc.adapter(x)
+        noise = enc.augmenter.noise_level(x) if enc.augmenter.cfg.noise_sigma[1] > 0 else None
+        views = enc.augmenter(
+            torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)
+        )
+        h = enc.backbone(enc.normalizer(views))
+        targets = batch["targets"].float()
+        labelled = targets.sum(dim=1) > 0
+        loss = h.new_zeros((), dtype=torch.float32)
+        if bool(labelled.any()):
+            both = torch.cat([labelled, labelled])
+            t = torch.cat([targets, targets])[both]
+            loss = loss + soft_cross_entropy(self.head(h[both]), t, self.class_weights)
+        if self.ssl_weight > 0:
+            z1, z2 = enc.projector(h).chunk(2)
+            loss = loss + self.ssl_weight * nt_xent_loss(z1, z2, enc.temperature)
+        return loss

@@ -1,0 +1,58 @@
+"""Labels fine-tune the encoder: a new encoder version, its products, one atomic switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from backend.survey import Survey
+
+
+@pytest.mark.slow
+def test_finetune_job_registers_an_encoder_and_switches_everything_together(
+    tiny_survey: Survey,
+) -> None:
+    from backend.jobs.kinds import HANDLERS
+    from backend.latent.source import ANOMALY_FILE, INDEX_FILE, MAP_FILE, latent_dir
+    from backend.modelling import infer, train
+    from backend.products import product_dir
+    from backend.registry import ModelRegistry
+
+    start = train.train_encoder("tiny", init="scratch", steps=3, batch_size=32, progress_bar=False)
+    infer.embed_survey("tiny", progress_bar=False)
+    progress: list[dict] = []
+    result = HANDLERS["finetune"](
+        "tiny", {"label_column": "size_class", "steps": 12, "epochs": 10}, progress.append
+    )
+    registry = ModelRegistry()
+    encoder = registry.get("encoder", result["encoder"])
+    assert encoder.meta["parent"] == start.version
+    assert encoder.meta["training"]["init"] == "finetune"
+    assert encoder.meta["training"]["budget"]["steps"] == 12
+    assert result["activated"] and encoder.gate["activate"]
+    assert registry.active_versions("tiny") == {
+        "encoder": encoder.version, "classifier": result["version"]
+    }  # fmt: skip
+    assert (product_dir("tiny", "encoder", encoder.version) / "embeddings.npy").is_file()
+    for name in (MAP_FILE, INDEX_FILE, ANOMALY_FILE):
+        assert (latent_dir("tiny", encoder.version) / name).is_file()
+    assert any(p.get("step") == 12 for p in progress)
+
+
+def test_a_mirror_asymmetric_task_fine_tunes_without_flips(tiny_survey: Survey) -> None:
+    from backend.labels.schema import make_schema, save_schema
+    from backend.modelling import infer, train
+
+    train.train_encoder("tiny", init="scratch", steps=2, batch_size=32, progress_bar=False)
+    infer.embed_survey("tiny", progress_bar=False)
+    schema = make_schema(["big", "small"])
+    from dataclasses import replace
+
+    save_schema("tiny", replace(schema, mirror_symmetric=False))
+    from backend.active.loop import finetune_and_maybe_activate
+    from backend.registry import ModelRegistry
+
+    result = finetune_and_maybe_activate("tiny", {"label_column": "size_class", "steps": 4})
+    assert result["flip"] is False
+    encoder = ModelRegistry().get("encoder", result["encoder"])
+    assert encoder.meta["training"]["flip"] is False
+    assert encoder.config["augment"]["flip"] is False
