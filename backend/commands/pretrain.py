@@ -52,6 +52,7 @@ def run_corpus(args: argparse.Namespace) -> int:
     out = build_corpus(
         args.out, presets=presets, n_per_preset=args.n_per_preset, real=args.real,
         seed=args.seed, real_crop=args.real_crop,
+        command="python -m backend " + shlex.join(sys.argv[1:]),
     )  # fmt: skip
     print(f"corpus written to {out}")
     return 0

@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from backend.modelling import train
 
+    lowest = 0 if (args.kind == "encoder" and args.init == "general") else 1
+    if args.steps is not None and args.steps < lowest:
+        raise UserError(
+            f"--steps must be at least {lowest}"
+            + (" (0 registers the general encoder as shipped)" if lowest == 0 else "")
+        )
     common = {"seed": args.seed, "activate": not args.no_activate}
     if args.epochs is not None:
         common["epochs"] = args.epochs

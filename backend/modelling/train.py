@@ -128,6 +128,12 @@ def train_encoder(
             ),
         )
         init, lr = "scratch", lr or 3e-3
+    if steps == 0 and init == "general":  # the general encoder as shipped (zero-shot)
+        return _finish(
+            ModelRegistry(), "encoder", model, survey, metrics_={},
+            training={"labels": None, "init": init, "budget": {"steps": 0}},
+            parent=parent, activate=activate,
+        )  # fmt: skip
     train, val = _split(ArrayDataset(pixels), 0.1, seed)
     cfg = _train_config(
         max_steps=steps, epochs=epochs, max_seconds=max_seconds, batch_size=batch_size,

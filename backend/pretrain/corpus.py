@@ -94,6 +94,7 @@ def build_corpus(
     size: int = 64,
     real_crop: int = 128,
     workers: int | None = None,
+    command: str = "",
 ) -> Path:
     """Render every preset and read every real folder into ``out`` (replaced atomically)."""
     out = Path(out)
@@ -125,6 +126,8 @@ def build_corpus(
             )  # fmt: skip
         np.save(tmp / "images.npy", np.concatenate(chunks))
         pd.concat(tables, ignore_index=True).to_parquet(tmp / "catalog.parquet", index=False)
+        if command:
+            (tmp / "command.txt").write_text(command + "\n")
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

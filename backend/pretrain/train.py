@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from backend.atomic import atomic_write, atomic_write_json
+from backend.pretrain.card import write_card
 from backend.pretrain.corpus import load_corpus
 
 CHANNELS = ["R", "G", "B"]
@@ -101,9 +102,16 @@ def pretrain(
             "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         },
         "command": command,
+        "corpus_command": corpus_command(corpus),
     }  # fmt: skip
-    atomic_write_json(out / "card.json", card)
+    write_card(out, card)
     return out
+
+
+def corpus_command(corpus: Path) -> str:
+    """The ``pretrain corpus`` command that made ``corpus`` (recorded by it), if known."""
+    path = Path(corpus) / "command.txt"
+    return path.read_text().strip() if path.is_file() else ""
 
 
 def load_card(folder: Path) -> dict[str, Any]:
