@@ -98,6 +98,30 @@ def direction_task(survey: str, steps: int, flip: bool) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def card_metrics(result: dict[str, Any]) -> dict[str, Any]:
+    """The model card's lines: each encoder's headline figures on sdss_gz1."""
+    out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "command": "bench/bench_gz1.py"}
+    roles = {
+        f"encoder {result.get('zero_shot_encoder')}": "general encoder as shipped (zero-shot)",
+        f"encoder {result.get('active_before_finetune', {}).get('encoder')}": (
+            "continued self-supervised on gz1 (prepare)"
+        ),
+        f"encoder {result.get('finetune', {}).get('encoder')}": "fine-tuned on gz1 labels",
+    }
+    for stage in ("prepared", "finetuned"):
+        for name, rep in result.get(stage, {}).get("representations", {}).items():
+            name = roles.get(name, name)
+            p10 = rep["precision_at_10"] or {}
+            out[f"{stage}: {name}"] = {
+                "precision@10": {k: round(v, 3) for k, v in p10.items() if v is not None},
+                "probe balanced accuracy": {
+                    k: round(v, 3) for k, v in rep["probe_balanced_accuracy"].items()
+                },
+                "anomaly recall@100": rep["anomaly_recall_at_100"],
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--home", type=Path, default=ROOT / "var-bench-gz1")
@@ -106,6 +130,9 @@ def main() -> None:
     parser.add_argument("--direction-steps", type=int, default=300)
     parser.add_argument("--skip", default="", help="comma list of: prepare,finetune,direction")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "gz1.json")
+    parser.add_argument(
+        "--card", type=Path, help="general encoder folder whose card gets the figures"
+    )
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA} is absent: nothing to measure")
@@ -126,8 +153,14 @@ def main() -> None:
     result["prepare_seconds"] = round(time.perf_counter() - t0, 1)
 
     from backend.evaluation.runner import evaluate
+    from backend.modelling.train import train_encoder
     from backend.registry import ModelRegistry
 
+    registry = ModelRegistry()
+    if not any(v.meta.get("training", {}).get("budget", {}).get("steps") == 0
+               for v in registry.list("encoder", args.survey)):  # fmt: skip
+        zero = train_encoder(args.survey, init="general", steps=0, activate=False)
+        result["zero_shot_encoder"] = zero.version
     report = evaluate(args.survey, "gz1_label", merge_specs=[MERGE], rare=[RARE], progress=False)
     result["prepared"] = summary(report)
     result["active_before_finetune"] = ModelRegistry().active_versions(args.survey)
@@ -147,6 +180,10 @@ def main() -> None:
             direction_task(args.survey, args.direction_steps, flip) for flip in (False, True)
         ]
     result["load_average_end"] = os.getloadavg()[0]
+    if args.card:
+        from backend.pretrain.card import add_metrics
+
+        add_metrics(args.card, "sdss_gz1 (bench/bench_gz1.py)", card_metrics(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2, default=str) + "\n")
     print(json.dumps(result, indent=2, default=str))
