@@ -22,7 +22,11 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 2000
 ACTIVE = ("queued", "running")
+FINISHED = ("succeeded", "failed", "cancelled")
 STALE_QUEUED_S = 60  # a job queued this long with nothing running: is the worker up?
+GATED_KINDS = ("retrain", "finetune", "train-classifier")  # judged by the activation gate
+LABEL_KINDS = ("retrain", "finetune")  # learn from the label store: the Label view hears of them
+OUTCOME_CSS = "white-space:normal;line-height:1.3"
 
 
 def progress_text(progress: dict[str, Any] | None) -> str:
@@ -42,22 +46,107 @@ def progress_text(progress: dict[str, Any] | None) -> str:
     return " · ".join(parts)
 
 
+def gate_outcome(kind: str, status: str, result: dict[str, Any] | None) -> str | None:
+    """Plain text: whether a finished retrain/fine-tune/classifier job's version was activated,
+    and the activation gate's reason; None for other jobs (or results without a decision)."""
+    result = result or {}
+    if kind not in GATED_KINDS or status != "succeeded" or "activated" not in result:
+        return None
+    what = "activated" if result["activated"] else "not activated"
+    reason = str(result.get("reason") or "").strip()
+    return f"{what}: {reason}" if reason else what
+
+
+def outcome_html(kind: str, status: str, result: dict[str, Any] | None, error: str | None) -> str:
+    """The *outcome* cell of a job (HTML, every part escaped): the version it made and, for jobs
+    the gate judged, whether it was activated and why (full text in the tooltip)."""
+    result = result or {}
+    if status != "succeeded":
+        text = (error or "").strip()
+        short = text.splitlines()[0][:80] if text else ""
+        return f"<span title='{html.escape(text[:2000])}'>{html.escape(short)}</span>"
+    version = html.escape(str(result.get("version", "")))
+    gate = gate_outcome(kind, status, result)
+    if gate is None:
+        return version
+    refused = not result.get("activated")
+    mark = "color:#b91c1c;font-weight:600" if refused else "color:#166534"
+    head, _, reason = gate.partition(": ")
+    return (
+        f"<div style='{OUTCOME_CSS}' title='{html.escape(gate)}'>{version} · "
+        f"<span style='{mark}'>{html.escape(head)}</span>"
+        + (f": {html.escape(reason)}" if reason else "")
+        + "</div>"
+    )
+
+
+def gate_news(job: dict[str, Any]) -> str | None:
+    """What the Label view tells labellers about a finished retrain or fine-tune that left the
+    active classifier as it was (not activated, or failed); None otherwise. HTML, every value
+    from the job escaped."""
+    kind, status = str(job.get("kind", "")), str(job.get("status", ""))
+    if kind not in LABEL_KINDS:
+        return None
+    what = "Retraining" if kind == "retrain" else "Fine-tuning"
+    who = html.escape(str(job.get("requested_by") or "anonymous"))
+    head = f"{what} job #{int(job['id'])} (requested by {who})"
+    result = job.get("result") or {}
+    if status == "failed":
+        error = str(job.get("error") or "").strip()
+        first = error.splitlines()[0][:300] if error else "no message"
+        return f"{head} failed: {html.escape(first)}. The active classifier did not change."
+    if status != "succeeded" or result.get("activated", True):
+        return None
+    version = html.escape(str(result.get("version", "")))
+    reason = html.escape(str(result.get("reason") or "no reason recorded"))
+    return (
+        f"{head} made classifier <code>{version}</code> but it was <b>not activated</b>: "
+        f"{reason}. The active classifier did not change; the queue keeps following it "
+        "(<i>Models &amp; jobs</i> shows the figures, and a person can still activate the "
+        "version there)."
+    )
+
+
+def new_gate_news(jobs: pd.DataFrame, seen: set[int] | None) -> tuple[list[str], set[int]]:
+    """Messages (:func:`gate_news`, oldest first) for retrain/fine-tune jobs in ``jobs`` that
+    finished since the ids in ``seen``, and the updated ``seen``; ``""`` for one whose version
+    was activated (an earlier message no longer holds). ``seen=None`` (a page that just loaded)
+    only takes note of what has finished: each outcome is told once, live."""
+    if jobs.empty:
+        return [], set() if seen is None else seen
+    done = jobs[jobs["kind"].isin(LABEL_KINDS) & jobs["status"].isin(FINISHED)]
+    ids = {int(i) for i in done["id"]}
+    if seen is None:
+        return [], ids
+    news = []
+    for job in done.sort_values("id").to_dict("records"):
+        if int(job["id"]) in seen:
+            continue
+        text = gate_news(job)
+        if text is None and job["status"] == "succeeded":
+            text = ""
+        if text is not None:
+            news.append(text)
+    return news, seen | ids
+
+
 def jobs_frame(jobs: pd.DataFrame) -> pd.DataFrame:
-    """The columns a user needs: what, who, state, progress, outcome."""
+    """The columns a user needs: what, who, state, progress, outcome (HTML, escaped)."""
     if jobs.empty:
         return pd.DataFrame(
-            columns=["id", "kind", "status", "progress", "by", "created", "outcome"]
+            columns=["id", "kind", "status", "outcome", "progress", "by", "created"]
         )
     outcome = [
-        (str((r or {}).get("version", "")) if s == "succeeded" else (e or "")[:80])
-        for r, s, e in zip(jobs["result"], jobs["status"], jobs["error"], strict=True)
+        outcome_html(k, s, r, e)
+        for k, r, s, e in zip(
+            jobs["kind"], jobs["result"], jobs["status"], jobs["error"], strict=True
+        )
     ]
     return pd.DataFrame({
-        "id": jobs["id"], "kind": jobs["kind"], "status": jobs["status"],
+        "id": jobs["id"], "kind": jobs["kind"], "status": jobs["status"], "outcome": outcome,
         "progress": [progress_text(p) for p in jobs["progress"]],
         "by": jobs["requested_by"],
         "created": jobs["created"].astype(str).str.slice(0, 19).str.replace("T", " "),
-        "outcome": outcome,
     })  # fmt: skip
 
 
@@ -74,22 +163,37 @@ class JobsPanel(pn.viewable.Viewer):
             name="Retrain the classifier with the labels", button_type="primary", width=300
         )
         self.retrain.on_click(lambda _: in_thread(guarded(self._alert)(self.submit)))
+        self.finetune = pn.widgets.Button(
+            name="Fine-tune the encoder with the labels", button_type="default", width=300
+        )
+        self.finetune.on_click(
+            lambda _: in_thread(guarded(self._alert)(lambda: self.submit("finetune")))
+        )
         self.cancel_id = pn.widgets.Select(name="Job", options=[], width=140)
         self.cancel = pn.widgets.Button(name="Cancel job", width=110, disabled=True)
         self.cancel.on_click(lambda _: in_thread(guarded(self._alert)(self.cancel_job)))
-        self.table = data_table(jobs_frame(pd.DataFrame()), height=220)
+        self.table = data_table(
+            jobs_frame(pd.DataFrame()), height=260, formatters={"outcome": {"type": "html"}},
+            widths={"outcome": 210},
+        )  # fmt: skip
+        self._finished: set[int] | None = None  # ids of finished jobs seen by refresh
+        self.on_finished: Any = None  # called (no arguments) when a job finished since
         self._note = pn.pane.Markdown("", styles={"color": "#6b7280", "font-size": "12.5px"})
         self._poll: Any = None
         self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
         self.refresh()
+        if self.state.tab == "models" and pn.state.curdoc is not None:
+            self._start_polling()  # built as the tab opened: its change came before the watch
 
     # -- actions -----------------------------------------------------------------------------
-    def submit(self) -> None:
+    def submit(self, kind: str = "retrain") -> None:
+        """Queue a ``retrain`` (classifier head) or ``finetune`` (encoder backbone) job."""
         from backend.jobs.api import submit_job  # imports the job kinds (and torch) on demand
 
         clear(self._alert)
-        job_id = submit_job("retrain", self.survey, {}, self.state.user_name)
-        say(self._alert, f"Retraining job #{job_id} queued; its progress shows below.", "success")
+        job_id = submit_job(kind, self.survey, {}, self.state.user_name)
+        what = "Fine-tuning" if kind == "finetune" else "Retraining"
+        say(self._alert, f"{what} job #{job_id} queued; its progress shows below.", "success")
         self.refresh()
 
     def cancel_job(self) -> None:
@@ -106,10 +210,13 @@ class JobsPanel(pn.viewable.Viewer):
         """Poll the job table only while the Models tab is shown."""
         if event.new == "models" and self._poll is None:
             self.refresh()
-            self._poll = pn.state.add_periodic_callback(self._tick, period=POLL_MS)
+            self._start_polling()
         elif event.new != "models" and self._poll is not None:
             self._poll.stop()
             self._poll = None
+
+    def _start_polling(self) -> None:
+        self._poll = pn.state.add_periodic_callback(self._tick, period=POLL_MS)
 
     def _tick(self) -> None:
         in_thread(guarded(self._alert)(self.refresh))
@@ -125,6 +232,10 @@ class JobsPanel(pn.viewable.Viewer):
         self.cancel_id.options = ids
         self.cancel.disabled = not ids
         self._note.object = self._worker_note(jobs)
+        done = {int(i) for i, st in zip(jobs["id"], jobs["status"], strict=True) if st in FINISHED}
+        if self._finished is not None and done - self._finished and self.on_finished is not None:
+            self.on_finished()
+        self._finished = done if self._finished is None else self._finished | done
 
     @staticmethod
     def _worker_note(jobs: pd.DataFrame) -> str:
@@ -144,11 +255,14 @@ class JobsPanel(pn.viewable.Viewer):
         return pn.Column(
             self._alert,
             self.retrain,
+            self.finetune,
             pn.pane.HTML(
-                f"<div style='font:12.5px system-ui;color:#6b7280'>Retrains the "
-                f"classifier head on {html.escape(self.survey)}'s labels; the new version "
-                "becomes active when its predictions are written (and retraining also starts "
-                "by itself every N new labels).</div>"
+                f"<div style='font:12.5px system-ui;color:#6b7280'>Retraining fits the "
+                f"classifier head on {html.escape(self.survey)}'s labels (it also starts by "
+                "itself every N new labels); fine-tuning also adapts the encoder's backbone "
+                "(slower) and switches encoder and classifier together. A new version becomes "
+                "active only if it is not worse than the active one on the validation split "
+                "(the activation gate); the job list says why when it is not.</div>"
             ),
             self.table,
             pn.Row(self.cancel_id, self.cancel),

@@ -109,6 +109,7 @@ class Shell:
 
     def __init__(self) -> None:
         self.state = AppState()
+        self._seen_jobs: set[int] | None = None  # finished retrain/fine-tune jobs already told
         self.template = pn.template.BootstrapTemplate(
             title="LatentSky",
             header_background=HEADER,
@@ -198,11 +199,28 @@ class Shell:
     def _watch_versions(self) -> None:
         pn.state.add_periodic_callback(self._check_versions, period=UPDATE_CHECK_MS)
 
+    def _check_jobs(self, survey: str, announce: bool = True) -> None:
+        """Tell the views (the Label view shows it) when a retrain or fine-tune of ``survey``
+        finished without activating its version; ``announce=False`` only notes what finished."""
+        from app.jobs import new_gate_news
+        from backend.jobs.table import list_jobs
+
+        try:
+            jobs = list_jobs(survey, limit=10)
+        except Exception:  # the poll must not break the page; the Models view shows errors
+            log.exception("reading the jobs of %s failed", survey)
+            return
+        news, self._seen_jobs = new_gate_news(jobs, self._seen_jobs if announce else None)
+        if news:
+            self.state.retrain_news = news[-1]
+
     def _check_versions(self) -> None:
-        """Offer to show new active versions (a retraining finished) without a page reload."""
+        """Offer to show new active versions (a retraining finished) without a page reload, and
+        tell of retrainings that finished without activation."""
         data = getattr(self, "_data", None)
         if data is None or self.loading.visible:
             return
+        self._check_jobs(data.name)
         newer = newer_versions(data.versions, ModelRegistry().active_versions(data.name))
         if not newer:
             self.update_bar.visible = False
@@ -232,6 +250,7 @@ class Shell:
         try:
             self._data = survey_data(name)
             self._built: dict[str, Any] = {}
+            self._check_jobs(name, announce=False)
             self.summary.object = survey_summary(self._data)
             active = TABS.index(self.state.tab)
             self.tabs[:] = [(TAB_TITLES[k], self._placeholder()) for k in TABS]

@@ -23,6 +23,9 @@ class AppState(param.Parameterized):
     label_from = param.Integer(default=None, allow_None=True, doc="object to label next")
     labels_changed = param.Integer(default=0, doc="bumped after a label is stored or undone")
     last_labelled = param.String(default="", doc="object id of the latest label change")
+    retrain_news = param.String(
+        default="", doc="HTML (escaped): a retrain or fine-tune finished without activation"
+    )
 
     def pick(self, index: int | None) -> None:
         """Make ``index`` the picked object (the detail panels follow)."""

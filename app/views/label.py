@@ -26,6 +26,9 @@ CSS = """
 .lsa-ack { font: 14px system-ui; color: #166534; }
 .lsa-why { font: 13px system-ui; color: #334155; } .lsa-why span { color: #6b7280; }
 .lsa-prog { font: 13px system-ui; color: #334155; }
+.lsa-gate { font: 13px/1.45 system-ui; color: #713f12; background: #fef9c3;
+  border: 1px solid #fde047; border-radius: 6px; padding: 8px 12px; margin: 4px 0; }
+.lsa-gate code { color: #713f12; }
 """
 HELP = """
 **Label galaxies** for the classifier's next training round. The queue is chosen by active
@@ -48,6 +51,9 @@ class LabelView(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self._notice = message_pane()
+        self._gate_notice = pn.pane.HTML(
+            "", visible=False, sizing_mode="stretch_width", stylesheets=[CSS]
+        )
         self._ack = pn.pane.HTML("", sizing_mode="stretch_width", min_height=28, stylesheets=[CSS])
         self._lock = threading.RLock()
         self.schema: LabelSchema = schema_for(self.data.name)
@@ -89,6 +95,8 @@ class LabelView(pn.viewable.Viewer):
         self._neighbours.on_action(guarded(self._alert)(self._neighbour_action))
         self.band.param.watch(guarded(self._alert)(lambda e: self._show_stage()), "value")
         self.state.param.watch(guarded(self._alert)(self._on_request), "label_from")
+        self.state.param.watch(guarded(self._alert)(self._on_retrain_news), "retrain_news")
+        self._on_retrain_news()
         if self.state.label_from is not None:
             self.queue.reopen(self.state.label_from)
         self._advance()
@@ -204,6 +212,15 @@ class LabelView(pn.viewable.Viewer):
             self.queue.reopen(self.state.label_from)
             self._advance()
         self._after_change()
+
+    def _on_retrain_news(self, *_: object) -> None:
+        """A retrain (every N labels, or asked for) finished without activating its version:
+        say so and why, beside the controls (no dialog: labelling goes on)."""
+        news = self.state.retrain_news
+        self._gate_notice.param.update(
+            object=f"<div class='lsa-gate' role='status'>{news}</div>" if news else "",
+            visible=bool(news),
+        )
 
     def _neighbour_action(self, action: str, index: int) -> None:
         if action == "open":
@@ -329,6 +346,7 @@ class LabelView(pn.viewable.Viewer):
             self._ack,
             self._progress,
             self._notice,
+            self._gate_notice,
             heading("Nearest neighbours in latent space"),
             self._neighbours,
             pn.Card(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import io
 from typing import Any
 
@@ -15,10 +16,11 @@ from app.evaluation import EvaluationPanel
 from app.exporting import file_name, table_bytes
 from app.jobs import JobsPanel
 from app.labelling import label_store, schema_for
-from app.safe import guarded, heading, message_pane
+from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
-from backend.registry import ModelRegistry, ModelVersion
+from backend.products import product_dir
+from backend.registry import ModelRegistry, ModelVersion, RegistryError
 
 KEY_METRICS = ("accuracy", "ece", "nmad_redshift", "loss", "val_loss", "recon_error_median")
 HELP = """
@@ -26,19 +28,143 @@ HELP = """
 Pick a version to see its held-out metrics: accuracy and calibration (ECE, reliability
 diagram) for classifiers, PIT histograms (flat = calibrated uncertainties) and errors for
 emulators, and training curves. Retraining rounds appear as a learning curve once a version
-has a parent. *Jobs* starts a retraining and follows the worker's progress. *Evaluation*
-shows the latest `python -m backend evaluate` report: encoders against baselines on the
-survey's validation split.
+has a parent. A retrained classifier becomes active only if the *activation gate* finds it not
+worse than the active one on the validation split; versions it refused are marked (hover for
+why) and their details show its figures. *Activate this version* overrides it. *Jobs* starts a
+retraining or fine-tuning and follows the worker's progress. *Evaluation* shows the latest
+`python -m backend evaluate` report: encoders against baselines on the survey's validation
+split.
 """
+GATE_REFUSED = "refused by the gate"
+LATENT_FILES = {"map.npy": "map", "index.faiss": "index", "anomaly.parquet": "score"}
+
+
+def gate_cell(gate: dict[str, Any] | None) -> str:
+    """The *gate* cell of a version (HTML, escaped): refused, passed or activated on request,
+    with the gate's reason as the tooltip; empty for versions the gate never judged."""
+    if not gate:
+        return ""
+    reason = str(gate.get("reason") or "")
+    if not gate.get("activate"):
+        label, style = GATE_REFUSED, "color:#b91c1c;font-weight:600"
+    elif reason.startswith("activated on request"):
+        label, style = "activated on request", "color:#92400e"
+    else:
+        label, style = "passed the gate", "color:#166534"
+    return f"<span style='{style}' title='{html.escape(reason)}'>{label}</span>"
+
+
+def _num(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
+
+
+def gate_html(gate: dict[str, Any] | None, active_now: bool = False) -> str:
+    """The activation gate's decision on a version and its figures (HTML, every value escaped):
+    candidate against the then active version on the validation split. ``active_now``: the
+    version is active (a refused one: a person activated it since)."""
+    if not gate:
+        return ""
+    esc = html.escape
+    refused = not gate.get("activate")
+    since = "activated by hand since" if active_now else "not activated"
+    verdict = (
+        f"<b style='color:#b91c1c'>{GATE_REFUSED}</b> ({since})"
+        if refused else "<b style='color:#166534'>activated by the gate</b>"
+    )  # fmt: skip
+    if not refused and str(gate.get("reason", "")).startswith("activated on request"):
+        verdict = "<b style='color:#92400e'>activated on request</b>"
+    parts = [
+        f"<div class='lsm-gate'><div>Activation gate: {verdict}: "
+        f"{esc(str(gate.get('reason') or ''))}</div>"
+    ]
+    metrics = gate.get("metrics") or {}
+    cand, act = metrics.get("candidate") or {}, metrics.get("active") or {}
+    if cand or act:
+        names = (("balanced_accuracy", "balanced accuracy"), ("accuracy", "accuracy"),
+                 ("ece", "ECE"))  # fmt: skip
+        delta, ci = metrics.get("delta") or {}, metrics.get("delta_ci95") or {}
+        tol = metrics.get("tolerance") or {}
+        rows = []
+        for key, label in names:
+            diff = ""
+            if key in delta:
+                lo, hi = [*(ci.get(key) or []), None, None][:2]
+                diff = f"{_num(delta[key])} [{_num(lo)}, {_num(hi)}]"
+                if key in tol:
+                    sign = "−" if key == "balanced_accuracy" else "+"
+                    diff += f" <span class='lsm-dim'>(tolerance {sign}{_num(tol[key], 2)})</span>"
+            rows.append(
+                f"<tr><td>{label}</td><td>{_num(cand.get(key))}</td><td>{_num(act.get(key))}"
+                f"</td><td>{diff}</td></tr>"
+            )
+        parts.append(
+            "<table><tr><th></th>"
+            f"<th>candidate {esc(str(gate.get('candidate') or ''))}</th>"
+            f"<th>active {esc(str(gate.get('active') or ''))}</th>"
+            "<th>difference [95% CI]</th></tr>" + "".join(rows) + "</table>"
+        )
+    n = gate.get("n_validation")
+    if isinstance(n, int):
+        parts.append(f"<div class='lsm-dim'>on {n:,} validation objects</div>")
+    return (
+        "<style>.lsm-gate{font:12.5px/1.5 system-ui;color:#1f2937;background:#f8fafc;"
+        "border-left:4px solid #94a3b8;padding:4px 10px;margin:4px 0}.lsm-gate table{"
+        "border-collapse:collapse;margin-top:4px}.lsm-gate td,.lsm-gate th{padding:1px 10px 1px"
+        " 0;text-align:left}.lsm-gate th{font-weight:600}.lsm-dim{color:#6b7280}</style>"
+        + "".join(parts)
+        + "</div>"
+    )
+
+
+def activation_problem(survey: str, kind: str, version: str) -> str | None:
+    """Why ``version`` cannot be made active by hand (None when it can): an encoder needs its
+    embeddings of the survey; the message says which command makes them."""
+    if kind == "encoder" and not (product_dir(survey, kind, version) / "embeddings.npy").is_file():
+        return (
+            f"encoder {version} has no embeddings of {survey} yet: run `python -m backend embed "
+            f"--survey {survey} --model {version}` first (the map, index and anomaly scores "
+            "follow from them)."
+        )
+    return None
+
+
+def activate_version(registry: ModelRegistry, survey: str, version: ModelVersion) -> str:
+    """Make ``version`` active for ``survey`` (a person's choice, gate or not; nothing else is
+    recorded); returns what to tell the user. Raises :class:`RegistryError` when it cannot be."""
+    problem = activation_problem(survey, version.kind, version.version)
+    if problem:
+        raise RegistryError(problem)
+    registry.set_active(survey, version.kind, version.version)
+    text = f"{version.kind} {version.version} is now active for {survey}."
+    if version.kind == "classifier":
+        encoder = (version.meta.get("training") or {}).get("encoder")
+        active_encoder = registry.active_versions(survey).get("encoder")
+        if encoder and active_encoder and encoder != active_encoder:
+            text += (
+                f" It was trained on encoder {encoder}'s embeddings, and encoder "
+                f"{active_encoder} is active: activate encoder {encoder} too."
+            )
+    if version.kind == "encoder":
+        folder = product_dir(survey, "encoder", version.version)
+        missing = [cmd for name, cmd in LATENT_FILES.items() if not (folder / name).is_file()]
+        if missing:
+            text += (
+                " Still to make for it: "
+                + ", ".join(f"`python -m backend {cmd} --survey {survey}`" for cmd in missing)
+                + "."
+            )
+    return text + " The bar above the tabs offers to show it."
 
 
 def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.DataFrame:
-    """One row per version with its key metrics."""
+    """One row per version with its key metrics and the activation gate's verdict (the *gate*
+    column is HTML, escaped, with the gate's reason as a tooltip)."""
     rows = []
     for v in versions:
         row: dict[str, Any] = {
             "kind": v.kind, "version": v.version,
             "active": "✓" if active.get(v.kind) == v.version else "",
+            "gate": gate_cell(v.gate),
             "created": str(v.meta.get("created", ""))[:19].replace("T", " "),
             "parent": v.meta.get("parent") or "",
         }  # fmt: skip
@@ -107,15 +233,23 @@ class ModelsView(pn.viewable.Viewer):
         self.versions = self.registry.list(survey=self.data.name)
         active = self.registry.active_versions(self.data.name)
         self.table = versions_table(self.versions, active)
-        options = {f"{v.kind} {v.version}": f"{v.kind}/{v.version}" for v in self.versions}
+        self._table = data_table(self.table, formatters={"gate": {"type": "html"}})
         default = next(
             (f"{k}/{v}" for k, v in active.items() if k == "classifier"),
-            next(iter(options.values()), None),
+            next((f"{v.kind}/{v.version}" for v in self.versions), None),
         )
-        self.pick = pn.widgets.Select(name="Version", options=options, value=default, width=260)
+        self.pick = pn.widgets.Select(
+            name="Version", options=self._options(), value=default, width=260
+        )
         self._detail = pn.Column(sizing_mode="stretch_width")
-        self.pick.param.watch(guarded(self._alert)(lambda e: self._show()), "value")
+        self.pick.param.watch(guarded(self._alert)(self._on_pick), "value")
+        self.activate = pn.widgets.Button(
+            name="Activate this version", button_type="warning", width=200, align="end"
+        )
+        self._activation = message_pane()
+        self.activate.on_click(lambda _: in_thread(guarded(self._activation)(self.activate_picked)))
         self.jobs = JobsPanel(survey=self.data.name, state=self.state)
+        self.jobs.on_finished = guarded(self._alert)(self.refresh_versions)
         self._labels = pn.pane.HoloViews(None, sizing_mode="stretch_width")
         self._labels_text = pn.pane.Markdown("")
         self._agreement = pn.pane.Markdown("", styles={"font-size": "12.5px"})
@@ -131,6 +265,42 @@ class ModelsView(pn.viewable.Viewer):
         self._show()
         self._show_labels()
 
+    def _options(self) -> dict[str, str]:
+        active = self.registry.active_versions(self.data.name)
+        marks = {True: " (active)", False: ""}
+        return {
+            f"{v.kind} {v.version}{marks[active.get(v.kind) == v.version]}"
+            + (
+                " · refused by the gate" if v.gate and not v.gate.get("activate") else ""
+            ): f"{v.kind}/{v.version}"
+            for v in self.versions
+        }
+
+    def refresh_versions(self) -> None:
+        """Re-read the survey's versions (a job finished, a version was activated, the tab was
+        opened): table, picker and the details of the version picked."""
+        self.versions = self.registry.list(survey=self.data.name)
+        self.table = versions_table(self.versions, self.registry.active_versions(self.data.name))
+        self._table.value = self.table
+        value = self.pick.value
+        self.pick.options = self._options()
+        if value in self.pick.options.values():
+            self.pick.value = value
+        self._show()
+
+    def activate_picked(self) -> None:
+        """Make the picked version active (whatever the gate said): a person's choice."""
+        version = self._version()
+        if version is None:
+            return
+        text = activate_version(self.registry, self.data.name, version)
+        say(self._activation, html.escape(text), "success")
+        self.refresh_versions()
+
+    def _on_pick(self, event: param.parameterized.Event) -> None:
+        self._activation.visible = False
+        self._show()
+
     def _version(self) -> ModelVersion | None:
         if not self.pick.value:
             return None
@@ -140,9 +310,21 @@ class ModelsView(pn.viewable.Viewer):
     def _show(self) -> None:
         version = self._version()
         if version is None:
+            self.activate.disabled = True
             self._detail[:] = [pn.pane.Markdown("No model versions for this survey yet.")]
             return
+        is_active = self.registry.active_versions(self.data.name).get(version.kind) == (
+            version.version
+        )
+        self.activate.param.update(
+            disabled=is_active,
+            name="Active" if is_active else "Activate this version",
+        )
         parts: list[Any] = [pn.pane.HTML(metric_cards(self._cards(version)))]
+        if version.gate:
+            parts.append(
+                pn.pane.HTML(gate_html(version.gate, is_active), sizing_mode="stretch_width")
+            )
         figures: list[Any] = []
         metrics = version.metrics
         if version.kind == "classifier" and metrics.get("reliability"):
@@ -206,8 +388,10 @@ class ModelsView(pn.viewable.Viewer):
         return data_table(pd.DataFrame(rows).round(4))
 
     def _on_tab(self, event: param.parameterized.Event) -> None:
-        """Re-read the evaluation report (it may have been remade) whenever the tab opens."""
+        """Re-read the versions and the evaluation report (they may have been remade) whenever
+        the tab opens."""
         if event.new == "models":
+            self.refresh_versions()
             self.evaluation.refresh(reread_tasks=True)
 
     def _on_labels(self, event: param.parameterized.Event) -> None:
@@ -263,8 +447,9 @@ class ModelsView(pn.viewable.Viewer):
         )
         versions = pn.Column(
             heading("Versions"),
-            data_table(self.table),
-            self.pick,
+            self._table,
+            pn.Row(self.pick, self.activate),
+            self._activation,
             self._detail,
             heading("Evaluation"),
             self.evaluation,
