@@ -63,6 +63,8 @@ def render_card(card: dict[str, Any]) -> str:
         lines.append("None recorded yet (`bench/bench_gz1.py --card ...` adds them).")
     for name, block in metrics.items():
         lines += [f"### {name}", "", "| | |", "| --- | --- |", *_rows(block), ""]
+    if card.get("notes"):
+        lines += ["## Notes", "", *[f"- {n}" for n in card["notes"]], ""]
     lines += ["", "## Reproduce", "", "```bash", card.get("corpus_command", ""),
               card.get("command", ""), "```", ""]  # fmt: skip
     return "\n".join(lines)

@@ -121,7 +121,7 @@ def build_corpus(
             tables.append(
                 pd.DataFrame({
                     "object_id": [f.stem for f in files], "true_class": "", "anomaly_type": "",
-                    "source": "real", "preset": Path(folder).name,
+                    "source": "real", "preset": _folder_label(Path(folder)),
                 })
             )  # fmt: skip
         np.save(tmp / "images.npy", np.concatenate(chunks))
@@ -135,6 +135,12 @@ def build_corpus(
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _folder_label(folder: Path) -> str:
+    """A readable name for a folder of pictures (``.../sdss_gz1/images`` -> ``sdss_gz1``)."""
+    folder = folder.resolve()
+    return folder.parent.name if folder.name in ("images", "img", "pictures") else folder.name
 
 
 def load_corpus(folder: Path) -> tuple[np.ndarray, pd.DataFrame]:
