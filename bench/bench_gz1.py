@@ -157,11 +157,16 @@ def main() -> None:
     from backend.registry import ModelRegistry
 
     registry = ModelRegistry()
-    if not any(v.meta.get("training", {}).get("budget", {}).get("steps") == 0
-               for v in registry.list("encoder", args.survey)):  # fmt: skip
-        zero = train_encoder(args.survey, init="general", steps=0, activate=False)
-        result["zero_shot_encoder"] = zero.version
-    report = evaluate(args.survey, "gz1_label", merge_specs=[MERGE], rare=[RARE], progress=False)
+    shipped = [
+        v.version for v in registry.list("encoder", args.survey)
+        if v.meta.get("training", {}).get("budget", {}).get("steps") == 0
+    ]  # fmt: skip
+    if not shipped:
+        shipped = [train_encoder(args.survey, init="general", steps=0, activate=False).version]
+    result["zero_shot_encoder"] = shipped[0]
+    report = evaluate(
+        args.survey, "gz1_label", merge_specs=[MERGE], rare=RARE.split(","), progress=False
+    )
     result["prepared"] = summary(report)
     result["active_before_finetune"] = ModelRegistry().active_versions(args.survey)
     if "finetune" not in skip:
@@ -172,7 +177,7 @@ def main() -> None:
             args.survey, {"steps": args.finetune_steps, "flip": False}
         )
         result["finetune"] = {**out, "seconds": round(time.perf_counter() - t1, 1)}
-        report = evaluate(args.survey, "gz1_label", merge_specs=[MERGE], rare=[RARE],
+        report = evaluate(args.survey, "gz1_label", merge_specs=[MERGE], rare=RARE.split(","),
                           progress=False)  # fmt: skip
         result["finetuned"] = summary(report)
     if "direction" not in skip:
