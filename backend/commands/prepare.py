@@ -20,10 +20,12 @@ from backend.registry import ModelRegistry
 from backend.survey import Survey, list_surveys
 
 # Training budgets (optimiser steps) for the full and the --quick run.
+# Measured on the 10k demo (2 cores, 2026-11-30): encoder ~0.5 s/step, autoencoder ~0.44,
+# emulator ~0.2; with simulation (39 s), UMAP (31 s) and predictions a fresh demo takes ~8 min.
 BUDGETS = {
-    "encoder": (400, 4),  # continued from the general encoder (from scratch: ENCODER_SCRATCH)
-    "autoencoder": (400, 4),
-    "emulator": (800, 4),
+    "encoder": (300, 4),  # continued from the general encoder (from scratch: ENCODER_SCRATCH)
+    "autoencoder": (250, 4),
+    "emulator": (600, 4),
 }
 ENCODER_SCRATCH = (800, 4)
 
