@@ -70,9 +70,27 @@ def engine_for(url: str | None = None) -> Engine:
         engine = _engines.get(url)
         if engine is None:
             engine = _create_engine(url)
-            metadata.create_all(engine)
+            create_tables(engine, metadata)
             _engines[url] = engine
         return engine
+
+
+def create_tables(
+    engine: Engine, meta: sa.MetaData, tables: list[sa.Table] | None = None, attempts: int = 5
+) -> None:
+    """``create_all`` that tolerates another process creating the same tables at the same time.
+
+    ``create_all`` checks for each table and then creates it; a second process (the worker and a
+    job submitter starting on a fresh database) can create it in between, and the loser's
+    CREATE fails with "already exists". Then the check is simply made again.
+    """
+    for attempt in range(attempts):
+        try:
+            meta.create_all(engine, tables=tables)
+            return
+        except (sa.exc.OperationalError, sa.exc.ProgrammingError, sa.exc.IntegrityError) as exc:
+            if "already exists" not in str(exc).lower() or attempt == attempts - 1:
+                raise
 
 
 def _create_engine(url: str) -> Engine:

@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import engine_for, metadata
+from backend.feedback import create_tables, engine_for, metadata
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -61,7 +61,7 @@ def _engine(engine: Engine | None) -> Engine:
     engine = engine or engine_for()
     key = str(engine.url)
     if key not in _ready:  # databases created before this table existed
-        metadata.create_all(engine, tables=[jobs])
+        create_tables(engine, metadata, [jobs])
         _ready.add(key)
     return engine
 

@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import engine_for, metadata, write_transaction
+from backend.feedback import create_tables, engine_for, metadata, write_transaction
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, validate_survey_name
@@ -50,7 +50,7 @@ class LabelStore:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or engine_for(url)
-        metadata.create_all(self.engine, tables=[label_events, vote_rows.label_votes])
+        create_tables(self.engine, metadata, [label_events, vote_rows.label_votes])
         self._surveys: dict[str, Survey] = {}
 
     # -- validation --------------------------------------------------------------------------
