@@ -103,17 +103,20 @@ class SimCLREncoder(ImageModel):
         h = self(x)
         return F.normalize(h.float(), dim=1) if l2_normalize else h
 
-    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        """NT-Xent between two augmented views of ``batch["inputs"]`` (one 2B forward pass)."""
-        x = batch["inputs"]
+    def view_features(self, x: Tensor) -> Tensor:
+        """Backbone features (2B, D) of two augmented views of raw cutouts ``x`` (B, C, H, W):
+        rows i and B + i are the two views of cutout i (one 2B forward pass)."""
         self.check_input(x)
         x = self.adapter(x)
         noise = self.augmenter.noise_level(x) if self.augmenter.cfg.noise_sigma[1] > 0 else None
         views = self.augmenter(
             torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)
         )
-        z = self.projector(self.backbone(self.normalizer(views)))
-        z1, z2 = z.chunk(2)
+        return self.backbone(self.normalizer(views))
+
+    def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """NT-Xent between two augmented views of ``batch["inputs"]``."""
+        z1, z2 = self.projector(self.view_features(batch["inputs"])).chunk(2)
         return nt_xent_loss(z1, z2, self.temperature)
 
     @property

@@ -67,14 +67,7 @@ class LabelFineTuner(nn.Module):
 
     def training_loss(self, batch: dict[str, Any]) -> Tensor:
         enc = self.encoder
-        x = batch["inputs"]
-        enc.check_input(x)
-        x = enc.adapter(x)
-        noise = enc.augmenter.noise_level(x) if enc.augmenter.cfg.noise_sigma[1] > 0 else None
-        views = enc.augmenter(
-            torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)
-        )
-        h = enc.backbone(enc.normalizer(views))
+        h = enc.view_features(batch["inputs"])
         targets = batch["targets"].float()
         labelled = targets.sum(dim=1) > 0
         loss = h.new_zeros((), dtype=torch.float32)
