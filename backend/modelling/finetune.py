@@ -14,6 +14,7 @@ already pull on every step. A task that is not mirror-symmetric (its schema says
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -91,8 +92,6 @@ def finetune_encoder(
     counts = np.bincount(train_labels, minlength=len(classes)).astype(np.float64)
     weights = (counts.sum() / np.maximum(counts, 1) / len(classes)).tolist()
     base_aug = AugmentConfig.from_dict(encoder.augmenter.config)
-    from dataclasses import replace
-
     augment = replace(base_aug, flip=bool(flip and base_aug.flip))
     model = LabelFineTuner(
         encoder, len(classes), ssl_weight=ssl_weight, augment=augment, class_weights=weights
