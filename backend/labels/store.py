@@ -20,6 +20,7 @@ from backend.feedback import create_tables, engine_for, metadata, write_transact
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, validate_survey_name
+from backend.usertext import validate_user_name
 
 MAX_TEXT = 256
 
@@ -95,7 +96,8 @@ class LabelStore:
         schema: LabelSchema | None = None,
     ) -> int:
         """Store one label (committed before returning) and return its event id."""
-        user, value = self._text("user", user), self._text("label", value)
+        user = validate_user_name(user, error=LabelError)
+        value = self._text("label", value)
         self._check(survey, object_id, value, schema)
         row = self._row(survey, object_id, task, value, user, source, weight, None)
         with self.engine.begin() as conn:
@@ -112,7 +114,9 @@ class LabelStore:
         events = []
         schemas: dict[str, LabelSchema] = {}
         for n, r in enumerate(rows.itertuples(index=False), start=1):
-            who = self._text(f"user (row {n})", user if user is not None else r.user)
+            who = validate_user_name(
+                user if user is not None else r.user, what=f"user (row {n})", error=LabelError
+            )
             schema = schemas.setdefault(r.survey, load_schema(r.survey))
             value = self._text(f"label (row {n})", r.value)
             self._check(r.survey, r.object_id, value, schema)
@@ -159,7 +163,7 @@ class LabelStore:
         """Store vote fractions (columns ``object_id`` + one per class, any scale: rows are
         normalised to sum 1) as one batch; all rows are checked first, nothing is written when
         one is bad. Returns the number of objects."""
-        source = self._text("source", source)
+        source = validate_user_name(source, what="vote source", error=LabelError)
         schema = load_schema(survey)
         catalog = self._survey(survey).catalog["object_id"].astype(str)
         if "object_id" not in fractions:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 SCHEMA_VERSION = 1
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole name: fullmatch, never $
 
 
 class SurveyError(ValueError):
@@ -18,7 +18,7 @@ class SurveyError(ValueError):
 
 def validate_survey_name(name: str) -> str:
     """Return ``name`` if it is a safe folder name (no paths, no dot-files), else raise."""
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name in {".", ".."}:
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name) or name in {".", ".."}:
         raise SurveyError(
             f"invalid survey name {name!r}: use 1-64 letters, digits, '_', '-' or '.', "
             "starting with a letter or digit"
