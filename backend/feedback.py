@@ -19,6 +19,7 @@ the lock and waits for it. :func:`write_transaction` is for read-then-write tran
 
 from __future__ import annotations
 
+import hashlib
 import numbers
 import threading
 from collections.abc import Iterator
@@ -75,6 +76,14 @@ def engine_for(url: str | None = None) -> Engine:
         return engine
 
 
+def dispose_engine(url: str) -> None:
+    """Forget and close the process-wide engine of ``url`` (tests dropping a database)."""
+    with _engines_lock:
+        engine = _engines.pop(url, None)
+    if engine is not None:
+        engine.dispose()
+
+
 def create_tables(
     engine: Engine, meta: sa.MetaData, tables: list[sa.Table] | None = None, attempts: int = 5
 ) -> None:
@@ -114,19 +123,32 @@ def _create_engine(url: str) -> Engine:
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()`` holding the write lock from the start (SQLite ``BEGIN IMMEDIATE``).
+def write_transaction(engine: Engine, *key: object) -> Iterator[Connection]:
+    """``engine.begin()`` that holds a write lock from the start, for read-then-write transactions.
 
-    For read-then-write transactions (undo: find the latest label, then cancel it): a deferred
-    SQLite transaction reads without a lock, so two of them can act on the same row, and one
-    that read an older snapshot cannot upgrade to a writer (``database is locked`` at once,
-    without waiting). ``BEGIN IMMEDIATE`` waits for the lock (busy timeout) and then sees the
-    latest data. On other databases it is a plain transaction.
+    Undo (find the latest label, then cancel it) must not let two transactions read the same row
+    and both act on it. On SQLite a deferred transaction reads without a lock, and one that read
+    an older snapshot cannot upgrade to a writer (``database is locked`` at once), so this starts
+    with ``BEGIN IMMEDIATE``: it waits for the database's write lock (busy timeout) and then sees
+    the latest data. On PostgreSQL (READ COMMITTED) row locks would not help, since undo inserts
+    a new event rather than changing the one it reads; the transaction first takes a
+    transaction-scoped advisory lock (``pg_advisory_xact_lock``) on ``key`` (e.g. ``"undo",
+    survey, task, user``; no key: one lock for the whole database, like SQLite). Every later
+    statement takes a fresh snapshot, so it sees what the previous holder committed; the lock is
+    released at commit or rollback, also when the connection dies.
     """
     with engine.begin() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": advisory_key(*key)})
         yield conn
+
+
+def advisory_key(*key: object) -> int:
+    """A stable signed 64-bit PostgreSQL advisory lock id for ``key`` (namespaced)."""
+    text = "\x1f".join(["latentsky", *map(str, key)]).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big", signed=True)
 
 
 def record_interest(

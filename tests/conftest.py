@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -9,17 +11,86 @@ import pandas as pd
 import pytest
 
 from backend.survey import Survey, SurveyWriter
+from tests.pg_cluster import PgCluster, cluster_unavailable, external_cluster, start_cluster
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+# -- the database under test ---------------------------------------------------------------------
+# Tests in these modules (and any marked ``both_databases``) that use ``home`` run twice: on the
+# default SQLite file in the data root and on a fresh PostgreSQL database (a throwaway cluster
+# started once per session, or the server of LATENTSKY_TEST_PG_URL).
+DATABASES = ("sqlite", "postgresql")
+BOTH_DATABASES = {
+    "tests.unit.test_labels",
+    "tests.unit.test_labels_io",
+    "tests.unit.test_label_api",
+    "tests.unit.test_latent_feedback",
+    "tests.integration.test_jobs",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "both_databases: run each test on SQLite and on PostgreSQL (``database``)"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    both = metafunc.module.__name__ in BOTH_DATABASES or metafunc.definition.get_closest_marker(
+        "both_databases"
+    )
+    if both and "database" in metafunc.fixturenames:
+        metafunc.parametrize("database", DATABASES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One PostgreSQL server for the session (skips the test when none can be had)."""
+    url = os.environ.get("LATENTSKY_TEST_PG_URL")
+    if url:
+        yield external_cluster(url)
+        return
+    why = cluster_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh LATENTSKY_HOME for one test."""
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """A fresh empty PostgreSQL database for one test, dropped afterwards."""
+    from backend.feedback import dispose_engine
+
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        dispose_engine(url)
+        pg_cluster.drop_database(url)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` (default) or ``postgresql`` where the test is parametrised over both."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def home(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, database: str
+) -> Path:
+    """A fresh LATENTSKY_HOME for one test (and its own PostgreSQL database on ``postgresql``)."""
     root = tmp_path / "home"
     monkeypatch.setenv("LATENTSKY_HOME", str(root))
     monkeypatch.delenv("DATABASE_URL", raising=False)
+    if database == "postgresql":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pg_url"))
     return root
 
 

@@ -130,7 +130,8 @@ class LabelStore:
     def undo_last(self, survey: str, *, user: str, task: str = "class") -> dict[str, Any] | None:
         """Cancel ``user``'s latest effective label in ``task``; returns it, or None."""
         user = self._text("user", user)
-        with write_transaction(self.engine) as conn:  # read then write: take the lock first
+        # read then write: take this user's undo lock first (SQLite: the database's write lock)
+        with write_transaction(self.engine, "undo", survey, task, user) as conn:
             undone = sa.select(label_events.c.undoes).where(label_events.c.undoes.is_not(None))
             last = conn.execute(
                 sa.select(label_events.c.id, label_events.c.object_id, label_events.c.value)

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
 
+from backend.config import get_settings
 from backend.labels import LabelError, LabelStore, load_schema
 from backend.labels.schema import SchemaError, read_schema
 from backend.survey import Survey
@@ -70,7 +72,7 @@ def test_user_is_required(store: LabelStore) -> None:
 
 def test_labels_survive_a_new_process_view(store: LabelStore, home: Path) -> None:
     store.add("tiny", "tiny-0003", "lenticular", user="ana")
-    fresh = LabelStore(f"sqlite:///{home / 'latentsky.db'}")
+    fresh = LabelStore(engine=sa.create_engine(get_settings().database_url))  # its own engine
     assert fresh.current("tiny")["value"].tolist() == ["lenticular"]
 
 
