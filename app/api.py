@@ -17,25 +17,39 @@ database work run on a small thread pool, never on the event loop.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from typing import Any
 
+import sqlalchemy as sa
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
 from app.labelling import label_store
 from app.surveys import get_survey
+from backend.config import ConfigError
 from backend.labels import LabelError, LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, survey_path, validate_survey_name
+from backend.usertext import UserNameError, validate_user_name
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024  # bytes; a label is a few hundred
 MAX_TEXT = 256
+MAX_DEPTH = 64  # nesting of JSON arrays/objects; a label body has depth 1
+RATE_ENV = "LATENTSKY_API_RATE"  # "N/S": N requests per S seconds per user; "0": no limit
+DEFAULT_RATE = "1200/60"
+DISK_FULL = (
+    "the server's disk is full: nothing was stored; try again later and tell the server's "
+    "administrator"
+)
 GUEST = "guest"  # Panel's name for visitors of guest endpoints: not a login
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="labels-api")
 
@@ -74,6 +88,112 @@ def text(field: str, value: object, *, numbers: bool = False) -> str:
     if not out or len(out) > MAX_TEXT:
         raise ApiError(400, f"{field} must be 1-{MAX_TEXT} characters, got {value!r}", field)
     return out
+
+
+def user_name(field: str, value: object) -> str:
+    """A user name by the shared rule (:func:`backend.usertext.validate_user_name`), else 400."""
+    if not isinstance(value, str):
+        raise ApiError(400, f"{field} must be a string, got {json.dumps(value)}", field)
+    try:
+        return validate_user_name(value, what=field)
+    except UserNameError as exc:
+        raise ApiError(400, str(exc), field) from None
+
+
+def json_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
+    """How deep arrays and objects nest in the JSON text ``raw`` (brackets inside strings do not
+    count); stops counting once past ``limit``."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def rate_limit() -> tuple[int, float]:
+    """(requests, seconds) each user may make, from ``LATENTSKY_API_RATE`` ("N/S" or "N" per
+    60 s; default 1200 per minute); ``(0, ...)`` means no limit."""
+    text = os.environ.get(RATE_ENV, "").strip() or DEFAULT_RATE
+    count, _, seconds = text.partition("/")
+    try:
+        requests, window = int(count), float(seconds or 60)
+        if requests < 0 or window <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{RATE_ENV}={text!r}: give N/S (N requests per S seconds per user, e.g. "
+            f"{DEFAULT_RATE}) or 0 for no limit"
+        ) from None
+    return requests, window
+
+
+class RateLimiter:
+    """Token buckets per user: ``requests`` at once, refilled at ``requests / seconds`` per s."""
+
+    MAX_KEYS = 10_000
+
+    def __init__(self, requests: int, seconds: float) -> None:
+        self.requests, self.seconds = requests, seconds
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, last time)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        rate = self.requests / self.seconds
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.requests), now))
+            tokens = min(float(self.requests), tokens + (now - last) * rate)
+            allowed = tokens >= 1.0
+            self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
+            if len(self._buckets) > self.MAX_KEYS:  # forget users whose bucket is full again
+                full = now - self.seconds
+                self._buckets = {k: v for k, v in self._buckets.items() if v[1] > full}
+            return allowed
+
+
+_limiter: RateLimiter | None = None
+
+
+def check_rate(key: str) -> None:
+    """429 when ``key`` (a user, or a client address) has used up its requests."""
+    global _limiter
+    requests, seconds = rate_limit()
+    if requests == 0:
+        return
+    if _limiter is None or (_limiter.requests, _limiter.seconds) != (requests, seconds):
+        _limiter = RateLimiter(requests, seconds)
+    if not _limiter.allow(key):
+        raise ApiError(
+            429, f"rate limit: at most {requests} requests per {seconds:g} s per user; slow down"
+        )
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the database's) is full: ENOSPC/EDQUOT, SQLite's
+    "database or disk is full", PostgreSQL's disk_full (SQLSTATE 53100)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+    text = str(exc).lower()
+    return code == "53100" or "disk is full" in text or "no space left on device" in text
 
 
 def open_survey(name: object) -> Survey:
@@ -201,16 +321,19 @@ class _LabelApiHandler(RequestHandler):
             user = user.decode("utf-8", "replace")
         if not user:
             raise ApiError(401, "log in first: this server requires authentication")
-        return None if user == GUEST else text("user", str(user))
+        return None if user == GUEST else user_name("user", str(user))
 
     def user(self, given: object) -> str:
-        """Who the label is stored under: the login, else the body's ``user``."""
+        """Who the label is stored under: the login, else the body's ``user``; counted against
+        that user's rate limit."""
         login = self.login()
-        if login is not None:
-            return login
-        if given in (None, ""):
-            raise ApiError(400, "missing field 'user' (the name the label is stored under)", "user")
-        return text("user", given)
+        if login is None:
+            if given in (None, ""):
+                message = "missing field 'user' (the name the label is stored under)"
+                raise ApiError(400, message, "user")
+            login = user_name("user", given)
+        check_rate(f"user:{login}")
+        return login
 
     def json_body(self) -> dict[str, Any]:
         kind = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -218,6 +341,8 @@ class _LabelApiHandler(RequestHandler):
             raise ApiError(415, "send the body as JSON with 'Content-Type: application/json'")
         if len(self.request.body) > MAX_BODY:
             raise ApiError(413, f"request body over {MAX_BODY} bytes")
+        if json_depth(self.request.body) > MAX_DEPTH:
+            raise ApiError(400, f"the JSON body is nested more than {MAX_DEPTH} levels deep")
         try:
             body = json.loads(self.request.body or b"")
         except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
@@ -227,11 +352,19 @@ class _LabelApiHandler(RequestHandler):
         return body
 
     async def run(self, status: int, fn: Callable[..., dict[str, Any]], *args: Any) -> None:
-        result = await IOLoop.current().run_in_executor(_POOL, fn, *args)
+        try:
+            result = await IOLoop.current().run_in_executor(_POOL, fn, *args)
+        except (OSError, sa.exc.DBAPIError) as exc:
+            if not disk_full(exc):
+                raise
+            log.error("label API: %s", exc)
+            raise ApiError(503, DISK_FULL) from None
         self.set_status(status)
         self.finish(json.dumps(result))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
+        if status_code in (429, 503):
+            self.set_header("Retry-After", "60")
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ApiError):
             body = {"error": exc.message, "field": exc.field}
@@ -247,9 +380,11 @@ class LabelsHandler(_LabelApiHandler):
         survey = self.get_query_argument("survey", None)
         if not survey:
             raise ApiError(400, "missing query parameter 'survey'", "survey")
-        self.login()
+        login = self.login()
         user = self.get_query_argument("user", None)
-        user = text("user", user) if user is not None else None
+        user = user_name("user", user) if user is not None else None
+        who = login or user
+        check_rate(f"user:{who}" if who else f"ip:{self.request.remote_ip}")
         await self.run(200, current_labels, survey, user, self.get_query_argument("task", None))
 
     async def post(self) -> None:

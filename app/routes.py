@@ -19,6 +19,7 @@ from app.surveys import get_survey
 from backend.survey import SurveyError
 
 MAX_THUMB_SIZE = 512
+MAX_INDEX_DIGITS = 12
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="thumb")
 
 
@@ -40,6 +41,8 @@ class ThumbnailHandler(RequestHandler):
                 raise ValueError
         except ValueError:
             raise HTTPError(400, f"size must be an integer in 8..{MAX_THUMB_SIZE}") from None
+        if len(index) > MAX_INDEX_DIGITS:  # no survey has that many objects
+            raise HTTPError(404, f"survey {survey_name}: no object {index[:20]}...")
         try:
             png = await IOLoop.current().run_in_executor(
                 _POOL, render_png, survey_name, int(index), px, band

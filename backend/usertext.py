@@ -50,7 +50,7 @@ def validate_user_name(
         category = unicodedata.category(ch)
         if category in REFUSED_CATEGORIES:
             raise error(
-                f"{what} {ascii(name)} contains {REFUSED_CATEGORIES[category]} "
+                f"{what} {name!a} contains {REFUSED_CATEGORIES[category]} "
                 f"(U+{ord(ch):04X} at position {i + 1}); use visible characters only"
             )
     text = unicodedata.normalize("NFC", name).strip()

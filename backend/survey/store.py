@@ -121,7 +121,12 @@ class Survey:
 
     # -- pixels ------------------------------------------------------------------------------
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        try:
+            idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        except OverflowError:
+            raise SurveyError(
+                f"survey {self.name}: index out of range 0..{len(self) - 1}"
+            ) from None
         if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
             bad = idx[(idx < 0) | (idx >= len(self))][0]
             raise SurveyError(f"survey {self.name}: index {bad} out of range 0..{len(self) - 1}")
