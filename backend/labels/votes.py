@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import MAX_TEXT, metadata
+from backend.feedback import MAX_TEXT, metadata, write_transaction
 
 label_votes = sa.Table(
     "label_votes",
@@ -73,8 +73,12 @@ def write_votes(
     task: str,
     n_votes: pd.Series | None = None,
 ) -> int:
-    """Append one batch (fractions already validated and normalised); returns rows written."""
-    batch = time.time_ns()
+    """Append one batch (fractions already validated and normalised); returns rows written.
+
+    The batch id is the clock in ns, but always above every earlier batch of the same survey,
+    task and source (read under :func:`write_transaction`, so two imports at once cannot take
+    the same id), so a re-import replaces the old fractions even if the clock went back.
+    """
     created = datetime.now(UTC)
     long = fractions.melt(id_vars="object_id", value_vars=classes, var_name="value",
                           value_name="fraction")  # fmt: skip
@@ -87,13 +91,21 @@ def write_votes(
     rows = [
         {"survey": survey, "object_id": str(o), "task": task, "value": str(v),
          "fraction": float(f), "n_votes": None if pd.isna(n) else int(n), "source": source,
-         "batch": batch, "created": created}
+         "created": created}
         for o, v, f, n in zip(long["object_id"], long["value"], long["fraction"], long["n_votes"],
                               strict=True)
     ]  # fmt: skip
-    with engine.begin() as conn:
+    with write_transaction(engine, "votes", survey, task, source) as conn:
+        last = conn.execute(
+            sa.select(sa.func.max(label_votes.c.batch)).where(
+                label_votes.c.survey == survey,
+                label_votes.c.task == task,
+                label_votes.c.source == source,
+            )
+        ).scalar()
+        batch = max(time.time_ns(), (last or 0) + 1)
         if rows:
-            conn.execute(label_votes.insert(), rows)
+            conn.execute(label_votes.insert(), [{**row, "batch": batch} for row in rows])
     return len(fractions)
 
 
