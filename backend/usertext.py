@@ -7,7 +7,8 @@ formatting characters, private-use and unassigned code points, line separators),
 ``"ana\\u200b\\u202e"`` cannot pass for ``"ana"``.
 
 :func:`neutralise_cell` / :func:`csv_safe` prefix text cells that a spreadsheet would read as a
-formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) with ``'`` (CSV injection).
+formula (``=``, ``+``, ``-``, ``@``, tab, carriage return) with ``'`` (CSV injection), and keep
+carriage returns from splitting a row.
 """
 
 from __future__ import annotations
@@ -60,10 +61,14 @@ def validate_user_name(
 
 
 def neutralise_cell(value: object) -> object:
-    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """``value`` with a leading ``'`` when it is text a spreadsheet would run as a formula;
+    carriage returns inside text become line feeds (the CSV writers used here quote a cell with
+    a line feed but not one with a bare carriage return, which would split the row)."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith(FORMULA_PREFIXES):
+        value = "'" + value
+    return value.replace("\r\n", "\n").replace("\r", "\n") if "\r" in value else value
 
 
 def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:

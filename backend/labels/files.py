@@ -17,7 +17,9 @@ from backend.atomic import atomic_write
 from backend.ingest.crossmatch import CatalogJoin, id_strings, read_table
 from backend.ingest.report import IngestError
 from backend.labels.store import LabelError
+from backend.labels.weights import weight_problem
 from backend.survey import Survey
+from backend.usertext import csv_safe
 
 EXPORT_SUFFIXES = (".csv", ".parquet", ".fits", ".vot", ".xml")
 
@@ -52,7 +54,7 @@ def read_hard_labels(
         _need(frame, user_column, path, "--user-column")
         out["user"] = frame[user_column].astype(str).str.strip()
     if "weight" in frame.columns:
-        out["weight"] = pd.to_numeric(frame["weight"], errors="coerce").fillna(1.0)
+        out["weight"] = _weights(frame["weight"], path)
     empty = (out["object_id"] == "") | (out["value"].isin(["", "nan", "None"]))
     if empty.any():
         raise LabelError(
@@ -60,6 +62,16 @@ def read_hard_labels(
             f"(first at row {int(np.flatnonzero(empty.to_numpy())[0]) + 1})"
         )
     return out
+
+
+def _weights(column: pd.Series, path: Path) -> pd.Series:
+    """The ``weight`` column as floats; any weight that is not finite and in (0, 100] (blank,
+    NaN, inf, text, 0, negative, 1e308) is refused naming its row."""
+    for row, given in enumerate(column, start=1):
+        problem = weight_problem(given)
+        if problem is not None:
+            raise LabelError(f"label file {path}: row {row}, field 'weight' {problem}")
+    return pd.to_numeric(column).astype(float)
 
 
 @dataclass
@@ -153,7 +165,8 @@ def write_frame(frame: pd.DataFrame, path: str | Path) -> Path:
         if pd.api.types.is_datetime64_any_dtype(frame[col]):
             frame[col] = frame[col].dt.strftime("%Y-%m-%dT%H:%M:%S.%f%z")
     if suffix == ".csv":
-        atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+        safe = csv_safe(frame)  # no cell a spreadsheet would run as a formula
+        atomic_write(path, lambda tmp: safe.to_csv(tmp, index=False))
     elif suffix == ".parquet":
         atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
     else:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from backend.feedback import create_tables, engine_for, metadata, write_transaction
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
+from backend.labels.weights import weight_problem
 from backend.survey import Survey, SurveyError, validate_survey_name
 from backend.usertext import validate_user_name
 
@@ -120,7 +121,10 @@ class LabelStore:
             schema = schemas.setdefault(r.survey, load_schema(r.survey))
             value = self._text(f"label (row {n})", r.value)
             self._check(r.survey, r.object_id, value, schema)
-            weight = float(getattr(r, "weight", 1.0))
+            weight = getattr(r, "weight", 1.0)
+            if (problem := weight_problem(weight)) is not None:
+                raise LabelError(f"row {n}: field 'weight' {problem}")
+            weight = float(weight)
             events.append(self._row(r.survey, r.object_id, task, value, who, source, weight, None))
         if events:
             with self.engine.begin() as conn:

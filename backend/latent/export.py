@@ -15,6 +15,7 @@ from astropy.table import Table
 
 from backend.atomic import atomic_write
 from backend.latent.errors import LatentError
+from backend.usertext import csv_safe
 
 PLAIN_CSV = "csv"
 
@@ -54,7 +55,7 @@ def export_table(df: pd.DataFrame, path: Path, fmt: str | None = None) -> Path:
     ``fmt`` ("csv", "fits", "votable") says otherwise. Written atomically."""
     path = Path(path)
     fmt = fmt or _format_for(path)
-    table = to_table(df)
+    table = to_table(csv_safe(df) if fmt == PLAIN_CSV else df)  # no formulas for spreadsheets
 
     def write(tmp: Path) -> None:
         if fmt == PLAIN_CSV:
