@@ -8,11 +8,12 @@ so ``python -m backend surveys`` does not pay for torch or GalSim.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
 
-from backend.config import ConfigError
+from backend.config import ConfigError, missing_driver_message
 from backend.products import ProductError
 from backend.registry import RegistryError
 from backend.survey.meta import SurveyError
@@ -84,6 +85,22 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(
+            f"error: no space left on device{where} ({exc.strerror or exc}); nothing half-made "
+            "was kept: free some space and run the command again",
+            file=sys.stderr,
+        )
+        return 2
+    except ModuleNotFoundError as exc:
+        message = missing_driver_message(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -54,3 +54,34 @@ def get_settings() -> Settings:
         raise ConfigError(f"LATENTSKY_DEVICE={device!r} is not one of {', '.join(DEVICE_CHOICES)}")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'latentsky.db'}"
     return Settings(home=home, database_url=database_url, device=device)
+
+
+#: Database driver modules SQLAlchemy imports, and the package that provides each.
+DATABASE_DRIVERS = {
+    "psycopg": "psycopg",  # PostgreSQL (postgresql:// and postgresql+psycopg://)
+    "psycopg2": "psycopg2-binary",
+    "asyncpg": "asyncpg",
+    "pg8000": "pg8000",
+    "pymysql": "pymysql",
+    "MySQLdb": "mysqlclient",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
+
+
+def missing_driver_message(exc: ImportError) -> str | None:
+    """One line naming the database driver package ``DATABASE_URL`` needs when ``exc`` is its
+    missing import (the URL is shown without user, password or host); None otherwise."""
+    module = (exc.name or "").split(".")[0]
+    if module not in DATABASE_DRIVERS:
+        text = str(exc)
+        module = next((m for m in DATABASE_DRIVERS if f"'{m}'" in text or f" {m};" in text), "")
+        if not module:
+            return None
+    url = os.environ.get("DATABASE_URL", "")
+    scheme = url.split("://", 1)[0] if "://" in url else "the database"
+    return (
+        f"DATABASE_URL ({scheme}://...) needs the database driver package "
+        f"'{DATABASE_DRIVERS[module]}' (module {module}), which is not installed: "
+        f"pip install {DATABASE_DRIVERS[module]}"
+    )

@@ -7,6 +7,7 @@ joins a catalog on; a catalog that brings ra/dec gives the objects their sky pos
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -120,6 +121,8 @@ def picture_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as im:
             width, height = im.size
+    except Image.DecompressionBombError as exc:  # refused from the header, before any pixel
+        raise PictureError(f"decompression bomb: {_bomb_size(exc)} ({exc})") from exc
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PictureError(f"not a readable PNG/JPEG picture ({exc})") from exc
     if width < 2 or height < 2:
@@ -143,9 +146,17 @@ def read_picture(path: Path, draft: tuple[int, int] | None = None) -> np.ndarray
                     im.draft("RGB", (draft[1], draft[0]))
                 im.load()
                 pixels = _to_rgb_array(im)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombWarning) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PictureError(f"decompression bomb: {_bomb_size(exc)} ({exc})") from exc
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise PictureError(f"cannot decode the picture ({exc})") from exc
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
+
+
+def _bomb_size(exc: Exception) -> str:
+    """ "400,000,000 pixels": the count from Pillow's message (it does not give the size)."""
+    match = re.search(r"\((\d+) pixels\)", str(exc))
+    return f"{int(match.group(1)):,} pixels" if match else "too many pixels"
 
 
 def _to_rgb_array(im: Image.Image) -> np.ndarray:

@@ -91,15 +91,19 @@ class SurveyWriter:
             )
         self.tmp_path = self.root / f"{INCOMING_PREFIX}{self.name}-{uuid.uuid4().hex[:8]}"
         self.tmp_path.mkdir()
-        (self.tmp_path / "writer.pid").write_text(str(os.getpid()))
-        self._array = zarr.create_array(
-            store=str(self.tmp_path / "images.zarr"),
-            shape=(0, *self.shape),
-            chunks=(self.chunk_objects, *self.shape),
-            dtype="float32",
-            compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
-            fill_value=0.0,
-        )
+        try:
+            (self.tmp_path / "writer.pid").write_text(str(os.getpid()))
+            self._array = zarr.create_array(
+                store=str(self.tmp_path / "images.zarr"),
+                shape=(0, *self.shape),
+                chunks=(self.chunk_objects, *self.shape),
+                dtype="float32",
+                compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
+                fill_value=0.0,
+            )
+        except BaseException:  # __exit__ does not run when __enter__ fails (a full disk, say)
+            shutil.rmtree(self.tmp_path, ignore_errors=True)
+            raise
         return self
 
     def __exit__(
