@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -65,15 +67,25 @@ _engines_lock = threading.Lock()
 
 
 def engine_for(url: str | None = None) -> Engine:
-    """The process-wide engine of ``url`` (default: ``DATABASE_URL``), tables created."""
+    """The process-wide engine of ``url`` (default: ``DATABASE_URL``), schema migrated."""
     url = url or get_settings().database_url
     with _engines_lock:
         engine = _engines.get(url)
         if engine is None:
             engine = _create_engine(url)
-            create_tables(engine, metadata)
+            ensure_schema(engine)
             _engines[url] = engine
         return engine
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Migrate the database to the newest schema (``backend.migrations``; an old database made
+    by ``create_all`` upgrades in place), then create any table of ``metadata`` that no
+    migration makes yet (``tests/unit/test_migrations.py`` asks for its migration)."""
+    from backend.migrations import upgrade
+
+    upgrade(engine)
+    create_tables(engine, metadata)
 
 
 def dispose_engine(url: str) -> None:
@@ -115,11 +127,29 @@ def _create_engine(url: str) -> Engine:
     def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")  # before anything that locks
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        _wal(cursor)  # readers never block the writer
         cursor.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
         cursor.close()
 
     return engine
+
+
+def _wal(cursor: Any) -> None:
+    """Switch to the WAL journal (it persists in the file). The switch needs the database to
+    itself and fails with "database is locked" at once, without the busy handler, when another
+    connection holds a lock (the worker and a submitter opening a fresh database together): so
+    it is made only when needed, and retried for up to the busy timeout."""
+    if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 @contextmanager

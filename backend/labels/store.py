@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import create_tables, engine_for, metadata, write_transaction
+from backend.feedback import engine_for, ensure_schema, metadata, write_transaction
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.labels.weights import weight_problem
@@ -52,7 +52,7 @@ class LabelStore:
 
     def __init__(self, url: str | None = None, engine: Engine | None = None) -> None:
         self.engine = engine or engine_for(url)
-        create_tables(self.engine, metadata, [label_events, vote_rows.label_votes])
+        ensure_schema(self.engine)  # migrations (an old database upgrades in place)
         self._surveys: dict[str, Survey] = {}
 
     # -- validation --------------------------------------------------------------------------
