@@ -3,6 +3,10 @@
 ``LATENTSKY_HOME``   data root (default ``./var``): surveys, models, products, database, logs.
 ``DATABASE_URL``     SQLAlchemy URL (default: SQLite file ``latentsky.db`` in the data root).
 ``LATENTSKY_DEVICE`` ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+``LATENTSKY_THUMB_CACHE_MB``  bound of the thumbnail PNG cache per process (MiB, default 256;
+                     ``backend.survey.store``).
+``LATENTSKY_API_RATE``  label API requests per user, ``N/S`` (default ``1200/60``, ``0``: no
+                     limit; ``app.api``).
 
 Settings are read on every call of :func:`get_settings`, so tests and tools can point a process
 at another data root by changing the environment.

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from functools import cached_property, lru_cache
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +18,76 @@ from backend.config import get_settings
 from backend.survey.meta import SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import png_bytes, to_mono, to_rgb
 
-THUMBNAIL_CACHE_SIZE = 8192
+THUMB_CACHE_ENV = "LATENTSKY_THUMB_CACHE_MB"
+DEFAULT_THUMB_CACHE_MB = 256
+
+
+def thumbnail_cache_bytes() -> int:
+    """The PNG cache's bound in bytes: ``LATENTSKY_THUMB_CACHE_MB`` MiB (default 256; 0: none)."""
+    text = os.environ.get(THUMB_CACHE_ENV, "").strip() or str(DEFAULT_THUMB_CACHE_MB)
+    try:
+        mib = float(text)
+        if not 0 <= mib < 1e9:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"{THUMB_CACHE_ENV}={text!r}: give the cache size in MiB, e.g. "
+            f"{DEFAULT_THUMB_CACHE_MB} (0 turns the cache off)"
+        ) from None
+    return int(mib * 2**20)
+
+
+class ByteLRU:
+    """A thread-safe least-recently-used map of bytes whose values total at most ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.nbytes = 0
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: Hashable, value: bytes) -> None:
+        if len(value) > self.limit:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.nbytes -= len(old)
+            self._items[key] = value
+            self.nbytes += len(value)
+            while self.nbytes > self.limit:
+                _, dropped = self._items.popitem(last=False)
+                self.nbytes -= len(dropped)
+
+
+_thumb_cache: ByteLRU | None = None
+_thumb_cache_lock = threading.Lock()
+
+
+def thumbnail_cache() -> ByteLRU:
+    """The process's PNG cache (all surveys); made anew when its configured bound changes."""
+    global _thumb_cache
+    limit = thumbnail_cache_bytes()
+    with _thumb_cache_lock:
+        if _thumb_cache is None or _thumb_cache.limit != limit:
+            _thumb_cache = ByteLRU(limit)
+        return _thumb_cache
+
+
+def clear_thumbnail_cache() -> None:
+    global _thumb_cache
+    with _thumb_cache_lock:
+        _thumb_cache = None
 
 
 def survey_path(name: str, root: Path | None = None) -> Path:
@@ -59,7 +132,7 @@ class Survey:
                 f"{self.path}: images.zarr has shape {tuple(self.images.shape)}, "
                 f"survey.json says {expected}"
             )
-        self._png = lru_cache(maxsize=THUMBNAIL_CACHE_SIZE)(self._render_png)
+        self._cache_token = uuid.uuid4().hex  # a rebuilt survey is a new Survey: new keys
 
     @classmethod
     def open(cls, name: str, root: Path | None = None) -> Survey:
@@ -166,6 +239,16 @@ class Survey:
     def thumbnail_png(self, index: int, size: int | None = None) -> bytes:
         """PNG bytes of the colour rendering, cached per (index, size)."""
         return self._png(int(index), None, size)
+
+    def _png(self, index: int, band: str | None, size: int | None) -> bytes:
+        """From the process's byte-bounded cache (:func:`thumbnail_cache`), else rendered."""
+        cache = thumbnail_cache()
+        key = (self._cache_token, index, band, size)
+        png = cache.get(key)
+        if png is None:
+            png = self._render_png(index, band, size)
+            cache.put(key, png)
+        return png
 
     def band_png(self, index: int, band: str, size: int | None = None) -> bytes:
         """PNG bytes of one band in greyscale, cached."""
