@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import html
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -10,6 +11,7 @@ from typing import Any, TypeVar
 import panel as pn
 
 from backend.config import ConfigError
+from backend.evaluation.report import escape as _markdown_escape
 from backend.feedback import FeedbackError
 from backend.labels import LabelError
 from backend.labels.schema import SchemaError
@@ -26,6 +28,17 @@ USER_ERRORS: tuple[type[Exception], ...] = (
 )  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def md(value: object) -> str:
+    """``value`` (a user's name, label, class...) as inert Markdown text on one line: HTML
+    escaped and Markdown punctuation backslash-escaped (safe in a table cell too)."""
+    return _markdown_escape(value)
+
+
+def h(value: object) -> str:
+    """``value`` as inert HTML text (quotes too: safe inside attributes)."""
+    return html.escape(str(value), quote=True)
 
 
 def heading(text: str) -> pn.pane.HTML:
@@ -52,11 +65,11 @@ def clear(alert: pn.pane.Alert) -> None:
 
 
 def explain(exc: Exception) -> str:
-    """The text a user sees for an exception."""
-    if isinstance(exc, USER_ERRORS):
-        return str(exc)
+    """The Markdown a user sees for an exception (its message escaped)."""
+    if isinstance(exc, USER_ERRORS):  # messages quote user text: shown as text, never markup
+        return md(exc)
     return (
-        f"Something went wrong ({type(exc).__name__}: {exc}). The details are in the server "
+        f"Something went wrong ({type(exc).__name__}: {md(exc)}). The details are in the server "
         "log; try again, or reload the page."
     )
 

@@ -80,6 +80,8 @@ def survey_summary(data: SurveyData) -> str:
         f"{h}×{w} px{scale}",
         f"source: {html.escape(meta.source)}",
     ]
+    if meta.description:
+        lines[1] += f"<div class='lss-dim'>{html.escape(meta.description[:500])}</div>"
     registry = ModelRegistry()
     active = registry.active_versions(data.name)
     if data.versions:

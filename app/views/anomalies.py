@@ -17,8 +17,9 @@ from app.exporting import FORMATS, file_name, table_bytes
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, data_table, kbd
-from backend.feedback import latest_interest, record_interest
+from backend.feedback import FeedbackError, latest_interest, record_interest
 from backend.latent.errors import LatentError
+from backend.usertext import validate_user_name
 
 COMBINED = "combined (re-ranked by feedback)"
 SCORER_NAMES = {
@@ -178,9 +179,10 @@ class AnomaliesView(pn.viewable.Viewer):
         if index is None:
             return
         object_id = self.data.object_id(index)
-        record_interest(self.data.survey, object_id, score, self.state.user_name)
+        user = validate_user_name(self.state.user_name, error=FeedbackError)  # as labels' names
+        record_interest(self.data.survey, object_id, score, user)
         say(self._ack, f"✓ {html.escape(object_id)}: interest {score} ({INTEREST[score]}) "
-            f"stored for {html.escape(self.state.user_name)}; re-ranking…", "success")  # fmt: skip
+            f"stored for {html.escape(user)}; re-ranking…", "success")  # fmt: skip
         self._rerank()
         self._ack.object = self._ack.object.replace("re-ranking…", "list re-ranked.")
 

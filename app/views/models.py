@@ -16,7 +16,7 @@ from app.evaluation import EvaluationPanel
 from app.exporting import file_name, table_bytes
 from app.jobs import JobsPanel
 from app.labelling import label_store, schema_for
-from app.safe import guarded, heading, in_thread, message_pane, say
+from app.safe import guarded, heading, in_thread, md, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
 from backend.products import product_dir
@@ -187,6 +187,9 @@ def lineage(versions: list[ModelVersion], leaf: ModelVersion) -> list[ModelVersi
     return chain[::-1]
 
 
+MAX_PAIRS_SHOWN = 50  # pairs of labellers in the table (most shared objects first)
+
+
 def agreement_markdown(report: dict[str, Any]) -> str:
     """Agreement between labellers as a short text and a table of pairs."""
     if report.get("objects_with_2_or_more", 0) == 0:
@@ -198,13 +201,18 @@ def agreement_markdown(report: dict[str, Any]) -> str:
         + (f"**{alpha:.2f}**" if alpha is not None else "n/a")
         + " (1 = perfect, 0 = chance).",
     ]
-    if report["pairs"]:
+    pairs = sorted(report["pairs"], key=lambda p: -p["common"])
+    if pairs:
         lines += ["", "| labellers | shared | agree | Cohen's κ |", "|---|---:|---:|---:|"]
-        for p in report["pairs"]:
+        for p in pairs[:MAX_PAIRS_SHOWN]:  # names are users' text: escaped, never markup
             kappa = "n/a" if p["cohen_kappa"] is None else f"{p['cohen_kappa']:.2f}"
             lines.append(
-                f"| {p['a']} · {p['b']} | {p['common']:,} | {100 * p['agreement']:.0f}% | {kappa} |"
+                f"| {md(p['a'])} · {md(p['b'])} | {p['common']:,} | {100 * p['agreement']:.0f}% "
+                f"| {kappa} |"
             )
+        if len(pairs) > MAX_PAIRS_SHOWN:
+            lines += ["", f"*{len(pairs) - MAX_PAIRS_SHOWN:,} more pairs: `python -m backend "
+                      "labels agreement` lists them all.*"]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -413,7 +421,7 @@ class ModelsView(pn.viewable.Viewer):
         )
         votes = label_store().votes(self.data.name, task=schema.task)
         if len(votes):
-            sources = ", ".join(sorted(votes["source"].unique()))
+            sources = ", ".join(md(s) for s in sorted(votes["source"].unique()))
             self._labels_text.object += (
                 f" Vote fractions ({sources}) for {votes['object_id'].nunique():,} objects count "
                 "as one more labeller each."

@@ -7,6 +7,7 @@ the UI or by ``python -m backend labels schema``), ``assets/label_schemas/<surve
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from backend.config import get_settings
 from backend.survey.meta import validate_survey_name
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "assets" / "label_schemas"
+COLOUR = re.compile(r"#(?:[0-9A-Fa-f]{3,4}|[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})|[A-Za-z]{3,30}")
 KEYS = "1234567890"  # shortcuts given to classes in order when a schema names none
 PALETTE = [
     "#e45756", "#f58518", "#4c78a8", "#72b7b2", "#54a24b",
@@ -42,6 +44,9 @@ class LabelSchema:
     description: str = ""
     source: str = ""
     mirror_symmetric: bool = True  # False: a mirror image may change the class (spiral winding)
+    # class pairs a mirror image swaps (cw <-> acw): flips then swap the labels and heads are
+    # mirror-equivariant (models.mirror); implies mirror_symmetric False
+    mirror_pairs: tuple[tuple[str, str], ...] = ()
     by_name: dict[str, LabelClass] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -97,7 +102,9 @@ def save_schema(survey: str, schema: LabelSchema) -> Path:
     data = {
         "task": schema.task,
         "description": schema.description,
-        "symmetries": {"mirror": schema.mirror_symmetric},
+        "symmetries": {
+            "mirror": dict(schema.mirror_pairs) if schema.mirror_pairs else schema.mirror_symmetric
+        },
         "classes": [{"name": c.name, "key": c.key, "colour": c.colour} for c in schema.classes],
     }
     atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(data, sort_keys=False)))
@@ -124,20 +131,47 @@ def read_schema(path: Path) -> LabelSchema:
         if key and key in keys:
             raise SchemaError(f"{path}: classes[{i}] repeats key {key!r}")
         keys.add(key)
-        classes.append(
-            LabelClass(str(item["name"]).strip(), key, str(item.get("colour", "#888888")))
-        )
+        colour = str(item.get("colour", "#888888")).strip()
+        if not COLOUR.fullmatch(colour):
+            raise SchemaError(
+                f"{path}: classes[{i}] colour {colour!r} is not a colour (use #rrggbb, "
+                "#rgb or a CSS colour name)"
+            )
+        classes.append(LabelClass(str(item["name"]).strip(), key, colour))
     if len({c.name for c in classes}) != len(classes):
         raise SchemaError(f"{path}: class names must be unique")
     symmetries = raw.get("symmetries", {}) or {}
-    if not isinstance(symmetries, dict) or not isinstance(symmetries.get("mirror", True), bool):
+    mirror = symmetries.get("mirror", True) if isinstance(symmetries, dict) else None
+    if not isinstance(mirror, bool | dict):
         raise SchemaError(
-            f"{path}: 'symmetries' must look like {{mirror: true}} or {{mirror: false}}"
+            f"{path}: 'symmetries' must look like {{mirror: true}}, {{mirror: false}} or "
+            "{mirror: {spiral_cw: spiral_acw}} (class pairs a mirror image swaps)"
         )
+    pairs = (
+        _mirror_pairs(path, mirror, [c.name for c in classes]) if isinstance(mirror, dict) else ()
+    )
     return LabelSchema(
-        mirror_symmetric=bool(symmetries.get("mirror", True)),
+        mirror_symmetric=mirror is True and not pairs,
+        mirror_pairs=pairs,
         task=str(raw.get("task", "class")),
         classes=classes,
         description=str(raw.get("description", "")),
         source=str(path),
     )
+
+
+def _mirror_pairs(path: Path, mirror: dict, names: list[str]) -> tuple[tuple[str, str], ...]:
+    """Validated class pairs of ``symmetries: {mirror: {a: b, ...}}``."""
+    pairs, seen = [], set()
+    for a, b in mirror.items():
+        a, b = str(a), str(b)
+        for name in (a, b):
+            if name not in names:
+                raise SchemaError(f"{path}: symmetries.mirror names {name!r}, not a class")
+            if name in seen:
+                raise SchemaError(f"{path}: symmetries.mirror lists {name!r} twice")
+            seen.add(name)
+        if a == b:
+            raise SchemaError(f"{path}: symmetries.mirror pairs {a!r} with itself")
+        pairs.append((a, b))
+    return tuple(pairs)
