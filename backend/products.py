@@ -39,9 +39,11 @@ def write_embeddings(
     shape: tuple[int, int],
     fill: Callable[[np.ndarray], None],
     root: Path | None = None,
+    mirror: bool = False,
 ) -> Path:
-    """Create ``embeddings.npy`` of ``shape`` and let ``fill(out)`` write it chunk by chunk."""
-    path = product_dir(survey, kind, version, root) / "embeddings.npy"
+    """Create ``embeddings.npy`` of ``shape`` and let ``fill(out)`` write it chunk by chunk
+    (``embeddings_mirror.npy``, the cutouts' mirror images, with ``mirror``)."""
+    path = product_dir(survey, kind, version, root) / _embeddings_file(mirror)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -55,9 +57,22 @@ def write_embeddings(
     return path
 
 
-def open_embeddings(survey: str, kind: str, version: str, root: Path | None = None) -> np.ndarray:
-    """Memory-mapped (N, D) float32 embeddings (read-only)."""
-    path = product_dir(survey, kind, version, root) / "embeddings.npy"
+def _embeddings_file(mirror: bool) -> str:
+    return "embeddings_mirror.npy" if mirror else "embeddings.npy"
+
+
+def has_embeddings(
+    survey: str, kind: str, version: str, root: Path | None = None, mirror: bool = False
+) -> bool:
+    return (product_dir(survey, kind, version, root) / _embeddings_file(mirror)).is_file()
+
+
+def open_embeddings(
+    survey: str, kind: str, version: str, root: Path | None = None, mirror: bool = False
+) -> np.ndarray:
+    """Memory-mapped (N, D) float32 embeddings (read-only); of the mirror images with
+    ``mirror``."""
+    path = product_dir(survey, kind, version, root) / _embeddings_file(mirror)
     if not path.is_file():
         raise ProductError(
             f"no embeddings for survey {survey!r} and {kind} {version}; "

@@ -8,8 +8,10 @@ Runs what a user runs, in a data root of its own (``--home``, default ``var-benc
 3. ``evaluate`` with cw and acw merged into "spiral" and merger + dont_know as the rare class;
 4. the ``finetune`` job on the survey's labels (flips off: spiral winding is mirror-asymmetric),
    then ``evaluate`` again with the fine-tuned encoder beside the first;
-5. spiral direction as its own task: a fine-tune on cw/acw labels only, without flips and (for
-   comparison) with flips; accuracy on that task's own stored validation split.
+5. spiral direction as its own task: a fine-tune on cw/acw labels only, without flips, with
+   flips (for comparison), and mirror-equivariant (schema ``symmetries: {mirror: {spiral_cw:
+   spiral_acw}}``); accuracy on that task's own stored validation split
+   (``--direction-only`` runs just this step).
 
 Prints the figures and writes ``bench/results/gz1.json`` (``--json`` to change).
 """
@@ -60,7 +62,14 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     return {"representations": reps, "classifiers": clfs, "split": report["split"]}
 
 
-def direction_task(survey: str, steps: int, flip: bool) -> dict[str, Any]:
+DIRECTION_VARIANTS = {  # name: (flip, mirror pairs)
+    "no flips": (False, ()),
+    "flips": (True, ()),
+    "mirror-equivariant": (False, (("spiral_cw", "spiral_acw"),)),
+}
+
+
+def direction_task(survey: str, steps: int, variant: str) -> dict[str, Any]:
     """Fine-tune on cw/acw labels only (own task and split); accuracy on its val part."""
     from backend.evaluation.metrics import balanced_accuracy
     from backend.jobs.kinds import predict_version
@@ -78,19 +87,22 @@ def direction_task(survey: str, steps: int, flip: bool) -> dict[str, Any]:
     labels = np.array([classes.index(n) if n in classes else -1 for n in names], np.int64)
     task = "spiral_direction"
     split = validation_split(survey, task, s.catalog["object_id"].to_numpy(), labels)
+    flip, pairs = DIRECTION_VARIANTS[variant]
     t0 = time.perf_counter()
     encoder = finetune_encoder(survey, labels, classes, split.train_rows, steps=steps, flip=flip,
-                               task=task, progress_bar=True)  # fmt: skip
+                               task=task, progress_bar=True, mirror_pairs=pairs)  # fmt: skip
     embed_survey(survey, encoder.version, progress_bar=False)
     clf = train_classifier(survey, labels=labels, classes=classes, encoder_version=encoder.version,
-                           activate=False, progress_bar=False, task=task)  # fmt: skip
+                           activate=False, progress_bar=False, task=task,
+                           mirror_pairs=pairs)  # fmt: skip
     predict_version(survey, "classifier", clf.version)
     table = read_predictions(survey, "classifier", clf.version)
     probs = table[[f"p_{c}" for c in classes]].to_numpy()[split.val_rows]
     y = labels[split.val_rows]
     ModelRegistry()  # versions stay registered, inactive
     return {
-        "flip": flip, "steps": steps, "encoder": encoder.version, "classifier": clf.version,
+        "variant": variant, "flip": flip, "mirror_pairs": [list(p) for p in pairs],
+        "steps": steps, "encoder": encoder.version, "classifier": clf.version,
         "n_train": len(split.train_rows), "n_val": len(split.val_rows),
         "accuracy": float(np.mean(probs.argmax(1) == y)),
         "balanced_accuracy": balanced_accuracy(y, probs.argmax(1)),
@@ -129,6 +141,11 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=300)
     parser.add_argument("--direction-steps", type=int, default=300)
     parser.add_argument("--skip", default="", help="comma list of: prepare,finetune,direction")
+    parser.add_argument(
+        "--direction-only", nargs="*", metavar="VARIANT", choices=sorted(DIRECTION_VARIANTS),
+        help="only the spiral-direction task (these variants, default all) on an already "
+        "ingested survey; writes bench/results/gz1_direction.json",
+    )  # fmt: skip
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "gz1.json")
     parser.add_argument(
         "--card", type=Path, help="general encoder folder whose card gets the figures"
@@ -147,6 +164,16 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "gz1", "load_average_start": os.getloadavg()[0], "started": time.time(),
     }  # fmt: skip
+    if args.direction_only is not None:
+        variants = args.direction_only or list(DIRECTION_VARIANTS)
+        result["benchmark"] = "gz1 spiral direction"
+        result["direction"] = [direction_task(args.survey, args.direction_steps, v)
+                               for v in variants]  # fmt: skip
+        result["load_average_end"] = os.getloadavg()[0]
+        out = args.json.with_name("gz1_direction.json")
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(json.dumps(result, indent=2, default=str))
+        return
     t0 = time.perf_counter()
     if "prepare" not in skip:
         cli("prepare", "--survey", args.survey, "--label-column", "gz1_label", "--targets", "")
@@ -182,7 +209,7 @@ def main() -> None:
         result["finetuned"] = summary(report)
     if "direction" not in skip:
         result["direction"] = [
-            direction_task(args.survey, args.direction_steps, flip) for flip in (False, True)
+            direction_task(args.survey, args.direction_steps, v) for v in DIRECTION_VARIANTS
         ]
     result["load_average_end"] = os.getloadavg()[0]
     if args.card:

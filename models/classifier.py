@@ -26,6 +26,7 @@ from models.backbone import BackboneConfig, ResidualBackbone
 from models.base import CONFIG_VERSION, ImageModel, backbone_config_for, check_config_kind
 from models.calibration import fit_temperature
 from models.errors import InputShapeError
+from models.mirror import equivariant_logits
 from models.normalize import NormalizationConfig
 from models.uncertainty import EPS, MCPrediction, consistent_mc_logits
 
@@ -132,21 +133,24 @@ class _ClassifierMixin:
         """Consistent MC dropout (see :mod:`models.uncertainty`): features and the head's layers
         before its first dropout run once in eval mode, then ``n_samples`` masked passes of the
         rest, softmax(logits / temperature). ``n_samples=0``: deterministic, BALD = 0."""
-        prefix, rest = self.head.split()
         was_training = self.training
         self.eval()
         try:
-            hidden = prefix(self.features(x))
-            if n_samples < 1:
-                logits = rest(hidden)[None]
-            else:
-                logits = consistent_mc_logits(rest, hidden, n_samples, seed)
+            logits = self._mc_logits(x, n_samples, seed)
         finally:
             self.train(was_training)
         # class-major (T, K, N): softmax and sums over a short class axis are vectorised along
         # N; on (T, N, K) with K ~ 7 torch's softmax alone is ~25x slower (1M objects, CPU)
         logits = logits.float().transpose(1, 2).contiguous() / self.temperature
         return _summarize_class_major(logits.softmax(dim=1), keep_samples)
+
+    def _mc_logits(self, x: Tensor, n_samples: int, seed: int) -> Tensor:
+        """(T, N, K) logits of ``n_samples`` consistent dropout masks (T = 1 when 0)."""
+        prefix, rest = self.head.split()
+        hidden = prefix(self.features(x))
+        if n_samples < 1:
+            return rest(hidden)[None]
+        return consistent_mc_logits(rest, hidden, n_samples, seed)
 
     @torch.no_grad()
     def calibrate(self, x: Tensor, labels: Tensor) -> float:
@@ -166,7 +170,7 @@ class _ClassifierMixin:
         return float(value)
 
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
-        logits = self.head(self._train_features(batch["inputs"]))
+        logits = self._train_logits(batch["inputs"])
         labels = batch["targets"].long().view(-1)
         if not bool((labels >= 0).any()):  # nothing labelled in this batch: no gradient
             return logits.float().sum() * 0.0
@@ -185,6 +189,9 @@ class _ClassifierMixin:
         """Features of a training batch (image models augment here)."""
         return self.features(x)
 
+    def _train_logits(self, x: Tensor) -> Tensor:
+        return self.head(self._train_features(x))
+
     def _classifier_config(self) -> dict[str, Any]:
         return {
             "classes": list(self.classes),
@@ -195,7 +202,12 @@ class _ClassifierMixin:
 
 
 class EmbeddingClassifier(_ClassifierMixin, nn.Module):
-    """MLP with dropout on (N, in_dim) embeddings."""
+    """MLP with dropout on (N, in_dim) embeddings.
+
+    With ``mirror_permutation`` (a task whose mirror image swaps classes, see
+    :mod:`models.mirror`) it reads (N, 2 in_dim) rows: the embedding of each cutout followed by
+    the embedding of its mirror image, and its logits are mirror-equivariant by construction.
+    """
 
     kind = "embedding_classifier"
 
@@ -210,6 +222,7 @@ class EmbeddingClassifier(_ClassifierMixin, nn.Module):
         class_weights: Sequence[float] | None = None,
         label_smoothing: float = 0.0,
         embedding_source: dict[str, Any] | None = None,
+        mirror_permutation: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self._init_classifier(classes, temperature, class_weights, label_smoothing)
@@ -218,13 +231,48 @@ class EmbeddingClassifier(_ClassifierMixin, nn.Module):
         self.dropout = float(dropout)
         self.embedding_source = dict(embedding_source or {})
         self.head = MLPHead(self.in_dim, self.n_classes, self.hidden, self.dropout)
+        perm = None if mirror_permutation is None else [int(k) for k in mirror_permutation]
+        if perm is not None and sorted(perm) != list(range(self.n_classes)):
+            raise ValueError(f"mirror permutation {perm} of {self.n_classes} classes")
+        self.mirror_permutation = perm
+
+    @property
+    def row_width(self) -> int:
+        """Columns of an input row: in_dim, or 2 in_dim (cutout, mirror image) when mirrored."""
+        return self.in_dim * (1 if self.mirror_permutation is None else 2)
 
     def features(self, x: Tensor) -> Tensor:
-        if x.ndim != 2 or x.shape[1] != self.in_dim:
+        if x.ndim != 2 or x.shape[1] != self.row_width:
             raise InputShapeError(
-                f"classifier expects (N, {self.in_dim}) embeddings, got shape {tuple(x.shape)}"
+                f"classifier expects (N, {self.row_width}) embeddings, got shape {tuple(x.shape)}"
             )
         return x.float()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.features(x)
+        if self.mirror_permutation is None:
+            return self.head(x)
+        d = self.in_dim
+        return equivariant_logits(self.head(x[:, :d]), self.head(x[:, d:]), self.mirror_permutation)
+
+    def _train_logits(self, x: Tensor) -> Tensor:
+        return self(x)
+
+    def _mc_logits(self, x: Tensor, n_samples: int, seed: int) -> Tensor:
+        if self.mirror_permutation is None:
+            return super()._mc_logits(x, n_samples, seed)
+        x = self.features(x)
+        d = self.in_dim
+        prefix, rest = self.head.split()
+        halves = []
+        for part in (x[:, :d], x[:, d:]):  # the same dropout masks for a cutout and its mirror
+            hidden = prefix(part)
+            halves.append(
+                rest(hidden)[None]
+                if n_samples < 1
+                else consistent_mc_logits(rest, hidden, n_samples, seed)
+            )
+        return equivariant_logits(halves[0], halves[1], self.mirror_permutation)
 
     @property
     def config(self) -> dict[str, Any]:
@@ -235,6 +283,7 @@ class EmbeddingClassifier(_ClassifierMixin, nn.Module):
             "hidden": list(self.hidden),
             "dropout": self.dropout,
             "embedding_source": dict(self.embedding_source),
+            "mirror_permutation": self.mirror_permutation,
             **self._classifier_config(),
         }
 

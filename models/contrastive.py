@@ -103,16 +103,20 @@ class SimCLREncoder(ImageModel):
         h = self(x)
         return F.normalize(h.float(), dim=1) if l2_normalize else h
 
-    def view_features(self, x: Tensor) -> Tensor:
-        """Backbone features (2B, D) of two augmented views of raw cutouts ``x`` (B, C, H, W):
-        rows i and B + i are the two views of cutout i (one 2B forward pass)."""
+    def augmented_views(self, x: Tensor) -> Tensor:
+        """Two augmented, normalised views (2B, C', H', W') of raw cutouts ``x`` (B, C, H, W):
+        rows i and B + i are the two views of cutout i."""
         self.check_input(x)
         x = self.adapter(x)
         noise = self.augmenter.noise_level(x) if self.augmenter.cfg.noise_sigma[1] > 0 else None
         views = self.augmenter(
             torch.cat([x, x]), noise_reference=None if noise is None else noise.repeat(2, 1)
         )
-        return self.backbone(self.normalizer(views))
+        return self.normalizer(views)
+
+    def view_features(self, x: Tensor) -> Tensor:
+        """Backbone features (2B, D) of :meth:`augmented_views` (one 2B forward pass)."""
+        return self.backbone(self.augmented_views(x))
 
     def training_loss(self, batch: dict[str, Tensor]) -> Tensor:
         """NT-Xent between two augmented views of ``batch["inputs"]``."""

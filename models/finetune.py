@@ -5,7 +5,8 @@ augmented views of every cutout; the views of labelled cutouts train a classific
 (cross entropy against hard or soft targets: one-hot labels or vote fractions), and all views
 keep the self-supervised NT-Xent loss (weight ``ssl_weight``), so a few hundred labels move the
 representation towards the task without collapsing what it knew. Augmentations are the task's:
-a task that is not mirror-symmetric (spiral winding) trains without flips.
+a task that is not mirror-symmetric (spiral winding) trains without flips, and a task whose
+mirror swaps classes (cw <-> acw) gets a mirror-equivariant head (:mod:`models.mirror`).
 
 Targets are (B, K) class distributions; a row of zeros is an unlabelled cutout.
 """
@@ -21,6 +22,7 @@ from torch import Tensor, nn
 from models.augment import AugmentConfig, Augmenter
 from models.classifier import MLPHead
 from models.contrastive import SimCLREncoder, nt_xent_loss
+from models.mirror import equivariant_logits, mirror
 
 
 def soft_cross_entropy(logits: Tensor, targets: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -49,6 +51,7 @@ class LabelFineTuner(nn.Module):
         hidden: tuple[int, ...] = (256,),
         dropout: float = 0.2,
         class_weights: list[float] | None = None,
+        mirror_permutation: list[int] | None = None,
     ) -> None:
         super().__init__()
         if n_classes < 2:
@@ -60,21 +63,37 @@ class LabelFineTuner(nn.Module):
         self.ssl_weight = float(ssl_weight)
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
         self.register_buffer("class_weights", weights, persistent=False)
+        if mirror_permutation is not None and sorted(mirror_permutation) != list(range(n_classes)):
+            raise ValueError(f"mirror permutation {mirror_permutation} of {n_classes} classes")
+        self.mirror_permutation = None if mirror_permutation is None else list(mirror_permutation)
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, K) of raw cutouts (no augmentation)."""
-        return self.head(self.encoder(x))
+        enc = self.encoder
+        enc.check_input(x)
+        z = enc.network_input(x)
+        return self._logits(z, enc.backbone(z))
+
+    def _logits(self, z: Tensor, h: Tensor) -> Tensor:
+        """Head logits of normalised inputs ``z`` with backbone features ``h``; mirror-
+        equivariant when the task's mirror swaps classes (one more backbone pass)."""
+        if self.mirror_permutation is None:
+            return self.head(h)
+        mirrored = self.head(self.encoder.backbone(mirror(z)))
+        return equivariant_logits(self.head(h), mirrored, self.mirror_permutation)
 
     def training_loss(self, batch: dict[str, Any]) -> Tensor:
         enc = self.encoder
-        h = enc.view_features(batch["inputs"])
+        views = enc.augmented_views(batch["inputs"])
+        h = enc.backbone(views)
         targets = batch["targets"].float()
         labelled = targets.sum(dim=1) > 0
         loss = h.new_zeros((), dtype=torch.float32)
         if bool(labelled.any()):
             both = torch.cat([labelled, labelled])
             t = torch.cat([targets, targets])[both]
-            loss = loss + soft_cross_entropy(self.head(h[both]), t, self.class_weights)
+            logits = self._logits(views[both], h[both])
+            loss = loss + soft_cross_entropy(logits, t, self.class_weights)
         if self.ssl_weight > 0:
             z1, z2 = enc.projector(h).chunk(2)
             loss = loss + self.ssl_weight * nt_xent_loss(z1, z2, enc.temperature)

@@ -151,9 +151,11 @@ def embed(
     *,
     bands: Sequence[str] | None = None,
     l2_normalize: bool = False,
+    mirror: bool = False,
     **kwargs: Any,
 ) -> np.ndarray:
-    """(N, D) float32 embeddings of (N, C, H, W) ``images`` with any model that has ``embed``.
+    """(N, D) float32 embeddings of (N, C, H, W) ``images`` with any model that has ``embed``;
+    with ``mirror``, of their left-right mirror images (for mirror-equivariant classifiers).
 
     ``bands`` names the input channels: they are selected/reordered to the model's bands, and
     a missing band raises :class:`~models.errors.BandMismatchError`. Other keyword arguments go
@@ -161,7 +163,7 @@ def embed(
     """
     fast = prepare_for_inference(model, kwargs.get("device", "auto"))
     return batched_apply(
-        lambda x: fast.embed(x, l2_normalize=l2_normalize),
+        lambda x: fast.embed(torch.flip(x, dims=[-1]) if mirror else x, l2_normalize=l2_normalize),
         images,
         channels=_channels(model, bands, images),
         desc="embed",

@@ -215,6 +215,12 @@ def merged_labels(
     return labels, classes, snapshot
 
 
+def mirror_pairs_for(schema: Any, classes: list[str]) -> list[tuple[str, str]]:
+    """The schema's mirror-swapped class pairs whose two classes both have labels (a pair
+    with one side unlabelled cannot be learnt equivariantly, and is left out)."""
+    return [(a, b) for a, b in schema.mirror_pairs if a in classes and b in classes]
+
+
 def retrain_classifier(
     survey: str, params: dict[str, Any], progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -251,6 +257,7 @@ def retrain_classifier(
             epochs=int(params.get("epochs", 60)), progress=progress, progress_bar=False,
             activate=False, parent=parent, label_snapshot=snapshot,
             class_weights="none" if not columns else "balanced", task=task,
+            mirror_pairs=mirror_pairs_for(load_schema(survey), classes),
         )  # fmt: skip
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", version.version)
@@ -292,11 +299,13 @@ def finetune_and_maybe_activate(
         raise SurveyError(f"survey {survey} needs labels of at least two classes to fine-tune")
     ids = Survey.open(survey).catalog["object_id"].to_numpy()
     split = validation_split(survey, task, ids, labels)
-    flip = bool(params.get("flip", load_schema(survey).mirror_symmetric))
+    schema = load_schema(survey)
+    pairs = mirror_pairs_for(schema, classes)
+    flip = bool(params.get("flip", schema.mirror_symmetric))
     encoder = finetune_encoder(
         survey, labels, classes, split.train_rows, encoder_version=params.get("encoder"),
         steps=int(params.get("steps", 300)), flip=flip, task=task, progress=progress,
-        progress_bar=False,
+        progress_bar=False, mirror_pairs=pairs,
     )  # fmt: skip
     with torch_threads(job_threads()):
         embed_survey(survey, encoder.version, progress_bar=False)
@@ -304,7 +313,7 @@ def finetune_and_maybe_activate(
         classifier = train_classifier(
             survey, labels=labels, classes=classes, encoder_version=encoder.version,
             epochs=int(params.get("epochs", 60)), progress_bar=False, activate=False,
-            parent=parent, label_snapshot=snapshot, task=task,
+            parent=parent, label_snapshot=snapshot, task=task, mirror_pairs=pairs,
         )  # fmt: skip
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", classifier.version)
@@ -320,6 +329,6 @@ def finetune_and_maybe_activate(
     )  # fmt: skip
     return {
         "version": classifier.version, "encoder": encoder.version, "parent": parent,
-        "n_labelled": snapshot["n_labelled"], "flip": flip,
+        "n_labelled": snapshot["n_labelled"], "flip": flip, "mirror_pairs": pairs,
         "activated": decision.activate, "reason": decision.reason,
     }  # fmt: skip

@@ -9,7 +9,10 @@ encoder, classifier and products together only if the activation gate passes.
 
 Batches are half labelled cutouts (repeated as needed) and half unlabelled ones, so 50 labels
 already pull on every step. A task that is not mirror-symmetric (its schema says
-``symmetries: {mirror: false}``, or ``flip=False``) trains without flips.
+``symmetries: {mirror: false}``, or ``flip=False``) trains without flips; a task whose mirror
+image swaps classes (``symmetries: {mirror: {spiral_cw: spiral_acw}}``: ``mirror_pairs``)
+trains a mirror-equivariant head (:mod:`models.mirror`), which is what makes the winding
+direction learnable.
 """
 
 from __future__ import annotations
@@ -61,12 +64,14 @@ def finetune_encoder(
     task: str = "class",
     progress: Progress | None = None,
     progress_bar: bool = True,
+    mirror_pairs: list[tuple[str, str]] | tuple = (),
 ) -> ModelVersion:
     """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive)."""
     from backend.modelling.common import device
     from models import ArrayDataset, AugmentConfig, TrainConfig, fit, seed_everything
     from models.contrastive import SimCLREncoder
     from models.finetune import LabelFineTuner
+    from models.mirror import mirror_permutation
 
     survey = Survey.open(survey_name)
     registry = ModelRegistry()
@@ -92,9 +97,18 @@ def finetune_encoder(
     counts = np.bincount(train_labels, minlength=len(classes)).astype(np.float64)
     weights = (counts.sum() / np.maximum(counts, 1) / len(classes)).tolist()
     base_aug = AugmentConfig.from_dict(encoder.augmenter.config)
-    augment = replace(base_aug, flip=bool(flip and base_aug.flip))
+    try:
+        perm = mirror_permutation(classes, mirror_pairs) if mirror_pairs else None
+    except ValueError as exc:
+        raise SurveyError(f"survey {survey.name}, task {task}: {exc}") from exc
+    augment = replace(base_aug, flip=bool(flip and base_aug.flip and perm is None))
     model = LabelFineTuner(
-        encoder, len(classes), ssl_weight=ssl_weight, augment=augment, class_weights=weights
+        encoder,
+        len(classes),
+        ssl_weight=ssl_weight,
+        augment=augment,
+        class_weights=weights,
+        mirror_permutation=perm,
     )
     cfg = TrainConfig(
         max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, block_size=1,
@@ -110,6 +124,7 @@ def finetune_encoder(
             "task": task, "classes": list(classes), "n_labelled_train": len(train_rows),
             "class_counts": dict(zip(classes, counts.astype(int).tolist(), strict=True)),
             "flip": bool(augment.flip), "ssl_weight": ssl_weight,
+            "mirror_pairs": [list(p) for p in mirror_pairs],
             "train": cfg.to_dict(), "result": result.to_dict(),
             "budget": {"planned_steps": result.planned_steps, "steps": result.steps,
                        "stopped": result.stopped},
@@ -120,4 +135,5 @@ def finetune_encoder(
 
 def finetune_summary(version: ModelVersion) -> dict[str, Any]:
     training = version.meta.get("training", {})
-    return {k: training.get(k) for k in ("task", "n_labelled_train", "flip", "budget")}
+    keys = ("task", "n_labelled_train", "flip", "mirror_pairs", "budget")
+    return {k: training.get(k) for k in keys}

@@ -10,7 +10,7 @@ import pandas as pd
 from backend.modelling.common import Progress, check_bands, device, load_model, resolve_version
 from backend.products import open_embeddings, write_embeddings, write_predictions
 from backend.registry import ModelRegistry, ModelVersion
-from backend.survey import Survey
+from backend.survey import Survey, SurveyError
 
 MC_SAMPLES = 30
 
@@ -22,13 +22,22 @@ def embed_survey(
     batch_size: int = 512,
     progress: Progress | None = None,
     progress_bar: bool = True,
+    mirror: bool = False,
 ) -> tuple[ModelVersion, str]:
-    """(N, D) float32 embeddings of every object with an encoder; returns (version, path)."""
+    """(N, D) float32 embeddings of every object with an encoder; returns (version, path).
+    ``mirror``: of the cutouts' mirror images instead (``embeddings_mirror.npy``), read by the
+    classifiers of tasks whose mirror image swaps classes (:mod:`models.mirror`)."""
     from models import embed
 
     survey = Survey.open(survey_name)
     encoder_version = resolve_version(ModelRegistry(), survey.name, "encoder", version)
     if encoder_version.config.get("kind") == "imported_embeddings":  # written at import
+        if mirror:
+            raise SurveyError(
+                f"encoder {encoder_version.version} holds imported embeddings: there are no "
+                "embeddings of mirror images to read, so a mirror-equivariant task needs one "
+                "of LatentSky's own encoders"
+            )
         from backend.modelling.imported import imported_product
 
         return encoder_version, str(imported_product(survey.name, encoder_version))
@@ -39,11 +48,28 @@ def embed_survey(
     def fill(out: np.ndarray) -> None:
         embed(
             encoder, survey.images, bands=survey.bands, out=out, batch_size=batch_size,
-            device=device(), progress=progress, progress_bar=progress_bar,
+            device=device(), progress=progress, progress_bar=progress_bar, mirror=mirror,
         )  # fmt: skip
 
-    path = write_embeddings(survey.name, "encoder", encoder_version.version, shape, fill)
+    path = write_embeddings(
+        survey.name, "encoder", encoder_version.version, shape, fill, mirror=mirror
+    )
     return encoder_version, str(path)
+
+
+def classifier_inputs(survey: str, encoder_version: str, mirrored: bool) -> np.ndarray:
+    """What a classifier head reads: the encoder's embeddings (memory-mapped), or for a
+    mirror-equivariant head each row followed by its mirror image's embedding (computed once,
+    kept beside the embeddings)."""
+    from backend.products import has_embeddings
+
+    embeddings = open_embeddings(survey, "encoder", encoder_version)
+    if not mirrored:
+        return embeddings
+    if not has_embeddings(survey, "encoder", encoder_version, mirror=True):
+        embed_survey(survey, encoder_version, mirror=True, progress_bar=False)
+    mirror = open_embeddings(survey, "encoder", encoder_version, mirror=True)
+    return np.concatenate([np.asarray(embeddings), np.asarray(mirror)], axis=1)
 
 
 def predict_classifier(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
@@ -52,7 +78,8 @@ def predict_classifier(survey: Survey, version: ModelVersion, **kw: Any) -> pd.D
 
     model = load_model(version)
     source = version.config.get("embedding_source", {})
-    embeddings = open_embeddings(survey.name, "encoder", source.get("version", ""))
+    mirrored = version.config.get("mirror_permutation") is not None
+    embeddings = classifier_inputs(survey.name, source.get("version", ""), mirrored)
     out = predict_classes(model, embeddings, mc_samples=MC_SAMPLES, device="cpu", **kw)
     classes = list(version.config["classes"])
     probs = out["probs"]

@@ -23,7 +23,7 @@ from backend.modelling.common import (
     resolve_version,
     training_pixels,
 )
-from backend.products import open_embeddings
+from backend.modelling.infer import classifier_inputs
 from backend.registry import ModelRegistry, ModelVersion
 from backend.survey import Survey, SurveyError
 
@@ -273,8 +273,13 @@ def train_classifier(
     label_snapshot: dict[str, Any] | None = None,
     class_weights: str = "balanced",
     task: str = "class",
+    mirror_pairs: Sequence[Sequence[str]] = (),
 ) -> ModelVersion:
     """MC-dropout MLP head on frozen encoder embeddings, temperature-calibrated.
+
+    ``mirror_pairs``: class pairs the task's mirror image swaps (its schema's symmetries); the
+    head then reads each embedding with its mirror image's and is mirror-equivariant
+    (:mod:`models.mirror`).
 
     ``class_weights``: "balanced" weighs classes by inverse labelled frequency (macro recall on
     rare classes); "none" fits the labelled mix as it is (better accuracy when the labels follow
@@ -287,12 +292,14 @@ def train_classifier(
     training part that the head does not see. ``label_fraction`` keeps only part of the rest.
     """
     from models import ArrayDataset, EmbeddingClassifier, fit, predict_classes
+    from models.mirror import mirror_permutation
 
     survey = Survey.open(survey_name)
     _seed(seed)
     registry = ModelRegistry()
     encoder = resolve_version(registry, survey.name, "encoder", encoder_version)
-    embeddings = np.asarray(open_embeddings(survey.name, "encoder", encoder.version))
+    embeddings = classifier_inputs(survey.name, encoder.version, mirrored=bool(mirror_pairs))
+    embeddings = np.asarray(embeddings)
     if labels is None:
         if not label_column:
             raise SurveyError("give --label-column (a catalog column with class names)")
@@ -324,9 +331,14 @@ def train_classifier(
         if class_weights == "balanced"
         else None
     )
+    try:
+        perm = mirror_permutation(classes, mirror_pairs) if mirror_pairs else None
+    except ValueError as exc:
+        raise SurveyError(f"survey {survey.name}, task {task}: {exc}") from exc
     model = EmbeddingClassifier(
-        embeddings.shape[1], classes, dropout=dropout, class_weights=weights,
-        embedding_source={"kind": "encoder", "version": encoder.version},
+        embeddings.shape[1] // (2 if perm else 1), classes, dropout=dropout,
+        class_weights=weights, embedding_source={"kind": "encoder", "version": encoder.version},
+        mirror_permutation=perm,
     )  # fmt: skip
     cfg = _train_config(
         epochs=epochs, batch_size=batch_size, seed=seed, progress_bar=progress_bar, lr=3e-3,

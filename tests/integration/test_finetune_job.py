@@ -56,3 +56,39 @@ def test_a_mirror_asymmetric_task_fine_tunes_without_flips(tiny_survey: Survey) 
     encoder = ModelRegistry().get("encoder", result["encoder"])
     assert encoder.meta["training"]["flip"] is False
     assert encoder.config["augment"]["flip"] is False
+
+
+def test_a_task_whose_mirror_swaps_classes_gets_mirror_equivariant_models(
+    tiny_survey: Survey,
+) -> None:
+    """Schema ``symmetries: {mirror: {big: small}}`` (as for spiral_cw / spiral_acw): the
+    fine-tune and the classifier head are mirror-equivariant, and the head's predictions read
+    the embeddings of the mirror images, kept beside the survey's embeddings."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from backend.active.loop import finetune_and_maybe_activate
+    from backend.labels.schema import make_schema, save_schema
+    from backend.modelling import infer, train
+    from backend.products import product_dir, read_predictions
+    from backend.registry import ModelRegistry
+
+    train.train_encoder("tiny", init="scratch", steps=2, batch_size=32, progress_bar=False)
+    infer.embed_survey("tiny", progress_bar=False)
+    schema = make_schema(["big", "small"])
+    save_schema("tiny", replace(schema, mirror_symmetric=False, mirror_pairs=(("big", "small"),)))
+
+    result = finetune_and_maybe_activate("tiny", {"label_column": "size_class", "steps": 4})
+    assert result["mirror_pairs"] == [("big", "small")] and result["flip"] is False
+    registry = ModelRegistry()
+    encoder = registry.get("encoder", result["encoder"])
+    assert encoder.meta["training"]["mirror_pairs"] == [["big", "small"]]
+    classifier = registry.get("classifier", result["version"])
+    assert classifier.config["mirror_permutation"] == [1, 0]
+    folder = product_dir("tiny", "encoder", encoder.version)
+    embeddings = np.load(folder / "embeddings.npy")
+    mirrored = np.load(folder / "embeddings_mirror.npy")
+    assert mirrored.shape == embeddings.shape and not np.allclose(mirrored, embeddings)
+    table = read_predictions("tiny", "classifier", classifier.version)
+    assert len(table) == len(tiny_survey) and set(table["pred_class"]) <= {"big", "small"}
