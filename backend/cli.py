@@ -39,6 +39,8 @@ COMMANDS: list[tuple[str, str]] = [
     ("jobs", "backend.commands.jobs"),
     ("labels", "backend.commands.labels"),
     ("submit", "backend.jobs.cli"),
+    ("backup", "backend.commands.backup"),
+    ("restore", "backend.commands.restore"),
 ]
 
 

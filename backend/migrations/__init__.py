@@ -16,16 +16,22 @@ differ.
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 from pathlib import Path
 
 import sqlalchemy as sa
+
+if logging.getLogger("alembic").level == logging.NOTSET:  # its INFO lines on every first open
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection, Engine
 
+log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 MIGRATION_LOCK = "migrate"  # advisory lock key on PostgreSQL
 # Alembic's ``context``/``op`` are module-level proxies: one migration at a time per process
@@ -64,9 +70,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         if current(conn) == target:
             return
     with _alembic_lock, write_transaction(engine, MIGRATION_LOCK) as conn:
-        if current(conn) == target:  # another process did it while we waited for the lock
+        before = current(conn)
+        if before == target:  # another process did it while we waited for the lock
             return
         command.upgrade(alembic_config(conn), revision)
+    log.info(
+        "database schema %s -> %s (%s)", before or "none", target, engine.url.get_backend_name()
+    )
 
 
 def stamp(engine: Engine, revision: str) -> None:
