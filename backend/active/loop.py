@@ -279,6 +279,7 @@ def finetune_and_maybe_activate(
     gate; when it passes, build the map, index and anomaly scores of the new encoder and switch
     encoder and classifier together (one atomic write)."""
     from backend.active.gate import activate_if_not_worse
+    from backend.active.soft_targets import vote_targets
     from backend.jobs.kinds import predict_version
     from backend.latent import pipeline
     from backend.modelling.finetune import finetune_encoder
@@ -306,6 +307,7 @@ def finetune_and_maybe_activate(
         survey, labels, classes, split.train_rows, encoder_version=params.get("encoder"),
         steps=int(params.get("steps", 300)), flip=flip, task=task, progress=progress,
         progress_bar=False, mirror_pairs=pairs,
+        soft_targets=vote_targets(store, survey, task, classes, ids)[0],
     )  # fmt: skip
     with torch_threads(job_threads()):
         embed_survey(survey, encoder.version, progress_bar=False)

@@ -65,8 +65,13 @@ def finetune_encoder(
     progress: Progress | None = None,
     progress_bar: bool = True,
     mirror_pairs: list[tuple[str, str]] | tuple = (),
+    soft_targets: np.ndarray | None = None,
 ) -> ModelVersion:
-    """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive)."""
+    """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive).
+
+    ``soft_targets`` (N, K): class distributions (vote fractions) that replace the one-hot
+    target of the training rows where they are non-zero; rows of the validation part (labelled
+    rows outside ``train_rows``) are never trained on, whatever their votes."""
     from backend.modelling.common import device
     from models import ArrayDataset, AugmentConfig, TrainConfig, fit, seed_everything
     from models.contrastive import SimCLREncoder
@@ -92,6 +97,19 @@ def finetune_encoder(
     targets = one_hot(np.where(np.isin(np.arange(len(labels)), train_rows), labels, -1),
                       len(classes))  # fmt: skip
     held = np.flatnonzero(labels >= 0)  # other labelled objects (validation) are left out
+    n_soft = 0
+    if soft_targets is not None:
+        soft = np.asarray(soft_targets, np.float32)
+        if soft.shape != targets.shape:
+            raise SurveyError(f"soft targets of shape {soft.shape}, expected {targets.shape}")
+        validation = np.setdiff1d(held, train_rows)
+        use = soft.sum(axis=1) > 0
+        use[validation] = False
+        targets[use] = soft[use]
+        extra = np.setdiff1d(np.flatnonzero(use), train_rows)  # votes but no hard label
+        train_rows = np.concatenate([train_rows, extra]).astype(np.int64)
+        held = np.union1d(held, extra)
+        n_soft = int(use.sum())
     unlabelled = np.setdiff1d(np.arange(len(labels)), held)
     rows = balanced_rows(train_rows, unlabelled, seed)
     counts = np.bincount(train_labels, minlength=len(classes)).astype(np.float64)
@@ -124,7 +142,7 @@ def finetune_encoder(
             "task": task, "classes": list(classes), "n_labelled_train": len(train_rows),
             "class_counts": dict(zip(classes, counts.astype(int).tolist(), strict=True)),
             "flip": bool(augment.flip), "ssl_weight": ssl_weight,
-            "mirror_pairs": [list(p) for p in mirror_pairs],
+            "mirror_pairs": [list(p) for p in mirror_pairs], "n_soft_targets": n_soft,
             "train": cfg.to_dict(), "result": result.to_dict(),
             "budget": {"planned_steps": result.planned_steps, "steps": result.steps,
                        "stopped": result.stopped},
