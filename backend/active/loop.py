@@ -95,6 +95,7 @@ def maybe_schedule_retrain(
     every = every or retrain_every()
     if labels_since_active(survey, store) < every:
         return None
+    table.reap_expired()  # a retrain whose worker was lost no longer blocks the next one
     with table._engine(None).connect() as conn:
         busy = conn.execute(
             sa.select(sa.func.count()).where(
@@ -227,6 +228,7 @@ def retrain_classifier(
     """Train on every label source → predict with the new version → activate only if the
     activation gate finds it not worse than the active one on the validation split."""
     from backend.active.gate import activate_if_not_worse
+    from backend.jobs.context import checkpoint
     from backend.jobs.kinds import predict_version, short_metrics
     from backend.modelling.common import resolve_version
     from backend.modelling.train import train_classifier
@@ -259,8 +261,10 @@ def retrain_classifier(
             class_weights="none" if not columns else "balanced", task=task,
             mirror_pairs=mirror_pairs_for(load_schema(survey), classes),
         )  # fmt: skip
+    checkpoint("predicting")  # a cancelled job stops here; if not, activation checks last
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", version.version)
+    checkpoint("gating")
     decision = activate_if_not_worse(
         survey, version.version, labels, classes, task=task, force=bool(params.get("force"))
     )
@@ -280,6 +284,7 @@ def finetune_and_maybe_activate(
     encoder and classifier together (one atomic write)."""
     from backend.active.gate import activate_if_not_worse
     from backend.active.soft_targets import vote_targets
+    from backend.jobs.context import checkpoint
     from backend.jobs.kinds import predict_version
     from backend.latent import pipeline
     from backend.modelling.finetune import finetune_encoder
@@ -309,19 +314,24 @@ def finetune_and_maybe_activate(
         progress_bar=False, mirror_pairs=pairs,
         soft_targets=vote_targets(store, survey, task, classes, ids)[0],
     )  # fmt: skip
+    checkpoint("embedding")
     with torch_threads(job_threads()):
         embed_survey(survey, encoder.version, progress_bar=False)
+    checkpoint("training classifier")
     with torch_threads(1):
         classifier = train_classifier(
             survey, labels=labels, classes=classes, encoder_version=encoder.version,
             epochs=int(params.get("epochs", 60)), progress_bar=False, activate=False,
             parent=parent, label_snapshot=snapshot, task=task, mirror_pairs=pairs,
         )  # fmt: skip
+    checkpoint("predicting")
     with torch_threads(job_threads()):
         predict_version(survey, "classifier", classifier.version)
+    checkpoint("gating")
 
     def products() -> None:
         for make in (pipeline.make_map, pipeline.make_index, pipeline.make_scores):
+            checkpoint("products")
             make(survey, encoder.version)
 
     decision = activate_if_not_worse(

@@ -1,14 +1,18 @@
 """``python -m backend worker``: the job worker (a huey consumer).
 
-On start it marks failed the jobs a dead worker left ``running`` (nothing of theirs was
-activated) and re-sends the ids of queued jobs (a duplicate is a no-op), then consumes the queue:
-SQLite storage in the data root by default, Redis when ``REDIS_URL`` is set.
+Each running job holds a lease the worker renews (``LATENTSKY_JOB_LEASE_S``, default 20 s,
+renewed every ``LATENTSKY_JOB_HEARTBEAT_S``, default 5 s). On start, and every heartbeat after,
+the worker finishes the jobs whose lease expired (failed, "worker lost"; nothing of theirs is
+activated or listed); on start it also re-sends the ids of queued jobs (a duplicate is a no-op).
+Then it consumes the queue: SQLite storage in the data root by default, Redis when
+``REDIS_URL`` is set.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import threading
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,17 +22,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.jobs.api import recover
+    from backend.jobs.api import reap_forever, recover
     from backend.jobs.queue import huey
 
     log = logging.getLogger("backend.worker")
     recovered = recover()
     if recovered["failed"]:
-        log.warning("marked failed (their worker died): jobs %s", recovered["failed"])
+        log.warning("finished (their worker was lost): jobs %s", recovered["failed"])
     if recovered["requeued"]:
         log.info("re-sent queued jobs %s", recovered["requeued"])
     consumer = huey.create_consumer(
         workers=max(1, args.workers), worker_type="thread", initial_delay=0.1, max_delay=1.0
     )
-    consumer.run()
+    stop = threading.Event()
+    watch = threading.Thread(target=reap_forever, args=(stop,), name="job-leases", daemon=True)
+    watch.start()
+    try:
+        consumer.run()
+    finally:
+        stop.set()
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from typing import Any
 
 import pandas as pd
@@ -10,6 +12,8 @@ from backend.jobs import table
 from backend.jobs.kinds import JOB_KINDS
 from backend.jobs.table import JobError
 from backend.survey import Survey, SurveyError
+
+log = logging.getLogger(__name__)
 
 
 def submit_job(
@@ -35,7 +39,9 @@ def list_jobs(survey: str | None = None, limit: int = 50) -> pd.DataFrame:
 
 
 def cancel_job(job_id: int) -> str:
-    """Cancel a queued job now, or flag a running one (it stops at its next progress report)."""
+    """Cancel a queued job now, or flag a running one (it stops at its next checkpoint and
+    activates nothing; one whose worker is lost is cancelled now). Returns its status, or
+    "activating" when it is past the point of no return (the cancel is refused)."""
     table.get_job(job_id)
     return table.request_cancel(job_id)
 
@@ -45,8 +51,10 @@ def get_job(job_id: int) -> dict[str, Any]:
 
 
 def recover(requeue: bool = True) -> dict[str, list[int]]:
-    """Worker start: fail jobs of dead workers; re-send queued ids (a duplicate is a no-op)."""
-    failed = table.fail_orphans()
+    """Worker start: finish jobs whose worker's lease expired; re-send queued ids (a duplicate
+    is a no-op). Jobs of a worker that died moments ago are finished by :func:`reap_forever`
+    once their lease runs out."""
+    failed = table.reap_expired()
     queued = table.queued_ids() if requeue else []
     if queued:
         from backend.jobs.queue import run_job_task
@@ -54,3 +62,13 @@ def recover(requeue: bool = True) -> dict[str, list[int]]:
         for job_id in queued:
             run_job_task(job_id)
     return {"failed": failed, "requeued": queued}
+
+
+def reap_forever(stop: threading.Event) -> None:
+    """A worker's watch: every heartbeat, finish the jobs whose lease expired (a worker killed
+    and restarted at once leaves its job running until its lease runs out)."""
+    while not stop.wait(table.heartbeat_seconds()):
+        try:
+            table.reap_expired()
+        except Exception:  # the database is briefly unreachable: try again next beat
+            log.warning("could not check the job leases", exc_info=True)

@@ -2,7 +2,8 @@
 
 Training handlers register with ``activate=False`` and make the new version active only as their
 very last step, after its products exist; a failure or cancellation before that leaves the
-survey's active models untouched.
+survey's active models untouched (handlers call :func:`backend.jobs.context.checkpoint` between
+stages; the activation itself checks last).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ TRAIN_OPTIONS = ("steps", "epochs", "max_seconds", "batch_size", "seed")
 
 def _train(kind: str) -> Handler:
     def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+        from backend.jobs.context import checkpoint
         from backend.modelling import train
         from backend.registry import ModelRegistry
 
@@ -30,7 +32,9 @@ def _train(kind: str) -> Handler:
         fn = getattr(train, f"train_{kind}")
         version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
         if kind in ("classifier", "emulator", "autoencoder"):
+            checkpoint("predicting")
             predict_version(survey, kind, version.version)
+        checkpoint("gating" if kind == "classifier" else "ready to activate")
         result = {
             "kind": kind,
             "version": version.version,

@@ -4,14 +4,25 @@ One row per job: what (kind, survey, params), who, its status (queued, running, 
 failed, cancelled), progress (step, total, loss, eta), a log tail, the result (model version) or
 the error. Status changes are guarded updates (``WHERE status = ...``), so two workers never run
 the same job and a finished job is never reopened.
+
+A running job is held by a lease: the worker that claimed it (``worker``: host, pid and a token
+unique to that claim) renews ``lease_expires`` every :func:`heartbeat_seconds`; a job whose lease
+has expired is finished by :func:`reap_expired` (failed, "worker lost"; cancelled when a cancel
+was asked), whoever calls it: the worker every heartbeat, ``jobs``/the app when listing, cancel,
+the retrain scheduler. A PID says nothing once the process is gone (a zombie or a reused PID
+still answers). ``stage`` is the job's current step; ``activating`` is the point of no return:
+it is set, in one guarded update, only while the job is running, held by its worker with a live
+lease and not asked to cancel; a cancel after that point is refused (the switch completes).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -20,9 +31,14 @@ from sqlalchemy.engine import Engine
 
 from backend.feedback import create_tables, engine_for, metadata
 
+log = logging.getLogger(__name__)
+
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_TAIL_CHARS = 4000
+ACTIVATING = "activating"  # the stage after which a job can no longer be cancelled
+DEFAULT_LEASE_S = 20.0
+DEFAULT_HEARTBEAT_S = 5.0
 
 jobs = sa.Table(
     "jobs",
@@ -36,7 +52,9 @@ jobs = sa.Table(
     sa.Column("log_tail", sa.Text, nullable=False, default=""),
     sa.Column("requested_by", sa.String(256), nullable=False, default="anonymous"),
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
-    sa.Column("worker", sa.String(300), nullable=True),  # host:pid of the running worker
+    sa.Column("worker", sa.String(300), nullable=True),  # host:pid:token of the lease holder
+    sa.Column("lease_expires", sa.DateTime(timezone=True), nullable=True),
+    sa.Column("stage", sa.String(32), nullable=True),  # current step; "activating": no cancel
     sa.Column("created", sa.DateTime(timezone=True), nullable=False),
     sa.Column("started", sa.DateTime(timezone=True), nullable=True),
     sa.Column("finished", sa.DateTime(timezone=True), nullable=True),
@@ -66,8 +84,33 @@ def _engine(engine: Engine | None) -> Engine:
     return engine
 
 
+def lease_seconds() -> float:
+    """How long a running job's lease lasts without renewal (``LATENTSKY_JOB_LEASE_S``)."""
+    return max(0.1, float(os.environ.get("LATENTSKY_JOB_LEASE_S") or DEFAULT_LEASE_S))
+
+
+def heartbeat_seconds() -> float:
+    """How often a worker renews its leases and finishes expired ones
+    (``LATENTSKY_JOB_HEARTBEAT_S``; at most a third of the lease)."""
+    value = float(os.environ.get("LATENTSKY_JOB_HEARTBEAT_S") or DEFAULT_HEARTBEAT_S)
+    return max(0.05, min(value, lease_seconds() / 3))
+
+
 def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """Who holds a lease: host, pid and a token of its own (a reused PID is another holder)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _lease_until() -> datetime:
+    return _now() + timedelta(seconds=lease_seconds())
+
+
+def _expired() -> sa.ColumnElement[bool]:
+    return sa.or_(jobs.c.lease_expires.is_(None), jobs.c.lease_expires < _now())
+
+
+def _not_activating() -> sa.ColumnElement[bool]:
+    return sa.or_(jobs.c.stage.is_(None), jobs.c.stage != ACTIVATING)
 
 
 def insert_job(
@@ -96,7 +139,9 @@ def get_job(job_id: int, engine: Engine | None = None) -> dict[str, Any]:
 def list_jobs(
     survey: str | None = None, limit: int = 50, engine: Engine | None = None
 ) -> pd.DataFrame:
-    """Latest jobs first (all columns; JSON columns decoded)."""
+    """Latest jobs first (all columns; JSON columns decoded); jobs whose lease expired are
+    finished first (:func:`reap_expired`), so the list never shows a dead job running."""
+    reap_expired(engine)
     query = sa.select(jobs).order_by(jobs.c.id.desc()).limit(int(limit))
     if survey is not None:
         query = query.where(jobs.c.survey == survey)
@@ -118,10 +163,72 @@ def _transition(
         return done.rowcount == 1
 
 
-def claim(job_id: int, engine: Engine | None = None) -> bool:
-    """queued → running by this process; False when another worker has it or it was cancelled."""
-    values = {"status": "running", "started": _now(), "worker": worker_id()}
-    return _transition(job_id, ("queued",), values, engine)
+def claim(job_id: int, engine: Engine | None = None) -> str | None:
+    """queued → running with a fresh lease; returns the lease holder's id (renew and check with
+    it), None when another worker has the job or it was cancelled."""
+    holder = worker_id()
+    values = {"status": "running", "started": _now(), "worker": holder,
+              "lease_expires": _lease_until(), "stage": None}  # fmt: skip
+    return holder if _transition(job_id, ("queued",), values, engine) else None
+
+
+def renew(job_id: int, holder: str, engine: Engine | None = None) -> bool:
+    """Extend the lease of a running job held by ``holder``; False when it is no longer its
+    (finished, or found expired and failed meanwhile): the job must stop."""
+    with _engine(engine).begin() as conn:
+        done = conn.execute(
+            jobs.update()
+            .where(jobs.c.id == int(job_id), jobs.c.status == "running", jobs.c.worker == holder)
+            .values(lease_expires=_lease_until())
+        )
+        return done.rowcount == 1
+
+
+def check(job_id: int, holder: str, stage: str | None = None, engine: Engine | None = None) -> str:
+    """A running job's checkpoint: "ok", "cancelled" (asked to) or "lost" (no longer held by
+    ``holder``); records ``stage`` when it is "ok"."""
+    engine = _engine(engine)
+    with engine.begin() as conn:
+        row = conn.execute(
+            sa.select(jobs.c.status, jobs.c.worker, jobs.c.cancel_requested).where(
+                jobs.c.id == int(job_id)
+            )
+        ).first()
+        if row is None or row.status != "running" or row.worker != holder:
+            return "lost"
+        if row.cancel_requested:
+            return "cancelled"
+        if stage is not None:
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == int(job_id), jobs.c.worker == holder, _not_activating())
+                .values(stage=str(stage)[:32])
+            )
+        return "ok"
+
+
+def begin_activation(job_id: int, holder: str, engine: Engine | None = None) -> str:
+    """The point of no return, in one guarded update: the job becomes ``activating`` only if it
+    is running, held by ``holder`` with a live lease, and not asked to cancel. Returns "ok",
+    "cancelled" or "lost"; after "ok" a cancel is refused (:func:`request_cancel`)."""
+    engine = _engine(engine)
+    with engine.begin() as conn:
+        done = conn.execute(
+            jobs.update()
+            .where(
+                jobs.c.id == int(job_id),
+                jobs.c.status == "running",
+                jobs.c.worker == holder,
+                jobs.c.lease_expires > _now(),
+                jobs.c.cancel_requested == sa.false(),
+            )
+            .values(stage=ACTIVATING)
+        )
+        if done.rowcount == 1:
+            return "ok"
+    job = get_job(job_id, engine)
+    owned = job["status"] == "running" and job["worker"] == holder
+    return "cancelled" if owned and job["cancel_requested"] else "lost"
 
 
 def finish(
@@ -150,46 +257,80 @@ def set_progress(
 
 
 def request_cancel(job_id: int, engine: Engine | None = None) -> str:
-    """Flag a job for cancellation; a queued job is cancelled at once. Returns its status."""
+    """Flag a job for cancellation and return its status: a queued job is cancelled at once, a
+    running one stops at its next checkpoint (and never activates), one whose worker is lost
+    (lease expired) is cancelled now. A job already ``activating`` cannot be cancelled: the
+    flag is not set and "activating" is returned (the switch completes)."""
     engine = _engine(engine)
     with engine.begin() as conn:
-        conn.execute(jobs.update().where(jobs.c.id == job_id).values(cancel_requested=True))
-    finish_queued = _transition(
-        job_id, ("queued",), {"status": "cancelled", "finished": _now()}, engine
-    )
-    return "cancelled" if finish_queued else get_job(job_id, engine)["status"]
+        conn.execute(
+            jobs.update()
+            .where(
+                jobs.c.id == int(job_id),
+                jobs.c.status.in_(("queued", "running")),
+                _not_activating(),
+            )
+            .values(cancel_requested=True)
+        )
+    if _transition(job_id, ("queued",), {"status": "cancelled", "finished": _now()}, engine):
+        return "cancelled"
+    reap_expired(engine, only=job_id)
+    job = get_job(job_id, engine)
+    if job["status"] == "running" and job["stage"] == ACTIVATING:
+        return ACTIVATING
+    return str(job["status"])
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def reap_expired(engine: Engine | None = None, only: int | None = None) -> list[int]:
+    """Finish the running jobs whose lease expired (their worker is gone): failed ("worker
+    lost"), or cancelled when a cancel was asked; their model versions are marked failed and
+    hidden. A job lost while ``activating`` whose versions did become active is succeeded
+    (the switch happened). A guarded update, so a worker that renewed meanwhile keeps its job.
+    Returns the ids finished."""
+    engine = _engine(engine)
+    query = sa.select(
+        jobs.c.id, jobs.c.survey, jobs.c.worker, jobs.c.stage, jobs.c.cancel_requested,
+        jobs.c.lease_expires,
+    ).where(jobs.c.status == "running", _expired())  # fmt: skip
+    if only is not None:
+        query = query.where(jobs.c.id == int(only))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    if not rows:
+        return []
+    from backend.registry import ModelRegistry
 
-
-def fail_orphans(engine: Engine | None = None) -> list[int]:
-    """Mark failed the jobs left ``running`` by a dead worker on this host; returns their ids."""
-    host = socket.gethostname()
-    with _engine(engine).connect() as conn:
-        rows = conn.execute(
-            sa.select(jobs.c.id, jobs.c.worker).where(jobs.c.status == "running")
-        ).all()
-    failed = []
-    for job_id, worker in rows:
-        w_host, _, pid = (worker or "").rpartition(":")
-        if (
-            w_host != host
-            or not pid.isdigit()
-            or (_pid_alive(int(pid)) and int(pid) != os.getpid())
-        ):
-            continue
-        error = f"worker {worker} died while running this job; nothing was activated"
-        if finish(job_id, "failed", error=error, engine=engine):
-            failed.append(int(job_id))
-    return failed
+    registry = ModelRegistry()
+    finished = []
+    for row in rows:
+        lost = f"worker lost: {row.worker or 'its worker'} stopped renewing the job's lease"
+        active = registry.active_versions(row.survey) if row.survey else {}
+        made = registry.job_versions(int(row.id))
+        switched = {k: v for k, v in made.items() if active.get(k) == v}
+        if row.stage == ACTIVATING and switched:
+            status, error = "succeeded", None
+            result: dict[str, Any] | None = {
+                "version": switched.get("classifier", next(iter(switched.values()))),
+                "versions": switched, "activated": True,
+                "reason": f"activated; {lost} just after the switch",
+            }  # fmt: skip
+        elif row.cancel_requested:
+            status, error, result = "cancelled", f"cancelled; {lost}", None
+        else:
+            status, error, result = "failed", f"{lost}; nothing was activated", None
+        values: dict[str, Any] = {"status": status, "finished": _now(), "error": error}
+        if result is not None:
+            values["result"] = json.dumps(result, default=str)
+        with engine.begin() as conn:
+            done = conn.execute(
+                jobs.update().where(jobs.c.id == row.id, jobs.c.status == "running", _expired())
+                .values(**values)
+            )  # fmt: skip
+        if done.rowcount == 1:
+            registry.settle_job(int(row.id), status)
+            log.warning("job %s %s: %s", row.id, status, error or result)
+            finished.append(int(row.id))
+    return finished
 
 
 def queued_ids(engine: Engine | None = None) -> list[int]:
