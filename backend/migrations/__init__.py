@@ -7,10 +7,9 @@ or old database at once do not race: the upgrade runs in one transaction that fi
 database's write lock (SQLite ``BEGIN IMMEDIATE``) or a PostgreSQL advisory lock, and checks the
 revision again once it holds it. A database already at the newest revision costs one read.
 
-A schema change is a new file in ``versions/`` (``down_revision`` = the previous head), e.g.
-``python -m backend db revision -m "jobs: lease columns"``, then edit its ``upgrade()``;
-``tests/unit/test_migrations.py`` fails while the tables the code defines and the migrated schema
-differ.
+A schema change is a new file in ``versions/`` (copy ``script.py.mako``; ``down_revision`` = the
+previous head) whose ``upgrade()`` makes the change; ``tests/unit/test_migrations.py`` fails
+while the tables the code defines and the migrated schema differ.
 """
 
 from __future__ import annotations
