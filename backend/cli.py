@@ -41,6 +41,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("submit", "backend.jobs.cli"),
     ("backup", "backend.commands.backup"),
     ("restore", "backend.commands.restore"),
+    ("users", "backend.commands.users"),
 ]
 
 

@@ -7,6 +7,12 @@
                      ``backend.survey.store``).
 ``LATENTSKY_API_RATE``  label API requests per user, ``N/S`` (default ``1200/60``, ``0``: no
                      limit; ``app.api``).
+``LATENTSKY_AUTH``   ``none`` (default: one local user; the web server refuses to listen on
+                     anything but localhost), ``basic`` (accounts in the database) or ``oauth``
+                     (Panel's OAuth providers); see :mod:`backend.auth`.
+``LATENTSKY_DEFAULT_ROLE``  role of an OAuth account with no row in ``users`` (default
+                     ``viewer``).
+``LATENTSKY_ALLOW_UNAUTHENTICATED``  ``1``: serve without authentication on any address.
 
 Settings are read on every call of :func:`get_settings`, so tests and tools can point a process
 at another data root by changing the environment.
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+AUTH_CHOICES = ("none", "basic", "oauth")
 
 
 class ConfigError(ValueError):
@@ -32,6 +39,8 @@ class Settings:
     home: Path
     database_url: str
     device: str
+    auth: str = "none"
+    default_role: str = "viewer"
 
     @property
     def surveys_dir(self) -> Path:
@@ -57,7 +66,18 @@ def get_settings() -> Settings:
     if device not in DEVICE_CHOICES:
         raise ConfigError(f"LATENTSKY_DEVICE={device!r} is not one of {', '.join(DEVICE_CHOICES)}")
     database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{home / 'latentsky.db'}"
-    return Settings(home=home, database_url=database_url, device=device)
+    auth = os.environ.get("LATENTSKY_AUTH", "none").strip().lower() or "none"
+    if auth not in AUTH_CHOICES:
+        raise ConfigError(f"LATENTSKY_AUTH={auth!r} is not one of {', '.join(AUTH_CHOICES)}")
+    from backend.auth.roles import RoleError, check_role
+
+    try:
+        default_role = check_role(os.environ.get("LATENTSKY_DEFAULT_ROLE", "").strip() or "viewer")
+    except RoleError as exc:
+        raise ConfigError(f"LATENTSKY_DEFAULT_ROLE: {exc}") from None
+    return Settings(
+        home=home, database_url=database_url, device=device, auth=auth, default_role=default_role
+    )
 
 
 #: Database driver modules SQLAlchemy imports, and the package that provides each.
