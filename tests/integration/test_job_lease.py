@@ -9,7 +9,8 @@
   registry's lists (``models``, the app).
 
 The worker is killed with SIGKILL at each stage of a retrain: training, after its predictions,
-just before activation, and inside activation (before the active pointer is written).
+just before activation, and inside activation (before the active pointer is written). The lease
+and cancel tests run on SQLite and PostgreSQL; the kill at each stage on SQLite.
 """
 
 from __future__ import annotations
@@ -174,14 +175,19 @@ def _all_finished() -> dict[int, str] | None:
     return {int(i): str(s) for i, s in zip(jobs["id"], jobs["status"], strict=True)}
 
 
-def _listed_classifiers() -> list[str]:
-    """Classifier versions as ``python -m backend models --json`` lists them."""
+def _cli(*argv: str) -> str:
+    """What ``python -m backend ARGV`` prints (run in this process)."""
     from backend.cli import main
 
     out = io.StringIO()
     with redirect_stdout(out):
-        assert main(["models", "--json", "--kind", "classifier"]) == 0
-    return [v["version"] for v in json.loads(out.getvalue())]
+        assert main(list(argv)) == 0
+    return out.getvalue()
+
+
+def _listed_classifiers() -> list[str]:
+    """Classifier versions as ``python -m backend models --json`` lists them."""
+    return [v["version"] for v in json.loads(_cli("models", "--json", "--kind", "classifier"))]
 
 
 def _running_job() -> int:
@@ -190,6 +196,7 @@ def _running_job() -> int:
 
 
 # -- item 5: leases, not PIDs ----------------------------------------------------------------
+@pytest.mark.both_databases
 def test_job_of_a_killed_worker_fails_or_is_cancelled_though_its_pid_looks_alive(
     home: Path, lease
 ) -> None:
@@ -212,15 +219,19 @@ def test_job_of_a_killed_worker_fails_or_is_cancelled_though_its_pid_looks_alive
         _stop(worker)
 
 
+@pytest.mark.both_databases
 def test_cancel_clears_a_job_whose_lease_expired(home: Path, lease) -> None:
     job_id = table.insert_job("sleep", None, {"steps": 2}, "ana")
     assert table.claim(job_id)  # claimed by a worker that never renews its lease: it died
-    assert _until(lambda: cancel_job(job_id) == "cancelled", FAIL_WITHIN_S,
-                  "cancel never cleared the job of a dead worker")  # fmt: skip
+    said = _until(lambda: "cancelled" in (out := _cli("jobs", "--cancel", str(job_id))) and out,
+                  FAIL_WITHIN_S, "`jobs --cancel` never cleared the job of a dead worker")  # fmt: skip
+    assert said.strip() == f"job {job_id}: cancelled"
     job = get_job(job_id)
     assert job["status"] == "cancelled" and "worker lost" in job["error"]
+    assert " cancelled " in _cli("jobs").splitlines()[1]
 
 
+@pytest.mark.both_databases
 def test_automatic_retrains_resume_after_a_worker_is_lost(labelled, monkeypatch) -> None:
     from backend.active.loop import maybe_schedule_retrain
 
@@ -288,6 +299,7 @@ def _retrain_cancelled_at(monkeypatch, target: object, name: str, after: bool) -
     return get_job(job_id), answers
 
 
+@pytest.mark.both_databases
 def test_cancel_during_prediction_is_honoured(labelled, monkeypatch) -> None:
     from backend.jobs import kinds
 
@@ -299,6 +311,7 @@ def test_cancel_during_prediction_is_honoured(labelled, monkeypatch) -> None:
     assert _listed_classifiers() == []  # the cancelled job's version is hidden
 
 
+@pytest.mark.both_databases
 def test_cancel_just_before_activation_is_honoured(labelled, monkeypatch) -> None:
     before = ModelRegistry().active_versions("tiny")
     job, answers = _retrain_cancelled_at(monkeypatch, ModelRegistry, "set_active_many", False)
@@ -308,6 +321,7 @@ def test_cancel_just_before_activation_is_honoured(labelled, monkeypatch) -> Non
     assert _listed_classifiers() == []
 
 
+@pytest.mark.both_databases
 def test_cancel_after_the_switch_began_is_refused_not_ignored(labelled, monkeypatch) -> None:
     """Once activation has begun it completes; the cancel says so instead of being accepted."""
     from backend import registry as registry_module

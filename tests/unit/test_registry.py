@@ -91,3 +91,50 @@ def test_list_filters_by_survey(home: Path) -> None:
     reg.save("emulator", _state(1.0), {}, survey="b")
     assert [v.meta["survey"] for v in reg.list("emulator", survey="b")] == ["b"]
     assert len(reg.list()) == 2
+
+
+def test_versions_of_a_job_are_hidden_unless_it_succeeds(home: Path) -> None:
+    from backend.registry import job_scope
+
+    reg = ModelRegistry()
+    shown = reg.save("classifier", _state(1.0), {}, survey="demo")
+    with job_scope(7):
+        orphan = reg.save("classifier", _state(2.0), {}, survey="demo")
+    assert orphan.meta["job"] == 7 and reg.job_versions(7) == {"classifier": orphan.version}
+    assert [v.version for v in reg.list("classifier")] == [shown.version]  # its job still runs
+    assert reg.settle_job(7, "failed") == {"classifier": orphan.version}
+    assert [v.version for v in reg.list("classifier", "demo")] == [shown.version]
+    assert len(reg.list("classifier", hidden=True)) == 2  # kept on disk, marked failed
+    with pytest.raises(RegistryError, match="job 7, which failed: it cannot be activated"):
+        reg.set_active("demo", "classifier", orphan.version)
+    with job_scope(8):
+        good = reg.save("classifier", _state(3.0), {}, survey="demo")
+    reg.settle_job(8, "succeeded")
+    assert good.version == "v0003"  # a failed version's number is never reused
+    assert [v.version for v in reg.list("classifier")] == [shown.version, good.version]
+
+
+def test_an_activation_inside_a_job_checks_the_job_last(home: Path) -> None:
+    from backend.registry import job_scope
+
+    reg = ModelRegistry()
+    first = reg.save("classifier", _state(1.0), {}, survey="demo")
+    reg.set_active("demo", "classifier", first.version)
+
+    def cancelled() -> None:
+        raise RuntimeError("job 3 cancelled")
+
+    with job_scope(3, cancelled):
+        refused = reg.save("classifier", _state(2.0), {}, survey="demo")
+        with pytest.raises(RuntimeError, match="cancelled"):
+            reg.set_active("demo", "classifier", refused.version)
+    assert reg.active_versions("demo") == {"classifier": first.version}
+    checked: list[int] = []
+    with job_scope(4, lambda: checked.append(4)):
+        switched = reg.save("classifier", _state(3.0), {}, survey="demo")
+        reg.set_active("demo", "classifier", switched.version)
+    assert checked == [4] and reg.active_versions("demo") == {"classifier": switched.version}
+    listed = [v.version for v in reg.list("classifier")]
+    assert listed == [first.version, switched.version]  # shown as soon as it is active
+    reg.settle_job(4, "failed")  # whatever happens after the switch, an active version shows
+    assert [v.version for v in reg.list("classifier")] == listed
