@@ -32,8 +32,10 @@ import sqlalchemy as sa
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
+from app.auth import request_account
 from app.labelling import label_store
 from app.surveys import get_survey
+from backend.auth.roles import AccessDenied, require
 from backend.config import ConfigError
 from backend.labels import LabelError, LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, survey_path, validate_survey_name
@@ -293,40 +295,24 @@ class _LabelApiHandler(RequestHandler):
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
 
-    # auth: the Bokeh application's provider (Panel's basic auth or OAuth), when there is one
-    def _provider(self) -> Any:
-        return getattr(self.application, "auth_provider", None)
-
-    def _auth_on(self) -> bool:
-        provider = self._provider()
-        return provider is not None and bool(provider.get_user or provider.get_user_async)
-
+    # auth: the login the Bokeh application's provider (Panel's basic auth or OAuth) sees and
+    # its role (app.auth; LATENTSKY_AUTH=none: one local user with every right)
     async def prepare(self) -> None:
-        provider = self._provider()
-        if provider is not None and provider.get_user_async is not None:
-            self.current_user = await provider.get_user_async(self)
+        self.account = await request_account(self)
 
-    def get_current_user(self) -> Any:
-        provider = self._provider()
-        if provider is not None and provider.get_user is not None:
-            return provider.get_user(self)
-        return None
-
-    def login(self) -> str | None:
-        """The logged-in user (not a guest); 401 when auth is on and nobody is logged in."""
-        if not self._auth_on():
-            return None
-        user = self.current_user
-        if isinstance(user, bytes):
-            user = user.decode("utf-8", "replace")
-        if not user:
-            raise ApiError(401, "log in first: this server requires authentication")
-        return None if user == GUEST else user_name("user", str(user))
+    def login(self, action: str = "label") -> str | None:
+        """The logged-in user (None: no login, the body names the user); 401 when nobody is
+        logged in and one is needed, 403 when the account's role may not do ``action``."""
+        try:
+            account = require(self.account, action)
+        except AccessDenied as exc:
+            raise ApiError(exc.status, str(exc)) from None
+        return user_name("user", account.name) if account.name else None
 
     def user(self, given: object) -> str:
         """Who the label is stored under: the login, else the body's ``user``; counted against
         that user's rate limit."""
-        login = self.login()
+        login = self.login("label")
         if login is None:
             if given in (None, ""):
                 message = "missing field 'user' (the name the label is stored under)"
@@ -380,7 +366,7 @@ class LabelsHandler(_LabelApiHandler):
         survey = self.get_query_argument("survey", None)
         if not survey:
             raise ApiError(400, "missing query parameter 'survey'", "survey")
-        login = self.login()
+        login = self.login("browse")
         user = self.get_query_argument("user", None)
         user = user_name("user", user) if user is not None else None
         who = login or user

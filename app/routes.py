@@ -15,6 +15,7 @@ from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
 from app.api import ROUTES as API_ROUTES
+from app.auth import authorize
 from app.surveys import get_survey
 from backend.survey import SurveyError
 
@@ -30,7 +31,11 @@ def render_png(survey_name: str, index: int, size: int | None, band: str | None)
 
 
 class ThumbnailHandler(RequestHandler):
-    """PNG of one object: colour composite, or one band with ``?band=``."""
+    """PNG of one object: colour composite, or one band with ``?band=``; viewers and up
+    (:mod:`app.auth`: 401 without a login, 403 below viewer, when authentication is on)."""
+
+    async def prepare(self) -> None:
+        await authorize(self, "browse")
 
     async def get(self, survey_name: str, index: str) -> None:
         size = self.get_argument("size", None)
@@ -50,7 +55,7 @@ class ThumbnailHandler(RequestHandler):
         except SurveyError as exc:
             raise HTTPError(404, str(exc)) from None
         self.set_header("Content-Type", "image/png")
-        self.set_header("Cache-Control", "public, max-age=86400")
+        self.set_header("Cache-Control", "private, max-age=86400")  # no shared caches: auth
         self.write(png)
 
 
