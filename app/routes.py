@@ -4,7 +4,9 @@
 load pictures by URL instead of pushing bytes through the websocket. Rendering runs on a small
 thread pool (zarr decompression and PNG encoding release the GIL), never on the event loop.
 
-The JSON label API (``/api/labels``, :mod:`app.api`) is served by the same plugin.
+The JSON label API (``/api/labels``, :mod:`app.api`) is served by the same plugin. Loading it
+in ``panel serve`` also checks authentication (:func:`app.serving.configure`): without
+``LATENTSKY_AUTH`` the server only starts on localhost.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from tornado.web import HTTPError, RequestHandler
 
 from app.api import ROUTES as API_ROUTES
 from app.auth import authorize
+from app.serving import configure
 from app.surveys import get_survey
 from backend.survey import SurveyError
+
+configure()  # panel serve: refuse LATENTSKY_AUTH=none off localhost; install the basic login
 
 MAX_THUMB_SIZE = 512
 MAX_INDEX_DIGITS = 12

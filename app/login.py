@@ -1,0 +1,43 @@
+"""The login page of ``LATENTSKY_AUTH=basic``: Panel's basic login form, checked against the
+``users`` table (argon2id hashes, :class:`backend.auth.users.UserStore`) instead of a password
+file. Registered as Panel auth provider ``latentsky`` by :func:`app.serving.configure`, the way
+Panel's own PAM login is (a :class:`panel.auth.BasicLoginHandler` with its own check).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import tornado.escape
+from panel.auth import BasicLoginHandler, _validate_next_url
+from panel.io.state import state
+from tornado.ioloop import IOLoop
+
+from backend.auth.roles import Account
+from backend.auth.users import UserStore
+
+PROVIDER = "latentsky"
+_POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="login")  # argon2 costs ~50 ms
+
+
+def verify(name: str, password: str) -> Account | None:
+    return UserStore().verify(name, password)
+
+
+class LatentSkyLoginHandler(BasicLoginHandler):
+    """Panel's login form; the password is checked off the event loop and the cookie carries
+    the account's (normalised) name."""
+
+    def _validate(self, username: str, password: str) -> bool:
+        return verify(username, password) is not None
+
+    async def post(self) -> None:
+        username = self.get_argument("username", "")
+        password = self.get_argument("password", "")
+        account = await IOLoop.current().run_in_executor(_POOL, verify, username, password)
+        if account is None or account.name is None:
+            error = "?error=" + tornado.escape.url_escape("Invalid username or password!")
+            self.redirect(self.request.path + error)
+            return
+        self.set_current_user(account.name)
+        self.redirect(_validate_next_url(self.get_cookie("next_url", state.base_url)))
