@@ -14,9 +14,11 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.auth import require_session
 from app.safe import clear, guarded, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
+from backend.auth.roles import require_cancel
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +192,7 @@ class JobsPanel(pn.viewable.Viewer):
         """Queue a ``retrain`` (classifier head) or ``finetune`` (encoder backbone) job."""
         from backend.jobs.api import submit_job  # imports the job kinds (and torch) on demand
 
+        require_session("retrain")
         clear(self._alert)
         job_id = submit_job(kind, self.survey, {}, self.state.user_name)
         what = "Fine-tuning" if kind == "finetune" else "Retraining"
@@ -197,10 +200,12 @@ class JobsPanel(pn.viewable.Viewer):
         self.refresh()
 
     def cancel_job(self) -> None:
-        from backend.jobs.table import request_cancel
+        from backend.jobs.table import get_job, request_cancel
 
+        account = require_session("cancel_own_job")  # others' jobs: curator (below)
         if self.cancel_id.value is None:
             return
+        require_cancel(account, get_job(int(self.cancel_id.value))["requested_by"])
         status = request_cancel(int(self.cancel_id.value))
         say(self._alert, f"Job #{self.cancel_id.value}: {status} (cancel requested).", "info")
         self.refresh()

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import panel as pn
 
+from backend.auth.roles import AccessDenied
 from backend.config import ConfigError
 from backend.evaluation.report import escape as _markdown_escape
 from backend.feedback import FeedbackError
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 #: Errors whose message is meant for the user as it is.
 USER_ERRORS: tuple[type[Exception], ...] = (
     LatentError, SurveyError, LabelError, SchemaError, FeedbackError, ProductError, RegistryError, ConfigError,
+    AccessDenied,
 )  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -13,6 +13,7 @@ from typing import Any
 
 import panel as pn
 
+from app.auth import session_account
 from app.data import SurveyData, survey_data
 from app.safe import explain
 from app.state import TABS, AppState
@@ -138,6 +139,7 @@ class Shell:
             description="Labels and interest scores are stored under this name.",
         )
         self._memory = BrowserMemory()
+        self.signed_in = pn.pane.HTML("", visible=False, sizing_mode="stretch_width")
         self._bind_user()
         self.tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width")  # render the tab shown
         self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
@@ -152,7 +154,8 @@ class Shell:
             value=True, size=40, name="Loading the survey…", visible=True
         )
         self.template.sidebar.extend(
-            [self.picker, self.summary, pn.layout.Divider(), self.user, self._memory,
+            [self.picker, self.summary, pn.layout.Divider(), self.user, self.signed_in,
+             self._memory,
              pn.layout.Divider(), pn.pane.Markdown(ABOUT, styles={"font-size": "13px"})]
         )  # fmt: skip
         self.template.main.append(
@@ -169,9 +172,16 @@ class Shell:
     # -- user ------------------------------------------------------------------------------
     def _bind_user(self) -> None:
         login = pn.state.user if pn.state.user and pn.state.user != "guest" else None
-        if login:
-            self.user.param.update(value=str(login), disabled=True)
+        if login:  # labels carry the account: no name box
+            self.user.param.update(value=str(login), disabled=True, visible=False)
             self.state.user = str(login)
+            account = session_account()
+            role = f" ({account.role})" if account is not None else ""
+            self.signed_in.param.update(
+                object=f"<div class='ls-signed-in'>Signed in as <b>{html.escape(str(login))}</b>"
+                f"{role} · <a href='./logout'>log out</a></div>",
+                visible=True,
+            )
             return
 
         def from_input(event: Any) -> None:

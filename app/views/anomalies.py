@@ -12,6 +12,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.auth import require_session
 from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
 from app.safe import guarded, heading, in_thread, message_pane, say
@@ -175,6 +176,7 @@ class AnomaliesView(pn.viewable.Viewer):
     # -- actions -----------------------------------------------------------------------------
     def give(self, score: int) -> None:
         """Store ``score`` for the current candidate, then re-rank and show the next one."""
+        require_session("interest")
         index = self.current()
         if index is None:
             return

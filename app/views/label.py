@@ -11,6 +11,7 @@ import pandas as pd
 import panel as pn
 import param
 
+from app.auth import require_session
 from app.data import SurveyData
 from app.labelling import label_store, make_queue, save_and_load_schema, schema_for
 from app.safe import guarded, heading, in_thread, message_pane, say
@@ -126,6 +127,7 @@ class LabelView(pn.viewable.Viewer):
 
     def set_classes(self, names: list[str]) -> None:
         """Make ``names`` this survey's classes (saved in the data root for every user)."""
+        require_session("edit_schema")
         schema = save_and_load_schema(self.data.name, names)
         with self._lock:
             self.schema = schema
@@ -144,6 +146,7 @@ class LabelView(pn.viewable.Viewer):
     # -- actions -----------------------------------------------------------------------------
     def give(self, value: str) -> None:
         """Store ``value`` for the current object (committed), then show the next one."""
+        require_session("label")
         with self._lock:
             index = self._current
             if index is None:
@@ -177,6 +180,7 @@ class LabelView(pn.viewable.Viewer):
 
     def undo(self) -> None:
         """Take back this user's last label in this survey and show that object again."""
+        require_session("label")
         with self._lock:
             undone = label_store().undo_last(
                 self.data.name, user=self.state.user_name, task=self.schema.task

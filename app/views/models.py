@@ -11,6 +11,7 @@ import panel as pn
 import param
 
 from app import plots
+from app.auth import require_session
 from app.data import SurveyData
 from app.evaluation import EvaluationPanel
 from app.exporting import file_name, table_bytes
@@ -298,6 +299,7 @@ class ModelsView(pn.viewable.Viewer):
 
     def activate_picked(self) -> None:
         """Make the picked version active (whatever the gate said): a person's choice."""
+        require_session("activate")
         version = self._version()
         if version is None:
             return

@@ -14,6 +14,7 @@ import panel as pn
 import param
 
 from app import plots
+from app.auth import require_session
 from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
 from app.mapview import ServerMap, home_view
@@ -147,6 +148,7 @@ class SimilarView(pn.viewable.Viewer):
 
     def search(self) -> None:
         """Run the query the controls describe."""
+        require_session("search")
         clear(self._alert)
         search = self._services().search()
         k = int(self.k.value)
