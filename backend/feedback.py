@@ -221,13 +221,18 @@ def record_interest(
         return int(result.inserted_primary_key[0])
 
 
-def latest_interest(survey: str, *, engine: Engine | None = None) -> pd.DataFrame:
-    """``object_id, score``: per object, the mean over users of each user's latest score."""
+def latest_interest(
+    survey: str, *, user: str | None = None, engine: Engine | None = None
+) -> pd.DataFrame:
+    """``object_id, score``: per object, the mean over users of each user's latest score (only
+    ``user``'s latest scores when given: a ranking of one's own)."""
     latest = (
         sa.select(sa.func.max(interest_scores.c.id))
         .where(interest_scores.c.survey == survey)
         .group_by(interest_scores.c.object_id, interest_scores.c.user)
     )
+    if user is not None:
+        latest = latest.where(interest_scores.c.user == user)
     query = (
         sa.select(
             interest_scores.c.object_id,

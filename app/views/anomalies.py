@@ -43,6 +43,17 @@ detection). Scores are stored under your name.
 """
 
 
+def ranking_note(team: bool, user: str) -> str:
+    """The line that says whose interest scores re-rank the list (HTML, escaped)."""
+    whose = (
+        "the team's interest scores (each person's latest, averaged)"
+        if team
+        else f"your own interest scores ({html.escape(user)}); tick <i>team ranking</i> for "
+        "everyone's"
+    )
+    return f"<div style='font-size:12px;color:#475569'>Ranking re-ranked by {whose}.</div>"
+
+
 class AnomaliesView(pn.viewable.Viewer):
     """Current candidate with interest buttons and keys; ranked gallery and table; export."""
 
@@ -63,6 +74,10 @@ class AnomaliesView(pn.viewable.Viewer):
         options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
         self.scorer = pn.widgets.Select(name="Rank by", options=options, value="final", width=300)
         self.hide_scored = pn.widgets.Checkbox(name="hide objects already scored", value=True)
+        self.team = pn.widgets.Checkbox(name="team ranking", value=False)
+        self._ranking_note = pn.pane.HTML(
+            ranking_note(False, self.state.user_name), sizing_mode="stretch_width"
+        )
         self._stage = CutoutStage(size=256)
         self._bands = pn.pane.HTML("")
         self._scores = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
@@ -99,6 +114,7 @@ class AnomaliesView(pn.viewable.Viewer):
         self._update_filename()
         self.scorer.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
         self.hide_scored.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
+        self.team.param.watch(guarded(self._alert)(lambda e: self._rerank()), "value")
         if self._ranker is not None:
             self._rerank()
 
@@ -119,8 +135,11 @@ class AnomaliesView(pn.viewable.Viewer):
         return self._ranker.scorers
 
     def _rerank(self) -> None:
-        """Re-rank with everyone's latest interest scores, then refresh the list."""
-        interest = latest_interest(self.data.name)
+        """Re-rank with this user's latest interest scores (or, as chosen, everyone's), then
+        refresh the list."""
+        team = bool(self.team.value)
+        self._ranking_note.object = ranking_note(team, self.state.user_name)
+        interest = latest_interest(self.data.name, user=None if team else self.state.user_name)
         if len(interest):
             ranked = self._ranker.rerank(interest)
         else:  # the plain ranking is the same for every session: sort it once
@@ -340,7 +359,8 @@ class AnomaliesView(pn.viewable.Viewer):
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             self._alert,
-            pn.Row(self.scorer, self.hide_scored, self._fmt, self._download),
+            pn.Row(self.scorer, self.hide_scored, self.team, self._fmt, self._download),
+            self._ranking_note,
             self._status,
             pn.Row(
                 candidate,
