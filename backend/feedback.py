@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 from backend.config import get_settings
 from backend.survey.meta import validate_survey_name
 from backend.survey.store import Survey
+from backend.usertext import validate_user_name
 
 MIN_SCORE, MAX_SCORE = 0, 5
 BUSY_TIMEOUT_MS = 30_000  # how long a SQLite writer waits for another's lock before failing
@@ -208,7 +209,7 @@ def record_interest(
         raise FeedbackError(str(exc)) from None
     value = _check_score(score)
     object_id = _check_text("object id", object_id)
-    user = _check_text("user", user)
+    user = validate_user_name(user, error=FeedbackError)
     row = {
         "survey": name,
         "object_id": object_id,

@@ -7,6 +7,7 @@ the UI or by ``python -m backend labels schema``), ``assets/label_schemas/<surve
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +118,17 @@ def _is_class_name(name: str) -> bool:
 
 
 def read_schema(path: Path) -> LabelSchema:
+    """The schema in ``path``, parsed once per version of the file (every label request reads
+    its survey's schema; a rewrite, always a new file, gives a new key)."""
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read label schema ({exc})") from exc
+    return _read_schema(str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_schema(path: str, mtime_ns: int, size: int, inode: int) -> LabelSchema:
     try:
         raw = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:

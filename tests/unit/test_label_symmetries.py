@@ -55,3 +55,26 @@ def test_saved_mirror_pairs_read_back(home: Path) -> None:
     again = read_schema(save_schema("gz", schema))
     assert again.mirror_pairs == (("spiral_cw", "spiral_acw"),)
     assert again.mirror_symmetric is False
+
+
+def test_a_schema_file_is_parsed_once_until_it_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every label request reads the survey's schema; parsing YAML each time was half of the
+    API's CPU per label (bench/bench_pg_labels.py)."""
+    import yaml
+
+    from backend.labels import schema as schema_module
+
+    calls = []
+    real = yaml.safe_load
+    monkeypatch.setattr(schema_module.yaml, "safe_load", lambda t: calls.append(1) or real(t))
+    path = _schema(tmp_path, "")
+    assert read_schema(path).names == ["elliptical", "spiral_cw", "spiral_acw"]
+    assert read_schema(path).names == ["elliptical", "spiral_cw", "spiral_acw"]
+    assert len(calls) == 1
+    save_schema_path = tmp_path / "s.yaml"
+    tmp = tmp_path / "new.yaml"
+    tmp.write_text("task: direction\nclasses: [{name: a}, {name: b}]\n")
+    tmp.replace(save_schema_path)  # how save_schema writes: a new file over the old
+    assert read_schema(path).names == ["a", "b"]

@@ -39,6 +39,15 @@ def test_score_must_be_an_integer_0_to_5(home: Path, score: object) -> None:
         record_interest("tiny", "a", score)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("user", ["ana\u200b\u202e", "a\x00b", "\ud800", "\u202eevil"])
+def test_interest_scores_refuse_hidden_or_control_characters_in_user_names(
+    home: Path, user: str
+) -> None:
+    """Every caller, not only the app's Anomalies view, gets the shared user-name check."""
+    with pytest.raises(FeedbackError, match="user"):
+        record_interest("tiny", "a", 3, user=user)
+
+
 def test_object_must_exist_when_a_survey_is_given(tiny_survey: Survey) -> None:
     assert record_interest(tiny_survey, "tiny-0003", 4, "ann") >= 1
     with pytest.raises(FeedbackError, match="unknown object id 'ghost'"):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-import backend.auth.users  # noqa: F401  (its table in the metadata)
+import backend.auth.users
 import backend.jobs.table  # noqa: F401  (its table in the metadata)
 from backend import migrations
 from backend.config import get_settings
