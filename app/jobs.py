@@ -152,6 +152,22 @@ def jobs_frame(jobs: pd.DataFrame) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def cancel_message(job_id: int, status: str) -> tuple[str, str]:
+    """What the page says after a cancel request, and the alert's level: a job already
+    switching its models in cannot be cancelled, and the page must not suggest it was."""
+    if status == "activating":
+        return (
+            f"Job #{job_id} is already switching its new models in: too late to cancel; "
+            "it will finish.",
+            "warning",
+        )
+    if status == "cancelled":
+        return f"Job #{job_id} cancelled.", "success"
+    if status in FINISHED:
+        return f"Job #{job_id} had already {status}; nothing to cancel.", "info"
+    return f"Job #{job_id}: cancel requested; it stops at its next step.", "info"
+
+
 class JobsPanel(pn.viewable.Viewer):
     """Retrain button, live job list and cancel, for one survey."""
 
@@ -207,7 +223,7 @@ class JobsPanel(pn.viewable.Viewer):
             return
         require_cancel(account, get_job(int(self.cancel_id.value))["requested_by"])
         status = request_cancel(int(self.cancel_id.value))
-        say(self._alert, f"Job #{self.cancel_id.value}: {status} (cancel requested).", "info")
+        say(self._alert, *cancel_message(int(self.cancel_id.value), status))
         self.refresh()
 
     # -- polling -----------------------------------------------------------------------------
