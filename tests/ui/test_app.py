@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import time
 from pathlib import Path
 
@@ -268,7 +269,7 @@ def test_models_view_shows_versions_diagnostics_and_jobs(demo_url: str, page: ob
     page.get_by_text("queued; its progress shows below").wait_for(timeout=60_000)
     page.locator(".tabulator-cell", has_text="retrain").first.wait_for(timeout=10_000)
     page.get_by_role("button", name="Cancel job").click()  # no worker runs in the tests
-    page.get_by_text("cancel requested").wait_for(timeout=20_000)
+    page.get_by_text(re.compile(r"cancelled\.|cancel requested")).wait_for(timeout=20_000)
     page.locator(".tabulator-cell", has_text="cancelled").first.wait_for(timeout=10_000)
     assert page.console_errors == []
 

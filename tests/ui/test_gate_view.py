@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -280,7 +281,7 @@ def test_correct_labels_are_activated_with_the_gates_figures(
         page.get_by_role("button", name="Fine-tune the encoder with the labels").click()
         page.get_by_text("queued; its progress shows below").wait_for(timeout=60_000)
         page.get_by_role("button", name="Cancel job").click()  # no worker runs in the tests
-        page.get_by_text("cancel requested").wait_for(timeout=20_000)
+        page.get_by_text(re.compile(r"cancelled\.|cancel requested")).wait_for(timeout=20_000)
 
         job = run_retrain_job({"epochs": EPOCHS}, user)
         result = job["result"]
