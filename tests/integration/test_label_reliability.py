@@ -9,6 +9,7 @@ its POST answered 201 with an event id.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sqlite3
@@ -110,8 +111,9 @@ class Server:
 
 @pytest.fixture
 def serve(home: Path, tiny_survey: Survey, tmp_path: Path) -> Iterator[callable]:
-    """Start servers on the tiny survey and one database; all are stopped at the end."""
-    database_url = f"sqlite:///{tmp_path / 'labels.db'}"
+    """Start servers on the tiny survey and one database (the test's PostgreSQL database when
+    parametrised so, else a SQLite file); all are stopped at the end."""
+    database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_path / 'labels.db'}"
     servers: list[Server] = []
 
     def start(*args: str) -> Server:
@@ -173,6 +175,33 @@ def _join(threads: list[threading.Thread]) -> None:
     assert not any(t.is_alive() for t in threads), "a client thread hung"
 
 
+@contextlib.contextmanager
+def _write_lock_held(database_url: str) -> Iterator[None]:
+    """Another process holding the label table's write lock: SQLite's BEGIN IMMEDIATE, or a
+    PostgreSQL transaction holding ``LOCK TABLE label_events IN EXCLUSIVE MODE``."""
+    if database_url.startswith("sqlite:///"):
+        blocker = sqlite3.connect(
+            database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=60
+        )
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        return
+    import sqlalchemy as sa
+
+    LabelStore(database_url)  # the tables exist (migrated) before they are locked
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("LOCK TABLE label_events IN EXCLUSIVE MODE"))
+            yield
+    finally:
+        engine.dispose()
+
+
 def _stored(database_url: str) -> set[tuple]:
     events = LabelStore(database_url).events(SURVEY)
     if events.empty:
@@ -184,7 +213,8 @@ def _stored(database_url: str) -> set[tuple]:
     }
 
 
-def test_acknowledged_labels_survive_kill_9_mid_burst(serve, ids: list[str]) -> None:
+@pytest.mark.both_databases
+def test_acknowledged_labels_survive_kill_9_mid_burst(serve, ids: list[str], database: str) -> None:
     server = serve()
     enough = threading.Event()
     started = time.monotonic()
@@ -223,12 +253,13 @@ def test_acknowledged_labels_survive_kill_9_mid_burst(serve, ids: list[str]) -> 
     assert again.current(user="after-restart")["labels"][0]["id"] == r.json()["id"]
 
 
-def test_twenty_concurrent_labellers_lose_no_write(serve, ids: list[str]) -> None:
-    """Writers queue on SQLite's lock (busy timeout) instead of failing: even while another
-    process holds the write lock, no POST fails, and every label is stored exactly once."""
+@pytest.mark.both_databases
+def test_twenty_concurrent_labellers_lose_no_write(serve, ids: list[str], database: str) -> None:
+    """Writers queue on the database's lock (SQLite's busy timeout, PostgreSQL's table lock)
+    instead of failing: even while another process holds the write lock, no POST fails, and
+    every label is stored exactly once."""
     per_client = 15
     server = serve()
-    path = serve.database_url.removeprefix("sqlite:///")
     direct_errors: list[str] = []
 
     def direct_writer() -> None:  # a second process-level writer (the CLI, a worker...)
@@ -239,18 +270,13 @@ def test_twenty_concurrent_labellers_lose_no_write(serve, ids: list[str]) -> Non
             except Exception as exc:
                 direct_errors.append(repr(exc))
 
-    blocker = sqlite3.connect(path, isolation_level=None, timeout=60)
-    blocker.execute("BEGIN IMMEDIATE")  # hold the write lock while the burst starts
-    try:
+    with _write_lock_held(serve.database_url):  # held while the burst starts
         acked, cut, unexpected, threads = _burst(server, ids, per_client)
         writer = threading.Thread(target=direct_writer, daemon=True)
         writer.start()
         # let the server's writers reach the lock (the outcome does not depend on how long)
         time.sleep(1.0)
         assert not acked and not unexpected, "a label was answered while the database was locked"
-    finally:
-        blocker.execute("COMMIT")
-        blocker.close()
     _join([*threads, writer])
     assert not unexpected, f"{len(unexpected)} POSTs failed, e.g. {unexpected[:3]}"
     assert not cut, f"connections failed: {cut}"
