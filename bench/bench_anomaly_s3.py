@@ -33,7 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.feedback import engine_for, latest_interest, record_interest
+from backend.db import engine_for
+from backend.feedback import latest_interest, record_interest
 from backend.latent.anomaly import AnomalyRanker, RerankParams
 from backend.latent.errors import LatentError
 from backend.latent.pipeline import autoencoder_errors

@@ -190,7 +190,8 @@ def bench_search(n: int, n_queries: int, kind: str, memmap_dir: Path | None) -> 
 
 # -- P7 -------------------------------------------------------------------------------------------
 def bench_rerank(n: int, with_knn: bool) -> dict[str, Any]:
-    from backend.feedback import engine_for, latest_interest, record_interest
+    from backend.db import engine_for
+    from backend.feedback import latest_interest, record_interest
     from backend.latent.anomaly import AnomalyRanker, RerankParams
 
     x, labels = data(n)

@@ -65,7 +65,7 @@ def pg_cluster() -> Iterator[PgCluster]:
 @pytest.fixture
 def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
     """A fresh empty PostgreSQL database for one test, dropped afterwards."""
-    from backend.feedback import dispose_engine
+    from backend.db import dispose_engine
 
     url = pg_cluster.create_database()
     try:

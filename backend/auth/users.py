@@ -2,7 +2,7 @@
 
 One row per account: ``name`` (the login, validated like every user name), ``password_hash``
 (argon2id, by argon2-cffi; NULL for an OAuth account, which has no password here), ``role`` and
-``created``. The table lives in the shared database (:func:`backend.feedback.engine_for`,
+``created``. The table lives in the shared database (:func:`backend.db.engine_for`,
 migration ``0003``); passwords never reach it, only their hashes.
 """
 
@@ -17,7 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
 from backend.auth.roles import Account, RoleError, check_role
-from backend.feedback import engine_for, metadata
+from backend.db import engine_for, metadata
 from backend.usertext import UserNameError, validate_user_name
 
 MAX_TEXT = 256

@@ -83,7 +83,7 @@ def backup(out: Path, *, engine: Engine | None = None) -> dict[str, Any]:
     """Write the backup file ``out`` (atomically) and return its manifest."""
     from backend.atomic import atomic_write
     from backend.config import get_settings
-    from backend.feedback import engine_for
+    from backend.db import engine_for
 
     engine = engine or engine_for()
     home = get_settings().home
@@ -210,7 +210,7 @@ def restore(path: Path, *, engine: Engine | None = None) -> dict[str, Any]:
     """Restore the backup ``path`` into the (empty) database and data root; its manifest."""
     from backend.atomic import atomic_write
     from backend.config import get_settings
-    from backend.feedback import engine_for, write_transaction
+    from backend.db import engine_for, write_transaction
 
     if not Path(path).is_file():
         raise BackupError(f"{path}: no such backup file")

@@ -29,7 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import create_tables, engine_for, metadata
+from backend.db import create_tables, engine_for, metadata
 
 log = logging.getLogger(__name__)
 

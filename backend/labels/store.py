@@ -16,7 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import engine_for, ensure_schema, metadata, write_transaction
+from backend.db import engine_for, ensure_schema, metadata, write_transaction
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.labels.weights import weight_problem

@@ -15,7 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from backend.feedback import MAX_TEXT, metadata, write_transaction
+from backend.db import MAX_TEXT, metadata, write_transaction
 
 label_votes = sa.Table(
     "label_votes",

@@ -62,7 +62,7 @@ def current(conn: Connection) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database of ``engine`` to ``revision`` (default: newest) under the lock."""
-    from backend.feedback import write_transaction
+    from backend.db import write_transaction
 
     target = head() if revision == "head" else revision
     with engine.connect() as conn:
@@ -80,7 +80,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 def stamp(engine: Engine, revision: str) -> None:
     """Record ``revision`` as the database's without running migrations (repairs)."""
-    from backend.feedback import write_transaction
+    from backend.db import write_transaction
 
     with _alembic_lock, write_transaction(engine, MIGRATION_LOCK) as conn:
         command.stamp(alembic_config(conn), revision)

@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from backend.cli import main
 from backend.commands import backup as backup_module
-from backend.feedback import dispose_engine, engine_for, interest_scores, latest_interest
+from backend.db import dispose_engine, engine_for
+from backend.feedback import interest_scores, latest_interest
 from backend.feedback import record_interest as record
 from backend.jobs import table as jobs
 from backend.labels import LabelStore

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 def test_a_table_created_by_another_process_between_check_and_create(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backend.feedback import create_tables, metadata
+    from backend.db import create_tables, metadata
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
     metadata.create_all(engine)  # "the other process" got there first
@@ -32,7 +32,7 @@ def test_a_table_created_by_another_process_between_check_and_create(
 
 
 def test_other_database_errors_still_raise(tmp_path: Path) -> None:
-    from backend.feedback import create_tables
+    from backend.db import create_tables
 
     meta = sa.MetaData()
     sa.Table("t", meta, sa.Column("x", sa.Integer))

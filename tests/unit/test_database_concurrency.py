@@ -21,7 +21,7 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application
 
-from backend.feedback import advisory_key, engine_for, write_transaction
+from backend.db import advisory_key, engine_for, write_transaction
 from backend.labels import LabelStore
 from backend.survey import Survey
 

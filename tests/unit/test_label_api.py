@@ -19,7 +19,7 @@ from tornado.web import Application
 
 from app.api import ROUTES
 from app.labelling import label_store
-from backend.feedback import engine_for, write_transaction
+from backend.db import engine_for, write_transaction
 from backend.survey import Survey
 
 

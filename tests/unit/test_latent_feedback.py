@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from backend.db import engine_for
 from backend.feedback import (
     FeedbackError,
-    engine_for,
     interest_scores,
     latest_interest,
     record_interest,

@@ -16,7 +16,8 @@ import backend.auth.users
 import backend.jobs.table  # noqa: F401  (its table in the metadata)
 from backend import migrations
 from backend.config import get_settings
-from backend.feedback import _create_engine, engine_for, latest_interest, metadata
+from backend.db import _create_engine, engine_for, metadata
+from backend.feedback import latest_interest
 from backend.jobs.table import get_job
 from backend.labels import LabelStore
 from backend.survey import Survey

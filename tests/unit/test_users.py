@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from backend.auth.users import UserStore, users
 from backend.cli import main
-from backend.feedback import engine_for
+from backend.db import engine_for
 
 pytestmark = pytest.mark.both_databases
 
