@@ -13,10 +13,8 @@ import importlib
 import logging
 import sys
 
-from backend.config import ConfigError, missing_driver_message
-from backend.products import ProductError
-from backend.registry import RegistryError
-from backend.survey.meta import SurveyError
+from backend.config import missing_driver_message
+from backend.errors import UserError
 
 # (command name, module) in the order ``--help`` lists them.
 COMMANDS: list[tuple[str, str]] = [
@@ -43,10 +41,6 @@ COMMANDS: list[tuple[str, str]] = [
     ("restore", "backend.commands.restore"),
     ("users", "backend.commands.users"),
 ]
-
-
-class UserError(Exception):
-    """An error whose message is the whole story for the user (no traceback)."""
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -76,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except (UserError, SurveyError, ConfigError, RegistryError, ProductError) as exc:
+    except UserError as exc:  # every user-facing error of backend/ (backend.errors)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        # Our own ValueError subclasses (LatentError, LabelError, BandMismatchError, ...) carry
-        # messages written for the user; a bare ValueError from a library is a bug: re-raise.
+        # models/ never imports backend/, so its errors have their own base
+        # (models.errors.ModelError: BandMismatchError, InputShapeError, ...), a ValueError whose
+        # message is written for the user; a bare ValueError from a library is a bug: re-raise.
         if type(exc).__module__.split(".")[0] not in ("backend", "models"):
             raise
         print(f"error: {exc}", file=sys.stderr)

@@ -24,11 +24,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from backend.errors import UserError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AUTH_CHOICES = ("none", "basic", "oauth")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value from the environment is not usable."""
 
 

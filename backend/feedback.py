@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.db import MAX_TEXT, engine_for, metadata
+from backend.errors import UserError
 from backend.survey.meta import validate_survey_name
 from backend.survey.store import Survey
 from backend.usertext import validate_user_name
@@ -37,7 +38,7 @@ interest_scores = sa.Table(
 )
 
 
-class FeedbackError(ValueError):
+class FeedbackError(UserError, ValueError):
     """An interest score that cannot be recorded (the message says why)."""
 
 

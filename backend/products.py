@@ -20,10 +20,11 @@ from numpy.lib.format import open_memmap
 
 from backend.atomic import atomic_write
 from backend.config import get_settings
+from backend.errors import UserError
 from backend.survey.meta import validate_survey_name
 
 
-class ProductError(FileNotFoundError):
+class ProductError(UserError, FileNotFoundError):
     """A product has not been computed yet (the message says how to make it)."""
 
 

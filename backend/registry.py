@@ -41,6 +41,7 @@ from typing import Any
 from backend import __version__
 from backend.atomic import atomic_write_json
 from backend.config import get_settings
+from backend.errors import UserError
 from backend.survey.meta import validate_survey_name
 
 MODEL_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
@@ -48,7 +49,7 @@ JOB_FILE = "job.json"  # {job, state} of a version a background job saved
 HIDDEN_STATES = ("running", "failed", "cancelled")  # job states whose versions are not listed
 
 
-class RegistryError(ValueError):
+class RegistryError(UserError, ValueError):
     """A model version is missing, malformed, or of the wrong kind."""
 
 

@@ -17,6 +17,8 @@ import unicodedata
 
 import pandas as pd
 
+from backend.errors import UserError
+
 MAX_NAME = 256
 #: Unicode general categories refused in names: controls (NUL, tab, newline...), format
 #: characters (zero-width space/joiners, bidi embeddings/overrides/isolates, BOM, soft hyphen),
@@ -33,7 +35,7 @@ REFUSED_CATEGORIES = {
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-class UserNameError(ValueError):
+class UserNameError(UserError, ValueError):
     """A user name that cannot be stored (the message says which character and where)."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from backend.errors import UserError
+
 ROLES: tuple[str, ...] = ("viewer", "labeller", "curator", "admin")
 
 #: action -> the lowest role allowed to do it
@@ -46,7 +48,7 @@ class AccessDenied(PermissionError):
         return str(self.args[0])
 
 
-class RoleError(ValueError):
+class RoleError(UserError, ValueError):
     """A role name that is not one of :data:`ROLES`."""
 
 

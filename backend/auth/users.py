@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 
 from backend.auth.roles import Account, RoleError, check_role
 from backend.db import engine_for, metadata
+from backend.errors import UserError
 from backend.usertext import UserNameError, validate_user_name
 
 MAX_TEXT = 256
@@ -38,7 +39,7 @@ _hasher = PasswordHasher()  # argon2id with the library's current recommended pa
 _DUMMY_HASH = _hasher.hash("no such user: constant-time refusal")
 
 
-class UserError(ValueError):
+class AccountError(UserError, ValueError):
     """An account that cannot be added or changed (the message says why)."""
 
 
@@ -52,24 +53,24 @@ class User:
 
 def check_password(password: object) -> str:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise UserError(f"a password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
+        raise AccountError(f"a password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
     return password
 
 
 def _name(name: object) -> str:
     if not isinstance(name, str):
-        raise UserError(f"user name must be text, got {name!r}")
+        raise AccountError(f"user name must be text, got {name!r}")
     try:
         return validate_user_name(name)
     except UserNameError as exc:
-        raise UserError(str(exc)) from None
+        raise AccountError(str(exc)) from None
 
 
 def _role(role: object) -> str:
     try:
         return check_role(role)
     except RoleError as exc:
-        raise UserError(str(exc)) from None
+        raise AccountError(str(exc)) from None
 
 
 class UserStore:
@@ -87,7 +88,7 @@ class UserStore:
             with self.engine.begin() as conn:
                 conn.execute(users.insert().values(**row))
         except sa.exc.IntegrityError:
-            raise UserError(f"user {name!r} exists already (set-role changes a role)") from None
+            raise AccountError(f"user {name!r} exists already (set-role changes a role)") from None
         return User(name, role, row["created"], digest is not None)
 
     def list(self) -> list[User]:
@@ -109,7 +110,7 @@ class UserStore:
         with self.engine.begin() as conn:
             done = conn.execute(users.update().where(users.c.name == name).values(role=role))
         if done.rowcount == 0:
-            raise UserError(f"no user {name!r} (python -m backend users list)")
+            raise AccountError(f"no user {name!r} (python -m backend users list)")
 
     def set_password(self, name: str, password: str) -> None:
         name, digest = _name(name), _hasher.hash(check_password(password))
@@ -118,21 +119,21 @@ class UserStore:
                 users.update().where(users.c.name == name).values(password_hash=digest)
             )
         if done.rowcount == 0:
-            raise UserError(f"no user {name!r} (python -m backend users list)")
+            raise AccountError(f"no user {name!r} (python -m backend users list)")
 
     def remove(self, name: str) -> None:
         name = _name(name)
         with self.engine.begin() as conn:
             done = conn.execute(users.delete().where(users.c.name == name))
         if done.rowcount == 0:
-            raise UserError(f"no user {name!r} (python -m backend users list)")
+            raise AccountError(f"no user {name!r} (python -m backend users list)")
 
     def verify(self, name: str, password: str) -> Account | None:
         """The account when ``password`` is ``name``'s; None otherwise (unknown name, wrong or
         no password). Rehashes a hash made with older parameters."""
         try:
             name = _name(name)
-        except UserError:
+        except AccountError:
             return None
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.name == name)).first()

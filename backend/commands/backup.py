@@ -36,13 +36,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from backend.errors import UserError
+
 FORMAT = "latentsky-backup"
 FORMAT_VERSION = 1
 SKIP_TABLES = {"alembic_version"}
 BATCH = 1000
 
 
-class BackupError(ValueError):
+class BackupError(UserError, ValueError):
     """A backup that cannot be made or restored (the message says why)."""
 
 

@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _floats(text: str | None, option: str) -> list[float] | None:
-    from backend.cli import UserError
+    from backend.errors import UserError
 
     if text is None:
         return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.cli import UserError
+from backend.errors import UserError
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -177,7 +177,7 @@ def _ensure_survey(args: argparse.Namespace) -> None:
         print(f"survey {args.survey!r}: present")
         return
     if args.survey != "demo":
-        from backend.cli import UserError
+        from backend.errors import UserError
 
         raise UserError(
             f"survey {args.survey!r} does not exist; only the demo survey is simulated here "

@@ -7,7 +7,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from backend.cli import UserError
+from backend.errors import UserError
 
 DEFAULT_PRESETS = "sdss,sdss-zoom,decals,hsc,euclid"
 

@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _password(from_stdin: bool) -> str:
-    from backend.auth.users import UserError
+    from backend.errors import UserError
 
     if from_stdin:
         return sys.stdin.readline().rstrip("\r\n")

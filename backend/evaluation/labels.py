@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from backend.cli import UserError
+from backend.errors import UserError
 
 
 class EvaluationError(UserError):

@@ -26,6 +26,8 @@ from astropy.utils.exceptions import AstropyWarning
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from backend.errors import UserError
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fits.fz", ".fz")
 MAX_BANDS = 64  # more planes than this is a spectral cube, not a multi-band cutout
 MAX_PIXELS = 64_000_000  # C*H*W above this is a mosaic, not a cutout (cut it into stamps)
@@ -39,7 +41,7 @@ _BAND_KEYS = ("FILTER", "BAND", "FILTNAM1", "FILTER1", "FILTNAME")
 _RADEC_KEYS = (("RA", "DEC"), ("RA_OBJ", "DEC_OBJ"), ("OBJRA", "OBJDEC"), ("RA_TARG", "DEC_TARG"))
 
 
-class FitsReadError(ValueError):
+class FitsReadError(UserError, ValueError):
     """This file cannot be used as a cutout; the message says why."""
 
 

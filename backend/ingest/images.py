@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from backend.errors import UserError
 from backend.ingest.crossmatch import catalog_join
 from backend.ingest.pipeline import Batch, check_target, progress_bar, write_survey
 from backend.ingest.report import IngestError, IngestReport, Skipped, nothing_usable
@@ -28,7 +29,7 @@ BANDS = ["R", "G", "B"]
 MAX_PIXELS = 25_000_000  # a picture larger than this is not a cutout (and may be a bomb)
 
 
-class PictureError(ValueError):
+class PictureError(UserError, ValueError):
     """This picture cannot be used; the message says why."""
 
 

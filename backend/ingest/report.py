@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backend.cli import UserError
+from backend.errors import UserError
 
 REPORT_FILE = "ingest_report.json"
 _SHOWN_SKIPS = 20  # skipped inputs listed on the terminal; the report file has them all

@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_params(items: list[str]) -> dict[str, Any]:
-    from backend.cli import UserError
+    from backend.errors import UserError
 
     params: dict[str, Any] = {}
     for item in items:

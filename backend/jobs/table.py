@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.db import create_tables, engine_for, metadata
+from backend.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ jobs = sa.Table(
 )
 
 
-class JobError(ValueError):
+class JobError(UserError, ValueError):
     """A job that cannot be submitted, found or changed (the message says why)."""
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from backend.atomic import atomic_write
 from backend.config import get_settings
+from backend.errors import UserError
 from backend.survey.meta import validate_survey_name
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "assets" / "label_schemas"
@@ -27,7 +28,7 @@ PALETTE = [
 ]  # fmt: skip
 
 
-class SchemaError(ValueError):
+class SchemaError(UserError, ValueError):
     """A label schema file is malformed (the message names the file and field)."""
 
 

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from backend.db import engine_for, ensure_schema, metadata, write_transaction
+from backend.errors import UserError
 from backend.labels import votes as vote_rows
 from backend.labels.schema import LabelSchema, load_schema
 from backend.labels.weights import weight_problem
@@ -43,7 +44,7 @@ label_events = sa.Table(
 )
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label that cannot be stored (unknown class, object or survey); nothing was written."""
 
 

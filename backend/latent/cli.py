@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from backend.cli import UserError
+from backend.errors import UserError
 from backend.latent.errors import LatentError
 from backend.registry import RegistryError
 

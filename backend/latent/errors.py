@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from backend.errors import UserError
 from backend.products import ProductError
 
 
-class LatentError(ValueError):
+class LatentError(UserError, ValueError):
     """A query or an input the latent services cannot use (the message says why)."""
 
 

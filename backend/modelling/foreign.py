@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from backend.cli import UserError
+from backend.errors import UserError
 from backend.registry import ModelRegistry, ModelVersion
 from backend.survey import Survey
 

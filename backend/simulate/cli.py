@@ -52,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.cli import UserError
+    from backend.errors import UserError
     from backend.simulate.survey import simulate_survey
     from backend.survey import Survey
 

@@ -8,11 +8,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from backend.errors import UserError
+
 SCHEMA_VERSION = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole name: fullmatch, never $
 
 
-class SurveyError(ValueError):
+class SurveyError(UserError, ValueError):
     """A survey is missing, malformed, or asked for something it does not hold."""
 
 
