@@ -7,7 +7,7 @@ retrain never reads pixels), a registered encoder version whose embeddings produ
 memory-mapped by :func:`backend.products.write_embeddings`), and ``--labels`` labels in the
 label store. Then, timed, exactly what the app does after the N-th label:
 
-1. ``LabelStore.add`` (the label) and ``backend.active.loop.maybe_schedule_retrain`` which
+1. ``LabelStore.add`` (the label) and ``backend.jobs.scheduling.maybe_schedule_retrain`` which
    submits the ``retrain`` job. The job runs in this process (huey immediate mode), so the
    worker's pick-up latency (huey polling, <= 1 s) is not included.
 2. the job, :func:`backend.active.loop.retrain_classifier`: consensus labels -> cross-validated
@@ -158,18 +158,18 @@ def instrument(stages: Stages, n: int) -> None:
     """Wrap the real functions of the label -> retrain -> re-rank path with timers."""
     import models
     from backend.active import acquisition, loop, queue
-    from backend.jobs import api, kinds
+    from backend.jobs import api, scheduling
     from backend.labels.store import LabelStore
     from backend.modelling import infer, train
     from backend.registry import ModelRegistry
 
     stages.wrap(LabelStore, "add", "1 label stored (LabelStore.add)")
-    stages.wrap(loop, "maybe_schedule_retrain", "2 maybe_schedule_retrain (incl. job)")
+    stages.wrap(scheduling, "maybe_schedule_retrain", "2 maybe_schedule_retrain (incl. job)")
     stages.wrap(api.table, "claim", "2a job bookkeeping (claim)")
     stages.wrap(loop, "store_labels", "2b retrain: consensus labels")
     stages.wrap(loop, "cross_validated_metrics", "2c retrain: 5-fold CV metrics (< 500)")
     stages.wrap(train, "train_classifier", "2d retrain: train_classifier (fit+calib+save)")
-    stages.wrap(kinds, "predict_version", "2e predict_version (MC dropout + write)")
+    stages.wrap(infer, "predict_version", "2e predict_version (MC dropout + write)")
 
     def mc_name(model: Any, inputs: Any, **kw: Any) -> str:
         big = len(inputs) == n
@@ -190,8 +190,8 @@ def instrument(stages: Stages, n: int) -> None:
 
 
 def one_round(stages: Stages, store: Any, lq: Any, object_id: str, value: str) -> float:
-    from backend.active.loop import maybe_schedule_retrain
     from backend.jobs.api import get_job
+    from backend.jobs.scheduling import maybe_schedule_retrain
 
     t0 = time.perf_counter()
     store.add(SURVEY, object_id, value, user="ana")

@@ -72,9 +72,8 @@ DIRECTION_VARIANTS = {  # name: (flip, mirror pairs)
 def direction_task(survey: str, steps: int, variant: str) -> dict[str, Any]:
     """Fine-tune on cw/acw labels only (own task and split); accuracy on its val part."""
     from backend.evaluation.metrics import balanced_accuracy
-    from backend.jobs.kinds import predict_version
     from backend.modelling.finetune import finetune_encoder
-    from backend.modelling.infer import embed_survey
+    from backend.modelling.infer import embed_survey, predict_version
     from backend.modelling.train import train_classifier
     from backend.products import read_predictions
     from backend.registry import ModelRegistry

@@ -1,8 +1,9 @@
 """The labelling loop: retrain the classifier every N new labels, with metrics per round.
 
-:func:`maybe_schedule_retrain` is what the app calls after storing a label: when the label events
-since the active classifier's label snapshot reach ``LATENTSKY_RETRAIN_EVERY`` (default 50) and no
-retrain of that survey is queued or running, it submits a ``retrain`` job.
+:func:`backend.jobs.scheduling.maybe_schedule_retrain` is what the app calls after storing a
+label: it submits a ``retrain`` job when :func:`labels_since_active` reaches
+:func:`retrain_every`. This module never imports ``backend.jobs`` (the jobs call the pipeline):
+the job handlers pass their stage ``checkpoint`` (cancel / lost-lease check) in.
 :func:`retrain_classifier` (the job) trains the MC-dropout head on the cached embeddings with the
 store's consensus labels, predicts the survey with the new version and only then activates it.
 With few labels (< ``CV_BELOW``) the held-out metrics are cross-validated (accuracy, ECE,
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,12 @@ from backend.registry import ModelRegistry
 DEFAULT_RETRAIN_EVERY = 50
 CV_BELOW = 500  # labels: below this, metrics come from k-fold cross-validation
 CV_FOLDS = 5
+
+Checkpoint = Callable[[str], None]
+
+
+def no_checkpoint(stage: str) -> None:
+    """The stage checkpoint outside a job: nothing to check."""
 
 
 def retrain_every() -> int:
@@ -83,30 +90,6 @@ def labels_since_active(survey: str, store: LabelStore | None = None, task: str 
     )  # fmt: skip
     with store.engine.connect() as conn:
         return int(conn.execute(query).scalar_one())
-
-
-def maybe_schedule_retrain(
-    survey: str, *, user: str = "loop", every: int | None = None, store: LabelStore | None = None
-) -> int | None:
-    """Submit a retrain job when enough new labels arrived; returns its id, else None."""
-    from backend.jobs import table
-    from backend.jobs.api import submit_job
-
-    every = every or retrain_every()
-    if labels_since_active(survey, store) < every:
-        return None
-    table.reap_expired()  # a retrain whose worker was lost no longer blocks the next one
-    with table._engine(None).connect() as conn:
-        busy = conn.execute(
-            sa.select(sa.func.count()).where(
-                table.jobs.c.survey == survey,
-                table.jobs.c.kind == "retrain",
-                table.jobs.c.status.in_(("queued", "running")),
-            )
-        ).scalar_one()
-    if busy:
-        return None
-    return submit_job("retrain", survey, {}, user)
 
 
 def store_labels(
@@ -223,14 +206,17 @@ def mirror_pairs_for(schema: Any, classes: list[str]) -> list[tuple[str, str]]:
 
 
 def retrain_classifier(
-    survey: str, params: dict[str, Any], progress: Progress | None = None
+    survey: str,
+    params: dict[str, Any],
+    progress: Progress | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> dict[str, Any]:
     """Train on every label source → predict with the new version → activate only if the
-    activation gate finds it not worse than the active one on the validation split."""
+    activation gate finds it not worse than the active one on the validation split.
+    ``checkpoint(stage)`` is called between stages (the job's: it stops a cancelled job)."""
     from backend.active.gate import activate_if_not_worse
-    from backend.jobs.context import checkpoint
-    from backend.jobs.kinds import predict_version, short_metrics
-    from backend.modelling.common import resolve_version
+    from backend.modelling.common import resolve_version, short_metrics
+    from backend.modelling.infer import predict_version
     from backend.modelling.train import train_classifier
     from backend.products import open_embeddings
     from backend.survey import SurveyError
@@ -277,18 +263,20 @@ def retrain_classifier(
 
 
 def finetune_and_maybe_activate(
-    survey: str, params: dict[str, Any], progress: Progress | None = None
+    survey: str,
+    params: dict[str, Any],
+    progress: Progress | None = None,
+    checkpoint: Checkpoint = no_checkpoint,
 ) -> dict[str, Any]:
     """Fine-tune the encoder on every label source → embed → classifier head → predictions →
     gate; when it passes, build the map, index and anomaly scores of the new encoder and switch
-    encoder and classifier together (one atomic write)."""
+    encoder and classifier together (one atomic write). ``checkpoint(stage)`` is called between
+    stages (the job's: it stops a cancelled job)."""
     from backend.active.gate import activate_if_not_worse
     from backend.active.soft_targets import vote_targets
-    from backend.jobs.context import checkpoint
-    from backend.jobs.kinds import predict_version
     from backend.latent import pipeline
     from backend.modelling.finetune import finetune_encoder
-    from backend.modelling.infer import embed_survey
+    from backend.modelling.infer import embed_survey, predict_version
     from backend.modelling.train import train_classifier
     from backend.survey import Survey, SurveyError
     from backend.validation import validation_split

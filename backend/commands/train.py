@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.kind == "classifier":
         if not args.label_column:
             raise UserError("train classifier needs --label-column (e.g. true_class)")
-        from backend.jobs.kinds import gate_catalog_classifier, predict_version
+        from backend.jobs.kinds import gate_catalog_classifier
+        from backend.modelling.infer import predict_version
 
         version = train.train_classifier(
             args.survey, label_column=args.label_column, encoder_version=args.encoder,

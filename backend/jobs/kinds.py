@@ -24,6 +24,8 @@ def _train(kind: str) -> Handler:
     def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         from backend.jobs.context import checkpoint
         from backend.modelling import train
+        from backend.modelling.common import short_metrics
+        from backend.modelling.infer import predict_version
         from backend.registry import ModelRegistry
 
         options = {k: params[k] for k in TRAIN_OPTIONS if k in params}
@@ -62,35 +64,20 @@ def gate_catalog_classifier(survey: str, version: str, label_column: str, force:
     return activate_if_not_worse(survey, version, labels, classes, force=force)
 
 
-def short_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | None)}
-
-
-def predict_version(survey: str, kind: str, version: str) -> str:
-    """Predictions of one (not necessarily active) version, written before it is activated."""
-    from backend.modelling.infer import PREDICTORS
-    from backend.products import write_predictions
-    from backend.registry import ModelRegistry
-    from backend.survey import Survey
-
-    s = Survey.open(survey)
-    table = PREDICTORS[kind](s, ModelRegistry().get(kind, version), progress_bar=False)
-    table.insert(0, "object_id", s.catalog["object_id"].to_numpy())
-    return str(write_predictions(s.name, kind, version, table))
-
-
 def retrain(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Classifier on cached embeddings with the label store's labels → predict → activate."""
     from backend.active.loop import retrain_classifier
+    from backend.jobs.context import checkpoint
 
-    return retrain_classifier(survey, params, progress)
+    return retrain_classifier(survey, params, progress, checkpoint=checkpoint)
 
 
 def finetune(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
     """Labels fine-tune the encoder; products and activation follow the gate's decision."""
     from backend.active.loop import finetune_and_maybe_activate
+    from backend.jobs.context import checkpoint
 
-    return finetune_and_maybe_activate(survey, params, progress)
+    return finetune_and_maybe_activate(survey, params, progress, checkpoint=checkpoint)
 
 
 def embed(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:

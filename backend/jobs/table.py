@@ -334,6 +334,17 @@ def reap_expired(engine: Engine | None = None, only: int | None = None) -> list[
     return finished
 
 
+def retrain_busy(survey: str, engine: Engine | None = None) -> bool:
+    """Whether a ``retrain`` job of ``survey`` is queued or running."""
+    query = sa.select(sa.func.count()).where(
+        jobs.c.survey == survey,
+        jobs.c.kind == "retrain",
+        jobs.c.status.in_(("queued", "running")),
+    )
+    with _engine(engine).connect() as conn:
+        return bool(conn.execute(query).scalar_one())
+
+
 def queued_ids(engine: Engine | None = None) -> list[int]:
     with _engine(engine).connect() as conn:
         query = sa.select(jobs.c.id).where(jobs.c.status == "queued").order_by(jobs.c.id)

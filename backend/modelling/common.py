@@ -65,3 +65,8 @@ def check_bands(model_bands: list[str], survey: Survey) -> None:
         from models.errors import BandMismatchError
 
         raise BandMismatchError(model_bands, survey.bands)
+
+
+def short_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The scalar entries of a version's metrics (for job results and round summaries)."""
+    return {k: v for k, v in metrics.items() if isinstance(v, int | float | str | None)}

@@ -141,3 +141,11 @@ def predict_survey(
         table.insert(0, "object_id", survey.catalog["object_id"].to_numpy())
         written[kind] = str(write_predictions(survey.name, kind, version.version, table))
     return written
+
+
+def predict_version(survey: str, kind: str, version: str) -> str:
+    """Predictions of one (not necessarily active) version, written before it is activated."""
+    s = Survey.open(survey)
+    table = PREDICTORS[kind](s, ModelRegistry().get(kind, version), progress_bar=False)
+    table.insert(0, "object_id", s.catalog["object_id"].to_numpy())
+    return str(write_predictions(s.name, kind, version, table))

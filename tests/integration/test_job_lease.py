@@ -72,15 +72,15 @@ if stage == "training":  # inside the training loop (first progress report)
 
     train.train_classifier = train_classifier
 elif stage == "prediction":  # predictions written: a complete, not yet activated version
-    from backend.jobs import kinds
+    from backend.modelling import infer
 
-    original_predict = kinds.predict_version
+    original_predict = infer.predict_version
 
     def predict_version(*args, **kwargs):
         original_predict(*args, **kwargs)
         stall()
 
-    kinds.predict_version = predict_version
+    infer.predict_version = predict_version
 elif stage == "activation":  # the gate passed, the switch is next
     from backend.registry import ModelRegistry
 
@@ -233,7 +233,7 @@ def test_cancel_clears_a_job_whose_lease_expired(home: Path, lease) -> None:
 
 @pytest.mark.both_databases
 def test_automatic_retrains_resume_after_a_worker_is_lost(labelled, monkeypatch) -> None:
-    from backend.active.loop import maybe_schedule_retrain
+    from backend.jobs.scheduling import maybe_schedule_retrain
 
     monkeypatch.setenv("LATENTSKY_RETRAIN_EVERY", "20")
     stuck = table.insert_job("retrain", "tiny", {}, "loop")
@@ -301,10 +301,10 @@ def _retrain_cancelled_at(monkeypatch, target: object, name: str, after: bool) -
 
 @pytest.mark.both_databases
 def test_cancel_during_prediction_is_honoured(labelled, monkeypatch) -> None:
-    from backend.jobs import kinds
+    from backend.modelling import infer
 
     before = ModelRegistry().active_versions("tiny")
-    job, answers = _retrain_cancelled_at(monkeypatch, kinds, "predict_version", after=True)
+    job, answers = _retrain_cancelled_at(monkeypatch, infer, "predict_version", after=True)
     assert answers == ["running"]
     assert job["status"] == "cancelled", job
     assert ModelRegistry().active_versions("tiny") == before

@@ -130,7 +130,8 @@ def test_killed_worker_job_failed_and_queue_resumes(tiny_survey, home: Path) -> 
 def test_retrain_every_n_labels(tiny_survey, monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
-    from backend.active.loop import labels_since_active, maybe_schedule_retrain
+    from backend.active.loop import labels_since_active
+    from backend.jobs.scheduling import maybe_schedule_retrain
     from backend.labels.store import LabelStore
     from backend.products import read_predictions, write_embeddings
 

@@ -103,8 +103,8 @@ def test_a_person_can_still_activate_a_refused_version(first_round) -> None:
 def test_a_retrain_never_loses_a_class_or_a_label_source(home: Path) -> None:
     """The active model learnt a catalog column: the retrain on a few labels keeps it."""
     from backend.active.loop import retrain_classifier
-    from backend.jobs.kinds import predict_version
     from backend.labels import LabelStore
+    from backend.modelling.infer import predict_version
     from backend.modelling.train import train_classifier
     from backend.survey import Survey
 
