@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from backend.jobs.api import reap_forever, recover
-    from backend.jobs.queue import huey
+    from backend.jobs.queue import get_huey
 
     log = logging.getLogger("backend.worker")
     recovered = recover()
@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("finished (their worker was lost): jobs %s", recovered["failed"])
     if recovered["requeued"]:
         log.info("re-sent queued jobs %s", recovered["requeued"])
-    consumer = huey.create_consumer(
+    consumer = get_huey().create_consumer(
         workers=max(1, args.workers), worker_type="thread", initial_delay=0.1, max_delay=1.0
     )
     stop = threading.Event()

@@ -38,9 +38,9 @@ _previous = os.environ.get("LATENTSKY_HUEY_IMMEDIATE")
 os.environ["LATENTSKY_HUEY_IMMEDIATE"] = "1"
 from backend.jobs import queue as _queue  # noqa: E402
 
+assert _queue.get_huey().immediate  # built now, while the variable is set
 if _previous is None:
     del os.environ["LATENTSKY_HUEY_IMMEDIATE"]
-assert _queue.huey.immediate
 
 REPO = Path(__file__).resolve().parents[2]
 LEASE = {"LATENTSKY_JOB_LEASE_S": "3", "LATENTSKY_JOB_HEARTBEAT_S": "0.5"}

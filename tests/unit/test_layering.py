@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,29 @@ def test_importing_backend_active_loads_no_job_module() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_importing_the_job_queue_builds_no_huey(tmp_path: Path) -> None:
+    """No work at import time: the huey (and its SQLite file, or Redis connection) is built on
+    first use, for the settings of that moment."""
+    home = tmp_path / "home"
+    code = (
+        "import os, sys\n"
+        "import backend.jobs.queue as q, backend.jobs.api, backend.commands.worker\n"
+        "assert q._huey is None and q._task is None, 'huey built at import'\n"
+        "assert 'huey' not in sys.modules, 'huey imported at import'\n"
+        f"assert not os.path.exists({str(home)!r}), 'data root made at import'\n"
+        "huey = q.get_huey()\n"
+        "assert q.get_huey() is huey and not huey.immediate\n"
+        "print(sorted(huey._registry._registry))\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LATENTSKY_HUEY_IMMEDIATE", "REDIS_URL")
+    }
+    env["LATENTSKY_HOME"] = str(home)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['backend.jobs.queue.run_job_task']"
+    assert (home / "huey.db").exists()
