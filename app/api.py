@@ -20,7 +20,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ from app.auth import request_account
 from app.labelling import label_store
 from app.surveys import get_survey
 from backend.auth.roles import AccessDenied, require
-from backend.config import ConfigError
+from backend.config import api_rate
 from backend.labels import LabelError, LabelSchema, load_schema
 from backend.survey import Survey, SurveyError, survey_path, validate_survey_name
 from backend.usertext import UserNameError, validate_user_name
@@ -46,8 +45,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024  # bytes; a label is a few hundred
 MAX_TEXT = 256
 MAX_DEPTH = 64  # nesting of JSON arrays/objects; a label body has depth 1
-RATE_ENV = "LATENTSKY_API_RATE"  # "N/S": N requests per S seconds per user; "0": no limit
-DEFAULT_RATE = "1200/60"
 DISK_FULL = (
     "the server's disk is full: nothing was stored; try again later and tell the server's "
     "administrator"
@@ -129,20 +126,8 @@ def json_depth(raw: bytes, limit: int = MAX_DEPTH) -> int:
 
 
 def rate_limit() -> tuple[int, float]:
-    """(requests, seconds) each user may make, from ``LATENTSKY_API_RATE`` ("N/S" or "N" per
-    60 s; default 1200 per minute); ``(0, ...)`` means no limit."""
-    text = os.environ.get(RATE_ENV, "").strip() or DEFAULT_RATE
-    count, _, seconds = text.partition("/")
-    try:
-        requests, window = int(count), float(seconds or 60)
-        if requests < 0 or window <= 0:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(
-            f"{RATE_ENV}={text!r}: give N/S (N requests per S seconds per user, e.g. "
-            f"{DEFAULT_RATE}) or 0 for no limit"
-        ) from None
-    return requests, window
+    """(requests, seconds) each user may make (``LATENTSKY_API_RATE``: ``config.api_rate``)."""
+    return api_rate()
 
 
 class RateLimiter:

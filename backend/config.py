@@ -13,9 +13,19 @@
 ``LATENTSKY_DEFAULT_ROLE``  role of an OAuth account with no row in ``users`` (default
                      ``viewer``).
 ``LATENTSKY_ALLOW_UNAUTHENTICATED``  ``1``: serve without authentication on any address.
+``LATENTSKY_RETRAIN_EVERY``  new labels between automatic classifier retrains (default 50).
+``LATENTSKY_JOB_THREADS``  torch threads of a retrain's prediction (default: all cores but one).
+``LATENTSKY_JOB_LEASE_S``  lease of a running job without renewal (seconds, default 20).
+``LATENTSKY_JOB_HEARTBEAT_S``  how often a worker renews its leases (seconds, default 5; at
+                     most a third of the lease).
+``LATENTSKY_HUEY_IMMEDIATE``  ``1``: run submitted jobs in the submitting process (tests).
+``REDIS_URL``        huey queue on Redis instead of the SQLite file ``huey.db`` in the data root.
 
-Settings are read on every call of :func:`get_settings`, so tests and tools can point a process
-at another data root by changing the environment.
+Settings are read on every call of :func:`get_settings` (and of the accessors below, each one
+variable), never cached, so tests and tools can point a process at another data root or setting
+by changing the environment. This module is the only place that reads these variables;
+``models/`` (which never imports ``backend/``) reads ``LATENTSKY_DEVICE`` itself when it is given
+no device.
 """
 
 from __future__ import annotations
@@ -80,6 +90,87 @@ def get_settings() -> Settings:
     return Settings(
         home=home, database_url=database_url, device=device, auth=auth, default_role=default_role
     )
+
+
+RETRAIN_EVERY_ENV, DEFAULT_RETRAIN_EVERY = "LATENTSKY_RETRAIN_EVERY", 50
+JOB_THREADS_ENV = "LATENTSKY_JOB_THREADS"
+JOB_LEASE_ENV, DEFAULT_LEASE_S = "LATENTSKY_JOB_LEASE_S", 20.0
+JOB_HEARTBEAT_ENV, DEFAULT_HEARTBEAT_S = "LATENTSKY_JOB_HEARTBEAT_S", 5.0
+HUEY_IMMEDIATE_ENV = "LATENTSKY_HUEY_IMMEDIATE"
+REDIS_URL_ENV = "REDIS_URL"
+ALLOW_UNAUTHENTICATED_ENV = "LATENTSKY_ALLOW_UNAUTHENTICATED"
+THUMB_CACHE_ENV, DEFAULT_THUMB_CACHE_MB = "LATENTSKY_THUMB_CACHE_MB", 256
+API_RATE_ENV, DEFAULT_API_RATE = "LATENTSKY_API_RATE", "1200/60"
+
+
+def retrain_every() -> int:
+    """New labels between automatic retrains (``LATENTSKY_RETRAIN_EVERY``, default 50, >= 1)."""
+    return max(1, int(os.environ.get(RETRAIN_EVERY_ENV, DEFAULT_RETRAIN_EVERY)))
+
+
+def job_threads() -> int | None:
+    """``LATENTSKY_JOB_THREADS`` (>= 1), or None when unset (the caller's default)."""
+    value = os.environ.get(JOB_THREADS_ENV, "").strip()
+    return max(1, int(value)) if value else None
+
+
+def job_lease_seconds() -> float:
+    """How long a running job's lease lasts without renewal (``LATENTSKY_JOB_LEASE_S``)."""
+    return max(0.1, float(os.environ.get(JOB_LEASE_ENV) or DEFAULT_LEASE_S))
+
+
+def job_heartbeat_seconds() -> float:
+    """How often a worker renews its leases and finishes expired ones
+    (``LATENTSKY_JOB_HEARTBEAT_S``; at most a third of the lease)."""
+    value = float(os.environ.get(JOB_HEARTBEAT_ENV) or DEFAULT_HEARTBEAT_S)
+    return max(0.05, min(value, job_lease_seconds() / 3))
+
+
+def huey_immediate() -> bool:
+    """``LATENTSKY_HUEY_IMMEDIATE=1``: submitted jobs run in the submitting process."""
+    return os.environ.get(HUEY_IMMEDIATE_ENV) == "1"
+
+
+def redis_url() -> str | None:
+    """``REDIS_URL``: the huey queue on Redis (None: SQLite file in the data root)."""
+    return os.environ.get(REDIS_URL_ENV) or None
+
+
+def allow_unauthenticated() -> bool:
+    """``LATENTSKY_ALLOW_UNAUTHENTICATED=1|true|yes``: serve without authentication anywhere."""
+    return os.environ.get(ALLOW_UNAUTHENTICATED_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def thumb_cache_bytes() -> int:
+    """The PNG cache's bound in bytes: ``LATENTSKY_THUMB_CACHE_MB`` MiB (default 256; 0: none)."""
+    text = os.environ.get(THUMB_CACHE_ENV, "").strip() or str(DEFAULT_THUMB_CACHE_MB)
+    try:
+        mib = float(text)
+        if not 0 <= mib < 1e9:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{THUMB_CACHE_ENV}={text!r}: give the cache size in MiB, e.g. "
+            f"{DEFAULT_THUMB_CACHE_MB} (0 turns the cache off)"
+        ) from None
+    return int(mib * 2**20)
+
+
+def api_rate() -> tuple[int, float]:
+    """(requests, seconds) each user may make, from ``LATENTSKY_API_RATE`` ("N/S" or "N" per
+    60 s; default 1200 per minute); ``(0, ...)`` means no limit."""
+    text = os.environ.get(API_RATE_ENV, "").strip() or DEFAULT_API_RATE
+    count, _, seconds = text.partition("/")
+    try:
+        requests, window = int(count), float(seconds or 60)
+        if requests < 0 or window <= 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{API_RATE_ENV}={text!r}: give N/S (N requests per S seconds per user, e.g. "
+            f"{DEFAULT_API_RATE}) or 0 for no limit"
+        ) from None
+    return requests, window
 
 
 #: Database driver modules SQLAlchemy imports, and the package that provides each.

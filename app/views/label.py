@@ -254,7 +254,7 @@ class LabelView(pn.viewable.Viewer):
 
     def _maybe_retrain(self) -> None:
         """Every N new labels the backend queues a classifier retrain (``backend.active.loop``)."""
-        from backend.active.loop import retrain_every
+        from backend.config import retrain_every
         from backend.jobs.scheduling import maybe_schedule_retrain
 
         job = maybe_schedule_retrain(self.data.name, user=self.state.user_name)

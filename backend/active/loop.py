@@ -2,7 +2,7 @@
 
 :func:`backend.jobs.scheduling.maybe_schedule_retrain` is what the app calls after storing a
 label: it submits a ``retrain`` job when :func:`labels_since_active` reaches
-:func:`retrain_every`. This module never imports ``backend.jobs`` (the jobs call the pipeline):
+:func:`backend.config.retrain_every`. This module never imports ``backend.jobs`` (the jobs call the pipeline):
 the job handlers pass their stage ``checkpoint`` (cancel / lost-lease check) in.
 :func:`retrain_classifier` (the job) trains the MC-dropout head on the cached embeddings with the
 store's consensus labels, predicts the survey with the new version and only then activates it.
@@ -22,12 +22,12 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
+from backend import config
 from backend.labels.schema import load_schema
 from backend.labels.store import LabelStore, label_events
 from backend.modelling.common import Progress
 from backend.registry import ModelRegistry
 
-DEFAULT_RETRAIN_EVERY = 50
 CV_BELOW = 500  # labels: below this, metrics come from k-fold cross-validation
 CV_FOLDS = 5
 
@@ -38,10 +38,6 @@ def no_checkpoint(stage: str) -> None:
     """The stage checkpoint outside a job: nothing to check."""
 
 
-def retrain_every() -> int:
-    return max(1, int(os.environ.get("LATENTSKY_RETRAIN_EVERY", DEFAULT_RETRAIN_EVERY)))
-
-
 def job_threads() -> int:
     """Torch threads for the retrain's prediction of every object: ``LATENTSKY_JOB_THREADS``,
     else all cores but one, since the web server shares the machine (Procfile). On 2 cores
@@ -49,9 +45,9 @@ def job_threads() -> int:
     on an idle machine they were at most 1.3x faster."""
     import torch
 
-    value = os.environ.get("LATENTSKY_JOB_THREADS", "").strip()
-    if value:
-        return max(1, int(value))
+    threads = config.job_threads()
+    if threads is not None:
+        return threads
     return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) - 1))
 
 

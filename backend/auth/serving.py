@@ -17,13 +17,16 @@ other than localhost (unless ``LATENTSKY_ALLOW_UNAUTHENTICATED=1``).
 from __future__ import annotations
 
 import ipaddress
-import os
 
 from backend.auth.roles import Account
-from backend.config import Settings, get_settings
+from backend.config import (
+    ALLOW_UNAUTHENTICATED_ENV,
+    Settings,
+    allow_unauthenticated,
+    get_settings,
+)
 
 GUEST = "guest"  # Panel's name for visitors of guest endpoints: not a login
-ALLOW_ENV = "LATENTSKY_ALLOW_UNAUTHENTICATED"
 LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
@@ -65,14 +68,14 @@ def serve_refusal(address: str | None, unix_socket: bool = False) -> str | None:
     settings = get_settings()
     if settings.auth != "none" or unix_socket or is_loopback(address):
         return None
-    if os.environ.get(ALLOW_ENV, "").strip().lower() in ("1", "true", "yes"):
+    if allow_unauthenticated():
         return None
     where = address or "every interface (no --address)"
     return (
         f"refusing to serve on {where} without authentication: anyone who can reach it could "
         "label, undo and cancel jobs. Set LATENTSKY_AUTH=basic (accounts: python -m backend "
         "users add) or LATENTSKY_AUTH=oauth, serve on --address 127.0.0.1, or set "
-        f"{ALLOW_ENV}=1 to serve unauthenticated anyway"
+        f"{ALLOW_UNAUTHENTICATED_ENV}=1 to serve unauthenticated anyway"
     )
 
 

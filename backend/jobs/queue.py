@@ -9,11 +9,10 @@ id (runs it in-process in immediate mode).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from backend.config import get_settings
+from backend.config import get_settings, huey_immediate, redis_url
 
 if TYPE_CHECKING:
     from huey import Huey
@@ -27,10 +26,10 @@ def make_huey() -> Huey:
     """A huey for this process's settings (``LATENTSKY_HUEY_IMMEDIATE=1``: run in-process)."""
     from huey import Huey, RedisHuey, SqliteHuey
 
-    if os.environ.get("LATENTSKY_HUEY_IMMEDIATE") == "1":
+    if huey_immediate():
         return Huey("latentsky", immediate=True, results=False)
-    if os.environ.get("REDIS_URL"):
-        return RedisHuey("latentsky", url=os.environ["REDIS_URL"], results=False)
+    if url := redis_url():
+        return RedisHuey("latentsky", url=url, results=False)
     home = get_settings().home
     home.mkdir(parents=True, exist_ok=True)
     return SqliteHuey("latentsky", filename=str(home / "huey.db"), timeout=30, results=False)

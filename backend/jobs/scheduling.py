@@ -8,7 +8,8 @@ side: the jobs call the pipeline (:mod:`backend.active.loop`), the pipeline neve
 
 from __future__ import annotations
 
-from backend.active.loop import labels_since_active, retrain_every
+from backend.active.loop import labels_since_active
+from backend.config import retrain_every
 from backend.jobs import table
 from backend.labels.store import LabelStore
 

@@ -29,6 +29,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from backend import config
 from backend.db import create_tables, engine_for, metadata
 from backend.errors import UserError
 
@@ -38,8 +39,6 @@ STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINISHED = ("succeeded", "failed", "cancelled")
 LOG_TAIL_CHARS = 4000
 ACTIVATING = "activating"  # the stage after which a job can no longer be cancelled
-DEFAULT_LEASE_S = 20.0
-DEFAULT_HEARTBEAT_S = 5.0
 
 jobs = sa.Table(
     "jobs",
@@ -87,14 +86,12 @@ def _engine(engine: Engine | None) -> Engine:
 
 def lease_seconds() -> float:
     """How long a running job's lease lasts without renewal (``LATENTSKY_JOB_LEASE_S``)."""
-    return max(0.1, float(os.environ.get("LATENTSKY_JOB_LEASE_S") or DEFAULT_LEASE_S))
+    return config.job_lease_seconds()
 
 
 def heartbeat_seconds() -> float:
-    """How often a worker renews its leases and finishes expired ones
-    (``LATENTSKY_JOB_HEARTBEAT_S``; at most a third of the lease)."""
-    value = float(os.environ.get("LATENTSKY_JOB_HEARTBEAT_S") or DEFAULT_HEARTBEAT_S)
-    return max(0.05, min(value, lease_seconds() / 3))
+    """How often a worker renews its leases (``LATENTSKY_JOB_HEARTBEAT_S``)."""
+    return config.job_heartbeat_seconds()
 
 
 def worker_id() -> str:

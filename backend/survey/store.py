@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from collections import OrderedDict
@@ -14,27 +13,14 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from backend.config import get_settings
+from backend.config import get_settings, thumb_cache_bytes
 from backend.survey.meta import SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import png_bytes, to_mono, to_rgb
 
-THUMB_CACHE_ENV = "LATENTSKY_THUMB_CACHE_MB"
-DEFAULT_THUMB_CACHE_MB = 256
-
 
 def thumbnail_cache_bytes() -> int:
-    """The PNG cache's bound in bytes: ``LATENTSKY_THUMB_CACHE_MB`` MiB (default 256; 0: none)."""
-    text = os.environ.get(THUMB_CACHE_ENV, "").strip() or str(DEFAULT_THUMB_CACHE_MB)
-    try:
-        mib = float(text)
-        if not 0 <= mib < 1e9:
-            raise ValueError
-    except ValueError:
-        raise ValueError(
-            f"{THUMB_CACHE_ENV}={text!r}: give the cache size in MiB, e.g. "
-            f"{DEFAULT_THUMB_CACHE_MB} (0 turns the cache off)"
-        ) from None
-    return int(mib * 2**20)
+    """The PNG cache's bound in bytes (``LATENTSKY_THUMB_CACHE_MB``: :mod:`backend.config`)."""
+    return thumb_cache_bytes()
 
 
 class ByteLRU:
