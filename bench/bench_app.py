@@ -20,9 +20,7 @@ else the machine is doing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -37,6 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.results_file import merge_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "app.json"
 WIDTH, HEIGHT = 800, 560  # the map's size on a 1440-px wide screen
@@ -284,14 +284,7 @@ def _wait(port: int, timeout: float = 120.0) -> None:
 
 # -- main ---------------------------------------------------------------------------------------
 def merge(part: str, figures: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[part] = figures
-    results["machine"] = {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }  # fmt: skip
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    merge_results(RESULTS, part, figures)
 
 
 def main() -> int:

@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import random
 import socket
 import subprocess
@@ -38,6 +37,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from bench.results_file import merge_results  # noqa: E402
+
 RESULTS = ROOT / "bench" / "results" / "pg_labels.json"
 
 SERVER = """
@@ -194,14 +195,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def merge(key: str, figures: dict[str, Any]) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
-    results[key] = figures
-    results["machine"] = {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "date": time.strftime("%Y-%m-%d %H:%M"),
-    }  # fmt: skip
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    merge_results(RESULTS, key, figures)
 
 
 def main() -> int:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from tornado.httpclient import AsyncHTTPClient, HTTPResponse
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
@@ -19,7 +17,7 @@ from tornado.web import Application
 
 from app.api import ROUTES
 from app.labelling import label_store
-from backend.db import engine_for, write_transaction
+from backend.db import engine_for
 from backend.survey import Survey
 
 
@@ -153,33 +151,3 @@ def test_sqlite_engine_waits_for_locks_and_commits_durably(tmp_path: Path) -> No
             for name in ("journal_mode", "busy_timeout", "synchronous")
         }
     assert pragma == {"journal_mode": "wal", "busy_timeout": 30000, "synchronous": 2}
-
-
-def test_write_transaction_makes_read_then_write_atomic(tmp_path: Path) -> None:
-    """Eight threads each add 1 to a counter 10 times (read, then write): none is lost."""
-    engine = engine_for(f"sqlite:///{tmp_path / 'counter.db'}")
-    counter = sa.Table("counter", sa.MetaData(), sa.Column("n", sa.Integer))
-    counter.create(engine)
-    with engine.begin() as conn:
-        conn.execute(counter.insert().values(n=0))
-    start = threading.Barrier(8)
-    errors: list[str] = []
-
-    def bump() -> None:
-        start.wait()
-        try:
-            for _ in range(10):
-                with write_transaction(engine) as conn:
-                    n = conn.execute(sa.select(counter.c.n)).scalar_one()
-                    conn.execute(counter.update().values(n=n + 1))
-        except Exception as exc:
-            errors.append(repr(exc))
-
-    threads = [threading.Thread(target=bump) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    assert not errors
-    with engine.connect() as conn:
-        assert conn.execute(sa.select(counter.c.n)).scalar_one() == 80

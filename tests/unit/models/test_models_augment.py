@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -25,15 +24,6 @@ from models.errors import BandMismatchError
 from models.extinction import extinction_coefficient, extinction_coefficients
 
 BANDS = ["g", "r", "i", "z"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is as fast and immune to OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _images(b: int = 3, c: int = 4, h: int = 16, w: int = 16, seed: int = 0) -> torch.Tensor:

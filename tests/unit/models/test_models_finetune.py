@@ -12,14 +12,6 @@ from models.finetune import LabelFineTuner, soft_cross_entropy
 TINY = BackboneConfig(embedding_dim=16, stem_width=8, widths=(8, 16), strides=(2, 2))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_soft_cross_entropy_equals_hard_labels_for_one_hot_and_weights_rows() -> None:
     logits = torch.randn(6, 3)
     labels = torch.tensor([0, 1, 2, 0, 1, 2])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -15,15 +14,6 @@ from models.classifier import EmbeddingClassifier
 from models.contrastive import nt_xent_loss
 from models.mdn import Mixture
 from models.uncertainty import entropy, mc_dropout_predict, mutual_information
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny tensors: one thread is as fast and immune to OpenMP stalls on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _naive_nt_xent(z1: torch.Tensor, z2: torch.Tensor, t: float) -> float:

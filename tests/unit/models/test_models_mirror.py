@@ -14,14 +14,6 @@ from models.mirror import mirror, mirror_permutation
 TINY = BackboneConfig(embedding_dim=16, stem_width=8, widths=(8, 16), strides=(2, 2))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_mirror_permutation_swaps_the_declared_pairs_only() -> None:
     classes = ["elliptical", "spiral_cw", "edge_on", "spiral_acw"]
     assert mirror_permutation(classes, [("spiral_cw", "spiral_acw")]) == [0, 3, 2, 1]
