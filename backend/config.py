@@ -20,6 +20,12 @@
                      most a third of the lease).
 ``LATENTSKY_HUEY_IMMEDIATE``  ``1``: run submitted jobs in the submitting process (tests).
 ``REDIS_URL``        huey queue on Redis instead of the SQLite file ``huey.db`` in the data root.
+``LATENTSKY_SCHEDULER``  where heavy steps run when no ``--scheduler`` is given: ``sync``,
+                     ``local[:N]`` (default: a local Dask cluster sized to the machine) or
+                     ``tcp://HOST:PORT`` (a running Dask scheduler); see
+                     :mod:`backend.pipeline.execution`.
+``LATENTSKY_DASK_GPU``  ``1``: the Dask workers have GPUs (started with ``--resources GPU=1``);
+                     model tasks then request the ``GPU`` resource.
 
 Settings are read on every call of :func:`get_settings` (and of the accessors below, each one
 variable), never cached, so tests and tools can point a process at another data root or setting
@@ -101,6 +107,8 @@ REDIS_URL_ENV = "REDIS_URL"
 ALLOW_UNAUTHENTICATED_ENV = "LATENTSKY_ALLOW_UNAUTHENTICATED"
 THUMB_CACHE_ENV, DEFAULT_THUMB_CACHE_MB = "LATENTSKY_THUMB_CACHE_MB", 256
 API_RATE_ENV, DEFAULT_API_RATE = "LATENTSKY_API_RATE", "1200/60"
+SCHEDULER_ENV = "LATENTSKY_SCHEDULER"
+DASK_GPU_ENV = "LATENTSKY_DASK_GPU"
 
 
 def retrain_every() -> int:
@@ -171,6 +179,18 @@ def api_rate() -> tuple[int, float]:
             f"{DEFAULT_API_RATE}) or 0 for no limit"
         ) from None
     return requests, window
+
+
+def scheduler_text() -> str | None:
+    """``LATENTSKY_SCHEDULER`` as written (None when unset or blank); parsed by
+    :func:`backend.pipeline.execution.parse_scheduler`."""
+    return os.environ.get(SCHEDULER_ENV, "").strip() or None
+
+
+def dask_gpu_workers() -> bool:
+    """``LATENTSKY_DASK_GPU=1|true|yes``: Dask workers advertise a ``GPU`` resource, and model
+    tasks request it."""
+    return os.environ.get(DASK_GPU_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
 #: Database driver modules SQLAlchemy imports, and the package that provides each.

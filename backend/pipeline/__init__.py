@@ -1,0 +1,1 @@
+"""The pipeline: products of a survey, planned and executed (see docs/architecture.md)."""
