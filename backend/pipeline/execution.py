@@ -126,16 +126,33 @@ def partitions(n: int, rows: int) -> list[tuple[int, int]]:
 class Executor:
     """Runs partitions in this process (``client`` None) or on a Dask cluster."""
 
-    def __init__(self, spec: SchedulerSpec, client: Any | None = None) -> None:
+    def __init__(
+        self,
+        spec: SchedulerSpec,
+        client: Any | None = None,
+        start: Callable[[], Any] | None = None,
+    ) -> None:
         self.spec = spec
         self.client = client
+        self._start = start  # makes the client on first use (a local cluster)
+        self._start_lock = threading.Lock()
 
     @property
     def workers(self) -> int:
-        """Workers currently attached (1 in-process)."""
+        """Workers attached (1 in-process; a local cluster's size before it is started)."""
         if self.client is None:
-            return 1
+            return (self.spec.workers or 1) if self._start is not None else 1
         return max(1, len(self.client.scheduler_info().get("workers", {})))
+
+    def _client(self, items: int) -> Any | None:
+        """The Dask client for ``items`` tasks. A local cluster is started the first time there
+        are two or more tasks; one task (a small survey) runs in this process, as it would on a
+        local worker, without paying for a cluster."""
+        if self.client is None and self._start is not None and items >= 2:
+            with self._start_lock:
+                if self.client is None:
+                    self.client = self._start()
+        return self.client
 
     def imap(
         self,
@@ -152,7 +169,7 @@ class Executor:
         items = list(items)
         bar = tqdm(total=len(items), desc=desc, unit="part", disable=desc is None or not items)
         try:
-            if self.client is None:
+            if self._client(len(items)) is None:
                 for item in items:
                     result = fn(item)
                     bar.update(1)
@@ -244,7 +261,7 @@ class Executor:
             )
         if not order:
             return {}
-        if self.client is None:
+        if self.spec.kind == "sync":
             values = dask.compute(*[nodes[n] for n in order], scheduler="sync")
         else:
             values = dask.compute(
@@ -328,19 +345,27 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
     from distributed import Client, LocalCluster
 
     if spec.kind == "local":
-        resources = {"GPU": 1} if config.dask_gpu_workers() else None
-        with (
-            LocalCluster(
+        opened: list[Any] = []
+
+        def start() -> Any:
+            cluster = LocalCluster(
                 n_workers=spec.workers or machine_workers(),
                 threads_per_worker=1,
                 processes=True,
                 dashboard_address=None,
                 silence_logs=logging.ERROR,
-                resources=resources,
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            yield Executor(spec, client)
+                resources={"GPU": 1} if config.dask_gpu_workers() else None,
+            )
+            opened.append(cluster)
+            client = Client(cluster)
+            opened.append(client)
+            return client
+
+        try:
+            yield Executor(spec, start=start)
+        finally:
+            for thing in reversed(opened):
+                thing.close()
         return
     try:
         client = Client(spec.address, timeout=f"{CONNECT_TIMEOUT_S}s")
