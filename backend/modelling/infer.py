@@ -1,18 +1,170 @@
-"""Batch inference over a whole survey into versioned products (embeddings, predictions)."""
+"""Batch inference over a whole survey into versioned products (embeddings, predictions).
+
+The survey is cut into partitions of rows (:func:`backend.pipeline.execution.partitions`, a
+multiple of the batch size, so every batch holds the same rows whatever runs it). Each
+partition is one task (:class:`ImagePartition`, :class:`ClassifierPartition`): the worker opens
+the survey and the model itself (models are kept per worker process) and returns its block;
+the client puts the blocks in order into the product, which is written atomically, so no
+partial product is ever visible. ``scheduler`` (``sync``, ``local[:N]``, ``tcp://HOST:PORT`` or
+an open executor) says where the tasks run; the results are the same everywhere.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from backend.modelling.common import Progress, check_bands, device, load_model, resolve_version
+from backend.pipeline.execution import (
+    Executor,
+    SchedulerSpec,
+    executor,
+    model_resources,
+    partitions,
+)
 from backend.products import open_embeddings, write_embeddings, write_predictions
 from backend.registry import ModelRegistry, ModelVersion
 from backend.survey import Survey, SurveyError
 
 MC_SAMPLES = 30
+#: Rows per task of image models (rounded up to a multiple of the batch size).
+PARTITION_ROWS = 8192
+#: Rows per task of classifiers reading embeddings (a multiple of their 8192-row batches).
+CLASSIFIER_PARTITION_ROWS = 65536
+CLASSIFIER_BATCH = 8192
+_MODELS_KEPT = 2
+
+Scheduler = SchedulerSpec | str | Executor | None
+_models: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
+_models_lock = threading.Lock()
+
+
+def cached_model(version: ModelVersion) -> Any:
+    """``load_model(version)``, kept for the next partitions of this process (the last two)."""
+    key = (version.kind, version.version, str(version.path))
+    with _models_lock:
+        if key in _models:
+            _models.move_to_end(key)
+            return _models[key]
+    model = load_model(version)
+    with _models_lock:
+        _models[key] = model
+        while len(_models) > _MODELS_KEPT:
+            _models.popitem(last=False)
+    return model
+
+
+def partition_rows(rows: int | None, batch_size: int) -> int:
+    """Rows per partition: ``rows`` (default :data:`PARTITION_ROWS`) rounded up to whole
+    batches."""
+    rows = rows or PARTITION_ROWS
+    return max(batch_size, -(-rows // batch_size) * batch_size)
+
+
+@dataclass(frozen=True)
+class ImagePartition:
+    """Inference of an image model over rows ``[lo, hi)`` of a survey's cutouts (a task)."""
+
+    survey: str
+    model: ModelVersion
+    op: Literal["embed", "embed_mirror", "emulate", "reconstruct"]
+    batch_size: int = 512
+
+    def __call__(self, rows: tuple[int, int]) -> np.ndarray | dict[str, np.ndarray]:
+        from models import embed, predict_targets, reconstruction_errors
+
+        survey = Survey.open(self.survey)
+        model = cached_model(self.model)
+        kw: dict[str, Any] = {
+            "bands": survey.bands,
+            "start": rows[0],
+            "stop": rows[1],
+            "batch_size": self.batch_size,
+            "device": device(),
+        }
+        if self.op == "emulate":
+            return predict_targets(model, survey.images, **kw)
+        if self.op == "reconstruct":
+            return reconstruction_errors(model, survey.images, **kw)
+        return embed(model, survey.images, mirror=self.op == "embed_mirror", **kw)
+
+
+@dataclass(frozen=True)
+class ClassifierPartition:
+    """MC-dropout class probabilities of rows ``[lo, hi)`` from the stored embeddings (a task)."""
+
+    survey: str
+    model: ModelVersion
+    encoder_version: str
+    mirrored: bool
+
+    def __call__(self, rows: tuple[int, int]) -> dict[str, np.ndarray]:
+        from models import predict_classes
+
+        lo, hi = rows
+        x = np.array(open_embeddings(self.survey, "encoder", self.encoder_version)[lo:hi])
+        if self.mirrored:
+            m = open_embeddings(self.survey, "encoder", self.encoder_version, mirror=True)
+            x = np.concatenate([x, np.asarray(m[lo:hi])], axis=1)
+        return predict_classes(
+            cached_model(self.model),
+            x,
+            mc_samples=MC_SAMPLES,
+            device="cpu",
+            batch_size=CLASSIFIER_BATCH,
+        )
+
+
+def _reported(
+    blocks: Iterable[Any], parts: list[tuple[int, int]], progress: Progress | None
+) -> Iterable[tuple[tuple[int, int], Any]]:
+    """``(rows, block)`` pairs, telling ``progress`` after each (False cancels)."""
+    from models.inference import InferenceCancelled
+
+    t0, total, done = time.perf_counter(), (parts[-1][1] if parts else 0), 0
+    for rows, block in zip(parts, blocks, strict=True):
+        yield rows, block
+        done = rows[1]
+        if progress is not None:
+            elapsed = time.perf_counter() - t0
+            rate = done / elapsed if elapsed > 0 else 0.0
+            info = {
+                "done": done,
+                "total": total,
+                "elapsed_seconds": elapsed,
+                "eta_seconds": (total - done) / rate if rate > 0 else None,
+                "items_per_second": rate,
+            }
+            if progress(info) is False:
+                raise InferenceCancelled(f"cancelled after {done} of {total} objects")
+
+
+def _gather(
+    ex: Executor,
+    task: Any,
+    n: int,
+    rows: int,
+    *,
+    desc: str | None,
+    progress: Progress | None = None,
+    resources: dict[str, float] | None = None,
+) -> np.ndarray | dict[str, np.ndarray]:
+    """Run ``task`` over partitions of ``n`` rows and join the blocks in row order."""
+    parts = partitions(n, rows)
+    blocks = [b for _, b in _reported(ex.imap(task, parts, resources=resources, desc=desc),
+                                      parts, progress)]  # fmt: skip
+    if not blocks:
+        raise SurveyError(f"survey {task.survey!r} has no objects")
+    if isinstance(blocks[0], dict):
+        return {k: np.concatenate([b[k] for b in blocks]) for k in blocks[0]}
+    return np.concatenate(blocks)
 
 
 def embed_survey(
@@ -23,12 +175,13 @@ def embed_survey(
     progress: Progress | None = None,
     progress_bar: bool = True,
     mirror: bool = False,
+    scheduler: Scheduler = None,
+    rows_per_partition: int | None = None,
 ) -> tuple[ModelVersion, str]:
     """(N, D) float32 embeddings of every object with an encoder; returns (version, path).
     ``mirror``: of the cutouts' mirror images instead (``embeddings_mirror.npy``), read by the
-    classifiers of tasks whose mirror image swaps classes (:mod:`models.mirror`)."""
-    from models import embed
-
+    classifiers of tasks whose mirror image swaps classes (:mod:`models.mirror`). Partitions of
+    ``rows_per_partition`` rows run where ``scheduler`` says; ``progress`` hears after each."""
     survey = Survey.open(survey_name)
     encoder_version = resolve_version(ModelRegistry(), survey.name, "encoder", version)
     if encoder_version.config.get("kind") == "imported_embeddings":  # written at import
@@ -41,19 +194,30 @@ def embed_survey(
         from backend.modelling.imported import imported_product
 
         return encoder_version, str(imported_product(survey.name, encoder_version))
-    encoder = load_model(encoder_version)
+    encoder = cached_model(encoder_version)
     check_bands(encoder.bands, survey)
     shape = (len(survey), int(encoder.embedding_dim))
+    parts = partitions(len(survey), partition_rows(rows_per_partition, batch_size))
+    op = "embed_mirror" if mirror else "embed"
+    task = ImagePartition(survey.name, encoder_version, op, batch_size)
 
-    def fill(out: np.ndarray) -> None:
-        embed(
-            encoder, survey.images, bands=survey.bands, out=out, batch_size=batch_size,
-            device=device(), progress=progress, progress_bar=progress_bar, mirror=mirror,
-        )  # fmt: skip
+    with executor(scheduler) as ex:
 
-    path = write_embeddings(
-        survey.name, "encoder", encoder_version.version, shape, fill, mirror=mirror
-    )
+        def fill(out: np.ndarray) -> None:
+            desc = f"embed {survey.name}" if progress_bar else None
+            blocks = ex.imap(task, parts, resources=model_resources(), desc=desc)
+            for (lo, hi), block in _reported(blocks, parts, progress):
+                if block.shape != (hi - lo, shape[1]):
+                    raise SurveyError(
+                        f"survey {survey.name!r} rows {lo}-{hi}: a worker returned embeddings of "
+                        f"shape {block.shape}, expected {(hi - lo, shape[1])} (do the workers "
+                        "see the same LATENTSKY_HOME?)"
+                    )
+                out[lo:hi] = block
+
+        path = write_embeddings(
+            survey.name, "encoder", encoder_version.version, shape, fill, mirror=mirror
+        )
     return encoder_version, str(path)
 
 
@@ -61,26 +225,43 @@ def classifier_inputs(survey: str, encoder_version: str, mirrored: bool) -> np.n
     """What a classifier head reads: the encoder's embeddings (memory-mapped), or for a
     mirror-equivariant head each row followed by its mirror image's embedding (computed once,
     kept beside the embeddings)."""
-    from backend.products import has_embeddings
-
     embeddings = open_embeddings(survey, "encoder", encoder_version)
     if not mirrored:
         return embeddings
-    if not has_embeddings(survey, "encoder", encoder_version, mirror=True):
-        embed_survey(survey, encoder_version, mirror=True, progress_bar=False)
+    _ensure_mirror_embeddings(survey, encoder_version)
     mirror = open_embeddings(survey, "encoder", encoder_version, mirror=True)
     return np.concatenate([np.asarray(embeddings), np.asarray(mirror)], axis=1)
 
 
-def predict_classifier(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
-    """Calibrated MC-dropout probabilities, predicted class, entropy and BALD per object."""
-    from models import predict_classes
+def _ensure_mirror_embeddings(
+    survey: str, encoder_version: str, scheduler: Scheduler = None
+) -> None:
+    from backend.products import has_embeddings
 
-    model = load_model(version)
+    if not has_embeddings(survey, "encoder", encoder_version, mirror=True):
+        embed_survey(survey, encoder_version, mirror=True, progress_bar=False, scheduler=scheduler)
+
+
+def predict_classifier(
+    survey: Survey,
+    version: ModelVersion,
+    *,
+    progress_bar: bool = False,
+    scheduler: Scheduler = None,
+    rows_per_partition: int | None = None,
+) -> pd.DataFrame:
+    """Calibrated MC-dropout probabilities, predicted class, entropy and BALD per object."""
     source = version.config.get("embedding_source", {})
+    encoder = source.get("version", "")
     mirrored = version.config.get("mirror_permutation") is not None
-    embeddings = classifier_inputs(survey.name, source.get("version", ""), mirrored)
-    out = predict_classes(model, embeddings, mc_samples=MC_SAMPLES, device="cpu", **kw)
+    n = len(open_embeddings(survey.name, "encoder", encoder))
+    rows = -(-(rows_per_partition or CLASSIFIER_PARTITION_ROWS) // CLASSIFIER_BATCH)
+    with executor(scheduler) as ex:
+        if mirrored:
+            _ensure_mirror_embeddings(survey.name, encoder, ex)
+        task = ClassifierPartition(survey.name, version, encoder, mirrored)
+        desc = f"classify {survey.name}" if progress_bar else None
+        out = _gather(ex, task, n, rows * CLASSIFIER_BATCH, desc=desc)
     classes = list(version.config["classes"])
     probs = out["probs"]
     table = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
@@ -91,13 +272,24 @@ def predict_classifier(survey: Survey, version: ModelVersion, **kw: Any) -> pd.D
     return table
 
 
-def predict_emulator(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
+def predict_emulator(
+    survey: Survey,
+    version: ModelVersion,
+    *,
+    progress_bar: bool = False,
+    scheduler: Scheduler = None,
+    rows_per_partition: int | None = None,
+    batch_size: int = 512,
+) -> pd.DataFrame:
     """Posterior mean and sigma of every emulated property."""
-    from models import predict_targets
-
-    model = load_model(version)
+    model = cached_model(version)
     check_bands(model.bands, survey)
-    out = predict_targets(model, survey.images, bands=survey.bands, device=device(), **kw)
+    task = ImagePartition(survey.name, version, "emulate", batch_size)
+    with executor(scheduler) as ex:
+        out = _gather(
+            ex, task, len(survey), partition_rows(rows_per_partition, batch_size),
+            desc=f"emulate {survey.name}" if progress_bar else None, resources=model_resources(),
+        )  # fmt: skip
     table = {}
     for j, name in enumerate(model.targets):
         table[f"{name}_mean"] = out["mean"][:, j]
@@ -105,13 +297,25 @@ def predict_emulator(survey: Survey, version: ModelVersion, **kw: Any) -> pd.Dat
     return pd.DataFrame(table)
 
 
-def predict_autoencoder(survey: Survey, version: ModelVersion, **kw: Any) -> pd.DataFrame:
+def predict_autoencoder(
+    survey: Survey,
+    version: ModelVersion,
+    *,
+    progress_bar: bool = False,
+    scheduler: Scheduler = None,
+    rows_per_partition: int | None = None,
+    batch_size: int = 512,
+) -> pd.DataFrame:
     """Reconstruction error per object (an anomaly score)."""
-    from models import reconstruction_errors
-
-    model = load_model(version)
+    model = cached_model(version)
     check_bands(model.bands, survey)
-    errors = reconstruction_errors(model, survey.images, bands=survey.bands, device=device(), **kw)
+    task = ImagePartition(survey.name, version, "reconstruct", batch_size)
+    with executor(scheduler) as ex:
+        errors = _gather(
+            ex, task, len(survey), partition_rows(rows_per_partition, batch_size),
+            desc=f"reconstruct {survey.name}" if progress_bar else None,
+            resources=model_resources(),
+        )  # fmt: skip
     return pd.DataFrame({"recon_error": errors})
 
 
@@ -127,25 +331,33 @@ def predict_survey(
     kinds: tuple[str, ...] = ("classifier", "emulator", "autoencoder"),
     *,
     progress_bar: bool = True,
+    scheduler: Scheduler = None,
+    rows_per_partition: int | None = None,
 ) -> dict[str, str]:
     """Predictions of the survey's active (else latest) model of each kind, one parquet per
     version; kinds with no model are skipped. Returns {kind: path}."""
     survey = Survey.open(survey_name)
     registry = ModelRegistry()
     written = {}
-    for kind in kinds:
-        version = registry.active(survey.name, kind) or registry.latest(kind, survey.name)
-        if version is None:
-            continue
-        table = PREDICTORS[kind](survey, version, progress_bar=progress_bar)
-        table.insert(0, "object_id", survey.catalog["object_id"].to_numpy())
-        written[kind] = str(write_predictions(survey.name, kind, version.version, table))
+    with executor(scheduler) as ex:
+        for kind in kinds:
+            version = registry.active(survey.name, kind) or registry.latest(kind, survey.name)
+            if version is None:
+                continue
+            table = PREDICTORS[kind](
+                survey, version, progress_bar=progress_bar, scheduler=ex,
+                rows_per_partition=rows_per_partition,
+            )  # fmt: skip
+            table.insert(0, "object_id", survey.catalog["object_id"].to_numpy())
+            written[kind] = str(write_predictions(survey.name, kind, version.version, table))
     return written
 
 
-def predict_version(survey: str, kind: str, version: str) -> str:
+def predict_version(survey: str, kind: str, version: str, scheduler: Scheduler = None) -> str:
     """Predictions of one (not necessarily active) version, written before it is activated."""
     s = Survey.open(survey)
-    table = PREDICTORS[kind](s, ModelRegistry().get(kind, version), progress_bar=False)
+    table = PREDICTORS[kind](
+        s, ModelRegistry().get(kind, version), progress_bar=False, scheduler=scheduler
+    )
     table.insert(0, "object_id", s.catalog["object_id"].to_numpy())
     return str(write_predictions(s.name, kind, version, table))
