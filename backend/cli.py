@@ -43,6 +43,19 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+def add_scheduler_option(p: argparse.ArgumentParser) -> None:
+    """``--scheduler`` of a heavy command: where its partitions run
+    (:mod:`backend.pipeline.execution`); checked by :func:`main` before the command starts."""
+    p.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="SPEC",
+        help="sync (this process), local[:N] (a local Dask cluster of N worker processes; "
+        "default: one per core, or LATENTSKY_SCHEDULER) or tcp://HOST:PORT (a running Dask "
+        "scheduler)",
+    )
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m backend",
@@ -69,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        if "scheduler" in vars(args):  # a bad --scheduler fails before any work
+            from backend.pipeline.execution import parse_scheduler
+
+            args.scheduler = parse_scheduler(args.scheduler)
         return int(args.func(args) or 0)
     except UserError as exc:  # every user-facing error of backend/ (backend.errors)
         print(f"error: {exc}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from backend.cli import add_scheduler_option
 from backend.errors import UserError
 
 
@@ -16,6 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kinds", default="classifier,emulator,autoencoder", help="comma-separated model kinds"
     )
+    add_scheduler_option(p)
     p.set_defaults(func=run)
 
 
@@ -26,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     unknown = [k for k in kinds if k not in PREDICTORS]
     if unknown:
         raise UserError(f"unknown kinds {unknown}; choose from {', '.join(PREDICTORS)}")
-    written = predict_survey(args.survey, kinds)
+    written = predict_survey(args.survey, kinds, scheduler=args.scheduler)
     if not written:
         raise UserError(
             f"no trained models for survey {args.survey!r}; run `python -m backend prepare`"

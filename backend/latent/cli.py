@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from backend.cli import add_scheduler_option
 from backend.errors import UserError
 from backend.latent.errors import LatentError
 from backend.registry import RegistryError
@@ -50,6 +51,7 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--landmarks", type=int, default=20_000, help="UMAP landmarks (default 20000)")
     p.add_argument("--seed", type=int, default=0)
+    add_scheduler_option(p)
     p.set_defaults(func=run_map)
 
 
@@ -57,12 +59,13 @@ def add_map_parser(sub: argparse._SubParsersAction) -> None:
 def run_map(args: argparse.Namespace) -> int:
     from backend.latent.pipeline import make_map
     from backend.latent.projection import MapParams
+    from backend.pipeline.execution import executor
 
     if args.landmarks < 10:
         raise UserError("--landmarks must be at least 10")
-    out = make_map(
-        args.survey, args.model, MapParams(n_landmarks=args.landmarks, seed=args.seed), True
-    )
+    params = MapParams(n_landmarks=args.landmarks, seed=args.seed)
+    with executor(args.scheduler):  # map placement runs per partition there
+        out = make_map(args.survey, args.model, params, True)
     timings = ", ".join(f"{k[:-2]} {v:.1f} s" for k, v in out.info.get("timings", {}).items())
     print(f"map of {out.info['n']:,} objects ({out.survey}, encoder {out.version}): {timings}")
     print(f"written to {out.path} in {out.seconds:.1f} s")
@@ -79,14 +82,17 @@ def add_index_parser(sub: argparse._SubParsersAction) -> None:
         default="auto",
         help="auto: exact up to 100k objects, HNSW up to 2M, IVF above",
     )
+    add_scheduler_option(p)
     p.set_defaults(func=run_index)
 
 
 @user_errors
 def run_index(args: argparse.Namespace) -> int:
     from backend.latent.pipeline import make_index
+    from backend.pipeline.execution import executor
 
-    out = make_index(args.survey, args.model, args.kind, progress=True)
+    with executor(args.scheduler):  # vectors are added per partition there
+        out = make_index(args.survey, args.model, args.kind, progress=True)
     tuned = {k: out.info[k] for k in ("ef_search", "nprobe", "tuned_recall_at_10") if k in out.info}
     extra = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items()
@@ -192,6 +198,7 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--lof", action="store_true", help="add the local outlier factor scorer")
     p.add_argument("--top", type=int, default=10, help="print this many top objects (10)")
+    add_scheduler_option(p)
     p.set_defaults(func=run_score)
 
 
@@ -199,9 +206,11 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
 def run_score(args: argparse.Namespace) -> int:
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.pipeline import make_scores
+    from backend.pipeline.execution import executor
 
     scorers = ("iforest", "knn", "lof") if args.lof else ("iforest", "knn")
-    out = make_scores(args.survey, args.model, scorers, progress=True)
+    with executor(args.scheduler):  # objects are scored per partition there
+        out = make_scores(args.survey, args.model, scorers, progress=True)
     for note in out.notes:
         print(note)
     top = AnomalyRanker.load(out.path).ranking().head(max(0, args.top))
