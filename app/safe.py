@@ -1,33 +1,27 @@
-"""Callbacks that never put a traceback in the page: errors become a message in an Alert."""
+"""Callbacks that never put a traceback in the page: errors become a message in an Alert.
+
+A user error (:class:`backend.errors.UserError` and its subclasses, an access refusal, a
+``models.errors.ModelError``) shows as its own message on one line and is logged without a
+traceback; anything else is a bug: the page says something went wrong, the log gets the
+traceback.
+"""
 
 from __future__ import annotations
 
 import functools
 import html
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import panel as pn
 
 from backend.auth.roles import AccessDenied
-from backend.config import ConfigError
+from backend.errors import UserError
 from backend.evaluation.report import escape as _markdown_escape
-from backend.feedback import FeedbackError
-from backend.labels import LabelError
-from backend.labels.schema import SchemaError
-from backend.latent.errors import LatentError
-from backend.products import ProductError
-from backend.registry import RegistryError
-from backend.survey import SurveyError
 
 log = logging.getLogger(__name__)
-
-#: Errors whose message is meant for the user as it is.
-USER_ERRORS: tuple[type[Exception], ...] = (
-    LatentError, SurveyError, LabelError, SchemaError, FeedbackError, ProductError, RegistryError, ConfigError,
-    AccessDenied,
-)  # fmt: skip
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,9 +60,20 @@ def clear(alert: pn.pane.Alert) -> None:
     alert.param.update(object="", visible=False)
 
 
+def is_user_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is a mistake the user can fix, its message the whole story: a
+    :class:`~backend.errors.UserError`, an :class:`~backend.auth.roles.AccessDenied`, or a
+    ``models.errors.ModelError`` (looked up only when loaded: the app never imports torch)."""
+    if isinstance(exc, UserError | AccessDenied):
+        return True
+    model_errors = sys.modules.get("models.errors")
+    return model_errors is not None and isinstance(exc, model_errors.ModelError)
+
+
 def explain(exc: Exception) -> str:
-    """The Markdown a user sees for an exception (its message escaped)."""
-    if isinstance(exc, USER_ERRORS):  # messages quote user text: shown as text, never markup
+    """The Markdown a user sees for an exception: a user error's message on one line (escaped),
+    else a generic failure naming the exception."""
+    if is_user_error(exc):  # messages quote user text: shown as text, never markup
         return md(exc)
     return (
         f"Something went wrong ({type(exc).__name__}: {md(exc)}). The details are in the server "
@@ -76,8 +81,18 @@ def explain(exc: Exception) -> str:
     )
 
 
+def log_failure(exc: Exception, what: str, *args: object, logger: logging.Logger = log) -> None:
+    """Log that ``what % args`` failed: a user error on one line, anything else with its
+    traceback (at ERROR)."""
+    if is_user_error(exc):
+        logger.info(f"{what} refused: %s", *args, exc)
+    else:
+        logger.error(f"{what} failed", *args, exc_info=exc)
+
+
 def guarded(alert: pn.pane.Alert) -> Callable[[F], F]:
-    """Decorator: run the callback; on error log it and show it in ``alert`` instead of raising."""
+    """Decorator: run the callback; on error log it and show it in ``alert`` instead of raising
+    (see :func:`explain` and :func:`log_failure`)."""
 
     def wrap(fn: F) -> F:
         @functools.wraps(fn)
@@ -85,8 +100,7 @@ def guarded(alert: pn.pane.Alert) -> Callable[[F], F]:
             try:
                 return fn(*args, **kwargs)
             except Exception as exc:
-                if not isinstance(exc, USER_ERRORS):
-                    log.exception("callback %s failed", getattr(fn, "__name__", fn))
+                log_failure(exc, "callback %s", getattr(fn, "__name__", fn))
                 say(alert, explain(exc), "danger")
                 return None
 

@@ -15,7 +15,7 @@ import panel as pn
 
 from app.auth import session_account
 from app.data import SurveyData, survey_data
-from app.safe import explain
+from app.safe import explain, log_failure
 from app.state import TABS, AppState
 from app.widgets import BrowserMemory
 from backend.registry import ModelRegistry
@@ -271,7 +271,7 @@ class Shell:
             self.status.visible = False
             self.update_bar.visible = False
         except Exception as exc:
-            log.exception("loading survey %s failed", name)
+            log_failure(exc, "loading survey %s", name, logger=log)
             self.status.param.update(
                 object=f"Cannot show survey {name!r}: {explain(exc)}",
                 alert_type="danger",
@@ -293,7 +293,7 @@ class Shell:
         try:
             view: Any = _view_builders()[key](data, self.state)
         except Exception as exc:  # one broken view must not take the page down
-            log.exception("view %s failed to build", key)
+            log_failure(exc, "building view %s", key, logger=log)
             view = pn.pane.Alert(explain(exc), alert_type="danger")
         self._built[key] = view
         self.tabs[TABS.index(key)] = (TAB_TITLES[key], view)
