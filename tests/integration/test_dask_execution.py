@@ -1,0 +1,153 @@
+"""Heavy steps on dask.distributed: two local workers give the synchronous results; the
+``--scheduler`` option and ``LATENTSKY_SCHEDULER`` are checked before anything runs."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backend.pipeline.execution import (
+    SchedulerError,
+    SchedulerSpec,
+    executor,
+    parse_scheduler,
+    partitions,
+)
+from backend.survey import Survey
+
+
+def _train(survey: str) -> None:
+    from backend.modelling import infer, train
+
+    train.train_encoder(survey, init="scratch", steps=2, batch_size=32, progress_bar=False)
+    train.train_autoencoder(survey, steps=2, batch_size=32, progress_bar=False)
+    infer.embed_survey(survey, progress_bar=False, scheduler="sync")
+    train.train_classifier(survey, label_column="size_class", epochs=3, progress_bar=False)
+
+
+def _products(survey: str, scheduler: object) -> tuple[np.ndarray, dict[str, pd.DataFrame]]:
+    from backend.modelling import infer
+
+    _, path = infer.embed_survey(
+        survey, progress_bar=False, scheduler=scheduler, rows_per_partition=32, batch_size=32
+    )
+    embeddings = np.load(path)
+    written = infer.predict_survey(
+        survey, progress_bar=False, scheduler=scheduler, rows_per_partition=32
+    )
+    return embeddings, {kind: pd.read_parquet(p) for kind, p in written.items()}
+
+
+def test_two_local_workers_give_the_synchronous_results(tiny_survey: Survey) -> None:
+    from backend.modelling.common import load_model
+    from backend.products import open_embeddings
+    from backend.registry import ModelRegistry
+    from models import embed
+
+    _train("tiny")
+    encoder = ModelRegistry().active("tiny", "encoder")
+    # the synchronous path is today's single-process path: one embed over the whole survey
+    direct = embed(load_model(encoder), tiny_survey.images, bands=tiny_survey.bands, device="cpu")
+    assert np.array_equal(np.asarray(open_embeddings("tiny", "encoder", encoder.version)), direct)
+
+    sync_embeddings, sync_tables = _products("tiny", "sync")
+    assert set(sync_tables) == {"classifier", "autoencoder"}
+    with executor("local:2") as ex:
+        local_embeddings, local_tables = _products("tiny", ex)
+        assert ex.client is not None and len(ex.client.scheduler_info()["workers"]) == 2
+    assert local_embeddings.dtype == np.float32 and local_embeddings.shape == (150, 128)
+    assert np.array_equal(local_embeddings, sync_embeddings)  # bitwise: deterministic steps
+    for kind, table in sync_tables.items():
+        pd.testing.assert_frame_equal(local_tables[kind], table, check_exact=True)
+
+
+def test_one_partition_runs_in_process_without_starting_a_cluster() -> None:
+    with executor("local:2") as ex:
+        assert ex.map(abs, [-3]) == [3]
+        assert ex.client is None
+
+
+@pytest.mark.parametrize(
+    ("text", "spec"),
+    [
+        ("sync", SchedulerSpec("sync")),
+        ("local:3", SchedulerSpec("local", workers=3)),
+        (" LOCAL:1 ", SchedulerSpec("local", workers=1)),
+        ("tcp://127.0.0.1:8786", SchedulerSpec("tcp", address="tcp://127.0.0.1:8786")),
+        ("tcp://node-7.cluster:40000", SchedulerSpec("tcp", address="tcp://node-7.cluster:40000")),
+    ],
+)
+def test_scheduler_texts(text: str, spec: SchedulerSpec) -> None:
+    assert parse_scheduler(text) == spec
+
+
+def test_no_scheduler_reads_the_environment_else_sizes_a_local_cluster_to_the_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("LATENTSKY_SCHEDULER", raising=False)
+    default = parse_scheduler(None)
+    assert default.kind == "local" and default.workers >= 1
+    monkeypatch.setenv("LATENTSKY_SCHEDULER", "sync")
+    assert parse_scheduler(None) == SchedulerSpec("sync")
+    monkeypatch.setenv("LATENTSKY_SCHEDULER", "gpu-cluster")
+    with pytest.raises(SchedulerError, match="LATENTSKY_SCHEDULER 'gpu-cluster'"):
+        parse_scheduler(None)
+
+
+@pytest.mark.parametrize("text", ["", "local:0", "local:two", "tcp://host", "tcp://h:70000", "x"])
+def test_bad_scheduler_text_is_one_error_line_and_exit_2(
+    text: str, tiny_survey: Survey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from backend.cli import main
+
+    assert main(["embed", "--survey", "tiny", "--scheduler", text]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --scheduler {text!r}: ")
+    assert not (tiny_survey.path.parent.parent / "products").exists()  # nothing ran
+
+
+def test_an_unreachable_scheduler_is_a_user_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with (
+        pytest.raises(SchedulerError, match=f"tcp://127.0.0.1:{port}: no Dask scheduler"),
+        executor(f"tcp://127.0.0.1:{port}"),
+    ):
+        pass
+
+
+def _record(log: list[str], name: str) -> str:
+    log.append(name)
+    return name.upper()
+
+
+@pytest.mark.parametrize("scheduler", ["sync", "local:2"])
+def test_a_graph_runs_each_step_after_its_dependencies(scheduler: str) -> None:
+    log: list[str] = []
+    steps = {
+        "index": (partial(_record, log, "index"), ["embed"]),
+        "scores": (partial(_record, log, "scores"), ["index", "predict"]),
+        "embed": (partial(_record, log, "embed"), []),
+        "predict": (partial(_record, log, "predict"), ["embed"]),
+    }
+    with executor(scheduler) as ex:
+        results = ex.submit_graph(steps)
+    assert results == {"embed": "EMBED", "index": "INDEX", "predict": "PREDICT", "scores": "SCORES"}
+    assert log[0] == "embed" and log[-1] == "scores" and sorted(log) == sorted(steps)
+    with pytest.raises(ValueError, match="cycle"):
+        ex.submit_graph({"a": (str, ["b"]), "b": (str, ["a"])})
+    with pytest.raises(ValueError, match="unknown steps"):
+        ex.submit_graph({"a": (str, ["nope"])})
+
+
+def test_partitions_cover_every_row_once_whatever_the_workers() -> None:
+    parts = partitions(150, 32)
+    assert parts[0] == (0, 32) and parts[-1] == (128, 150)
+    assert np.array_equal(np.concatenate([np.arange(lo, hi) for lo, hi in parts]), np.arange(150))
+    assert partitions(0, 32) == []
