@@ -2,7 +2,8 @@
 
 Kinds: ``fits`` (folder of FITS cutouts), ``images`` (folder of PNG/JPEG), ``galaxy10``
 (Galaxy10 DECaLS HDF5), ``hdf`` (the Hubble Deep Field shipped with scikit-image, cut into
-galaxy stamps; no PATH needed). Bad files are skipped and listed; a one-line summary is printed
+galaxy stamps; no PATH needed), ``hats`` (a HATS catalog with cutouts, as ``export --format
+hats`` writes it). Bad files are skipped and listed; a one-line summary is printed
 and the full report is kept as ``ingest_report.json`` in the survey folder.
 """
 
@@ -94,7 +95,7 @@ def _catalog(p: argparse.ArgumentParser, sky: bool = True) -> None:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ingest",
-        help="ingest FITS cutouts, PNG/JPEG pictures, Galaxy10 HDF5 or the Hubble Deep Field",
+        help="ingest FITS cutouts, PNG/JPEG pictures, Galaxy10 HDF5, the Hubble Deep Field or HATS",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -155,6 +156,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keep-edges", action="store_true", help="keep stamps crossing the picture edge"
     )
     h.set_defaults(func=run, ingest=_hdf)
+
+    t = kinds.add_parser(
+        "hats", help="a HATS catalog with cutouts (what `export --format hats` writes)"
+    )
+    t.add_argument("path", type=Path, help="the HATS catalog folder")
+    t.add_argument(
+        "--images",
+        type=Path,
+        metavar="DIR",
+        help="folder the cutout_file column is relative to (default: the catalog folder)",
+    )
+    _common(t)
+    t.set_defaults(func=run, ingest=_hats)
 
 
 def _join_options(args: argparse.Namespace) -> dict:
@@ -229,6 +243,12 @@ def _hdf(args: argparse.Namespace) -> IngestReport:
         keep_edges=args.keep_edges,
         **_base(args),
     )
+
+
+def _hats(args: argparse.Namespace) -> IngestReport:
+    from backend.ingest.hats import ingest_hats
+
+    return ingest_hats(args.path, args.survey, images=args.images, **_base(args))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -108,7 +108,7 @@ class IngestReport:
         return lines
 
     def _unit(self) -> str:
-        return {"galaxy10": "rows", "hdf": "detections"}.get(self.kind, "files")
+        return {"galaxy10": "rows", "hats": "rows", "hdf": "detections"}.get(self.kind, "files")
 
 
 def nothing_usable(report: IngestReport) -> IngestError:

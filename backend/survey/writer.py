@@ -219,7 +219,12 @@ class SurveyWriter:
                 if col in catalog
                 else np.nan
             )
-        catalog["n_bad_pixels"] = np.concatenate(self._bad_pixels)
+        bad = np.concatenate(self._bad_pixels)
+        if "n_bad_pixels" in catalog:  # counts an earlier ingestion made (a re-ingested export)
+            bad = bad + pd.to_numeric(catalog["n_bad_pixels"], errors="coerce").fillna(0).to_numpy(
+                dtype=np.int32
+            )
+        catalog["n_bad_pixels"] = bad
         front = ["object_id", "ra", "dec"]
         return catalog[front + [c for c in catalog.columns if c not in front]]
 

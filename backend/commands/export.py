@@ -1,0 +1,64 @@
+"""``python -m backend export --survey S --format hats --out DIR``: a survey for other tools.
+
+``hats``: the catalog, every per-object product of the survey's active models (embeddings,
+predictions, map coordinates, anomaly scores; columns named with their model version) and the
+cutouts, as a HATS catalog (HEALPix-partitioned parquet) that LSDB opens and cross-matches, with
+one zarr array of cutouts per partition (layout: :mod:`backend.hats`). ``python -m backend
+ingest hats DIR`` reads it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from backend.hats.layout import DEFAULT_PARTITION_ROWS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a survey with its products and cutouts (HATS, for LSDB)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--survey", required=True, metavar="NAME")
+    p.add_argument("--format", required=True, choices=["hats"], help="hats: HATS catalog")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to create")
+    p.add_argument(
+        "--partition-rows",
+        type=_positive_int,
+        default=DEFAULT_PARTITION_ROWS,
+        metavar="N",
+        help=f"at most N objects per HEALPix partition (default {DEFAULT_PARTITION_ROWS:,})",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from backend.hats.export import export_hats
+
+    report = export_hats(
+        args.survey,
+        args.out,
+        max_rows=args.partition_rows,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
+    print(report.summary())
+    return 0

@@ -1,0 +1,21 @@
+"""A survey as a HATS catalog (HEALPix-partitioned parquet) with its cutouts chunked to match.
+
+``python -m backend export --survey S --format hats --out DIR`` writes (:mod:`.export`)::
+
+    DIR/hats.properties                  HATS table properties (name, ra/dec columns, rows, ...)
+    DIR/partition_info.csv               the HEALPix pixels (Norder, Npix) of the partitions
+    DIR/point_map.fits, skymap.fits      object counts per order-10 pixel
+    DIR/dataset/Norder=K/Dir=D/Npix=N.parquet
+                                         one partition: catalog rows, the survey's per-object
+                                         products (columns named ``<kind>_<version>_<name>``),
+                                         ``survey_index``, ``cutout_file``, ``cutout_row``,
+                                         sorted by ``_healpix_29``
+    DIR/dataset/_metadata, _common_metadata
+    DIR/cutouts/Norder=K/Dir=D/Npix=N.zarr
+                                         that partition's cutouts, (n, C, H, W) float32, one
+                                         per parquet row in the same order
+    DIR/latentsky.json                   the survey's description (bands, display, pixel scale),
+                                         its catalog columns and the exported products
+
+``python -m backend ingest hats DIR --survey S`` (:mod:`backend.ingest.hats`) reads it back.
+"""

@@ -1,0 +1,370 @@
+"""Write a survey, its per-object products and its cutouts as a HATS catalog (layout:
+:mod:`backend.hats`).
+
+The catalog is written with hats' own functions (spatial index, alignment, pixel paths, parquet
+write settings, ``_metadata``, ``partition_info.csv``, ``hats.properties``, point map), the
+steps hats-import runs, but straight from the survey store: no intermediate shards. Each
+partition's cutouts go to a zarr array of their own, row for row with its parquet file. The
+whole catalog is built in a hidden folder beside ``out`` and renamed into place at the end, so a
+failure (or a killed process) leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import zarr
+from hats.catalog import PartitionInfo, TableProperties
+from hats.catalog.dataset.hats_properties import HatsProperties
+from hats.io import file_io, paths
+from hats.io.parquet_metadata import write_parquet_metadata
+from hats.io.skymap import write_skymap
+from hats.pixel_math import HealpixPixel
+from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
+from tqdm import tqdm
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from backend import __version__
+from backend.hats.layout import (
+    CUTOUT_FILE_COLUMN,
+    CUTOUT_ROW_COLUMN,
+    CUTOUTS_DIR,
+    DEFAULT_PARTITION_ROWS,
+    SIDECAR_FILE,
+    SIDECAR_FORMAT,
+    SIDECAR_VERSION,
+    SURVEY_INDEX_COLUMN,
+    HatsError,
+    cutout_relpath,
+)
+from backend.hats.partition import Partitioning, partition
+from backend.hats.products import ProductColumns, collect_products
+from backend.survey import Survey
+
+_RESERVED = {SPATIAL_INDEX_COLUMN, SURVEY_INDEX_COLUMN, CUTOUT_FILE_COLUMN, CUTOUT_ROW_COLUMN}
+_CUTOUT_BLOCK_BYTES = 64 * 2**20  # pixels read from the survey and written at a time
+_INCOMING = ".incoming-"
+
+
+@dataclass
+class ExportReport:
+    """What an export wrote."""
+
+    survey: str
+    path: Path
+    rows: int
+    partitions: int
+    max_order: int
+    products: list[dict[str, object]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        made = ", ".join(f"{p['kind']} {p['version']} {p['product']}" for p in self.products)
+        return (
+            f"exported survey {self.survey!r}: {self.rows:,} objects in {self.partitions} HEALPix "
+            f"partitions (orders up to {self.max_order}) with cutouts, products: "
+            f"{made or 'none'} -> {self.path} ({self.seconds:.1f} s)"
+        )
+
+
+def export_hats(
+    survey_name: str,
+    out: str | Path,
+    *,
+    max_rows: int = DEFAULT_PARTITION_ROWS,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExportReport:
+    """Export ``survey_name`` as a HATS catalog with cutouts into folder ``out``."""
+    started = time.perf_counter()
+    if max_rows < 1:
+        raise HatsError(f"--partition-rows {max_rows}: must be at least 1")
+    survey = Survey.open(survey_name)
+    catalog = survey.catalog
+    _check_positions(survey, catalog)
+    products, notes = collect_products(survey)
+    _check_names(survey, catalog, products)
+    out = Path(out).absolute()
+    _check_target(out, overwrite)
+    parts = partition(
+        catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), max_rows=max_rows, survey=survey.name
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(out)
+    tmp = out.parent / f".{out.name}{_INCOMING}{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        (tmp / "writer.pid").write_text(str(os.getpid()))
+        _write_partitions(survey, catalog, products, parts, tmp, progress)
+        _write_metadata(survey, catalog, products, parts, tmp)
+        (tmp / "writer.pid").unlink()
+        _swap_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return ExportReport(
+        survey=survey.name,
+        path=out,
+        rows=len(survey),
+        partitions=len(parts.pixels),
+        max_order=max(p.order for p in parts.pixels),
+        products=[p.describe() for p in products],
+        notes=notes,
+        seconds=time.perf_counter() - started,
+    )
+
+
+# -- checks ------------------------------------------------------------------------------------
+def _check_positions(survey: Survey, catalog: pd.DataFrame) -> None:
+    for column, limit in (("ra", None), ("dec", 90.0)):
+        if column not in catalog.columns:
+            raise HatsError(
+                f"survey {survey.name}: catalog has no {column!r} column; HATS partitions "
+                "objects by sky position"
+            )
+        values = pd.to_numeric(catalog[column], errors="coerce").to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(values)
+        if limit is not None:
+            bad |= np.abs(np.where(bad, 0.0, values)) > limit
+        if bad.any():
+            first = catalog["object_id"].iloc[int(np.flatnonzero(bad)[0])]
+            raise HatsError(
+                f"survey {survey.name}: column {column!r} has no valid value (degrees) for "
+                f"{int(bad.sum()):,} of {len(values):,} objects (e.g. {first}); HATS partitions "
+                "objects by sky position, so every object needs ra and dec"
+            )
+
+
+def _check_names(survey: Survey, catalog: pd.DataFrame, products: list[ProductColumns]) -> None:
+    taken = set(map(str, catalog.columns))
+    clash = taken & _RESERVED
+    for product in products:
+        clash |= taken & set(product.columns)
+        taken |= set(product.columns)
+    if clash:
+        raise HatsError(
+            f"survey {survey.name}: catalog column(s) {', '.join(sorted(clash))} clash with the "
+            "columns the HATS export adds"
+        )
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if not overwrite:
+        raise HatsError(f"{out} already exists; choose another folder or pass --overwrite")
+    if not (out / SIDECAR_FILE).is_file():
+        raise HatsError(
+            f"{out} exists and is not a LatentSky HATS export (no {SIDECAR_FILE}); "
+            "not replaced: choose another folder"
+        )
+
+
+# -- partitions --------------------------------------------------------------------------------
+def _write_partitions(
+    survey: Survey,
+    catalog: pd.DataFrame,
+    products: list[ProductColumns],
+    parts: Partitioning,
+    base: Path,
+    progress: bool,
+) -> None:
+    schema = pa.Schema.from_pandas(catalog, preserve_index=False)
+    columns = _product_arrays(products)
+    bar = tqdm(
+        total=len(survey),
+        desc=f"export {survey.name} to HATS",
+        unit="object",
+        disable=None if progress else True,
+        leave=False,
+    )
+    with bar:
+        for pixel, rows in zip(parts.pixels, parts.rows, strict=True):
+            relpath = cutout_relpath(pixel)
+            table = _partition_table(catalog, schema, columns, parts, rows, relpath)
+            _write_parquet(table, base, pixel)
+            _write_cutouts(survey, rows, base / relpath, pixel)
+            bar.update(len(rows))
+
+
+def _product_arrays(
+    products: list[ProductColumns],
+) -> dict[str, tuple[np.ndarray | pd.Series, pa.DataType]]:
+    """Each product column with its arrow type, fixed once for every partition."""
+    out: dict[str, tuple[np.ndarray | pd.Series, pa.DataType]] = {}
+    for product in products:
+        for name, values in product.columns.items():
+            if isinstance(values, np.ndarray) and values.ndim == 2:
+                kind = pa.from_numpy_dtype(values.dtype)
+                out[name] = (values, pa.list_(kind, values.shape[1]))
+            else:
+                series = pd.Series(values)
+                out[name] = (series, pa.Array.from_pandas(series).type)
+    return out
+
+
+def _partition_table(
+    catalog: pd.DataFrame,
+    schema: pa.Schema,
+    columns: dict[str, tuple[np.ndarray | pd.Series, pa.DataType]],
+    parts: Partitioning,
+    rows: np.ndarray,
+    relpath: str,
+) -> pa.Table:
+    part = catalog.iloc[rows].reset_index(drop=True)
+    table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
+    table = table.add_column(0, SPATIAL_INDEX_COLUMN, pa.array(parts.spatial_index[rows]))
+    for name, (values, kind) in columns.items():
+        if isinstance(values, pd.Series):
+            array = pa.Array.from_pandas(values.iloc[rows].reset_index(drop=True), type=kind)
+        else:
+            block = np.ascontiguousarray(values[rows])
+            array = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), kind.list_size)
+        table = table.append_column(name, array)
+    table = table.append_column(SURVEY_INDEX_COLUMN, pa.array(rows.astype(np.int64)))
+    # one value per partition: parquet's dictionary encoding stores it once
+    table = table.append_column(CUTOUT_FILE_COLUMN, pa.array([relpath] * len(rows), pa.string()))
+    return table.append_column(CUTOUT_ROW_COLUMN, pa.array(np.arange(len(rows), dtype=np.int32)))
+
+
+def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
+    path = paths.new_pixel_catalog_file(base, pixel, create_dirs=True)
+    ordering = [(SPATIAL_INDEX_COLUMN, "ascending")]
+    kwargs = file_io.get_parquet_write_table_kwargs(
+        table.schema,
+        write_table_kwargs={
+            "sorting_columns": pq.SortingColumn.from_ordering(table.schema, ordering)
+        },
+    )
+    pq.write_table(table, path.path, **kwargs)
+
+
+def _write_cutouts(survey: Survey, rows: np.ndarray, path: Path, pixel: HealpixPixel) -> None:
+    shape = survey.image_shape
+    object_bytes = 4 * int(np.prod(shape))
+    array = zarr.create_array(
+        store=str(path),
+        shape=(len(rows), *shape),
+        chunks=(min(64, len(rows)), *shape),
+        dtype="float32",
+        compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
+        fill_value=0.0,
+        attributes={
+            "survey": survey.name,
+            "bands": survey.bands,
+            "healpix_order": pixel.order,
+            "healpix_pixel": pixel.pixel,
+            "rows": "one cutout per row of the partition's parquet file, in its order",
+        },
+    )
+    step = max(64, (_CUTOUT_BLOCK_BYTES // object_bytes) // 64 * 64)
+    for lo in range(0, len(rows), step):
+        array[lo : lo + step] = survey.cutouts(rows[lo : lo + step])
+
+
+# -- catalog-level files -----------------------------------------------------------------------
+def _write_metadata(
+    survey: Survey,
+    catalog: pd.DataFrame,
+    products: list[ProductColumns],
+    parts: Partitioning,
+    base: Path,
+) -> None:
+    info = PartitionInfo.from_healpix(parts.pixels)
+    info.write_to_file(paths.get_partition_info_pointer(base))
+    written = write_parquet_metadata(base)
+    if written != len(survey):
+        raise HatsError(f"{base}: wrote {written:,} rows for {len(survey):,} objects")
+    file_io.write_fits_image(parts.histogram, paths.get_point_map_file_pointer(base))
+    write_skymap(histogram=parts.histogram, catalog_dir=base)
+    provenance = HatsProperties.new_provenance_dict(
+        paths.dataset_directory(base), builder=f"latentsky v{__version__}"
+    )
+    properties = TableProperties(
+        catalog_name=survey.name,
+        catalog_type="object",
+        total_rows=len(survey),
+        ra_column="ra",
+        dec_column="dec",
+        healpix_column=SPATIAL_INDEX_COLUMN,
+        healpix_order=SPATIAL_INDEX_ORDER,
+        hats_max_rows=parts.max_rows,
+        hats_order=info.get_highest_order(),
+        moc_sky_fraction=f"{info.calculate_fractional_coverage():0.5f}",
+        skymap_order=parts.mapping_order,
+        **provenance,
+    )
+    properties.to_properties_file(base)
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "version": SIDECAR_VERSION,
+        "exported": datetime.now(UTC).isoformat(timespec="seconds"),
+        "latentsky": __version__,
+        "survey": survey.meta.to_dict(),
+        "catalog_columns": [str(c) for c in catalog.columns],
+        "products": [p.describe() for p in products],
+        "cutouts": {
+            "folder": CUTOUTS_DIR,
+            "file_column": CUTOUT_FILE_COLUMN,
+            "row_column": CUTOUT_ROW_COLUMN,
+            "dtype": "float32",
+            "shape": list(survey.image_shape),
+            "bands": survey.bands,
+        },
+        "survey_index_column": SURVEY_INDEX_COLUMN,
+    }
+    text = json.dumps(sidecar, indent=2, default=_json_default) + "\n"
+    (base / SIDECAR_FILE).write_text(text)
+
+
+def _json_default(obj: object) -> object:
+    if hasattr(obj, "item"):
+        return obj.item()
+    if hasattr(obj, "__dict__"):
+        return vars(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# -- atomic placement --------------------------------------------------------------------------
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    trash = None
+    if out.exists():
+        trash = out.parent / f".{out.name}{_INCOMING}old-{uuid.uuid4().hex[:8]}"
+        os.rename(out, trash)
+    os.rename(tmp, out)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def _sweep_stale(out: Path) -> None:
+    """Remove hidden folders of exports to ``out`` whose process no longer runs."""
+    for path in out.parent.glob(f".{out.name}{_INCOMING}*"):
+        try:
+            pid = int((path / "writer.pid").read_text())
+        except (OSError, ValueError):
+            pid = None
+        if pid is not None and _alive(pid):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
