@@ -21,7 +21,6 @@ from backend.latent.export import export_table
 
 TIMEOUT_S = 3.0
 MTYPE = "table.load.votable"
-_OUT = Path(tempfile.gettempdir()) / "latentsky-samp"
 _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="samp")
 _lock = threading.Lock()
 
@@ -33,8 +32,9 @@ class SampUnavailable(RuntimeError):
 def send_table(df: pd.DataFrame, name: str, timeout: float = TIMEOUT_S) -> str:
     """Broadcast ``df`` as a VOTable to every SAMP client that loads tables; returns a summary."""
     with _lock:
-        _OUT.mkdir(parents=True, exist_ok=True)
-        path = export_table(df, _OUT / f"{name}-{uuid.uuid4().hex[:8]}.vot", "votable")
+        out = Path(tempfile.gettempdir()) / "latentsky-samp"  # not at import: it probes the disk
+        out.mkdir(parents=True, exist_ok=True)
+        path = export_table(df, out / f"{name}-{uuid.uuid4().hex[:8]}.vot", "votable")
     future = _POOL.submit(_broadcast, path, name)
     try:
         receivers = future.result(timeout=timeout)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cache
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -35,8 +36,13 @@ users = sa.Table(
 )
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-# verified against when the name is unknown, so a wrong name costs as long as a wrong password
-_DUMMY_HASH = _hasher.hash("no such user: constant-time refusal")
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified against when the name is unknown, so a wrong name costs as long as a wrong
+    password. Made on first use (0.2 s and 64 MiB of argon2id: not at import time)."""
+    return _hasher.hash("no such user: constant-time refusal")
 
 
 class AccountError(UserError, ValueError):
@@ -135,9 +141,10 @@ class UserStore:
             name = _name(name)
         except AccountError:
             return None
+        dummy = _dummy_hash()  # before the lookup: the first call costs the same either way
         with self.engine.connect() as conn:
             row = conn.execute(sa.select(users).where(users.c.name == name)).first()
-        digest = row.password_hash if row is not None and row.password_hash else _DUMMY_HASH
+        digest = row.password_hash if row is not None and row.password_hash else dummy
         try:
             _hasher.verify(digest, password)
         except (VerificationError, InvalidHashError):

@@ -78,3 +78,56 @@ def test_importing_the_job_queue_builds_no_huey(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['backend.jobs.queue.run_job_task']"
     assert (home / "huey.db").exists()
+
+
+def _all_modules() -> list[str]:
+    """Every module of backend/ and app/ but the scripts meant to run when loaded
+    (``python -m backend``, ``panel serve app/main.py``, alembic's ``env.py``)."""
+    scripts = {"backend/__main__.py", "app/main.py", "backend/migrations/env.py"}
+    names = []
+    for path in sorted([*(REPO / "backend").rglob("*.py"), *(REPO / "app").rglob("*.py")]):
+        if path.relative_to(REPO).as_posix() in scripts:
+            continue
+        parts = path.relative_to(REPO).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def test_importing_any_module_does_no_work(tmp_path: Path) -> None:
+    """No work at import time: importing every backend/ and app/ module in a fresh process
+    creates no database engine, reads no setting, opens or makes nothing under the data root
+    and starts no thread (see tests/unit/import_probe.py, which also checks that opening the
+    database afterwards is seen by the same probes)."""
+    import json
+
+    home = tmp_path / "home"
+    home.mkdir()
+    modules = _all_modules()
+    assert len(modules) > 100 and "backend.db" in modules and "app.shell" in modules
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(LATENTSKY_HOME=str(home), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "tests.unit.import_probe", *modules],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    assert report["failed"] == {}
+    assert report["at_import"] == {"engines": [], "settings": [], "files": [], "threads": []}
+    after = report["after"]  # the probes see work when there is some
+    assert after["engines"] and after["settings"]
+    assert any(str(home / "latentsky.db") in f for f in after["files"])
+
+
+def test_importing_the_accounts_and_samp_modules_hashes_and_probes_nothing() -> None:
+    """Work the probes above cannot see: no argon2id hash (0.2 s, 64 MiB) when the accounts
+    module loads, no temporary-directory probe (a file written) when the SAMP module loads."""
+    code = (
+        "import argon2, tempfile\n"
+        "def refuse(*a, **k): raise AssertionError('work at import time')\n"
+        "argon2.PasswordHasher.hash = refuse\n"
+        "tempfile.gettempdir = refuse\n"
+        "import backend.auth.users, app.samp\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
