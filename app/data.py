@@ -1,8 +1,9 @@
 """Per-process data of a survey for the views: map coordinates, one table of every column a
 user can colour by (catalog + model predictions + anomaly scores), and a nearest-point index.
 
-Loaded once per process (shared by all sessions) and reloaded when a product or the active
-model versions change. Nothing here goes to the browser as raw points.
+Loaded once per process (shared by all sessions) and reloaded when the active model versions
+or the lineage of a product shown change (the cache key holds each product's content hash);
+the survey's previous data is dropped then. Nothing here goes to the browser as raw points.
 """
 
 from __future__ import annotations
@@ -128,16 +129,27 @@ def survey_data(name: str) -> SurveyData:
 
 
 def _stamp(name: str) -> tuple:
-    """Cache key: data root, survey, and the modification times of what the data is made of."""
+    """Cache key: data root, survey, its survey.json and active versions, and the lineage
+    stamp (content hash, :func:`backend.pipeline.lineage.stamp`) of each product shown: the
+    predictions of each model kind's version in use, the map and the anomaly scores."""
+    from backend.pipeline.kinds import Target
+    from backend.pipeline.lineage import stamp
+    from backend.pipeline.plan import resolve_versions
+
     settings = get_settings()
-    paths = [
-        settings.surveys_dir / name / "survey.json",
-        settings.models_dir / "active" / f"{name}.json",
+    parts: list[object] = [
+        _mtime(settings.surveys_dir / name / "survey.json"),
+        _mtime(settings.models_dir / "active" / f"{name}.json"),
     ]
-    products = settings.products_dir / name
-    if products.is_dir():
-        paths += sorted(p for d in products.iterdir() for p in d.glob("*.*") if p.is_file())
-    return (str(settings.home), name, tuple(_mtime(p) for p in paths))
+    try:
+        versions = resolve_versions(name)
+    except RegistryError:
+        return (str(settings.home), name, *parts)
+    targets = [Target("predictions", name, k, v) for k, v in sorted(versions.models.items())]
+    if versions.encoder:
+        targets += [Target(p, name, "encoder", versions.encoder) for p in ("map", "scores")]
+    parts += [(t.key, stamp(t)) for t in targets]
+    return (str(settings.home), name, *parts)
 
 
 def _mtime(path: Path) -> tuple[str, int]:

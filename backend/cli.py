@@ -28,6 +28,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("import", "backend.commands.import_models"),
     ("predict", "backend.commands.predict"),
     ("models", "backend.commands.models_list"),
+    ("products", "backend.commands.products"),
     ("map", "backend.latent.commands.map"),
     ("index", "backend.latent.commands.index"),
     ("search", "backend.latent.commands.search"),

@@ -39,8 +39,8 @@ from backend.latent.anomaly import AnomalyRanker, RerankParams
 from backend.latent.errors import LatentError
 from backend.latent.pipeline import autoencoder_errors
 from backend.latent.scorers import isolation_forest, rank_normalise
-from backend.latent.source import open_embeddings, resolve_encoder_version
-from backend.products import ProductError
+from backend.latent.source import resolve_encoder_version
+from backend.products import ProductError, open_embeddings
 from backend.survey import Survey
 from backend.survey.meta import SurveyError
 
@@ -138,7 +138,7 @@ def main() -> None:
     try:
         survey = Survey.open(args.survey)
         version = resolve_encoder_version(survey.name, args.model)
-        embeddings = open_embeddings(survey.name, version)
+        embeddings = open_embeddings(survey.name, "encoder", version)
     except (SurveyError, LatentError, ProductError) as exc:
         fail(f"{exc} (S3 needs the demo survey and its models: `python -m backend prepare`)")
     if "anomaly_type" not in survey.catalog.columns:

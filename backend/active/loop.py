@@ -212,8 +212,8 @@ def retrain_classifier(
     ``checkpoint(stage)`` is called between stages (the job's: it stops a cancelled job)."""
     from backend.active.gate import activate_if_not_worse
     from backend.modelling.common import resolve_version, short_metrics
-    from backend.modelling.infer import predict_version
     from backend.modelling.train import train_classifier
+    from backend.pipeline.ensure import ensure
     from backend.products import open_embeddings
     from backend.survey import SurveyError
 
@@ -245,7 +245,10 @@ def retrain_classifier(
         )  # fmt: skip
     checkpoint("predicting")  # a cancelled job stops here; if not, activation checks last
     with torch_threads(job_threads()):
-        predict_version(survey, "classifier", version.version)
+        ensure(
+            survey, ["predictions:classifier"], params.get("scheduler"),
+            versions={"classifier": version.version}, checkpoint=checkpoint,
+        )  # fmt: skip
     checkpoint("gating")
     decision = activate_if_not_worse(
         survey, version.version, labels, classes, task=task, force=bool(params.get("force"))
@@ -270,10 +273,9 @@ def finetune_and_maybe_activate(
     stages (the job's: it stops a cancelled job)."""
     from backend.active.gate import activate_if_not_worse
     from backend.active.soft_targets import vote_targets
-    from backend.latent import pipeline
     from backend.modelling.finetune import finetune_encoder
-    from backend.modelling.infer import embed_survey, predict_version
     from backend.modelling.train import train_classifier
+    from backend.pipeline.ensure import ensure
     from backend.survey import Survey, SurveyError
     from backend.validation import validation_split
 
@@ -299,8 +301,9 @@ def finetune_and_maybe_activate(
         soft_targets=vote_targets(store, survey, task, classes, ids)[0],
     )  # fmt: skip
     checkpoint("embedding")
+    scheduler, candidate = params.get("scheduler"), {"encoder": encoder.version}
     with torch_threads(job_threads()):
-        embed_survey(survey, encoder.version, progress_bar=False)
+        ensure(survey, ["embeddings"], scheduler, versions=candidate, checkpoint=checkpoint)
     checkpoint("training classifier")
     with torch_threads(1):
         classifier = train_classifier(
@@ -309,14 +312,17 @@ def finetune_and_maybe_activate(
             parent=parent, label_snapshot=snapshot, task=task, mirror_pairs=pairs,
         )  # fmt: skip
     checkpoint("predicting")
+    candidate["classifier"] = classifier.version
     with torch_threads(job_threads()):
-        predict_version(survey, "classifier", classifier.version)
+        ensure(
+            survey, ["predictions:classifier"], scheduler, versions=candidate,
+            checkpoint=checkpoint,
+        )  # fmt: skip
     checkpoint("gating")
 
-    def products() -> None:
-        for make in (pipeline.make_map, pipeline.make_index, pipeline.make_scores):
-            checkpoint("products")
-            make(survey, encoder.version)
+    def products() -> None:  # the new encoder's latent products, before the switch
+        ensure(survey, ["map", "index", "scores"], scheduler, versions=candidate,
+               checkpoint=checkpoint)  # fmt: skip
 
     decision = activate_if_not_worse(
         survey, classifier.version, labels, classes, task=task,

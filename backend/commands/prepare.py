@@ -1,9 +1,10 @@
 """``python -m backend prepare``: make a survey ready to explore.
 
 Simulates the demo survey when missing, then trains whatever model is missing (encoder,
-autoencoder, classifier on ``true_class``, emulator of the simulator's ground truth), embeds the
-survey and writes predictions. Each step checks for its product first, so a second run takes
-seconds. Training budgets are optimiser steps, so the models do not depend on the machine's
+autoencoder, classifier on ``true_class``, emulator of the simulator's ground truth) and makes
+every product through :func:`backend.pipeline.ensure` (embeddings, predictions, map, index,
+anomaly scores): only those missing or outdated against the active versions, so a second run
+takes seconds and a new encoder version regenerates everything downstream of it. Training budgets are optimiser steps, so the models do not depend on the machine's
 load; the encoder continues the shipped general encoder's self-supervised training on the survey
 (``assets/encoders/``), and starts from random weights only when no general encoder is shipped.
 """
@@ -15,7 +16,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from backend.products import product_dir
 from backend.registry import ModelRegistry
 from backend.survey import Survey, list_surveys
 
@@ -38,6 +38,8 @@ class Step:
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from backend.cli import add_scheduler_option
+
     p = sub.add_parser("prepare", help="simulate the demo survey and train its models if missing")
     p.add_argument("--survey", default="demo", help="survey to prepare (default: demo)")
     p.add_argument("--n", type=int, default=10_000, help="objects to simulate (default 10000)")
@@ -60,33 +62,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="redshift,sersic_n,half_light_radius,ellipticity",
         help="catalog columns the emulator learns (skipped when absent)",
     )
+    add_scheduler_option(p)
     p.set_defaults(func=run)
 
 
 def _model_steps(args: argparse.Namespace) -> list[Step]:
     """The training/inference steps for an existing survey (conditional on its columns)."""
-    from backend.modelling import infer, train
+    from backend.modelling import train
+    from backend.pipeline.ensure import ensure
+    from backend.pipeline.kinds import DEFAULT_PRODUCTS
+    from backend.pipeline.plan import plan
 
     quick = 1 if args.quick else 0
     registry = ModelRegistry()
     name = args.survey
+    scheduler = getattr(args, "scheduler", None)
 
     def has(kind: str) -> Callable[[], bool]:
         return lambda: registry.active(name, kind) is not None
 
-    def embedded() -> bool:
-        enc = registry.active(name, "encoder")
-        return (
-            enc is not None
-            and (product_dir(name, "encoder", enc.version) / "embeddings.npy").is_file()
-        )
-
-    def predicted() -> bool:
-        versions = [registry.active(name, k) for k in ("classifier", "emulator", "autoencoder")]
-        return all(
-            (product_dir(name, v.kind, v.version) / "predictions.parquet").is_file()
-            for v in versions
-            if v is not None
+    def products(*names: str) -> Step:
+        return Step(
+            "products: " + ", ".join(names),
+            lambda: not plan(name, names).todo,
+            lambda: ensure(name, names, scheduler, report=print),
         )
 
     def columns_present(columns: list[str]) -> bool:
@@ -109,7 +108,7 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
                 train.train_encoder(name, init=init, steps=encoder_steps, max_seconds=cap)
             ),
         ),
-        Step("embed the survey", embedded, lambda: infer.embed_survey(name)),
+        products("embeddings"),
         Step(
             "train the autoencoder",
             has("autoencoder"),
@@ -140,8 +139,7 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
                 ),
             )
         )
-    steps.append(Step("predict every object", predicted, lambda: infer.predict_survey(name)))
-    steps += _latent_steps(name, registry)
+    steps.append(products(*DEFAULT_PRODUCTS))
     return steps
 
 
@@ -151,25 +149,6 @@ def report_budget(version: object) -> object:
     if budget.get("warning"):
         print(f"warning: {version.kind} {version.version}: {budget['warning']}")  # type: ignore[attr-defined]
     return version
-
-
-def _latent_steps(name: str, registry: ModelRegistry) -> list[Step]:
-    """2-D map, similarity index and anomaly ranking of the active encoder's embeddings."""
-    from backend.latent import pipeline
-    from backend.latent.source import ANOMALY_FILE, INDEX_FILE, MAP_FILE, latent_dir
-
-    def exists(filename: str) -> Callable[[], bool]:
-        def check() -> bool:
-            enc = registry.active(name, "encoder")
-            return enc is not None and (latent_dir(name, enc.version) / filename).is_file()
-
-        return check
-
-    return [
-        Step("2-D map of the latent space", exists(MAP_FILE), lambda: pipeline.make_map(name)),
-        Step("similarity index", exists(INDEX_FILE), lambda: pipeline.make_index(name)),
-        Step("anomaly ranking", exists(ANOMALY_FILE), lambda: pipeline.make_scores(name)),
-    ]
 
 
 def _ensure_survey(args: argparse.Namespace) -> None:

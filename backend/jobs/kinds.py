@@ -3,7 +3,9 @@
 Training handlers register with ``activate=False`` and make the new version active only as their
 very last step, after its products exist; a failure or cancellation before that leaves the
 survey's active models untouched (handlers call :func:`backend.jobs.context.checkpoint` between
-stages; the activation itself checks last).
+stages; the activation itself checks last). Every product is made through
+:func:`backend.pipeline.ensure` (the jobs call the pipeline; the pipeline never imports jobs);
+``params["scheduler"]`` says where (default: ``LATENTSKY_SCHEDULER``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
 
 TRAIN_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
 TRAIN_OPTIONS = ("steps", "epochs", "max_seconds", "batch_size", "seed")
+ENCODER_PRODUCTS = ("embeddings", "map", "index", "scores")  # made before an encoder is shown
 
 
 def _train(kind: str) -> Handler:
@@ -25,7 +28,7 @@ def _train(kind: str) -> Handler:
         from backend.jobs.context import checkpoint
         from backend.modelling import train
         from backend.modelling.common import short_metrics
-        from backend.modelling.infer import predict_version
+        from backend.pipeline.ensure import ensure
         from backend.registry import ModelRegistry
 
         options = {k: params[k] for k in TRAIN_OPTIONS if k in params}
@@ -33,9 +36,19 @@ def _train(kind: str) -> Handler:
             options["label_column"] = params.get("label_column", "true_class")
         fn = getattr(train, f"train_{kind}")
         version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
+        scheduler = params.get("scheduler")
         if kind in ("classifier", "emulator", "autoencoder"):
             checkpoint("predicting")
-            predict_version(survey, kind, version.version)
+            ensure(
+                survey, [f"predictions:{kind}"], scheduler, versions={kind: version.version},
+                checkpoint=checkpoint,
+            )  # fmt: skip
+        elif params.get("activate", True):  # the new encoder's products, before it is shown
+            checkpoint("products")
+            ensure(
+                survey, ENCODER_PRODUCTS, scheduler, versions={"encoder": version.version},
+                checkpoint=checkpoint, progress=progress,
+            )  # fmt: skip
         checkpoint("gating" if kind == "classifier" else "ready to activate")
         result = {
             "kind": kind,
@@ -49,6 +62,8 @@ def _train(kind: str) -> Handler:
             return {**result, "activated": decision.activate, "reason": decision.reason}
         if params.get("activate", True):
             ModelRegistry().set_active(survey, kind, version.version)
+            if kind == "encoder":  # the classifier head follows the new encoder
+                ensure(survey, ["predictions:classifier"], scheduler, checkpoint=checkpoint)
         return {**result, "activated": bool(params.get("activate", True))}
 
     return run
@@ -80,30 +95,39 @@ def finetune(survey: str, params: dict[str, Any], progress: Progress) -> dict[st
     return finetune_and_maybe_activate(survey, params, progress, checkpoint=checkpoint)
 
 
-def embed(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    from backend.modelling.infer import embed_survey
+def _products(*names: str) -> Handler:
+    """A job that makes ``names`` (missing or outdated ones) of the versions in use, or of
+    ``params["version"]`` (an encoder version for the latent products)."""
 
-    version, path = embed_survey(
-        survey, params.get("version"), progress=progress, progress_bar=False
-    )
-    return {"version": version.version, "path": path}
-
-
-def predict(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-    from backend.modelling.infer import predict_survey
-
-    kinds = tuple(params.get("kinds", ("classifier", "emulator", "autoencoder")))
-    return {"written": predict_survey(survey, kinds, progress_bar=False)}
-
-
-def _latent(step: str) -> Handler:
     def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
-        from backend.latent import pipeline
+        from backend.jobs.context import checkpoint
+        from backend.pipeline.ensure import ensure
 
-        out = getattr(pipeline, f"make_{step}")(survey, params.get("version"))
-        return {"version": out.version, "path": str(out.path), "seconds": out.seconds}
+        versions = {"encoder": params["version"]} if params.get("version") else None
+        wanted = tuple(params.get("kinds", ())) if names == ("predictions",) else ()
+        products = [f"predictions:{k}" for k in wanted] or list(names)
+        outcome = ensure(
+            survey, products, params.get("scheduler"), versions=versions,
+            checkpoint=checkpoint, progress=progress,
+        )  # fmt: skip
+        return _summary(outcome)
 
     return run
+
+
+def _summary(outcome: Any) -> dict[str, Any]:
+    """What a product job reports: each product asked for, its version and what was done."""
+    made = {
+        key: {"version": rec.get("version"), "hash": str(rec.get("content_hash", ""))[:12]}
+        for key, rec in outcome.records.items()
+    }
+    present = [key for key in outcome.plan.requested if key not in made]
+    result: dict[str, Any] = {"made": made, "present": present, "seconds": outcome.seconds}
+    if outcome.plan.versions.encoder:
+        result["version"] = outcome.plan.versions.encoder
+    if outcome.plan.notes:
+        result["notes"] = outcome.plan.notes
+    return result
 
 
 def sleep(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
@@ -123,11 +147,11 @@ HANDLERS: dict[str, Handler] = {
     **{f"train-{k}": _train(k) for k in TRAIN_KINDS},
     "retrain": retrain,
     "finetune": finetune,
-    "embed": embed,
-    "predict": predict,
-    "map": _latent("map"),
-    "index": _latent("index"),
-    "score": _latent("scores"),
+    "embed": _products("embeddings"),
+    "predict": _products("predictions"),
+    "map": _products("map"),
+    "index": _products("index"),
+    "score": _products("scores"),
     "sleep": sleep,
 }
 JOB_KINDS = tuple(HANDLERS)

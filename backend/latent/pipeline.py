@@ -1,15 +1,16 @@
 """Compute and store the latent products of a (survey, encoder version): map, index, scores.
 
-These are the batch steps behind ``python -m backend map|index|score`` (and, later, worker
-jobs). Each reads the memory-mapped embeddings and writes its files atomically into
-``products/<survey>/encoder-<version>/``.
+These are the builders behind ``python -m backend map|index|score`` and
+:func:`backend.pipeline.ensure`. Each reads the memory-mapped embeddings, writes its files
+into a staging folder, publishes them into ``products/<survey>/encoder-<version>/`` together
+(:func:`backend.pipeline.storage.publish`) and then writes the product's lineage record.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +24,10 @@ from backend.latent.source import (
     ANOMALY_FILE,
     INDEX_FILE,
     latent_dir,
-    open_embeddings,
     resolve_encoder_version,
 )
-from backend.products import ProductError, read_predictions
+from backend.pipeline.kinds import PRODUCTS, Target
+from backend.pipeline.storage import ProductError, open_embeddings, publish, read_predictions
 from backend.registry import ModelRegistry
 from backend.survey import Survey
 
@@ -48,7 +49,7 @@ class Outcome:
 def _inputs(survey_name: str, version: str | None) -> tuple[Survey, str, np.ndarray]:
     survey = Survey.open(survey_name)
     version = resolve_encoder_version(survey.name, version)
-    embeddings = open_embeddings(survey.name, version)
+    embeddings = open_embeddings(survey.name, "encoder", version)
     if len(embeddings) != len(survey):
         raise LatentError(
             f"embeddings of survey {survey.name} ({version}) have {len(embeddings):,} rows for "
@@ -57,32 +58,57 @@ def _inputs(survey_name: str, version: str | None) -> tuple[Survey, str, np.ndar
     return survey, version, embeddings
 
 
+def _finish(survey: str, version: str, product: str, params: dict[str, Any], timer: float) -> None:
+    """Write the lineage record of a product just published."""
+    from backend.pipeline.build import record
+
+    record(Target(product, survey, "encoder", version), params, time.perf_counter() - timer)
+
+
 def make_map(
     survey_name: str,
     version: str | None = None,
     params: MapParams | None = None,
     progress: bool = False,
+    scheduler: Any = None,
 ) -> Outcome:
-    """Fit the 2-D map and write ``map.npy`` + landmarks."""
+    """Fit the 2-D map and write ``map.npy`` + landmarks (then its lineage record)."""
+    from backend.pipeline.build import with_scheduler
+
     started = time.perf_counter()
     survey, version, embeddings = _inputs(survey_name, version)
-    latent_map = LatentMap.fit(embeddings, params, progress=progress)
+    params = params or MapParams()
+    latent_map = with_scheduler(
+        LatentMap.fit, scheduler, embeddings=embeddings, params=params, progress=progress
+    )
     directory = latent_dir(survey.name, version)
-    latent_map.save(directory)
+    with publish(directory, PRODUCTS["map"].files) as staging:
+        latent_map.save(staging)
+    _finish(survey.name, version, "map", asdict(params), started)
     return Outcome(
         survey.name, version, directory, time.perf_counter() - started, info=latent_map.info
     )
 
 
 def make_index(
-    survey_name: str, version: str | None = None, kind: str = "auto", progress: bool = False
+    survey_name: str,
+    version: str | None = None,
+    kind: str = "auto",
+    progress: bool = False,
+    scheduler: Any = None,
 ) -> Outcome:
-    """Build and write the similarity index."""
+    """Build and write the similarity index (then its lineage record)."""
+    from backend.pipeline.build import with_scheduler
+
     started = time.perf_counter()
     survey, version, embeddings = _inputs(survey_name, version)
-    index = SimilarityIndex.build(embeddings, kind=kind, progress=progress)
+    index = with_scheduler(
+        SimilarityIndex.build, scheduler, embeddings=embeddings, kind=kind, progress=progress
+    )
     directory = latent_dir(survey.name, version)
-    index.save(directory)
+    with publish(directory, PRODUCTS["index"].files) as staging:
+        index.save(staging)
+    _finish(survey.name, version, "index", {"kind": kind}, started)
     return Outcome(survey.name, version, directory, time.perf_counter() - started, info=index.info)
 
 
@@ -91,8 +117,11 @@ def make_scores(
     version: str | None = None,
     scorers: tuple[str, ...] = ("iforest", "knn"),
     progress: bool = False,
+    scheduler: Any = None,
 ) -> Outcome:
-    """Score anomalies and write ``anomaly.parquet``."""
+    """Score anomalies and write ``anomaly.parquet`` (then its lineage record)."""
+    from backend.pipeline.build import with_scheduler
+
     started = time.perf_counter()
     survey, version, embeddings = _inputs(survey_name, version)
     directory = latent_dir(survey.name, version)
@@ -102,16 +131,15 @@ def make_scores(
     if (directory / INDEX_FILE).is_file():
         index = SimilarityIndex.load(directory)
         notes.append(f"kNN distances from the saved {index.kind} index")
-    ranker = AnomalyRanker.fit(
-        embeddings,
-        recon_error=recon,
-        scorers=scorers,
-        object_ids=survey.catalog["object_id"].to_numpy(),
-        index=index,
+    ranker = with_scheduler(
+        AnomalyRanker.fit, scheduler, embeddings=embeddings, recon_error=recon,
+        scorers=scorers, object_ids=survey.catalog["object_id"].to_numpy(), index=index,
         progress=progress,
-    )
+    )  # fmt: skip
     ranker.scores.attrs["encoder"] = version
-    ranker.save(directory / ANOMALY_FILE)
+    with publish(directory, PRODUCTS["scores"].files) as staging:
+        ranker.save(staging / ANOMALY_FILE)
+    _finish(survey.name, version, "scores", {"scorers": list(scorers)}, started)
     return Outcome(
         survey.name,
         version,

@@ -1,9 +1,11 @@
 """Per-process access to the latent products, for the web app's thread pool.
 
 :func:`latent_services` returns one :class:`LatentServices` per (data root, survey, encoder
-version), created once; each product is opened on first use under a lock and then shared
-(memory-mapped arrays, read-only FAISS indexes). When the survey's active encoder changes, the
-next call resolves the new version and gets a fresh instance.
+version, lineage of its products): each product is opened on first use under a lock and then
+shared (memory-mapped arrays, read-only FAISS indexes). The key holds the content hash of each
+product's lineage record (:func:`backend.pipeline.lineage.stamp`), so a product remade in place
+or a new active encoder gives a fresh instance, and the survey's previous instance is dropped
+then (one instance per survey and data root is kept).
 """
 
 from __future__ import annotations
@@ -24,9 +26,11 @@ from backend.latent.source import (
     ANOMALY_FILE,
     INDEX_FILE,
     latent_dir,
-    open_embeddings,
     resolve_encoder_version,
 )
+from backend.pipeline.kinds import Target
+from backend.pipeline.lineage import stamp
+from backend.pipeline.storage import open_embeddings
 from backend.survey import Survey
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,7 @@ class LatentServices:
         self.survey = survey
         self.version = version
         self.directory = latent_dir(survey.name, version)
-        self.embeddings = open_embeddings(survey.name, version)
+        self.embeddings = open_embeddings(survey.name, "encoder", version)
         self._lock = threading.Lock()
         self._cache: dict[str, Any] = {}
 
@@ -79,21 +83,38 @@ class LatentServices:
         return SimilaritySearch(self.survey, self.embeddings, index)
 
 
-_instances: dict[tuple[str, str, str], LatentServices] = {}
+_instances: dict[tuple[str, ...], LatentServices] = {}
 _instances_lock = threading.Lock()
+LATENT_PRODUCTS = ("embeddings", "map", "index", "scores")
+
+
+def services_key(survey: str, version: str) -> tuple[str, ...]:
+    """(data root, survey, encoder version, the stamp of each of its products)."""
+    stamps = [
+        stamp(Target(product, survey, "encoder", version)) or "-" for product in LATENT_PRODUCTS
+    ]
+    return (str(get_settings().home), survey, version, *stamps)
 
 
 def latent_services(survey: str, version: str | None = None) -> LatentServices:
     """The shared :class:`LatentServices` of ``survey`` (default: its active encoder)."""
     resolved = resolve_encoder_version(survey, version)
-    key = (str(get_settings().home), survey, resolved)
+    key = services_key(survey, resolved)
     with _instances_lock:
         if key not in _instances:
+            for old in [k for k in _instances if k[:2] == key[:2]]:
+                del _instances[old]  # an older version or older products of this survey
             _instances[key] = LatentServices(Survey.open(survey), resolved)
         return _instances[key]
 
 
+def cached_keys() -> list[tuple[str, ...]]:
+    """Keys of the instances held (tests, diagnostics)."""
+    with _instances_lock:
+        return list(_instances)
+
+
 def clear_cache() -> None:
-    """Forget every instance (tests; after products were rebuilt in place)."""
+    """Forget every instance (tests)."""
     with _instances_lock:
         _instances.clear()

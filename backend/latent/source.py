@@ -1,22 +1,33 @@
-"""Where a survey's latent products live and which encoder version they come from."""
+"""Which encoder version a survey's latent products come from, and where they live."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from backend.latent.errors import LatentError, MissingProductError
-from backend.products import product_dir
+from backend.latent.errors import MissingProductError
+from backend.pipeline.storage import (
+    ANOMALY_FILE,
+    INDEX_FILE,
+    INDEX_META_FILE,
+    MAP_FILE,
+    MAP_LANDMARKS_FILE,
+    MAP_META_FILE,
+    product_dir,
+)
 from backend.registry import ModelRegistry
 
 ENCODER = "encoder"
-MAP_FILE = "map.npy"
-MAP_LANDMARKS_FILE = "map_landmarks.npz"
-MAP_META_FILE = "map.json"
-INDEX_FILE = "index.faiss"
-INDEX_META_FILE = "index.json"
-ANOMALY_FILE = "anomaly.parquet"
+__all__ = [
+    "ANOMALY_FILE",
+    "ENCODER",
+    "INDEX_FILE",
+    "INDEX_META_FILE",
+    "MAP_FILE",
+    "MAP_LANDMARKS_FILE",
+    "MAP_META_FILE",
+    "latent_dir",
+    "resolve_encoder_version",
+]
 
 
 def resolve_encoder_version(survey: str, version: str | None = None) -> str:
@@ -39,17 +50,3 @@ def resolve_encoder_version(survey: str, version: str | None = None) -> str:
 def latent_dir(survey: str, version: str) -> Path:
     """Product folder of (survey, encoder version)."""
     return product_dir(survey, ENCODER, version)
-
-
-def open_embeddings(survey: str, version: str) -> np.ndarray:
-    """Memory-mapped (N, D) float32 encoder embeddings of ``survey``."""
-    path = latent_dir(survey, version) / "embeddings.npy"
-    if not path.is_file():
-        raise MissingProductError(
-            f"no embeddings for survey {survey!r} with encoder {version}; run "
-            f"`python -m backend prepare --survey {survey}`"
-        )
-    emb = np.load(path, mmap_mode="r")
-    if emb.ndim != 2 or emb.dtype != np.float32:
-        raise LatentError(f"{path}: expected (N, D) float32, got {emb.shape} {emb.dtype}")
-    return emb

@@ -1,0 +1,159 @@
+"""ensure() on a tiny survey: a fresh plan lists every product, ensure makes them with lineage
+records whose hashes match the files, a new active encoder makes everything downstream
+outdated and ensure regenerates it, and a failure mid-graph leaves no partial product."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from backend.pipeline.ensure import ensure, lineage
+from backend.pipeline.kinds import DEFAULT_PRODUCTS, Target
+from backend.pipeline.lineage import content_hashes, lineage_path, verify
+from backend.pipeline.plan import plan
+from backend.registry import ModelRegistry
+from backend.survey import Survey
+
+LATENT = ("embeddings", "map", "index", "scores")
+
+
+def _models(encoder_seed: int = 0) -> None:
+    from backend.modelling import train
+
+    train.train_encoder(
+        "tiny", init="scratch", steps=2, batch_size=32, seed=encoder_seed, progress_bar=False
+    )
+
+
+def _classifier() -> str:
+    from backend.modelling import train
+
+    return train.train_classifier(
+        "tiny", label_column="size_class", epochs=3, progress_bar=False
+    ).version
+
+
+def _latent_targets(encoder: str) -> list[Target]:
+    return [Target(p, "tiny", "encoder", encoder) for p in LATENT]
+
+
+@pytest.mark.slow
+def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
+    tiny_survey: Survey,
+) -> None:
+    from backend.latent.service import cached_keys, clear_cache, latent_services
+
+    registry = ModelRegistry()
+    _models()
+    ensure("tiny", ["embeddings"], "sync")  # the classifier head reads them
+    classifier = _classifier()
+    encoder = registry.active("tiny", "encoder").version
+
+    fresh = plan("tiny")
+    todo = {item.key: item for item in fresh.todo}
+    assert set(todo) == {
+        f"map/encoder-{encoder}", f"index/encoder-{encoder}", f"scores/encoder-{encoder}",
+        f"predictions/classifier-{classifier}",
+    }  # fmt: skip
+    assert all(item.status == "missing" and item.action == "build" for item in todo.values())
+    assert fresh.items[f"embeddings/encoder-{encoder}"].status == "current"
+
+    lines: list[str] = []
+    outcome = ensure("tiny", DEFAULT_PRODUCTS, "sync", report=lines.append)
+    assert set(outcome.records) == set(todo)
+    assert any("making map of encoder" in line for line in lines)
+    assert not plan("tiny").todo, "after ensure nothing is planned"
+    assert ensure("tiny", DEFAULT_PRODUCTS, "sync").records == {}
+
+    for target in [*_latent_targets(encoder), Target("predictions", "tiny", "classifier", classifier)]:  # fmt: skip
+        record = lineage("tiny", target.product, kind=target.kind)
+        assert record is not None and record["version"] == target.version
+        files, combined = content_hashes(target)
+        assert record["files"] == files and record["content_hash"] == combined
+        assert record["code_version"] and record["created"] and record["seconds"] >= 0
+        assert verify(target)
+    embeddings = lineage("tiny", "embeddings")
+    assert lineage("tiny", "map")["inputs"]["embeddings"] == embeddings["content_hash"]
+    assert lineage("tiny", "map")["params"]["n_landmarks"] > 0
+    scores = lineage("tiny", "scores")
+    assert scores["inputs"]["index"] == lineage("tiny", "index")["content_hash"]
+    assert lineage("tiny", "predictions:classifier")["inputs"]["encoder"] == encoder
+
+    clear_cache()
+    first = latent_services("tiny")
+    assert first.version == encoder and len(cached_keys()) == 1
+
+    # a new active encoder: everything downstream of it is outdated
+    _models(encoder_seed=1)
+    new = registry.active("tiny", "encoder").version
+    assert new != encoder
+    stale = {item.target.product: item for item in plan("tiny").todo}
+    assert set(stale) == {"embeddings", "map", "index", "scores", "predictions"}
+    for product in ("map", "index", "scores"):
+        assert stale[product].status == "outdated"
+        assert f"made for encoder {encoder}" in stale[product].reason
+    head = stale["predictions"]
+    assert head.status == "outdated" and head.action == "retrain-head"
+    assert f"reads encoder {encoder}'s embeddings" in head.reason
+
+    ensure("tiny", DEFAULT_PRODUCTS, "sync")
+    assert not plan("tiny").todo
+    for target in _latent_targets(new):
+        assert verify(target) and lineage("tiny", target.product)["inputs"]["encoder"] == new
+    retrained = registry.active("tiny", "classifier")
+    assert retrained.version != classifier and retrained.meta["parent"] == classifier
+    assert retrained.config["embedding_source"]["version"] == new
+    assert lineage("tiny", "predictions:classifier")["inputs"]["encoder"] == new
+    assert lineage("tiny", "embeddings", encoder) is not None  # older versions are kept
+
+    # the services cache follows the new encoder and drops the old one
+    second = latent_services("tiny")
+    assert second is not first and second.version == new
+    assert [k[2] for k in cached_keys()] == [new]
+
+
+def test_a_failure_mid_graph_leaves_no_partial_product(
+    tiny_survey: Survey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.latent import projection, search
+
+    _models()
+    encoder = ModelRegistry().active("tiny", "encoder").version
+    ensure("tiny", ["embeddings"], "sync")
+    index, scores, map_ = (
+        Target(p, "tiny", "encoder", encoder) for p in ("index", "scores", "map")
+    )
+
+    def broken_save(self: object, directory: Path) -> None:
+        (Path(directory) / "index.faiss").write_bytes(b"half an index")
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patch, pytest.raises(OSError, match="disk full"):
+        patch.setattr(search.SimilarityIndex, "save", broken_save)
+        ensure("tiny", ["index", "scores"], "sync")
+    folder = index.directory
+    assert not (folder / "index.faiss").exists() and not lineage_path(index).exists()
+    assert not scores.exists() and not lineage_path(scores).exists(), "its dependant never ran"
+    assert not [p for p in folder.iterdir() if p.name.startswith(".staging-")]
+    assert {item.target.product for item in plan("tiny", ["index", "scores"]).todo} == {
+        "index", "scores"
+    }  # fmt: skip
+
+    # a map whose fit dies after one of its three files was written: no map file at all
+    real_save = projection.LatentMap.save
+
+    def save_then_die(self: projection.LatentMap, directory: Path) -> None:
+        real_save(self, directory)
+        raise RuntimeError("killed after writing")
+
+    with monkeypatch.context() as patch, pytest.raises(RuntimeError, match="killed after"):
+        patch.setattr(projection.LatentMap, "save", save_then_die)
+        ensure("tiny", ["map"], "sync")
+    assert not any((folder / name).exists() for name in map_.files)
+    assert not lineage_path(map_).exists()
+
+    ensure("tiny", ["map", "index", "scores"], "sync")
+    assert all(verify(t) for t in (map_, index, scores))
+    np.testing.assert_array_equal(np.load(folder / "map.npy").shape, (150, 2))
