@@ -11,7 +11,7 @@
                                          ``survey_index``, ``cutout_file``, ``cutout_row``,
                                          sorted by ``_healpix_29``
     DIR/dataset/_metadata, _common_metadata
-    DIR/cutouts/Norder=K/Dir=D/Npix=N.zarr
+    DIR/cutouts/order=K/dir=D/npix=N.zarr
                                          that partition's cutouts, (n, C, H, W) float32, one
                                          per parquet row in the same order
     DIR/latentsky.json                   the survey's description (bands, display, pixel scale),

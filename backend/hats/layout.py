@@ -24,8 +24,9 @@ class HatsError(UserError, ValueError):
 
 
 def cutout_relpath(pixel: HealpixPixel) -> str:
-    """``cutouts/Norder=K/Dir=D/Npix=N.zarr``: the cutout array of one partition."""
-    return f"{CUTOUTS_DIR}/Norder={pixel.order}/Dir={pixel.dir}/Npix={pixel.pixel}.zarr"
+    """``cutouts/order=K/dir=D/npix=N.zarr``: the cutout array of one partition (not named
+    ``Norder=``/``Dir=``/``Npix=``: hats' validation takes any such path for a partition)."""
+    return f"{CUTOUTS_DIR}/order={pixel.order}/dir={pixel.dir}/npix={pixel.pixel}.zarr"
 
 
 def cutout_path(base: Path, relpath: str) -> Path:
