@@ -37,6 +37,31 @@ def nt_xent_loss(z1: Tensor, z2: Tensor, temperature: float = 0.1) -> Tensor:
     return F.cross_entropy(logits, targets)
 
 
+def supervised_contrastive_loss(
+    features: Tensor, labels: Tensor, temperature: float = 0.1, weights: Tensor | None = None
+) -> Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "SupCon", L_out) of ``features`` (M, D)
+    with class ``labels`` (M,): each anchor is pulled towards every other view of its class and
+    pushed from the rest. Anchors without a positive are skipped; with class ``weights`` (K,) each
+    anchor counts by its class's weight. Zero when no anchor has a positive."""
+    if features.ndim != 2 or labels.shape != features.shape[:1]:
+        raise ValueError(f"need (M, D) features and (M,) labels, got {tuple(features.shape)}, "
+                         f"{tuple(labels.shape)}")  # fmt: skip
+    z = F.normalize(features.float(), dim=1)
+    logits = z @ z.T / temperature
+    eye = torch.eye(len(z), dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(eye, float("-inf"))
+    log_prob = torch.log_softmax(logits, dim=1).masked_fill(eye, 0.0)
+    positives = (labels[:, None] == labels[None, :]) & ~eye
+    n_pos = positives.sum(dim=1)
+    has = n_pos > 0
+    if not bool(has.any()):
+        return features.new_zeros((), dtype=torch.float32)
+    per_anchor = -(log_prob * positives).sum(dim=1)[has] / n_pos[has]
+    w = torch.ones_like(per_anchor) if weights is None else weights.to(z)[labels[has]]
+    return (per_anchor * w).sum() / w.sum().clamp_min(1e-12)
+
+
 class ProjectionHead(nn.Module):
     """MLP g(h) = W2 relu(BN(W1 h)) mapping features to the contrastive space."""
 

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from models.augment import AugmentConfig, Augmenter
 from models.classifier import MLPHead
-from models.contrastive import SimCLREncoder, nt_xent_loss
+from models.contrastive import SimCLREncoder, nt_xent_loss, supervised_contrastive_loss
 from models.mirror import equivariant_logits, mirror
 
 
@@ -52,6 +52,7 @@ class LabelFineTuner(nn.Module):
         dropout: float = 0.2,
         class_weights: list[float] | None = None,
         mirror_permutation: list[int] | None = None,
+        supcon_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if n_classes < 2:
@@ -61,6 +62,7 @@ class LabelFineTuner(nn.Module):
             encoder.augmenter = Augmenter(augment, encoder.input_channels)
         self.head = MLPHead(encoder.embedding_dim, n_classes, hidden, dropout)
         self.ssl_weight = float(ssl_weight)
+        self.supcon_weight = float(supcon_weight)
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
         self.register_buffer("class_weights", weights, persistent=False)
         if mirror_permutation is not None and sorted(mirror_permutation) != list(range(n_classes)):
@@ -94,6 +96,11 @@ class LabelFineTuner(nn.Module):
             t = torch.cat([targets, targets])[both]
             logits = self._logits(views[both], h[both])
             loss = loss + soft_cross_entropy(logits, t, self.class_weights)
+            if self.supcon_weight > 0:  # the embedding itself: neighbours share the class
+                classes = t.argmax(dim=1)
+                loss = loss + self.supcon_weight * supervised_contrastive_loss(
+                    h[both], classes, enc.temperature, self.class_weights
+                )
         if self.ssl_weight > 0:
             z1, z2 = enc.projector(h).chunk(2)
             loss = loss + self.ssl_weight * nt_xent_loss(z1, z2, enc.temperature)

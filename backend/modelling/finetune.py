@@ -35,6 +35,14 @@ def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return out
 
 
+RECIPES = {
+    "labels": "labels only",
+    "labels+supcon": "labels + supervised contrastive",
+    "labels+ssl": "labels + NT-Xent",
+}
+DEFAULT_RECIPE = "labels+ssl"
+
+
 def balanced_rows(
     labelled: np.ndarray, unlabelled: np.ndarray, seed: int, min_rows: int = 2048
 ) -> np.ndarray:
@@ -66,6 +74,7 @@ def finetune_encoder(
     progress_bar: bool = True,
     mirror_pairs: list[tuple[str, str]] | tuple = (),
     soft_targets: np.ndarray | None = None,
+    recipe: str | None = None,
 ) -> ModelVersion:
     """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive).
 
@@ -127,13 +136,16 @@ def finetune_encoder(
         perm = mirror_permutation(classes, mirror_pairs) if mirror_pairs else None
     except ValueError as exc:
         raise SurveyError(f"survey {survey.name}, task {task}: {exc}") from exc
-    focused = perm is not None  # the handedness recipe (see the docstring)
+    recipe = recipe or ("labels" if perm is not None else DEFAULT_RECIPE)
+    if recipe not in RECIPES:
+        raise SurveyError(f"unknown fine-tune recipe {recipe!r}; choose from {sorted(RECIPES)}")
+    focused = recipe in ("labels", "labels+supcon")  # labels only (see the docstring)
     ssl_weight = (0.0 if focused else 0.5) if ssl_weight is None else float(ssl_weight)
     batch_size = (64 if focused else 128) if batch_size is None else int(batch_size)
     if focused:
         rows = train_rows
     augment = replace(base_aug, flip=bool(flip and base_aug.flip and perm is None))
-    if focused:
+    if perm is not None:
         augment = replace(augment, zoom=min(augment.zoom, 0.1))
     model = LabelFineTuner(
         encoder,
@@ -143,6 +155,7 @@ def finetune_encoder(
         class_weights=weights,
         mirror_permutation=perm,
         hidden=() if focused else (256,),
+        supcon_weight=1.0 if recipe == "labels+supcon" else 0.0,
     )
     cfg = TrainConfig(
         max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, block_size=1,
@@ -158,7 +171,7 @@ def finetune_encoder(
             "task": task, "classes": list(classes), "n_labelled_train": len(train_rows),
             "class_counts": dict(zip(classes, counts.astype(int).tolist(), strict=True)),
             "flip": bool(augment.flip), "ssl_weight": ssl_weight, "batch_size": batch_size,
-            "recipe": "mirror-equivariant, labels only" if focused else "labels + NT-Xent",
+            "recipe": RECIPES[recipe] + (", mirror-equivariant" if perm is not None else ""),
             "mirror_pairs": [list(p) for p in mirror_pairs], "n_soft_targets": n_soft,
             "train": cfg.to_dict(), "result": result.to_dict(),
             "budget": {"planned_steps": result.planned_steps, "steps": result.steps,

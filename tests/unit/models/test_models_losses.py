@@ -11,7 +11,7 @@ from scipy import stats
 
 from models.calibration import expected_calibration_error, fit_temperature, reliability_diagram
 from models.classifier import EmbeddingClassifier
-from models.contrastive import nt_xent_loss
+from models.contrastive import nt_xent_loss, supervised_contrastive_loss
 from models.mdn import Mixture
 from models.uncertainty import entropy, mc_dropout_predict, mutual_information
 
@@ -40,6 +40,37 @@ def test_nt_xent_matches_naive_reference(temperature: float) -> None:
 def test_nt_xent_is_low_for_matching_views() -> None:
     z = torch.randn(8, 16)
     assert nt_xent_loss(z, z, 0.1) < nt_xent_loss(z, torch.randn(8, 16), 0.1)
+
+
+def _naive_supcon(z: torch.Tensor, y: list[int], t: float, w: list[float]) -> float:
+    z = (z / z.norm(dim=1, keepdim=True)).double()
+    total = weight = 0.0
+    for i in range(len(z)):
+        pos = [p for p in range(len(z)) if p != i and y[p] == y[i]]
+        if not pos:
+            continue
+        denom = sum(math.exp(float(z[i] @ z[k]) / t) for k in range(len(z)) if k != i)
+        loss = -sum(float(z[i] @ z[p]) / t - math.log(denom) for p in pos) / len(pos)
+        total += w[y[i]] * loss
+        weight += w[y[i]]
+    return total / weight
+
+
+def test_supervised_contrastive_matches_naive_reference() -> None:
+    g = torch.Generator().manual_seed(5)
+    z, y = torch.randn(7, 4, generator=g), [0, 1, 0, 2, 1, 0, 1]  # class 2 has no positive
+    got = float(supervised_contrastive_loss(z, torch.tensor(y), 0.2, torch.tensor([1.0, 3.0, 9.0])))
+    assert math.isclose(got, _naive_supcon(z, y, 0.2, [1.0, 3.0, 9.0]), rel_tol=1e-5)
+
+
+def test_supervised_contrastive_rewards_class_clusters() -> None:
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    centres = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    clustered = centres[y] + 0.05 * torch.randn(6, 2)
+    assert supervised_contrastive_loss(clustered, y) < supervised_contrastive_loss(
+        clustered[torch.tensor([0, 3, 1, 4, 2, 5])], y
+    )
+    assert float(supervised_contrastive_loss(torch.randn(3, 2), torch.tensor([0, 1, 2]))) == 0.0
 
 
 def test_mdn_log_likelihood_equals_scipy() -> None:
