@@ -59,11 +59,14 @@ def build_lock(target: Target) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def is_current(target: Target) -> bool:
-    """True when ``target`` exists with a record whose inputs are those of now (another
-    process may have made it while this one waited)."""
+def is_current(target: Target, wanted: dict[str, Any] | None = None) -> bool:
+    """True when ``target`` exists with a record whose inputs are those of now (and whose
+    parameters are ``wanted``, when given): another process may have made it while this one
+    waited for the lock."""
     rec = read_lineage(target)
-    return rec is not None and target.exists() and rec.get("inputs") == current_inputs(target)
+    if rec is None or not target.exists() or rec.get("inputs") != current_inputs(target):
+        return False
+    return wanted is None or rec.get("params") == normal_params(target.product, wanted)
 
 
 def run_item(
@@ -79,7 +82,7 @@ def run_item(
     if item.action == "retrain-head":
         return retrain_head(item, scheduler)
     with build_lock(target):
-        if is_current(target):
+        if is_current(target, params.get(target.product)):
             return read_lineage(target) or {}
         return BUILDERS[target.product](target, params.get(target.product), scheduler, progress)
 
