@@ -4,7 +4,8 @@
 predictions, map coordinates, anomaly scores; columns named with their model version) and the
 cutouts, as a HATS catalog (HEALPix-partitioned parquet) that LSDB opens and cross-matches, with
 one zarr array of cutouts per partition (layout: :mod:`backend.hats`). ``python -m backend
-ingest hats DIR`` reads it back.
+ingest hats DIR`` reads it back. The cutouts of each partition are copied as one task on
+``--scheduler`` (whose workers must see the survey and DIR).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from backend.cli import add_scheduler_option
 from backend.hats.layout import DEFAULT_PARTITION_ROWS
 
 
@@ -45,6 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p)
     p.set_defaults(func=run)
 
 
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         max_rows=args.partition_rows,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        scheduler=args.scheduler,
     )
     for note in report.notes:
         print(f"note: {note}", file=sys.stderr)

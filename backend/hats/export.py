@@ -4,7 +4,9 @@
 The catalog is written with hats' own functions (spatial index, alignment, pixel paths, parquet
 write settings, ``_metadata``, ``partition_info.csv``, ``hats.properties``, point map), the
 steps hats-import runs, but straight from the survey store: no intermediate shards. Each
-partition's cutouts go to a zarr array of their own, row for row with its parquet file. The
+partition's cutouts go to a zarr array of their own, row for row with its parquet file, copied
+by one task per partition on the ``--scheduler``'s executor (:mod:`backend.pipeline.execution`;
+the catalog files are light and written by the caller). The
 whole catalog is built in a hidden folder beside ``out`` and renamed into place at the end, so a
 failure (or a killed process) leaves nothing half-written.
 """
@@ -50,6 +52,7 @@ from backend.hats.layout import (
 )
 from backend.hats.partition import Partitioning, partition
 from backend.hats.products import ProductColumns, collect_products
+from backend.pipeline.execution import SchedulerSpec, executor
 from backend.survey import Survey
 
 _RESERVED = {SPATIAL_INDEX_COLUMN, SURVEY_INDEX_COLUMN, CUTOUT_FILE_COLUMN, CUTOUT_ROW_COLUMN}
@@ -86,8 +89,11 @@ def export_hats(
     max_rows: int = DEFAULT_PARTITION_ROWS,
     overwrite: bool = False,
     progress: bool = True,
+    scheduler: SchedulerSpec | str | None = None,
 ) -> ExportReport:
-    """Export ``survey_name`` as a HATS catalog with cutouts into folder ``out``."""
+    """Export ``survey_name`` as a HATS catalog with cutouts into folder ``out``; the cutouts
+    of each partition are copied as one task on ``scheduler``
+    (:mod:`backend.pipeline.execution`; its workers must see the survey and ``out``)."""
     started = time.perf_counter()
     if max_rows < 1:
         raise HatsError(f"--partition-rows {max_rows}: must be at least 1")
@@ -108,6 +114,12 @@ def export_hats(
     try:
         (tmp / "writer.pid").write_text(str(os.getpid()))
         _write_partitions(survey, catalog, products, parts, tmp, progress)
+        tasks = [
+            CutoutTask(survey.path, rows, tmp / cutout_relpath(pixel), pixel.order, pixel.pixel)
+            for pixel, rows in zip(parts.pixels, parts.rows, strict=True)
+        ]
+        with executor(scheduler) as ex:
+            ex.map(copy_cutouts, tasks, desc=f"cutouts of {survey.name}" if progress else None)
         _write_metadata(survey, catalog, products, parts, tmp)
         (tmp / "writer.pid").unlink()
         _swap_into_place(tmp, out)
@@ -185,7 +197,7 @@ def _write_partitions(
     columns = _product_arrays(products)
     bar = tqdm(
         total=len(survey),
-        desc=f"export {survey.name} to HATS",
+        desc=f"catalog of {survey.name}",
         unit="object",
         disable=None if progress else True,
         leave=False,
@@ -195,7 +207,6 @@ def _write_partitions(
             relpath = cutout_relpath(pixel)
             table = _partition_table(catalog, schema, columns, parts, rows, relpath)
             _write_parquet(table, base, pixel)
-            _write_cutouts(survey, rows, base / relpath, pixel)
             bar.update(len(rows))
 
 
@@ -251,27 +262,43 @@ def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
     pq.write_table(table, path.path, **kwargs)
 
 
-def _write_cutouts(survey: Survey, rows: np.ndarray, path: Path, pixel: HealpixPixel) -> None:
+@dataclass(frozen=True)
+class CutoutTask:
+    """Copy the cutouts of survey rows ``rows`` (in that order) into a new zarr array."""
+
+    survey_path: Path
+    rows: np.ndarray
+    target: Path
+    order: int
+    pixel: int
+
+
+def copy_cutouts(task: CutoutTask) -> int:
+    """Run one :class:`CutoutTask` (on any worker); returns the number of cutouts."""
+    survey = Survey(task.survey_path)
     shape = survey.image_shape
     object_bytes = 4 * int(np.prod(shape))
+    rows = task.rows
     array = zarr.create_array(
-        store=str(path),
+        store=str(task.target),
         shape=(len(rows), *shape),
         chunks=(min(64, len(rows)), *shape),
         dtype="float32",
         compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
         fill_value=0.0,
+        overwrite=True,  # a retried task starts again
         attributes={
             "survey": survey.name,
             "bands": survey.bands,
-            "healpix_order": pixel.order,
-            "healpix_pixel": pixel.pixel,
+            "healpix_order": task.order,
+            "healpix_pixel": task.pixel,
             "rows": "one cutout per row of the partition's parquet file, in its order",
         },
     )
     step = max(64, (_CUTOUT_BLOCK_BYTES // object_bytes) // 64 * 64)
     for lo in range(0, len(rows), step):
         array[lo : lo + step] = survey.cutouts(rows[lo : lo + step])
+    return len(rows)
 
 
 # -- catalog-level files -----------------------------------------------------------------------

@@ -68,6 +68,7 @@ def sky(home: Path) -> Survey:
 
 def _export(out: Path, *extra: str, survey: str = "sky") -> int:
     args = ["export", "--survey", survey, "--format", "hats", "--out", str(out)]
+    extra = extra if "--scheduler" in extra else (*extra, "--scheduler", "sync")
     return cli.main([*args, "--partition-rows", "60", "--no-progress", *extra])
 
 
@@ -201,7 +202,7 @@ def test_a_failed_export_leaves_nothing_and_an_earlier_one_stays(
             raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(hats_export, "_write_cutouts", failing)
+        patch.setattr(hats_export, "copy_cutouts", failing)
         assert _export(out) == 2
     assert "no space left on device" in capsys.readouterr().err
     assert list(out.parent.iterdir()) == []  # no half export, no hidden temporary folder
@@ -239,3 +240,17 @@ def test_ingest_refuses_what_is_not_a_hats_catalog_with_cutouts(
         assert err.startswith("error: ") and err.count("\n") == 1, err
         assert message in err
     assert not (home / "surveys" / "x").exists()
+
+
+def test_two_dask_workers_write_the_same_catalog_and_cutouts(sky: Survey, tmp_path: Path) -> None:
+    assert _export(tmp_path / "sync") == 0
+    assert _export(tmp_path / "local", "--scheduler", "local:2") == 0
+    sync_table = pq.read_table(tmp_path / "sync" / "dataset")
+    assert pq.read_table(tmp_path / "local" / "dataset").equals(sync_table)
+    files = sorted({str(f) for f in sync_table.column("cutout_file").to_pylist()})
+    assert len(files) > 1
+    for relpath in files:
+        np.testing.assert_array_equal(
+            zarr.open_array(str(tmp_path / "local" / relpath), mode="r")[:],
+            zarr.open_array(str(tmp_path / "sync" / relpath), mode="r")[:],
+        )
