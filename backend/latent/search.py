@@ -34,6 +34,7 @@ from backend.latent.source import INDEX_FILE, INDEX_META_FILE
 from backend.latent.vectors import (
     CHUNK,
     as_matrix,
+    configure_faiss,
     iter_unit_chunks,
     knn_inner_product,
     normalize,
@@ -54,6 +55,7 @@ class SimilarityIndex:
     """Cosine k-nearest-neighbour search over N embeddings (row numbers are object indices)."""
 
     def __init__(self, index: faiss.Index, info: dict[str, Any]) -> None:
+        configure_faiss()
         self.index = index
         self.info = info
 

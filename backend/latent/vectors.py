@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,14 +22,13 @@ def cpu_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _configure_faiss() -> None:
-    # One OpenMP team of the machine's cores unless the operator set OMP_NUM_THREADS. Single
-    # queries run on one thread, so the web server's thread pool is not oversubscribed.
+@functools.cache
+def configure_faiss() -> None:
+    """Once per process, before the first FAISS work (never at import): one OpenMP team of the
+    machine's cores unless the operator set OMP_NUM_THREADS. Single queries run on one thread,
+    so the web server's thread pool is not oversubscribed."""
     if "OMP_NUM_THREADS" not in os.environ:
         faiss.omp_set_num_threads(cpu_threads())
-
-
-_configure_faiss()
 
 
 def as_matrix(x: np.ndarray, dim: int | None = None) -> np.ndarray:
@@ -73,6 +73,7 @@ def knn_inner_product(
     queries: np.ndarray, base: np.ndarray, k: int, chunk: int = CHUNK, desc: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-``k`` inner products of each query row against ``base`` (BLAS, chunked)."""
+    configure_faiss()
     k = min(k, len(base))
     sims = np.empty((len(queries), k), dtype=np.float32)
     ids = np.empty((len(queries), k), dtype=np.int64)
@@ -104,6 +105,7 @@ def faiss_threads(n: int) -> Iterator[None]:
 def small_ip_index(vectors: np.ndarray, exact_below: int = 4096) -> faiss.Index:
     """Inner-product index over a modest set (landmarks, labelled objects): exact up to
     ``exact_below`` vectors, HNSW (M=32, efSearch 48: recall@5 ~0.96) above."""
+    configure_faiss()
     dim = vectors.shape[1]
     if len(vectors) <= exact_below:
         index = faiss.IndexFlatIP(dim)
@@ -119,6 +121,7 @@ def search_chunked(
     index: faiss.Index, queries: np.ndarray, k: int, chunk: int = CHUNK, desc: str | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """``index.search`` over many (already normalised) queries, chunk by chunk."""
+    configure_faiss()
     k = min(k, index.ntotal)
     sims = np.empty((len(queries), k), dtype=np.float32)
     ids = np.empty((len(queries), k), dtype=np.int64)

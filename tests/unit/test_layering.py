@@ -131,3 +131,19 @@ def test_importing_the_accounts_and_samp_modules_hashes_and_probes_nothing() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_importing_the_vector_helpers_leaves_faiss_threads_alone() -> None:
+    """FAISS's OpenMP team is process-wide: importing the latent helpers must not resize it
+    (the web server, a test or a Dask worker may have chosen it); the first index does."""
+    code = (
+        "import faiss\n"
+        "faiss.omp_set_num_threads(1)\n"
+        "import backend.latent.vectors, backend.latent.search\n"
+        "assert faiss.omp_get_max_threads() == 1, faiss.omp_get_max_threads()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
