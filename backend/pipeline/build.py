@@ -29,8 +29,9 @@ Progress = Callable[[dict[str, Any]], Any]
 
 def current_inputs(target: Target) -> dict[str, Any]:
     """What ``target`` is made from, as things are on disk now."""
-    autoencoder = resolve_versions(target.survey).models.get("autoencoder")
-    return inputs_of(target, survey_stamp(target.survey), hash_on_disk, autoencoder)
+    return inputs_of(
+        target, survey_stamp(target.survey), hash_on_disk, resolve_versions(target.survey)
+    )
 
 
 def record(
@@ -165,7 +166,8 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
 def retrain_head(item: Item, scheduler: Any = None) -> dict[str, Any]:
     """The classifier reads another encoder than the one in use: train a head with the same
     labels (its catalog columns and the label store's consensus) on the encoder in use, predict
-    every object with it and make it the active classifier; returns its predictions' record."""
+    every object with it and, when that encoder is the active one, make the head the active
+    classifier (else the caller switches both together); returns its predictions' record."""
     from backend.active.loop import catalog_sources, merged_labels, mirror_pairs_for
     from backend.labels.schema import load_schema
     from backend.labels.store import LabelStore
@@ -177,14 +179,17 @@ def retrain_head(item: Item, scheduler: Any = None) -> dict[str, Any]:
     survey = old.survey
     registry = ModelRegistry()
     previous = registry.get("classifier", old.version)
-    encoder = resolve_versions(survey).encoder
-    snapshot = previous.meta.get("training", {}).get("labels") or {}
-    task = str(snapshot.get("task") or previous.meta.get("training", {}).get("task") or "class")
+    prefix = "embeddings/encoder-"
+    encoder = next(k[len(prefix) :] for k in item.deps if k.startswith(prefix))
+    training = previous.meta.get("training", {})
+    snapshot = training.get("labels") or {}
+    task = str(snapshot.get("task") or training.get("task") or "class")
+    epochs = int((training.get("train") or {}).get("epochs") or 60)  # as the head it replaces
     timer = Timer()
     labels, classes, snap = merged_labels(survey, LabelStore(), task, catalog_sources(previous))
     version = train_classifier(
-        survey, labels=labels, classes=classes, encoder_version=encoder, progress_bar=False,
-        activate=False, parent=previous.version, label_snapshot=snap, task=task,
+        survey, labels=labels, classes=classes, encoder_version=encoder, epochs=epochs,
+        progress_bar=False, activate=False, parent=previous.version, label_snapshot=snap, task=task,
         mirror_pairs=mirror_pairs_for(load_schema(survey), classes),
     )  # fmt: skip
     with_scheduler(
@@ -192,5 +197,7 @@ def retrain_head(item: Item, scheduler: Any = None) -> dict[str, Any]:
     )
     target = Target("predictions", survey, "classifier", version.version)
     rec = record(target, {"retrained_from": previous.version}, timer.seconds)
-    registry.set_active(survey, "classifier", version.version)
+    active = registry.active(survey, "encoder")
+    if active is not None and active.version == encoder:
+        registry.set_active(survey, "classifier", version.version)
     return rec

@@ -61,7 +61,9 @@ def ensure(
     params = dict(params or {})
     steps: dict[str, tuple[Callable[[], Any], list[str]]] = {}
     for n, item in enumerate(todo, 1):
-        fn = _step(item, f"[{n}/{len(todo)}]", params, scheduler, checkpoint, progress, report)
+        fn = _step(
+            item, f"  product {n}/{len(todo)}:", params, scheduler, checkpoint, progress, report
+        )
         steps[item.key] = (fn, [d for d in item.deps if the_plan.items[d].todo])
     results = run_graph(steps, scheduler)
     return Outcome(the_plan, dict(results), time.perf_counter() - started)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from backend.pipeline.kinds import DEFAULT_PRODUCTS, PREDICTION_KINDS, Target, check_product
-from backend.pipeline.lineage import content_hashes, read_lineage
+from backend.pipeline.lineage import content_hashes, file_sha256, read_lineage
 
 PENDING = "(being remade)"
 SCORERS = ("iforest", "knn")
@@ -125,10 +125,10 @@ def classifier_source(version: str) -> tuple[str, bool]:
 
 
 def inputs_of(
-    target: Target, stamp: str, hash_of: Callable[[Target], str | None], autoencoder: str | None
+    target: Target, stamp: str, hash_of: Callable[[Target], str | None], versions: Versions
 ) -> dict[str, Any]:
-    """What ``target`` is made from: the survey, model versions and the content hash of each
-    product it reads (``hash_of``; None when that product does not exist)."""
+    """What ``target`` is made from: the survey, model versions (``versions``: those in use)
+    and the content hash of each product it reads (``hash_of``; None when it does not exist)."""
     inputs: dict[str, Any] = {"survey": stamp}
     survey = target.survey
 
@@ -155,9 +155,22 @@ def inputs_of(
         inputs.update(encoder_products(target.version))
         inputs["index"] = hash_of(Target("index", survey, "encoder", target.version))
         inputs["autoencoder_predictions"] = None
+        autoencoder = versions.models.get("autoencoder")
         if autoencoder:
             ae = hash_of(Target("predictions", survey, "autoencoder", autoencoder))
             inputs["autoencoder_predictions"] = f"{autoencoder}:{ae}" if ae else None
+    elif target.product == "evaluation":
+        from backend.validation import validation_path
+
+        if versions.encoder:
+            inputs.update(encoder_products(versions.encoder))
+        classifier = versions.models.get("classifier")
+        inputs["classifier"] = classifier
+        if classifier:
+            preds = hash_of(Target("predictions", survey, "classifier", classifier))
+            inputs["classifier_predictions"] = preds
+        split = validation_path(survey, target.version)
+        inputs["validation_split"] = file_sha256(split) if split.is_file() else None
     return inputs
 
 
@@ -277,9 +290,7 @@ class _Planner:
                     keys, None, "build",
                 )  # fmt: skip
             return Item(target, "unrecorded", "made without a lineage record", keys, None, "adopt")
-        expected = inputs_of(
-            target, self.stamp, lambda t: self._hash(t, remade), self.versions.models.get("autoencoder")
-        )  # fmt: skip
+        expected = inputs_of(target, self.stamp, lambda t: self._hash(t, remade), self.versions)
         reasons = _differences(record.get("inputs") or {}, expected)
         wanted = self.params.get(target.product)
         if wanted is not None and record.get("params") != normal_params(target.product, wanted):
