@@ -4,9 +4,9 @@
 The catalog is written with hats' own functions (spatial index, alignment, pixel paths, parquet
 write settings, ``_metadata``, ``partition_info.csv``, ``hats.properties``, point map), the
 steps hats-import runs, but straight from the survey store: no intermediate shards. Each
-partition's cutouts go to a zarr array of their own, row for row with its parquet file, copied
-by one task per partition on the ``--scheduler``'s executor (:mod:`backend.pipeline.execution`;
-the catalog files are light and written by the caller). The
+partition's cutouts go to a zarr array of their own (:mod:`backend.hats.cutouts`: a shuffle in
+tasks on the ``--scheduler``'s executor; the catalog files are light and written by the
+caller). The
 whole catalog is built in a hidden folder beside ``out`` and renamed into place at the end, so a
 failure (or a killed process) leaves nothing half-written.
 """
@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import zarr
 from hats.catalog import PartitionInfo, TableProperties
 from hats.catalog.dataset.hats_properties import HatsProperties
 from hats.io import file_io, paths
@@ -35,9 +34,9 @@ from hats.io.skymap import write_skymap
 from hats.pixel_math import HealpixPixel
 from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_ORDER
 from tqdm import tqdm
-from zarr.codecs import BloscCodec, BloscShuffle
 
 from backend import __version__
+from backend.hats.cutouts import cutout_rows, write_cutouts
 from backend.hats.layout import (
     CUTOUT_FILE_COLUMN,
     CUTOUT_ROW_COLUMN,
@@ -52,11 +51,10 @@ from backend.hats.layout import (
 )
 from backend.hats.partition import Partitioning, partition
 from backend.hats.products import ProductColumns, collect_products
-from backend.pipeline.execution import SchedulerSpec, executor
+from backend.pipeline.execution import SchedulerSpec
 from backend.survey import Survey
 
 _RESERVED = {SPATIAL_INDEX_COLUMN, SURVEY_INDEX_COLUMN, CUTOUT_FILE_COLUMN, CUTOUT_ROW_COLUMN}
-_CUTOUT_BLOCK_BYTES = 64 * 2**20  # pixels read from the survey and written at a time
 _INCOMING = ".incoming-"
 
 
@@ -92,8 +90,8 @@ def export_hats(
     scheduler: SchedulerSpec | str | None = None,
 ) -> ExportReport:
     """Export ``survey_name`` as a HATS catalog with cutouts into folder ``out``; the cutouts
-    of each partition are copied as one task on ``scheduler``
-    (:mod:`backend.pipeline.execution`; its workers must see the survey and ``out``)."""
+    are copied by tasks on ``scheduler`` (:mod:`backend.pipeline.execution`; its workers must
+    see the survey and ``out``)."""
     started = time.perf_counter()
     if max_rows < 1:
         raise HatsError(f"--partition-rows {max_rows}: must be at least 1")
@@ -114,12 +112,7 @@ def export_hats(
     try:
         (tmp / "writer.pid").write_text(str(os.getpid()))
         _write_partitions(survey, catalog, products, parts, tmp, progress)
-        tasks = [
-            CutoutTask(survey.path, rows, tmp / cutout_relpath(pixel), pixel.order, pixel.pixel)
-            for pixel, rows in zip(parts.pixels, parts.rows, strict=True)
-        ]
-        with executor(scheduler) as ex:
-            ex.map(copy_cutouts, tasks, desc=f"cutouts of {survey.name}" if progress else None)
+        write_cutouts(survey, parts, tmp, scheduler=scheduler, progress=progress)
         _write_metadata(survey, catalog, products, parts, tmp)
         (tmp / "writer.pid").unlink()
         _swap_into_place(tmp, out)
@@ -195,6 +188,7 @@ def _write_partitions(
 ) -> None:
     schema = pa.Schema.from_pandas(catalog, preserve_index=False)
     columns = _product_arrays(products)
+    places = cutout_rows(parts, len(survey))
     bar = tqdm(
         total=len(survey),
         desc=f"catalog of {survey.name}",
@@ -205,7 +199,7 @@ def _write_partitions(
     with bar:
         for pixel, rows in zip(parts.pixels, parts.rows, strict=True):
             relpath = cutout_relpath(pixel)
-            table = _partition_table(catalog, schema, columns, parts, rows, relpath)
+            table = _partition_table(catalog, schema, columns, parts, rows, relpath, places)
             _write_parquet(table, base, pixel)
             bar.update(len(rows))
 
@@ -233,6 +227,7 @@ def _partition_table(
     parts: Partitioning,
     rows: np.ndarray,
     relpath: str,
+    places: np.ndarray,
 ) -> pa.Table:
     part = catalog.iloc[rows].reset_index(drop=True)
     table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
@@ -247,7 +242,7 @@ def _partition_table(
     table = table.append_column(SURVEY_INDEX_COLUMN, pa.array(rows.astype(np.int64)))
     # one value per partition: parquet's dictionary encoding stores it once
     table = table.append_column(CUTOUT_FILE_COLUMN, pa.array([relpath] * len(rows), pa.string()))
-    return table.append_column(CUTOUT_ROW_COLUMN, pa.array(np.arange(len(rows), dtype=np.int32)))
+    return table.append_column(CUTOUT_ROW_COLUMN, pa.array(places[rows]))
 
 
 def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
@@ -260,45 +255,6 @@ def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
         },
     )
     pq.write_table(table, path.path, **kwargs)
-
-
-@dataclass(frozen=True)
-class CutoutTask:
-    """Copy the cutouts of survey rows ``rows`` (in that order) into a new zarr array."""
-
-    survey_path: Path
-    rows: np.ndarray
-    target: Path
-    order: int
-    pixel: int
-
-
-def copy_cutouts(task: CutoutTask) -> int:
-    """Run one :class:`CutoutTask` (on any worker); returns the number of cutouts."""
-    survey = Survey(task.survey_path)
-    shape = survey.image_shape
-    object_bytes = 4 * int(np.prod(shape))
-    rows = task.rows
-    array = zarr.create_array(
-        store=str(task.target),
-        shape=(len(rows), *shape),
-        chunks=(min(64, len(rows)), *shape),
-        dtype="float32",
-        compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
-        fill_value=0.0,
-        overwrite=True,  # a retried task starts again
-        attributes={
-            "survey": survey.name,
-            "bands": survey.bands,
-            "healpix_order": task.order,
-            "healpix_pixel": task.pixel,
-            "rows": "one cutout per row of the partition's parquet file, in its order",
-        },
-    )
-    step = max(64, (_CUTOUT_BLOCK_BYTES // object_bytes) // 64 * 64)
-    for lo in range(0, len(rows), step):
-        array[lo : lo + step] = survey.cutouts(rows[lo : lo + step])
-    return len(rows)
 
 
 # -- catalog-level files -----------------------------------------------------------------------

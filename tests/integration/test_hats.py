@@ -12,7 +12,7 @@ import torch
 import zarr
 
 from backend import cli
-from backend.hats import export as hats_export
+from backend.hats import cutouts as hats_cutouts
 from backend.products import open_embeddings, product_dir, write_predictions
 from backend.registry import ModelRegistry
 from backend.survey import Survey, SurveyWriter
@@ -72,6 +72,27 @@ def _export(out: Path, *extra: str, survey: str = "sky") -> int:
     return cli.main([*args, "--partition-rows", "60", "--no-progress", *extra])
 
 
+def _check_cutouts(out: Path, survey: Survey) -> None:
+    """Each partition's cutouts sit in an array of their own, where cutout_row points."""
+    import hats
+
+    for pixel in hats.read_hats(out).get_healpix_pixels():
+        name = f"Norder={pixel.order}/Dir={pixel.dir}/Npix={pixel.pixel}.parquet"
+        part = pq.read_table(out / "dataset" / name).to_pandas()
+        files = part["cutout_file"].unique()
+        assert list(files) == [
+            f"cutouts/order={pixel.order}/dir={pixel.dir}/npix={pixel.pixel}.zarr"
+        ]
+        stored = zarr.open_array(str(out / files[0]), mode="r")
+        assert stored.shape[0] == len(part)
+        assert sorted(part["cutout_row"]) == list(range(len(part)))
+        np.testing.assert_array_equal(
+            stored[:][part["cutout_row"].to_numpy()],
+            survey.cutouts(part["survey_index"].to_numpy()),
+        )
+        assert (np.diff(part["_healpix_29"].to_numpy()) >= 0).all()
+
+
 def test_export_then_ingest_gives_back_the_survey(
     sky: Survey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,27 +108,8 @@ def test_export_then_ingest_gives_back_the_survey(
 
     assert is_valid_catalog(out, strict=True)
     catalog = hats.read_hats(out)
-    pixels = catalog.get_healpix_pixels()
-    assert len(pixels) > 1 and catalog.catalog_info.total_rows == N
-    # each partition's cutouts sit in its own array, row for row with its parquet file
-    for pixel in pixels:
-        part = pq.read_table(
-            out
-            / "dataset"
-            / f"Norder={pixel.order}"
-            / f"Dir={pixel.dir}"
-            / f"Npix={pixel.pixel}.parquet"
-        ).to_pandas()
-        files = part["cutout_file"].unique()
-        assert list(files) == [
-            f"cutouts/order={pixel.order}/dir={pixel.dir}/npix={pixel.pixel}.zarr"
-        ]
-        stored = zarr.open_array(str(out / files[0]), mode="r")
-        assert stored.shape[0] == len(part) and part["cutout_row"].tolist() == list(
-            range(len(part))
-        )
-        np.testing.assert_array_equal(stored[:], sky.cutouts(part["survey_index"].to_numpy()))
-        assert (np.diff(part["_healpix_29"].to_numpy()) >= 0).all()
+    assert len(catalog.get_healpix_pixels()) > 1 and catalog.catalog_info.total_rows == N
+    _check_cutouts(out, sky)
 
     assert cli.main(["ingest", "hats", str(out), "--survey", "back", "--no-progress"]) == 0
     assert "ingested 150 objects into survey 'back'" in capsys.readouterr().out
@@ -202,7 +204,7 @@ def test_a_failed_export_leaves_nothing_and_an_earlier_one_stays(
             raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as patch:
-        patch.setattr(hats_export, "copy_cutouts", failing)
+        patch.setattr(hats_cutouts, "gather_partition", failing)
         assert _export(out) == 2
     assert "no space left on device" in capsys.readouterr().err
     assert list(out.parent.iterdir()) == []  # no half export, no hidden temporary folder
@@ -254,3 +256,14 @@ def test_two_dask_workers_write_the_same_catalog_and_cutouts(sky: Survey, tmp_pa
             zarr.open_array(str(tmp_path / "local" / relpath), mode="r")[:],
             zarr.open_array(str(tmp_path / "sync" / relpath), mode="r")[:],
         )
+
+
+def test_cutouts_are_shuffled_through_many_ranges_and_blocks(
+    sky: Survey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ranges of 16 objects, chunks of 8: every partition gathers from many sorted ranges."""
+    monkeypatch.setattr(hats_cutouts, "CHUNK_OBJECTS", 8)
+    monkeypatch.setattr(hats_cutouts, "_SHARD_CHUNK", 4)
+    monkeypatch.setattr(hats_cutouts, "_RANGE_BYTES", 16 * 4 * 3 * 16 * 16)
+    assert _export(tmp_path / "small") == 0
+    _check_cutouts(tmp_path / "small", sky)
