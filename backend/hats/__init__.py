@@ -4,7 +4,7 @@
 
     DIR/hats.properties                  HATS table properties (name, ra/dec columns, rows, ...)
     DIR/partition_info.csv               the HEALPix pixels (Norder, Npix) of the partitions
-    DIR/point_map.fits, skymap.fits      object counts per order-10 pixel
+    DIR/point_map.fits, skymap.fits      object counts per HEALPix pixel (order 7 or finer)
     DIR/dataset/Norder=K/Dir=D/Npix=N.parquet
                                          one partition: catalog rows, the survey's per-object
                                          products (columns named ``<kind>_<version>_<name>``),
@@ -12,10 +12,15 @@
                                          sorted by ``_healpix_29``
     DIR/dataset/_metadata, _common_metadata
     DIR/cutouts/order=K/dir=D/npix=N.zarr
-                                         that partition's cutouts, (n, C, H, W) float32, one
-                                         per parquet row in the same order
+                                         that partition's cutouts, (n, C, H, W) float32 in
+                                         survey order; row ``cutout_row`` is the cutout of
+                                         the catalog row (not named Norder=/Dir=/Npix=: hats'
+                                         validation would take them for partitions)
     DIR/latentsky.json                   the survey's description (bands, display, pixel scale),
                                          its catalog columns and the exported products
 
-``python -m backend ingest hats DIR --survey S`` (:mod:`backend.ingest.hats`) reads it back.
+The catalog files are written with hats' functions (:mod:`.partition`, :mod:`.export`), the
+cutouts by a two-pass shuffle on the ``--scheduler``'s executor (:mod:`.cutouts`), all in a
+hidden folder renamed into place at the end. ``python -m backend ingest hats DIR --survey S``
+(:mod:`backend.ingest.hats`) reads it back.
 """
