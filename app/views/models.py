@@ -20,7 +20,8 @@ from app.labelling import label_store, schema_for
 from app.safe import guarded, heading, in_thread, md, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
-from backend.products import product_dir
+from backend.pipeline.kinds import Target
+from backend.products import has_embeddings
 from backend.registry import ModelRegistry, ModelVersion, RegistryError
 
 KEY_METRICS = ("accuracy", "ece", "nmad_redshift", "loss", "val_loss", "recon_error_median")
@@ -37,7 +38,7 @@ retraining or fine-tuning and follows the worker's progress. *Evaluation* shows 
 split.
 """
 GATE_REFUSED = "refused by the gate"
-LATENT_FILES = {"map.npy": "map", "index.faiss": "index", "anomaly.parquet": "score"}
+LATENT_PRODUCTS = {"map": "map", "index": "index", "scores": "score"}  # product: command
 
 
 def gate_cell(gate: dict[str, Any] | None) -> str:
@@ -120,7 +121,7 @@ def gate_html(gate: dict[str, Any] | None, active_now: bool = False) -> str:
 def activation_problem(survey: str, kind: str, version: str) -> str | None:
     """Why ``version`` cannot be made active by hand (None when it can): an encoder needs its
     embeddings of the survey; the message says which command makes them."""
-    if kind == "encoder" and not (product_dir(survey, kind, version) / "embeddings.npy").is_file():
+    if kind == "encoder" and not has_embeddings(survey, kind, version):
         return (
             f"encoder {version} has no embeddings of {survey} yet: run `python -m backend embed "
             f"--survey {survey} --model {version}` first (the map, index and anomaly scores "
@@ -146,8 +147,11 @@ def activate_version(registry: ModelRegistry, survey: str, version: ModelVersion
                 f"{active_encoder} is active: activate encoder {encoder} too."
             )
     if version.kind == "encoder":
-        folder = product_dir(survey, "encoder", version.version)
-        missing = [cmd for name, cmd in LATENT_FILES.items() if not (folder / name).is_file()]
+        missing = [
+            cmd
+            for product, cmd in LATENT_PRODUCTS.items()
+            if not Target(product, survey, "encoder", version.version).exists()
+        ]
         if missing:
             text += (
                 " Still to make for it: "

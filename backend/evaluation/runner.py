@@ -19,7 +19,9 @@ from tqdm.auto import tqdm
 
 from backend.evaluation import metrics as m
 from backend.evaluation.labels import EvalLabels, EvaluationError, column_labels, rare_classes
-from backend.products import ProductError, product_dir
+from backend.pipeline.kinds import Target
+from backend.pipeline.storage import EMBEDDINGS_FILE, products_root
+from backend.products import ProductError
 from backend.registry import ModelRegistry, ModelVersion, RegistryError
 from backend.survey import Survey
 
@@ -115,9 +117,9 @@ def encoder_versions(
     found: dict[str, ModelVersion | str] = {}
     for version in registry.list("encoder", survey.name):
         found[version.version] = version
-    root = product_dir(survey.name, "encoder", "v0000").parent
+    root = products_root(survey.name)
     if root.is_dir():
-        for path in sorted(root.glob("encoder-v*/embeddings.npy")):
+        for path in sorted(root.glob(f"encoder-v*/{EMBEDDINGS_FILE}")):
             name = path.parent.name.removeprefix("encoder-")
             if name not in found:
                 try:
@@ -281,7 +283,7 @@ def classifier_versions(survey: Survey) -> list[ModelVersion]:
     return [
         v
         for v in ModelRegistry().list("classifier", survey.name)
-        if (product_dir(survey.name, "classifier", v.version) / "predictions.parquet").is_file()
+        if Target("predictions", survey.name, "classifier", v.version).exists()
     ]
 
 

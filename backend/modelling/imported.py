@@ -20,6 +20,7 @@ import pandas as pd
 
 from backend.ingest.crossmatch import CatalogJoin, id_strings
 from backend.modelling.foreign import ImportModelError, sha256
+from backend.pipeline.storage import EMBEDDINGS_FILE
 from backend.products import ProductError, product_dir, write_embeddings
 from backend.registry import ModelRegistry, ModelVersion, RegistryError
 from backend.survey import Survey
@@ -118,7 +119,7 @@ def imported_product(survey: str, version: ModelVersion) -> Path:
             f"encoder {version.version} holds embeddings imported for survey {owner!r}; it cannot "
             f"embed the objects of survey {survey!r}"
         )
-    path = product_dir(survey, "encoder", version.version) / "embeddings.npy"
+    path = product_dir(survey, "encoder", version.version) / EMBEDDINGS_FILE
     if not path.is_file():
         source = version.config.get("source", {})
         raise ProductError(
