@@ -278,6 +278,10 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
         "precision_at_10.png", "probe_balanced_accuracy.png"
     }  # fmt: skip
     assert (home / "validation" / "blobs" / "class.parquet").is_file()
+    from backend.pipeline.ensure import lineage
+
+    record = lineage("blobs", "evaluation")  # the report's lineage, as ensure writes it
+    assert record["params"]["label_column"] == "kind" and record["inputs"]["encoder"] == "v0001"
 
     names = [r["name"] for r in report["representations"]]
     assert names == ["encoder v0001", "pixel-pca", "random-init"]
