@@ -9,7 +9,7 @@ writes (:mod:`backend.hats`). A catalog without those columns is refused: a surv
 A LatentSky export also carries ``latentsky.json`` (bands, display, pixel scale, which columns
 were the catalog and which were model products) and ``survey_index``: then the survey comes back
 as it was exported (same objects, order, catalog columns and pixels) without the product
-columns. Any other catalog keeps all its columns, in HEALPix order, with bands named by the
+columns; a subset of an export keeps the survey's order. Any other catalog keeps all its columns, in HEALPix order, with bands named by the
 cutout arrays' ``bands`` attribute (else ``b0``, ``b1``...).
 """
 
@@ -77,7 +77,8 @@ def ingest_hats(
         raise IngestError(f"{image_root}: no such folder of cutouts (--images)")
     info = catalog.catalog_info
     table = _read_table(catalog, path, _wanted(names, sidecar, info.ra_column, info.dec_column))
-    table = _survey_order(table, path)
+    notes: list[str] = []
+    table = _survey_order(table, notes)
     refs = table[[CUTOUT_FILE_COLUMN, CUTOUT_ROW_COLUMN]]
     arrays = _CutoutArrays(image_root)
     bands, shape = _bands_and_shape(sidecar, arrays, refs, path)
@@ -90,6 +91,7 @@ def ingest_hats(
         kind="hats",
         source=str(path),
         options={"images": str(image_root), "catalog": catalog.catalog_name},
+        notes=notes,
     )
     step = max(1, _BLOCK_BYTES // (4 * int(np.prod(shape))))
     return write_survey(
@@ -120,8 +122,7 @@ def _open_catalog(path: Path) -> Any:
     try:
         found = hats.read_hats(path)
     except Exception as exc:  # hats raises FileNotFoundError, ValueError, pydantic errors...
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise IngestError(f"{path}: not a HATS catalog ({reason})") from exc
+        raise IngestError(f"{path}: not a HATS catalog ({_first_line(exc)})") from exc
     catalog = getattr(found, "main_catalog", found)  # a collection: its main catalog
     kind = getattr(catalog.catalog_info, "catalog_type", None)
     if kind not in (CatalogType.OBJECT, CatalogType.SOURCE):
@@ -167,7 +168,9 @@ def _read_table(catalog: Any, path: Path, columns: list[str]) -> pd.DataFrame:
         try:
             parts.append(pq.read_table(file.path, columns=columns).to_pandas())
         except (OSError, ValueError) as exc:
-            raise IngestError(f"{file.path}: cannot read partition {pixel} ({exc})") from exc
+            raise IngestError(
+                f"{file.path}: cannot read partition {pixel} ({_first_line(exc)})"
+            ) from exc
     if not parts:
         raise IngestError(f"{path}: the HATS catalog has no partitions")
     table = pd.concat(parts, ignore_index=True)
@@ -176,18 +179,16 @@ def _read_table(catalog: Any, path: Path, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def _survey_order(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """The exported survey's order when ``survey_index`` is a permutation, else as read."""
+def _survey_order(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    """Rows in the exported survey's order (``survey_index``, also of a subset of an export),
+    else as read (HEALPix order)."""
     if SURVEY_INDEX_COLUMN not in table.columns:
         return table
-    index = pd.to_numeric(table[SURVEY_INDEX_COLUMN], errors="coerce").to_numpy()
-    n = len(table)
-    if not np.array_equal(np.sort(index), np.arange(n)):
-        raise IngestError(
-            f"{path}: column {SURVEY_INDEX_COLUMN!r} is not 0..{n - 1} once each; "
-            "the catalog is incomplete or was edited"
-        )
-    return table.iloc[np.argsort(index, kind="stable")].reset_index(drop=True)
+    index = pd.to_numeric(table[SURVEY_INDEX_COLUMN], errors="coerce")
+    if index.isna().any() or index.duplicated().any():
+        notes.append(f"column {SURVEY_INDEX_COLUMN!r} is not one number per object; HEALPix order")
+        return table
+    return table.iloc[np.argsort(index.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
 class _CutoutArrays:
@@ -206,7 +207,9 @@ class _CutoutArrays:
             try:
                 array = zarr.open_array(str(target), mode="r")
             except Exception as exc:  # zarr raises several types for a missing/corrupt array
-                raise IngestError(f"{target}: cannot open cutout array ({exc})") from exc
+                raise IngestError(
+                    f"{target}: cannot open cutout array ({_first_line(exc)})"
+                ) from exc
             if array.ndim not in (3, 4):
                 raise IngestError(f"{target}: cutouts of shape {array.shape}, not (n, C, H, W)")
             self._open[relpath] = array
@@ -263,3 +266,9 @@ def _read_rows(
     order = np.unique(idx)
     pixels = np.asarray(array.get_orthogonal_selection((order,)), dtype=np.float32)
     return pixels.reshape(len(order), *shape)[np.searchsorted(order, idx)]
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints one ``error:`` line)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

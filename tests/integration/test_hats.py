@@ -267,3 +267,19 @@ def test_cutouts_are_shuffled_through_many_ranges_and_blocks(
     monkeypatch.setattr(hats_cutouts, "_RANGE_BYTES", 16 * 4 * 3 * 16 * 16)
     assert _export(tmp_path / "small") == 0
     _check_cutouts(tmp_path / "small", sky)
+
+
+def test_cutouts_kept_in_another_folder_are_found_with_images(
+    sky: Survey, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "sky_hats"
+    assert _export(out) == 0
+    elsewhere = tmp_path / "pixels"
+    elsewhere.mkdir()
+    (out / "cutouts").rename(elsewhere / "cutouts")
+    args = ["ingest", "hats", str(out), "--survey", "back", "--no-progress"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "cannot open cutout array" in err
+    assert cli.main([*args, "--images", str(elsewhere)]) == 0
+    np.testing.assert_array_equal(np.asarray(Survey.open("back").images[:]), sky.images[:])
