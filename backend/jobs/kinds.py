@@ -20,7 +20,8 @@ Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
 
 TRAIN_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
 TRAIN_OPTIONS = ("steps", "epochs", "max_seconds", "batch_size", "seed")
-ENCODER_PRODUCTS = ("embeddings", "map", "index", "scores")  # made before an encoder is shown
+# made before a new encoder is shown (with a classifier head retrained on its embeddings)
+ENCODER_PRODUCTS = ("embeddings", "map", "index", "scores", "predictions:classifier")
 
 
 def _train(kind: str) -> Handler:
@@ -37,6 +38,7 @@ def _train(kind: str) -> Handler:
         fn = getattr(train, f"train_{kind}")
         version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
         scheduler = params.get("scheduler")
+        switch = {kind: version.version}
         if kind in ("classifier", "emulator", "autoencoder"):
             checkpoint("predicting")
             ensure(
@@ -45,10 +47,11 @@ def _train(kind: str) -> Handler:
             )  # fmt: skip
         elif params.get("activate", True):  # the new encoder's products, before it is shown
             checkpoint("products")
-            ensure(
+            outcome = ensure(
                 survey, ENCODER_PRODUCTS, scheduler, versions={"encoder": version.version},
                 checkpoint=checkpoint, progress=progress,
             )  # fmt: skip
+            switch.update(retrained_heads(outcome))
         checkpoint("gating" if kind == "classifier" else "ready to activate")
         result = {
             "kind": kind,
@@ -60,13 +63,19 @@ def _train(kind: str) -> Handler:
                 survey, version.version, options["label_column"], force=bool(params.get("force"))
             )
             return {**result, "activated": decision.activate, "reason": decision.reason}
-        if params.get("activate", True):
-            ModelRegistry().set_active(survey, kind, version.version)
-            if kind == "encoder":  # the classifier head follows the new encoder
-                ensure(survey, ["predictions:classifier"], scheduler, checkpoint=checkpoint)
-        return {**result, "activated": bool(params.get("activate", True))}
+        if params.get("activate", True):  # an encoder and its classifier head together
+            ModelRegistry().set_active_many(survey, switch)
+        return {**result, "activated": bool(params.get("activate", True)), "switched": switch}
 
     return run
+
+
+def retrained_heads(outcome: Any) -> dict[str, str]:
+    """{"classifier": version} of the head ``ensure`` retrained on a new encoder, if any."""
+    for item in outcome.plan.items.values():
+        if item.action == "retrain-head" and item.key in outcome.records:
+            return {"classifier": str(outcome.records[item.key]["version"])}
+    return {}
 
 
 def gate_catalog_classifier(survey: str, version: str, label_column: str, force: bool) -> Any:

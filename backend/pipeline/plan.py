@@ -253,7 +253,7 @@ class _Planner:
         """The encoder whose embeddings the classifier's predictions should read: its own,
         unless the encoder in use is another (and the classifier was not named)."""
         encoder = self.versions.encoder
-        if encoder and source != encoder and "classifier" not in self.versions.explicit:
+        if encoder and source and source != encoder and "classifier" not in self.versions.explicit:
             return encoder
         return source
 

@@ -157,3 +157,25 @@ def test_a_failure_mid_graph_leaves_no_partial_product(
     ensure("tiny", ["map", "index", "scores"], "sync")
     assert all(verify(t) for t in (map_, index, scores))
     np.testing.assert_array_equal(np.load(folder / "map.npy").shape, (150, 2))
+
+
+@pytest.mark.slow
+def test_a_train_encoder_job_switches_encoder_and_head_with_their_products(
+    tiny_survey: Survey,
+) -> None:
+    from backend.jobs.kinds import HANDLERS
+
+    registry = ModelRegistry()
+    _models()
+    ensure("tiny", ["embeddings"], "sync")
+    old_head = _classifier()
+    result = HANDLERS["train-encoder"](
+        "tiny", {"steps": 2, "batch_size": 32, "scheduler": "sync"}, lambda _: None
+    )
+    new = result["version"]
+    head = registry.active("tiny", "classifier")
+    assert result["switched"] == {"encoder": new, "classifier": head.version}
+    assert registry.active("tiny", "encoder").version == new and head.version != old_head
+    assert head.config["embedding_source"]["version"] == new
+    assert all(verify(t) for t in _latent_targets(new))
+    assert not plan("tiny").todo, "everything downstream of the new encoder is current"
