@@ -2,8 +2,8 @@
 
 ``hats``: the catalog, every per-object product of the survey's active models (embeddings,
 predictions, map coordinates, anomaly scores; columns named with their model version) and the
-cutouts, as a HATS catalog (HEALPix-partitioned parquet) that LSDB opens and cross-matches, with
-one zarr array of cutouts per partition (layout: :mod:`backend.hats`). ``python -m backend
+cutouts, as a HATS collection (HEALPix-partitioned parquet and a margin cache) that LSDB opens
+and cross-matches, with one zarr array of cutouts per partition (layout: :mod:`backend.hats`). ``python -m backend
 ingest hats DIR`` reads it back. The cutouts of each partition are copied as one task on
 ``--scheduler`` (whose workers must see the survey and DIR).
 """
@@ -45,6 +45,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"at most N objects per HEALPix partition (default {DEFAULT_PARTITION_ROWS:,})",
     )
+    p.add_argument(
+        "--margin-arcsec",
+        type=float,
+        default=5.0,
+        metavar="ARCSEC",
+        help="margin cache width, for cross-matches across partition edges (default 5; 0: none)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_scheduler_option(p)
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         args.survey,
         args.out,
         max_rows=args.partition_rows,
+        margin_arcsec=args.margin_arcsec,
         overwrite=args.overwrite,
         progress=not args.no_progress,
         scheduler=args.scheduler,

@@ -1,14 +1,15 @@
-"""Write a survey, its per-object products and its cutouts as a HATS catalog (layout:
+"""Write a survey, its per-object products and its cutouts as a HATS collection (layout:
 :mod:`backend.hats`).
 
 The catalog is written with hats' own functions (spatial index, alignment, pixel paths, parquet
 write settings, ``_metadata``, ``partition_info.csv``, ``hats.properties``, point map), the
-steps hats-import runs, but straight from the survey store: no intermediate shards. Each
-partition's cutouts go to a zarr array of their own (:mod:`backend.hats.cutouts`: a shuffle in
-tasks on the ``--scheduler``'s executor; the catalog files are light and written by the
-caller). The
-whole catalog is built in a hidden folder beside ``out`` and renamed into place at the end, so a
-failure (or a killed process) leaves nothing half-written.
+steps hats-import runs, but straight from the survey store: no intermediate shards; beside it a
+margin cache (:mod:`backend.hats.margin`) and ``collection.properties``, so LSDB opens both as
+one catalog. Each partition's cutouts go to a zarr array of their own
+(:mod:`backend.hats.cutouts`: a shuffle in tasks on the ``--scheduler``'s executor; the catalog
+files are light and written by the caller). Everything is built in a hidden folder beside
+``out`` and renamed into place at the end, so a failure (or a killed process) leaves nothing
+half-written.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from hats.catalog import PartitionInfo, TableProperties
+from hats.catalog.catalog_collection import CollectionProperties
 from hats.catalog.dataset.hats_properties import HatsProperties
 from hats.io import file_io, paths
 from hats.io.parquet_metadata import write_parquet_metadata
@@ -36,7 +38,7 @@ from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_OR
 from tqdm import tqdm
 
 from backend import __version__
-from backend.hats.cutouts import cutout_rows, write_cutouts
+from backend.hats.cutouts import cutout_rows, partition_of_rows, write_cutouts
 from backend.hats.layout import (
     CUTOUT_FILE_COLUMN,
     CUTOUT_ROW_COLUMN,
@@ -49,6 +51,7 @@ from backend.hats.layout import (
     HatsError,
     cutout_relpath,
 )
+from backend.hats.margin import MARGIN_ARCSEC, margin_partitions
 from backend.hats.partition import Partitioning, partition
 from backend.hats.products import ProductColumns, collect_products
 from backend.pipeline.execution import SchedulerSpec
@@ -67,6 +70,7 @@ class ExportReport:
     rows: int
     partitions: int
     max_order: int
+    margin: str | None = None
     products: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -75,7 +79,8 @@ class ExportReport:
         made = ", ".join(f"{p['kind']} {p['version']} {p['product']}" for p in self.products)
         return (
             f"exported survey {self.survey!r}: {self.rows:,} objects in {self.partitions} HEALPix "
-            f"partitions (orders up to {self.max_order}) with cutouts, products: "
+            f"partitions (orders up to {self.max_order}) with cutouts, "
+            f"{'margin ' + self.margin if self.margin else 'no margin'}, products: "
             f"{made or 'none'} -> {self.path} ({self.seconds:.1f} s)"
         )
 
@@ -85,16 +90,20 @@ def export_hats(
     out: str | Path,
     *,
     max_rows: int = DEFAULT_PARTITION_ROWS,
+    margin_arcsec: float = MARGIN_ARCSEC,
     overwrite: bool = False,
     progress: bool = True,
     scheduler: SchedulerSpec | str | None = None,
 ) -> ExportReport:
-    """Export ``survey_name`` as a HATS catalog with cutouts into folder ``out``; the cutouts
-    are copied by tasks on ``scheduler`` (:mod:`backend.pipeline.execution`; its workers must
-    see the survey and ``out``)."""
+    """Export ``survey_name`` as a HATS collection into folder ``out``: the catalog with its
+    cutouts, and a margin cache of ``margin_arcsec`` (none with 0). The cutouts are copied by
+    tasks on ``scheduler`` (:mod:`backend.pipeline.execution`; its workers must see the survey
+    and ``out``)."""
     started = time.perf_counter()
     if max_rows < 1:
         raise HatsError(f"--partition-rows {max_rows}: must be at least 1")
+    if not margin_arcsec >= 0:
+        raise HatsError(f"--margin-arcsec {margin_arcsec}: must be 0 (no margin) or more")
     survey = Survey.open(survey_name)
     catalog = survey.catalog
     _check_positions(survey, catalog)
@@ -105,15 +114,30 @@ def export_hats(
     parts = partition(
         catalog["ra"].to_numpy(), catalog["dec"].to_numpy(), max_rows=max_rows, survey=survey.name
     )
+    margins = margin_partitions(parts, margin_arcsec) if margin_arcsec > 0 else []
     out.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(out)
     tmp = out.parent / f".{out.name}{_INCOMING}{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         (tmp / "writer.pid").write_text(str(os.getpid()))
-        _write_partitions(survey, catalog, products, parts, tmp, progress)
-        write_cutouts(survey, parts, tmp, scheduler=scheduler, progress=progress)
-        _write_metadata(survey, catalog, products, parts, tmp)
+        main = tmp / survey.name
+        tables = _Tables(survey, catalog, products, parts)
+        _write_partitions(
+            tables, parts.pixels, parts.rows, main, f"catalog of {survey.name}", progress
+        )
+        write_cutouts(survey, parts, main, scheduler=scheduler, progress=progress)
+        _write_catalog_files(survey, catalog, products, parts, main)
+        margin = None
+        if any(len(rows) for _, rows in margins):
+            margin = f"{survey.name}_{margin_arcsec:g}arcs"
+            pixels = [pixel for pixel, _ in margins]
+            rows = [rows for _, rows in margins]
+            _write_partitions(
+                tables, pixels, rows, tmp / margin, f"margin of {survey.name}", progress
+            )
+            _write_margin_files(survey, pixels, rows, tmp / margin, margin_arcsec)
+        _write_collection(tmp, survey.name, margin)
         (tmp / "writer.pid").unlink()
         _swap_into_place(tmp, out)
     finally:
@@ -125,6 +149,7 @@ def export_hats(
         rows=len(survey),
         partitions=len(parts.pixels),
         max_order=max(p.order for p in parts.pixels),
+        margin=margin,
         products=[p.describe() for p in products],
         notes=notes,
         seconds=time.perf_counter() - started,
@@ -170,38 +195,73 @@ def _check_target(out: Path, overwrite: bool) -> None:
         return
     if not overwrite:
         raise HatsError(f"{out} already exists; choose another folder or pass --overwrite")
-    if not (out / SIDECAR_FILE).is_file():
+    if not _is_export(out):
         raise HatsError(
-            f"{out} exists and is not a LatentSky HATS export (no {SIDECAR_FILE}); "
-            "not replaced: choose another folder"
+            f"{out} exists and is not a LatentSky HATS export (no collection.properties and "
+            f"{SIDECAR_FILE}); not replaced: choose another folder"
         )
 
 
+def _is_export(folder: Path) -> bool:
+    return (folder / "collection.properties").is_file() and any(
+        (child / SIDECAR_FILE).is_file() for child in folder.iterdir() if child.is_dir()
+    )
+
+
 # -- partitions --------------------------------------------------------------------------------
+class _Tables:
+    """Arrow tables of any set of survey rows: catalog columns, ``_healpix_29`` first, the
+    product columns, ``survey_index`` and the cutout's address."""
+
+    def __init__(
+        self,
+        survey: Survey,
+        catalog: pd.DataFrame,
+        products: list[ProductColumns],
+        parts: Partitioning,
+    ) -> None:
+        self.catalog = catalog
+        self.schema = pa.Schema.from_pandas(catalog, preserve_index=False)
+        self.columns = _product_arrays(products)
+        self.spatial_index = parts.spatial_index
+        self.places = cutout_rows(parts, len(survey))
+        self.which = partition_of_rows(parts, len(survey))
+        self.files = np.array([cutout_relpath(pixel) for pixel in parts.pixels], dtype=object)
+
+    def table(self, rows: np.ndarray) -> pa.Table:
+        part = self.catalog.iloc[rows].reset_index(drop=True)
+        table = pa.Table.from_pandas(part, schema=self.schema, preserve_index=False)
+        table = table.add_column(0, SPATIAL_INDEX_COLUMN, pa.array(self.spatial_index[rows]))
+        for name, (values, kind) in self.columns.items():
+            if isinstance(values, pd.Series):
+                array = pa.Array.from_pandas(values.iloc[rows].reset_index(drop=True), type=kind)
+            else:
+                flat = pa.array(np.ascontiguousarray(values[rows]).reshape(-1))
+                array = pa.FixedSizeListArray.from_arrays(flat, kind.list_size)
+            table = table.append_column(name, array)
+        table = table.append_column(SURVEY_INDEX_COLUMN, pa.array(rows.astype(np.int64)))
+        # one value per partition: parquet's dictionary encoding stores it once
+        files = pa.array(self.files[self.which[rows]].tolist(), pa.string())
+        table = table.append_column(CUTOUT_FILE_COLUMN, files)
+        return table.append_column(CUTOUT_ROW_COLUMN, pa.array(self.places[rows]))
+
+
 def _write_partitions(
-    survey: Survey,
-    catalog: pd.DataFrame,
-    products: list[ProductColumns],
-    parts: Partitioning,
+    tables: _Tables,
+    pixels: list[HealpixPixel],
+    rows: list[np.ndarray],
     base: Path,
+    desc: str,
     progress: bool,
 ) -> None:
-    schema = pa.Schema.from_pandas(catalog, preserve_index=False)
-    columns = _product_arrays(products)
-    places = cutout_rows(parts, len(survey))
+    total = sum(len(r) for r in rows)
     bar = tqdm(
-        total=len(survey),
-        desc=f"catalog of {survey.name}",
-        unit="object",
-        disable=None if progress else True,
-        leave=False,
+        total=total, desc=desc, unit="object", disable=None if progress else True, leave=False
     )
     with bar:
-        for pixel, rows in zip(parts.pixels, parts.rows, strict=True):
-            relpath = cutout_relpath(pixel)
-            table = _partition_table(catalog, schema, columns, parts, rows, relpath, places)
-            _write_parquet(table, base, pixel)
-            bar.update(len(rows))
+        for pixel, mine in zip(pixels, rows, strict=True):
+            _write_parquet(tables.table(mine), base, pixel)
+            bar.update(len(mine))
 
 
 def _product_arrays(
@@ -220,31 +280,6 @@ def _product_arrays(
     return out
 
 
-def _partition_table(
-    catalog: pd.DataFrame,
-    schema: pa.Schema,
-    columns: dict[str, tuple[np.ndarray | pd.Series, pa.DataType]],
-    parts: Partitioning,
-    rows: np.ndarray,
-    relpath: str,
-    places: np.ndarray,
-) -> pa.Table:
-    part = catalog.iloc[rows].reset_index(drop=True)
-    table = pa.Table.from_pandas(part, schema=schema, preserve_index=False)
-    table = table.add_column(0, SPATIAL_INDEX_COLUMN, pa.array(parts.spatial_index[rows]))
-    for name, (values, kind) in columns.items():
-        if isinstance(values, pd.Series):
-            array = pa.Array.from_pandas(values.iloc[rows].reset_index(drop=True), type=kind)
-        else:
-            block = np.ascontiguousarray(values[rows])
-            array = pa.FixedSizeListArray.from_arrays(pa.array(block.reshape(-1)), kind.list_size)
-        table = table.append_column(name, array)
-    table = table.append_column(SURVEY_INDEX_COLUMN, pa.array(rows.astype(np.int64)))
-    # one value per partition: parquet's dictionary encoding stores it once
-    table = table.append_column(CUTOUT_FILE_COLUMN, pa.array([relpath] * len(rows), pa.string()))
-    return table.append_column(CUTOUT_ROW_COLUMN, pa.array(places[rows]))
-
-
 def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
     path = paths.new_pixel_catalog_file(base, pixel, create_dirs=True)
     ordering = [(SPATIAL_INDEX_COLUMN, "ascending")]
@@ -258,7 +293,7 @@ def _write_parquet(table: pa.Table, base: Path, pixel: HealpixPixel) -> None:
 
 
 # -- catalog-level files -----------------------------------------------------------------------
-def _write_metadata(
+def _write_catalog_files(
     survey: Survey,
     catalog: pd.DataFrame,
     products: list[ProductColumns],
@@ -310,6 +345,39 @@ def _write_metadata(
     }
     text = json.dumps(sidecar, indent=2, default=_json_default) + "\n"
     (base / SIDECAR_FILE).write_text(text)
+
+
+def _write_margin_files(
+    survey: Survey, pixels: list[HealpixPixel], rows: list[np.ndarray], base: Path, arcsec: float
+) -> None:
+    info = PartitionInfo.from_healpix(pixels)
+    info.write_to_file(paths.get_partition_info_pointer(base))
+    total = write_parquet_metadata(base)
+    provenance = HatsProperties.new_provenance_dict(
+        paths.dataset_directory(base), builder=f"latentsky v{__version__}"
+    )
+    TableProperties(
+        catalog_name=base.name,
+        catalog_type="margin",
+        total_rows=total,
+        ra_column="ra",
+        dec_column="dec",
+        healpix_column=SPATIAL_INDEX_COLUMN,
+        healpix_order=SPATIAL_INDEX_ORDER,
+        primary_catalog=survey.name,
+        margin_threshold=arcsec,
+        hats_order=info.get_highest_order(),
+        moc_sky_fraction=f"{info.calculate_fractional_coverage():0.5f}",
+        **provenance,
+    ).to_properties_file(base)
+
+
+def _write_collection(base: Path, name: str, margin: str | None) -> None:
+    properties: dict[str, object] = {"obs_collection": name, "hats_primary_table_url": name}
+    if margin is not None:
+        properties |= {"all_margins": margin, "default_margin": margin}
+    provenance = HatsProperties.new_provenance_dict(base, builder=f"latentsky v{__version__}")
+    CollectionProperties(**properties, **provenance).to_properties_file(base)
 
 
 def _json_default(obj: object) -> object:

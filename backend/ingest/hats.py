@@ -2,8 +2,8 @@
 
 The catalog is opened with ``hats.read_hats`` (a catalog folder, or a collection whose main
 catalog is used) and its partitions are read in HEALPix order. Each row names its cutout with
-two columns: ``cutout_file``, a zarr array (n, C, H, W) relative to the catalog folder (or to
-``--images DIR``), and ``cutout_row``, its row there; the layout ``export --format hats``
+two columns: ``cutout_file``, a zarr array (n, C, H, W) relative to the catalog folder (the
+main catalog's, in a collection; or ``--images DIR``), and ``cutout_row``, its row there; the layout ``export --format hats``
 writes (:mod:`backend.hats`). A catalog without those columns is refused: a survey is images.
 
 A LatentSky export also carries ``latentsky.json`` (bands, display, pixel scale, which columns
@@ -62,7 +62,8 @@ def ingest_hats(
         raise IngestError(f"{path}: not a folder (a HATS catalog is a folder)")
     check_target(survey, overwrite, root)
     catalog = _open_catalog(path)
-    sidecar = _read_sidecar(path)
+    base = Path(catalog.catalog_base_dir.path)  # the main catalog's folder in a collection
+    sidecar = _read_sidecar(base)
     names = list(catalog.schema.names) if catalog.schema is not None else []
     missing = [c for c in (CUTOUT_FILE_COLUMN, CUTOUT_ROW_COLUMN) if c not in names]
     if missing:
@@ -72,7 +73,7 @@ def ingest_hats(
             "object: export one with `python -m backend export --format hats`, or ingest the "
             "images with `ingest fits|images` and join this catalog with --catalog"
         )
-    image_root = Path(images) if images is not None else path
+    image_root = Path(images) if images is not None else base
     if not image_root.is_dir():
         raise IngestError(f"{image_root}: no such folder of cutouts (--images)")
     info = catalog.catalog_info

@@ -23,7 +23,7 @@ N = 150
 BAD_OBJECT = 7  # has NaN pixels, so n_bad_pixels must survive the round trip
 
 
-def _write_survey(name: str, ra: np.ndarray | None) -> Survey:
+def _write_survey(name: str, ra: np.ndarray | None, dec: np.ndarray | None = None) -> Survey:
     images = make_blobs(N, seed=3)
     images[BAD_OBJECT, 1, :2, :3] = np.nan
     columns: dict[str, object] = {
@@ -32,7 +32,7 @@ def _write_survey(name: str, ra: np.ndarray | None) -> Survey:
         "kind": np.where(np.arange(N) % 3, "disk", "bulge"),
     }
     if ra is not None:
-        columns |= {"ra": ra, "dec": np.linspace(2.0, 2.5, N)}
+        columns |= {"ra": ra, "dec": np.linspace(2.0, 2.5, N) if dec is None else dec}
     with SurveyWriter(name, ["g", "r", "i"], (16, 16), "test", pixel_scale=0.2) as writer:
         writer.append(images[:90], pd.DataFrame(columns).iloc[:90])
         writer.append(images[90:], pd.DataFrame(columns).iloc[90:])
@@ -76,14 +76,15 @@ def _check_cutouts(out: Path, survey: Survey) -> None:
     """Each partition's cutouts sit in an array of their own, where cutout_row points."""
     import hats
 
-    for pixel in hats.read_hats(out).get_healpix_pixels():
+    main = out / survey.name
+    for pixel in hats.read_hats(main).get_healpix_pixels():
         name = f"Norder={pixel.order}/Dir={pixel.dir}/Npix={pixel.pixel}.parquet"
-        part = pq.read_table(out / "dataset" / name).to_pandas()
+        part = pq.read_table(main / "dataset" / name).to_pandas()
         files = part["cutout_file"].unique()
         assert list(files) == [
             f"cutouts/order={pixel.order}/dir={pixel.dir}/npix={pixel.pixel}.zarr"
         ]
-        stored = zarr.open_array(str(out / files[0]), mode="r")
+        stored = zarr.open_array(str(main / files[0]), mode="r")
         assert stored.shape[0] == len(part)
         assert sorted(part["cutout_row"]) == list(range(len(part)))
         np.testing.assert_array_equal(
@@ -106,8 +107,8 @@ def test_export_then_ingest_gives_back_the_survey(
     import hats
     from hats.io.validation import is_valid_catalog
 
-    assert is_valid_catalog(out, strict=True)
-    catalog = hats.read_hats(out)
+    assert is_valid_catalog(out / "sky", strict=True)
+    catalog = hats.read_hats(out).main_catalog
     assert len(catalog.get_healpix_pixels()) > 1 and catalog.catalog_info.total_rows == N
     _check_cutouts(out, sky)
 
@@ -128,7 +129,7 @@ def test_export_then_ingest_gives_back_the_survey(
 def test_products_are_columns_named_by_model_version(sky: Survey, tmp_path: Path) -> None:
     out = tmp_path / "sky_hats"
     assert _export(out) == 0
-    table = pq.read_table(out / "dataset").to_pandas().sort_values("survey_index")
+    table = pq.read_table(out / "sky" / "dataset").to_pandas().sort_values("survey_index")
     rows = table["survey_index"].to_numpy()
     assert np.array_equal(rows, np.arange(N))
     embeddings = np.stack(table["encoder_v0001_embedding"].to_numpy())
@@ -210,10 +211,10 @@ def test_a_failed_export_leaves_nothing_and_an_earlier_one_stays(
     assert list(out.parent.iterdir()) == []  # no half export, no hidden temporary folder
 
     assert _export(out) == 0
-    before = (out / "latentsky.json").read_text()
+    before = (out / "sky" / "latentsky.json").read_text()
     assert _export(out) == 2
     assert "already exists" in capsys.readouterr().err
-    assert (out / "latentsky.json").read_text() == before
+    assert (out / "sky" / "latentsky.json").read_text() == before
     assert _export(out, "--overwrite") == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["sky_hats"]
 
@@ -247,14 +248,14 @@ def test_ingest_refuses_what_is_not_a_hats_catalog_with_cutouts(
 def test_two_dask_workers_write_the_same_catalog_and_cutouts(sky: Survey, tmp_path: Path) -> None:
     assert _export(tmp_path / "sync") == 0
     assert _export(tmp_path / "local", "--scheduler", "local:2") == 0
-    sync_table = pq.read_table(tmp_path / "sync" / "dataset")
-    assert pq.read_table(tmp_path / "local" / "dataset").equals(sync_table)
+    sync_table = pq.read_table(tmp_path / "sync" / "sky" / "dataset")
+    assert pq.read_table(tmp_path / "local" / "sky" / "dataset").equals(sync_table)
     files = sorted({str(f) for f in sync_table.column("cutout_file").to_pylist()})
     assert len(files) > 1
     for relpath in files:
         np.testing.assert_array_equal(
-            zarr.open_array(str(tmp_path / "local" / relpath), mode="r")[:],
-            zarr.open_array(str(tmp_path / "sync" / relpath), mode="r")[:],
+            zarr.open_array(str(tmp_path / "local" / "sky" / relpath), mode="r")[:],
+            zarr.open_array(str(tmp_path / "sync" / "sky" / relpath), mode="r")[:],
         )
 
 
@@ -276,10 +277,43 @@ def test_cutouts_kept_in_another_folder_are_found_with_images(
     assert _export(out) == 0
     elsewhere = tmp_path / "pixels"
     elsewhere.mkdir()
-    (out / "cutouts").rename(elsewhere / "cutouts")
+    (out / "sky" / "cutouts").rename(elsewhere / "cutouts")
     args = ["ingest", "hats", str(out), "--survey", "back", "--no-progress"]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "cannot open cutout array" in err
     assert cli.main([*args, "--images", str(elsewhere)]) == 0
     np.testing.assert_array_equal(np.asarray(Survey.open("back").images[:]), sky.images[:])
+
+
+def test_the_margin_cache_finds_matches_across_partition_edges(home: Path, tmp_path: Path) -> None:
+    import lsdb
+
+    ra, dec = np.linspace(150.0, 150.5, N), np.linspace(2.0, 2.5, N)
+    # two objects either side of ra 45, dec 0, a corner of HEALPix base pixels 4 and 5
+    ra[:2], dec[:2] = [44.99995, 45.001], 0.0
+    _write_survey("edge", ra, dec)
+    source = pd.DataFrame({"source_id": ["s"], "ra": [45.00005], "dec": [0.0]})
+    lsdb.from_dataframe(
+        source, ra_column="ra", dec_column="dec", margin_threshold=None
+    ).write_catalog(tmp_path / "other", progress_bar=False)
+
+    def match(out: Path) -> list[str]:
+        survey = lsdb.open_catalog(out)
+        matched = (
+            lsdb.open_catalog(tmp_path / "other")
+            .crossmatch(
+                survey, radius_arcsec=1.0, n_neighbors=1, suffix_method="overlapping_columns"
+            )
+            .compute()
+        )
+        return matched["object_id"].tolist()
+
+    assert _export(tmp_path / "margin", survey="edge") == 0
+    table = pq.read_table(tmp_path / "margin" / "edge" / "dataset").to_pandas()
+    first_two = table.set_index("object_id").loc[["edge-0000", "edge-0001"], "cutout_file"]
+    assert first_two.nunique() == 2  # in different partitions
+    assert (tmp_path / "margin" / "edge_5arcs" / "hats.properties").is_file()
+    assert match(tmp_path / "margin") == ["edge-0000"]  # 0.36 arcsec away, across the edge
+    assert _export(tmp_path / "bare", "--margin-arcsec", "0", survey="edge") == 0
+    assert match(tmp_path / "bare") == []  # without a margin the match is lost
