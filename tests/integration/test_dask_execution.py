@@ -109,8 +109,12 @@ def test_bad_scheduler_text_is_one_error_line_and_exit_2(
     assert not (tiny_survey.path.parent.parent / "products").exists()  # nothing ran
 
 
-def test_an_unreachable_scheduler_is_a_user_error() -> None:
+def test_an_unreachable_scheduler_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
+
+    from backend.pipeline import execution
+
+    monkeypatch.setattr(execution, "CONNECT_TIMEOUT_S", 1)
 
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
