@@ -134,7 +134,7 @@ def _stamp(name: str) -> tuple:
     predictions of each model kind's version in use, the map and the anomaly scores."""
     from backend.pipeline.kinds import Target
     from backend.pipeline.lineage import stamp
-    from backend.pipeline.plan import resolve_versions
+    from backend.pipeline.planner import resolve_versions
 
     settings = get_settings()
     parts: list[object] = [

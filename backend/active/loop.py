@@ -213,7 +213,7 @@ def retrain_classifier(
     from backend.active.gate import activate_if_not_worse
     from backend.modelling.common import resolve_version, short_metrics
     from backend.modelling.train import train_classifier
-    from backend.pipeline.ensure import ensure
+    from backend.pipeline.runner import ensure
     from backend.products import open_embeddings
     from backend.survey import SurveyError
 
@@ -275,7 +275,7 @@ def finetune_and_maybe_activate(
     from backend.active.soft_targets import vote_targets
     from backend.modelling.finetune import finetune_encoder
     from backend.modelling.train import train_classifier
-    from backend.pipeline.ensure import ensure
+    from backend.pipeline.runner import ensure
     from backend.survey import Survey, SurveyError
     from backend.validation import validation_split
 

@@ -2,7 +2,7 @@
 
 Simulates the demo survey when missing, then trains whatever model is missing (encoder,
 autoencoder, classifier on ``true_class``, emulator of the simulator's ground truth) and makes
-every product through :func:`backend.pipeline.ensure` (embeddings, predictions, map, index,
+every product through :func:`backend.pipeline.runner.ensure` (embeddings, predictions, map, index,
 anomaly scores): only those missing or outdated against the active versions, so a second run
 takes seconds and a new encoder version regenerates everything downstream of it. Training budgets are optimiser steps, so the models do not depend on the machine's
 load; the encoder continues the shipped general encoder's self-supervised training on the survey
@@ -69,9 +69,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _model_steps(args: argparse.Namespace) -> list[Step]:
     """The training/inference steps for an existing survey (conditional on its columns)."""
     from backend.modelling import train
-    from backend.pipeline.ensure import ensure
     from backend.pipeline.kinds import DEFAULT_PRODUCTS
-    from backend.pipeline.plan import plan
+    from backend.pipeline.planner import plan
+    from backend.pipeline.runner import ensure
 
     quick = 1 if args.quick else 0
     registry = ModelRegistry()

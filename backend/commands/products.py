@@ -65,9 +65,9 @@ def format_rows(table: list[tuple[str, ...]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.pipeline.ensure import ensure
     from backend.pipeline.kinds import DEFAULT_PRODUCTS
-    from backend.pipeline.plan import plan
+    from backend.pipeline.planner import plan
+    from backend.pipeline.runner import ensure
 
     names = [n for n in (args.products or "").split(",") if n] or list(DEFAULT_PRODUCTS)
     if args.ensure:

@@ -4,7 +4,7 @@ Training handlers register with ``activate=False`` and make the new version acti
 very last step, after its products exist; a failure or cancellation before that leaves the
 survey's active models untouched (handlers call :func:`backend.jobs.context.checkpoint` between
 stages; the activation itself checks last). Every product is made through
-:func:`backend.pipeline.ensure` (the jobs call the pipeline; the pipeline never imports jobs);
+:func:`backend.pipeline.runner.ensure` (the jobs call the pipeline; the pipeline never imports jobs);
 ``params["scheduler"]`` says where (default: ``LATENTSKY_SCHEDULER``).
 """
 
@@ -29,7 +29,7 @@ def _train(kind: str) -> Handler:
         from backend.jobs.context import checkpoint
         from backend.modelling import train
         from backend.modelling.common import short_metrics
-        from backend.pipeline.ensure import ensure
+        from backend.pipeline.runner import ensure
         from backend.registry import ModelRegistry
 
         options = {k: params[k] for k in TRAIN_OPTIONS if k in params}
@@ -110,7 +110,7 @@ def _products(*names: str) -> Handler:
 
     def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         from backend.jobs.context import checkpoint
-        from backend.pipeline.ensure import ensure
+        from backend.pipeline.runner import ensure
 
         versions = {"encoder": params["version"]} if params.get("version") else None
         wanted = tuple(params.get("kinds", ())) if names == ("predictions",) else ()

@@ -1,7 +1,7 @@
 """Compute and store the latent products of a (survey, encoder version): map, index, scores.
 
 These are the builders behind ``python -m backend map|index|score`` and
-:func:`backend.pipeline.ensure`. Each reads the memory-mapped embeddings, writes its files
+:func:`backend.pipeline.runner.ensure`. Each reads the memory-mapped embeddings, writes its files
 into a staging folder, publishes them into ``products/<survey>/encoder-<version>/`` together
 (:func:`backend.pipeline.storage.publish`) and then writes the product's lineage record.
 """

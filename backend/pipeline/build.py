@@ -15,7 +15,7 @@ from typing import Any
 
 from backend.pipeline.kinds import Target
 from backend.pipeline.lineage import Timer, read_lineage, write_lineage
-from backend.pipeline.plan import (
+from backend.pipeline.planner import (
     Item,
     hash_on_disk,
     inputs_of,

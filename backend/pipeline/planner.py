@@ -348,7 +348,7 @@ def plan(
     versions: Mapping[str, str] | None = None,
     params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Plan:
-    """What :func:`backend.pipeline.ensure` would do for ``products`` of ``survey``, without
+    """What :func:`backend.pipeline.runner.ensure` would do for ``products`` of ``survey``, without
     doing it. ``versions`` overrides the active version of some kinds; ``params`` gives the
     parameters of some products ({"map": {...}, "index": {"kind": ...}, "scores":
     {"scorers": [...]}, "evaluation": {"label_column": ...}}): a product made with others is

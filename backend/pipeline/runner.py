@@ -11,7 +11,7 @@ from typing import Any
 from backend.pipeline.build import Progress, run_item
 from backend.pipeline.kinds import DEFAULT_PRODUCTS, Target
 from backend.pipeline.lineage import read_lineage
-from backend.pipeline.plan import Item, Plan, plan
+from backend.pipeline.planner import Item, Plan, plan
 from backend.pipeline.storage import sweep_staging
 
 Checkpoint = Callable[[str], None]
@@ -114,7 +114,7 @@ def lineage(
     (classifier, emulator, autoencoder; "predictions:classifier" works too), an evaluation
     ``version`` = its task (default "class")."""
     from backend.pipeline.kinds import check_product
-    from backend.pipeline.plan import resolve_versions
+    from backend.pipeline.planner import resolve_versions
 
     name, qualifier = check_product(product)
     kind = kind or qualifier

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backend.pipeline.ensure import ensure, lineage
 from backend.pipeline.kinds import DEFAULT_PRODUCTS, Target
 from backend.pipeline.lineage import content_hashes, lineage_path, verify
-from backend.pipeline.plan import plan
+from backend.pipeline.planner import plan
+from backend.pipeline.runner import ensure, lineage
 from backend.registry import ModelRegistry
 from backend.survey import Survey
 

@@ -278,7 +278,7 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
         "precision_at_10.png", "probe_balanced_accuracy.png"
     }  # fmt: skip
     assert (home / "validation" / "blobs" / "class.parquet").is_file()
-    from backend.pipeline.ensure import lineage
+    from backend.pipeline.runner import lineage
 
     record = lineage("blobs", "evaluation")  # the report's lineage, as ensure writes it
     assert record["params"]["label_column"] == "kind" and record["inputs"]["encoder"] == "v0001"

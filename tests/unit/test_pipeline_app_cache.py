@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from backend.pipeline.ensure import ensure, lineage
-from backend.pipeline.plan import plan
+from backend.pipeline.planner import plan
+from backend.pipeline.runner import ensure, lineage
 from backend.pipeline.storage import write_embeddings
 from backend.registry import ModelRegistry
 from backend.survey import Survey

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backend.pipeline.ensure import ensure, lineage
 from backend.pipeline.kinds import Target
 from backend.pipeline.lineage import verify
-from backend.pipeline.plan import plan
+from backend.pipeline.planner import plan
+from backend.pipeline.runner import ensure, lineage
 from backend.survey import Survey
 from tests.unit.test_layering import REPO, _imported_modules
 from tests.unit.test_pipeline_app_cache import add_encoder

@@ -89,7 +89,7 @@ def test_product_names_are_checked() -> None:
 
 
 def test_a_survey_without_models_plans_nothing_and_says_why(tiny_survey: Survey) -> None:
-    from backend.pipeline.plan import plan
+    from backend.pipeline.planner import plan
 
     the_plan = plan("tiny")
     assert the_plan.todo == [] and the_plan.items == {}
