@@ -50,8 +50,8 @@ def ensure(
 
     ``checkpoint(stage)`` is called before each step (a job's: it stops a cancelled job);
     ``progress`` gets the embedding's progress; ``report(line)`` a line per step started and
-    finished. A failing step raises once the steps already running are done; the products it
-    did not finish are not there (nor their records), the others are kept."""
+    finished. A failing step's error is raised and the steps that read its product never run;
+    a product whose step did not finish is not there (nor its record), the others are kept."""
     started = time.perf_counter()
     sweep_staging(survey)
     the_plan = plan(survey, products, versions=versions, params=params)
