@@ -47,9 +47,13 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
 
     registry = ModelRegistry()
     _models()
+    encoder = registry.active("tiny", "encoder").version
+    untouched = plan("tiny")  # a fresh survey with an encoder: every product is to be made
+    assert [(i.target.product, i.status) for i in untouched.todo] == [
+        (p, "missing") for p in LATENT
+    ] and untouched.requested == [t.key for t in _latent_targets(encoder)]
     ensure("tiny", ["embeddings"], "sync")  # the classifier head reads them
     classifier = _classifier()
-    encoder = registry.active("tiny", "encoder").version
 
     fresh = plan("tiny")
     todo = {item.key: item for item in fresh.todo}
