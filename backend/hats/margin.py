@@ -15,8 +15,6 @@ import hats.pixel_math.healpix_shim as hp
 import numpy as np
 from hats.pixel_math import HealpixPixel, get_margin
 from hats.pixel_math.spatial_index import spatial_index_to_healpix
-from hats.pixel_tree.negative_tree import compute_negative_tree_pixels
-from hats.pixel_tree.pixel_tree import PixelTree
 
 from backend.hats.layout import HatsError
 from backend.hats.partition import Partitioning
@@ -36,14 +34,30 @@ def margin_order(threshold_arcsec: float, highest_order: int) -> int:
     return order
 
 
+def negative_tree(pixels: list[HealpixPixel]) -> list[HealpixPixel]:
+    """The largest pixels covering the sky outside ``pixels`` (hats'
+    ``compute_negative_tree_pixels``, which compiles a numba kernel first: 7 s a process)."""
+    taken = {(p.order, p.pixel) for p in pixels}
+    above = {(o, p.pixel >> 2 * (p.order - o)) for p in pixels for o in range(p.order)}
+    found, todo = [], [(0, n) for n in range(12)]
+    while todo:
+        order, pixel = todo.pop()
+        if (order, pixel) in taken:
+            continue
+        if (order, pixel) in above:
+            todo.extend((order + 1, 4 * pixel + c) for c in range(4))
+        else:
+            found.append(HealpixPixel(order, pixel))
+    return sorted(found, key=lambda p: (p.order, p.pixel))
+
+
 def margin_partitions(
     parts: Partitioning, threshold_arcsec: float
 ) -> list[tuple[HealpixPixel, np.ndarray]]:
     """(pixel, survey rows sorted by spatial index) of every non-empty margin partition."""
     highest = max(p.order for p in parts.pixels)
     order = margin_order(threshold_arcsec, highest)
-    negative = compute_negative_tree_pixels(PixelTree.from_healpix(parts.pixels))
-    pixels = [*parts.pixels, *negative]
+    pixels = [*parts.pixels, *negative_tree(parts.pixels)]
     margin_pixels, owners = [], []
     for k, pixel in enumerate(pixels):
         border = np.asarray(get_margin(pixel.order, pixel.pixel, order - pixel.order), np.int64)
