@@ -54,14 +54,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def record_evaluation(args: argparse.Namespace, report: dict) -> None:
-    """The report's lineage record (:mod:`backend.pipeline.lineage`), as ``ensure`` writes it."""
+def record_evaluation(args: argparse.Namespace, report: dict, baselines: list[str]) -> None:
+    """The report's lineage record (:mod:`backend.pipeline.lineage`), as ``ensure`` writes it
+    (its parameters are those ``ensure`` remakes it with when it is outdated)."""
+    from backend.evaluation.labels import split_names
     from backend.pipeline.build import record
     from backend.pipeline.kinds import Target
 
     params = {
         "label_column": args.label_column, "merge": list(args.merge),
-        "rare": args.rare, "baselines": args.baselines, "encoders": args.encoders,
+        "rare": split_names(args.rare), "baselines": baselines, "encoders": args.encoders,
         "seed": args.seed,
     }  # fmt: skip
     record(Target("evaluation", args.survey, "task", args.task), params, report.get("seconds"))
@@ -95,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     )
     pngs = figures(report)
     written = write_report(report, directory, pngs)
-    record_evaluation(args, report)
+    record_evaluation(args, report, baselines)
     if args.out is not None:
         write_report(report, args.out, pngs, keep_previous=False)
     if args.json is not None:

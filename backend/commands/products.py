@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--products",
         default=None,
-        help="comma-separated products (default: embeddings,predictions,map,index,scores; "
-        "also mirror_embeddings, predictions:classifier|emulator|autoencoder)",
+        help="comma-separated products (default: embeddings,predictions,map,index,scores and "
+        "the evaluation reports made; also mirror_embeddings, "
+        "predictions:classifier|emulator|autoencoder)",
     )
     p.add_argument("--ensure", action="store_true", help="make what is missing or outdated")
     add_scheduler_option(p)
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from backend.pipeline.planner import plan
     from backend.pipeline.runner import ensure
 
-    names = [n for n in (args.products or "").split(",") if n] or list(DEFAULT_PRODUCTS)
+    names = [n for n in (args.products or "").split(",") if n] or [*DEFAULT_PRODUCTS, "evaluation"]
     if args.ensure:
         outcome = ensure(args.survey, names, args.scheduler, report=print)
         print(f"ensure: {len(outcome.records)} product(s) made in {outcome.seconds:.0f} s")

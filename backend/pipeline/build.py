@@ -23,6 +23,7 @@ from backend.pipeline.planner import (
     resolve_versions,
     survey_stamp,
 )
+from backend.pipeline.storage import ProductError
 
 Progress = Callable[[dict[str, Any]], Any]
 
@@ -140,11 +141,18 @@ def _evaluation(target: Target, params: Any, scheduler: Any, progress: Any) -> d
     from backend.evaluation.report import write_report
     from backend.evaluation.runner import evaluate
 
-    given = dict(params or {})
+    given = dict(params or (read_lineage(target) or {}).get("params") or {})
+    if not given.get("label_column"):
+        raise ProductError(
+            f"the evaluation of task {target.version} of survey {target.survey} needs a label "
+            f"column: run `python -m backend evaluate --survey {target.survey} --label-column "
+            "COLUMN` once"
+        )
     timer = Timer()
     report = evaluate(
         target.survey, given["label_column"], task=target.version,
         merge_specs=tuple(given.get("merge", ())), rare=tuple(given.get("rare", ())),
+        encoders=given.get("encoders"),
         baselines=tuple(given.get("baselines", ("pixel-pca", "random-init"))),
         seed=int(given.get("seed", 0)), progress=False,
     )  # fmt: skip

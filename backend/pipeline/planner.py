@@ -17,6 +17,7 @@ from typing import Any
 
 from backend.pipeline.kinds import DEFAULT_PRODUCTS, PREDICTION_KINDS, Target, check_product
 from backend.pipeline.lineage import content_hashes, file_sha256, read_lineage
+from backend.pipeline.storage import products_root
 
 PENDING = "(being remade)"
 SCORERS = ("iforest", "knn")
@@ -206,12 +207,13 @@ class _Planner:
             if only and not found:
                 self.notes.append(f"no {only} for survey {self.survey}: no predictions to make")
             return [Target(product, self.survey, k, self.versions.models[k]) for k in found]
-        if product == "evaluation":
+        if product == "evaluation":  # the task asked for, else every task with a report
             params = self.params.get("evaluation") or {}
-            if not params.get("label_column"):
-                self.notes.append("evaluation needs params {'evaluation': {'label_column': ...}}")
-                return []
-            return [Target(product, self.survey, "task", str(params.get("task", "class")))]
+            if params.get("label_column"):
+                return [Target(product, self.survey, "task", str(params.get("task", "class")))]
+            root = products_root(self.survey) / "evaluation"
+            tasks = sorted(p.parent.name for p in root.glob("*/report.json"))
+            return [Target(product, self.survey, "task", task) for task in tasks]
         if encoder is None:
             self.notes.append(
                 f"no encoder for survey {self.survey}: no {product} (train one with "

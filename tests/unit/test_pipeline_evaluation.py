@@ -27,9 +27,15 @@ def test_evaluation_report_is_made_and_recorded(tiny_survey: Survey) -> None:
     assert record["params"]["label_column"] == "size_class" and verify(target)
     assert (target.directory / "report.md").is_file()
     assert not plan("tiny", ["evaluation"], params=PARAMS).todo
-    add_encoder(tiny_survey, 2.0)  # another encoder in use: the report is outdated
+    new = add_encoder(tiny_survey, 2.0)  # another encoder in use: the report is outdated
     (item,) = [i for i in plan("tiny", ["evaluation"], params=PARAMS).todo if i.target == target]
     assert item.status == "outdated" and "encoder" in item.reason
+    # without parameters: every report made is planned, and remade with its recorded ones
+    (item,) = [i for i in plan("tiny", ["evaluation"]).todo if i.target == target]
+    assert item.status == "outdated"
+    ensure("tiny", ["evaluation"], "sync")
+    again = lineage("tiny", "evaluation")
+    assert again["inputs"]["encoder"] == new and again["params"] == record["params"]
 
 
 def test_the_pipeline_never_imports_the_jobs() -> None:
