@@ -43,6 +43,7 @@ import pandas as pd
 from backend.atomic import atomic_write
 from backend.latent.errors import LatentError, MissingProductError
 from backend.latent.scorers import (
+    Scheduler,
     isolation_forest,
     knn_distance,
     knn_graph,
@@ -111,9 +112,11 @@ class AnomalyRanker:
         index: SimilarityIndex | None = None,
         combine_with: str = "mean",
         progress: bool = False,
+        scheduler: Scheduler = None,
     ) -> AnomalyRanker:
         """Score every row of ``embeddings`` (N, D) with ``scorers`` (+ ``recon_error``);
-        ``combine_with`` "mean" (default) or "max" of the normalised scores."""
+        ``combine_with`` "mean" (default) or "max" of the normalised scores. The kNN searches
+        and isolation-forest scores run per partition where ``scheduler`` says."""
         n = len(embeddings)
         if n < 3:
             raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
@@ -131,7 +134,7 @@ class AnomalyRanker:
         if {"knn", "lof"} & set(scorers):
             t0 = time.perf_counter()
             unit = unit_rows(embeddings)
-            dist, ids = knn_graph(unit, k, index, progress)
+            dist, ids = knn_graph(unit, k, index, progress, rows=embeddings, scheduler=scheduler)
             if "knn" in scorers:
                 raw["knn"] = knn_distance(dist)
             if "lof" in scorers:
@@ -139,7 +142,9 @@ class AnomalyRanker:
             timings["knn_lof_s"] = time.perf_counter() - t0
         if "iforest" in scorers:
             t0 = time.perf_counter()
-            raw["iforest"] = isolation_forest(embeddings, seed, progress=progress)
+            raw["iforest"] = isolation_forest(
+                embeddings, seed, progress=progress, scheduler=scheduler
+            )
             timings["iforest_s"] = time.perf_counter() - t0
         table = combine(raw, object_ids, combine_with)
         table.attrs["scoring"] = {"k": k, "seed": seed, "timings": timings}

@@ -97,9 +97,15 @@ class LatentMap:
     # -- fitting -----------------------------------------------------------------------------
     @classmethod
     def fit(
-        cls, embeddings: np.ndarray, params: MapParams | None = None, progress: bool = False
+        cls,
+        embeddings: np.ndarray,
+        params: MapParams | None = None,
+        progress: bool = False,
+        scheduler: Any = None,
     ) -> LatentMap:
-        """Map all rows of ``embeddings`` (N, D), memory-mapped or not."""
+        """Map all rows of ``embeddings`` (N, D), memory-mapped or not: UMAP on the landmarks
+        here, then every object placed per partition where ``scheduler`` says
+        (:mod:`backend.pipeline.execution`)."""
         params = params or MapParams()
         n = len(embeddings)
         if n < MIN_OBJECTS:
@@ -124,18 +130,27 @@ class LatentMap:
         result = cls(
             np.empty((n, 2), np.float32), idx, lm_vectors, lm_coords, params, None, lm_index
         )
-        result._place_all(unit, progress)
+        result._place_all(embeddings, progress, scheduler)
         timings["place_s"] = time.perf_counter() - t0
         result.info = {"n": n, "dim": unit.shape[1], "timings": timings}
         del unit
         return result
 
-    def _place_all(self, unit: np.ndarray, progress: bool) -> None:
-        from tqdm.auto import tqdm
+    def _place_all(self, embeddings: np.ndarray, progress: bool, scheduler: Any = None) -> None:
+        """Place every row, :data:`CHUNK` rows per task; the landmarks keep their UMAP
+        positions."""
+        from backend.latent.partitioned import PicklableIndex, PlacePartition, RowSource
+        from backend.pipeline.execution import executor, partitions
 
-        starts = range(0, len(unit), CHUNK)
-        for lo in tqdm(starts, desc="place", disable=not progress or len(starts) < 2):
-            self.coords[lo : lo + CHUNK] = self._place_unit(unit[lo : lo + CHUNK])
+        task = PlacePartition(
+            PicklableIndex(self._index), self.landmark_coords, self.params.k,
+            self.params.sharpness, RowSource(embeddings),
+        )  # fmt: skip
+        parts = partitions(len(embeddings), CHUNK)
+        with executor(scheduler) as ex:
+            desc = "place" if progress and len(parts) > 1 else None
+            for (lo, hi), xy in zip(parts, ex.imap(task, parts, desc=desc), strict=True):
+                self.coords[lo:hi] = xy
         self.coords[self.landmark_indices] = self.landmark_coords
 
     # -- placing -----------------------------------------------------------------------------

@@ -15,8 +15,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from backend.latent.partitioned import ForestPartition, KnnPartition, RowSource
 from backend.latent.search import SimilarityIndex
 from backend.latent.vectors import CHUNK, chord_from_cosine, cpu_threads
+from backend.pipeline.execution import Executor, SchedulerSpec, executor, partitions
+
+Scheduler = SchedulerSpec | str | Executor | None
 
 KNN_EF_SEARCH = 96  # rough neighbours are enough for a density score; 5x faster than tuned
 
@@ -35,21 +39,28 @@ def rank_normalise(scores: np.ndarray) -> np.ndarray:
 
 
 def knn_graph(
-    unit: np.ndarray, k: int, index: SimilarityIndex | None = None, progress: bool = False
+    unit: np.ndarray,
+    k: int,
+    index: SimilarityIndex | None = None,
+    progress: bool = False,
+    *,
+    rows: np.ndarray | None = None,
+    scheduler: Scheduler = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, ids), each (N, k): every row's ``k`` nearest other rows (unit vectors)."""
+    """(distances, ids), each (N, k): every row's ``k`` nearest other rows (unit vectors).
+    The searches run per partition of :data:`CHUNK` rows where ``scheduler`` says; ``rows``
+    (e.g. the memory-mapped embeddings whose normalised rows are ``unit``) is what a worker
+    reads, default ``unit`` itself."""
     n = len(unit)
     k = max(1, min(k, n - 1))
     if index is None or len(index) != n:
         index = SimilarityIndex.build(unit, seed=0)
-    sims = np.empty((n, k + 1), dtype=np.float32)
-    ids = np.empty((n, k + 1), dtype=np.int64)
-    from tqdm.auto import tqdm
-
-    starts = range(0, n, CHUNK)
-    for lo in tqdm(starts, desc="kNN graph", disable=not progress or len(starts) < 2):
-        s, i = index.search_unit(unit[lo : lo + CHUNK], k + 1, ef_search=KNN_EF_SEARCH)
-        sims[lo : lo + len(s)], ids[lo : lo + len(s)] = s, i
+    task = KnnPartition(index, RowSource(unit if rows is None else rows), k + 1, KNN_EF_SEARCH)
+    parts = partitions(n, CHUNK)
+    with executor(scheduler) as ex:
+        found = ex.map(task, parts, desc="kNN graph" if progress and len(parts) > 1 else None)
+    sims = np.concatenate([s for s, _ in found]) if found else np.empty((0, k + 1), np.float32)
+    ids = np.concatenate([i for _, i in found]) if found else np.empty((0, k + 1), np.int64)
     return _drop_self(sims, ids, k)
 
 
@@ -83,9 +94,15 @@ def local_outlier_factor(dist: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def isolation_forest(
-    embeddings: np.ndarray, seed: int = 0, n_estimators: int = 200, progress: bool = False
+    embeddings: np.ndarray,
+    seed: int = 0,
+    n_estimators: int = 200,
+    progress: bool = False,
+    *,
+    scheduler: Scheduler = None,
 ) -> np.ndarray:
-    """Isolation-forest anomaly score (the negated ``score_samples``), chunk by chunk."""
+    """Isolation-forest anomaly score (the negated ``score_samples``): fitted once here on a
+    sample of at most 100,000 rows, then scored per partition where ``scheduler`` says."""
     from sklearn.ensemble import IsolationForest
 
     n = len(embeddings)
@@ -94,14 +111,14 @@ def isolation_forest(
     forest = IsolationForest(
         n_estimators=n_estimators, max_samples=min(256, n), random_state=seed, n_jobs=cpu_threads()
     ).fit(np.asarray(embeddings[fit_rows], dtype=np.float32))
-    out = np.empty(n, dtype=np.float32)
-    from tqdm.auto import tqdm
-
-    starts = range(0, n, 4 * CHUNK)
-    for lo in tqdm(starts, desc="isolation forest", disable=not progress or len(starts) < 2):
-        block = np.asarray(embeddings[lo : lo + 4 * CHUNK], dtype=np.float32)
-        out[lo : lo + len(block)] = -forest.score_samples(block)
-    return out
+    parts = partitions(n, 4 * CHUNK)
+    with executor(scheduler) as ex:
+        blocks = ex.map(
+            ForestPartition(forest, RowSource(embeddings)),
+            parts,
+            desc="isolation forest" if progress and len(parts) > 1 else None,
+        )
+    return np.concatenate(blocks) if blocks else np.empty(0, np.float32)
 
 
 __all__ = [

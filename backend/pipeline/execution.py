@@ -203,12 +203,17 @@ class Executor:
         if not items:
             return
         resources = self._usable_resources(resources)
-        name = re.sub(r"[^A-Za-z0-9_]+", "_", desc or getattr(fn, "__name__", "task")) or "task"
+        label = desc or getattr(fn, "__name__", type(fn).__name__)
+        name = re.sub(r"[^A-Za-z0-9_]+", "_", label) or "task"
         token = uuid.uuid4().hex[:8]
         keys = [f"{name}-{token}-{i}" for i in range(len(items))]
+        # the task function (a model version, a fitted forest, landmarks...) goes to every
+        # worker once, not once per task; a worker that dies takes no only copy with it
+        shared = self.client.scatter(fn, broadcast=True, hash=False)
         futures = self.client.map(
-            fn, items, key=keys, pure=False, retries=RETRIES, resources=resources
-        )
+            _apply, [shared] * len(items), items, key=keys, pure=False, retries=RETRIES,
+            resources=resources,
+        )  # fmt: skip
         index = {f.key: i for i, f in enumerate(futures)}
         done: dict[int, Any] = {}
         following = 0
@@ -270,6 +275,10 @@ class Executor:
                 num_workers=max(1, min(len(order), self.workers)),
             )
         return dict(zip(order, values, strict=True))
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)
 
 
 def _run_step(fn: Callable[[], Any], *_deps: Any) -> Any:
@@ -352,7 +361,8 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
                 n_workers=spec.workers or machine_workers(),
                 threads_per_worker=1,
                 processes=True,
-                dashboard_address=None,
+                dashboard_address=None,  # no dashboard; its HTTP server (health) on any port:
+                scheduler_kwargs={"dashboard_address": ":0"},
                 silence_logs=logging.ERROR,
                 resources={"GPU": 1} if config.dask_gpu_workers() else None,
             )

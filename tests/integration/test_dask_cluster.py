@@ -43,11 +43,32 @@ def dask_cluster(home: Path) -> Iterator[str]:
     quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     procs = [
         subprocess.Popen(
-            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            [
+                DASK,
+                "scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-dashboard",
+                "--dashboard-address",
+                ":0",
+            ],
             **quiet,
         )
     ]
-    worker = [DASK, "worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1"]
+    worker = [
+        DASK,
+        "worker",
+        address,
+        "--nthreads",
+        "1",
+        "--no-dashboard",
+        "--host",
+        "127.0.0.1",
+        "--dashboard-address",
+        ":0",
+    ]
     try:
         for _ in range(2):
             procs.append(subprocess.Popen([*worker, "--preload", str(HOOK)], **quiet))
