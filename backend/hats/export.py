@@ -136,7 +136,7 @@ def export_hats(
             _write_partitions(
                 tables, pixels, rows, tmp / margin, f"margin of {survey.name}", progress
             )
-            _write_margin_files(survey, pixels, rows, tmp / margin, margin_arcsec)
+            _write_margin_files(survey, pixels, tmp / margin, margin_arcsec)
         _write_collection(tmp, survey.name, margin)
         (tmp / "writer.pid").unlink()
         _swap_into_place(tmp, out)
@@ -348,7 +348,7 @@ def _write_catalog_files(
 
 
 def _write_margin_files(
-    survey: Survey, pixels: list[HealpixPixel], rows: list[np.ndarray], base: Path, arcsec: float
+    survey: Survey, pixels: list[HealpixPixel], base: Path, arcsec: float
 ) -> None:
     info = PartitionInfo.from_healpix(pixels)
     info.write_to_file(paths.get_partition_info_pointer(base))

@@ -313,7 +313,9 @@ def test_the_margin_cache_finds_matches_across_partition_edges(home: Path, tmp_p
     table = pq.read_table(tmp_path / "margin" / "edge" / "dataset").to_pandas()
     first_two = table.set_index("object_id").loc[["edge-0000", "edge-0001"], "cutout_file"]
     assert first_two.nunique() == 2  # in different partitions
-    assert (tmp_path / "margin" / "edge_5arcs" / "hats.properties").is_file()
+    from hats.io.validation import is_valid_catalog
+
+    assert is_valid_catalog(tmp_path / "margin" / "edge_5arcs", strict=True)
     assert match(tmp_path / "margin") == ["edge-0000"]  # 0.36 arcsec away, across the edge
     assert _export(tmp_path / "bare", "--margin-arcsec", "0", survey="edge") == 0
     assert match(tmp_path / "bare") == []  # without a margin the match is lost
