@@ -118,3 +118,16 @@ class PlacePartition:
         k = min(self.k, self.landmarks.index.ntotal)
         sims, ids = self.landmarks.index.search(as_matrix(self.source.unit(*rows)), k)
         return interpolate(sims, ids, self.landmark_coords, self.sharpness)
+
+
+@dataclass
+class IvfAssignPartition:
+    """Inverted list of each row of ``[lo, hi)`` in a trained IVF index (its coarse quantizer's
+    nearest centroid): the costly half of adding vectors to an IVF index."""
+
+    quantizer: PicklableIndex
+    source: RowSource
+
+    def __call__(self, rows: tuple[int, int]) -> np.ndarray:
+        _, lists = self.quantizer.index.search(as_matrix(self.source.unit(*rows)), 1)
+        return np.ascontiguousarray(lists.ravel(), dtype=np.int64)

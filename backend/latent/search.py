@@ -87,8 +87,13 @@ class SimilarityIndex:
         target_recall: float = TARGET_RECALL,
         seed: int = 0,
         progress: bool = False,
+        scheduler: Any = None,
     ) -> SimilarityIndex:
-        """Index all rows of ``embeddings`` (N, D), memory-mapped or not."""
+        """Index all rows of ``embeddings`` (N, D), memory-mapped or not. An IVF index is
+        trained once here, then its rows are assigned to lists per partition where
+        ``scheduler`` says (:mod:`backend.pipeline.execution`) and added here in row order
+        (the same index as adding them in one loop); flat and HNSW indexes are built here
+        (HNSW insertion is sequential)."""
         n, dim = embeddings.shape
         if n == 0:
             raise LatentError("cannot index an empty set of embeddings")
@@ -113,8 +118,11 @@ class SimilarityIndex:
             index.cp.niter = 10
             index.train(normalize(embeddings[sample]))
         desc = f"index ({kind})" if progress else None
-        for _, block in iter_unit_chunks(embeddings, CHUNK, desc):
-            index.add(block)
+        if kind == "ivf":
+            _add_ivf_partitioned(index, embeddings, desc, scheduler)
+        else:
+            for _, block in iter_unit_chunks(embeddings, CHUNK, desc):
+                index.add(block)
         info: dict[str, Any] = {"kind": kind, "n": n, "dim": dim}
         if kind == "hnsw":
             info.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
@@ -206,6 +214,23 @@ class SimilarityIndex:
         if index.ntotal != info["n"]:
             raise LatentError(f"{path}: holds {index.ntotal} vectors, index.json says {info['n']}")
         return cls(index, info)
+
+
+def _add_ivf_partitioned(
+    index: faiss.IndexIVF, embeddings: np.ndarray, desc: str | None, scheduler: Any
+) -> None:
+    """Add every row to a trained IVF ``index``: list assignment per partition on the
+    executor, the vectors added here with their precomputed lists, in row order."""
+    from backend.latent.partitioned import IvfAssignPartition, PicklableIndex, RowSource
+    from backend.pipeline.execution import executor, partitions
+
+    parts = partitions(len(embeddings), CHUNK)
+    task = IvfAssignPartition(PicklableIndex(index.quantizer), RowSource(embeddings))
+    with executor(scheduler) as ex:
+        lists = ex.imap(task, parts, desc=desc if len(parts) > 1 else None)
+        for (lo, hi), assigned in zip(parts, lists, strict=True):
+            block = normalize(embeddings[lo:hi])
+            index.add_core(len(block), faiss.swig_ptr(block), None, faiss.swig_ptr(assigned))
 
 
 def check_k(k: int, n: int) -> int:

@@ -157,12 +157,15 @@ def test_partitions_cover_every_row_once_whatever_the_workers() -> None:
     assert partitions(0, 32) == []
 
 
-def test_scores_and_map_placement_with_two_local_workers_equal_sync(
+def test_scores_map_placement_and_ivf_index_with_two_local_workers_equal_sync(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backend.latent import projection, scorers
+    import faiss
+
+    from backend.latent import projection, scorers, search
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.projection import LatentMap, MapParams
+    from backend.latent.search import SimilarityIndex
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(560, 16)), rng.normal(4, 1, size=(40, 16))])
@@ -170,6 +173,7 @@ def test_scores_and_map_placement_with_two_local_workers_equal_sync(
     x = np.load(tmp_path / "embeddings.npy", mmap_mode="r")  # workers map the file themselves
     monkeypatch.setattr(scorers, "CHUNK", 128)  # partitions of 128 and 512 rows
     monkeypatch.setattr(projection, "CHUNK", 128)
+    monkeypatch.setattr(search, "CHUNK", 128)
     # UMAP of the landmarks runs once in the client either way; a seeded stand-in keeps it fast
     monkeypatch.setattr(projection, "fit_umap", lambda unit, params: unit[:, :2] * 10)
     ids = np.array([f"o{i}" for i in range(len(x))])
@@ -178,10 +182,16 @@ def test_scores_and_map_placement_with_two_local_workers_equal_sync(
 
     sync_scores = AnomalyRanker.fit(x, **kw, scheduler="sync").scores
     sync_map = LatentMap.fit(x, params, scheduler="sync").coords
+    sync_index = SimilarityIndex.build(x, kind="ivf", scheduler="sync")
     with executor("local:2") as ex:
         local_scores = AnomalyRanker.fit(x, **kw, scheduler=ex).scores
         local_map = LatentMap.fit(x, params, scheduler=ex).coords
+        local_index = SimilarityIndex.build(x, kind="ivf", scheduler=ex)
         assert ex.client is not None
     pd.testing.assert_frame_equal(local_scores, sync_scores, check_exact=True)
     assert np.array_equal(local_map, sync_map)
     assert sync_scores["anomaly"].nunique() > 500 and np.ptp(sync_map, axis=0).min() > 0
+    assert local_index.info["nprobe"] == sync_index.info["nprobe"] and len(local_index) == 600
+    assert np.array_equal(
+        faiss.serialize_index(local_index.index), faiss.serialize_index(sync_index.index)
+    )
