@@ -3,9 +3,9 @@
 ``hats``: the catalog, every per-object product of the survey's active models (embeddings,
 predictions, map coordinates, anomaly scores; columns named with their model version) and the
 cutouts, as a HATS collection (HEALPix-partitioned parquet and a margin cache) that LSDB opens
-and cross-matches, with one zarr array of cutouts per partition (layout: :mod:`backend.hats`). ``python -m backend
-ingest hats DIR`` reads it back. The cutouts of each partition are copied as one task on
-``--scheduler`` (whose workers must see the survey and DIR).
+and cross-matches, with one zarr array of cutouts per partition (layout: ``backend.hats``).
+``python -m backend ingest hats DIR`` reads it back. The cutouts are copied by tasks on
+``--scheduler``, whose workers must see the survey and DIR.
 """
 
 from __future__ import annotations
