@@ -7,10 +7,10 @@ line does not import GalSim).
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from typing import Any
 
+from backend.cli import add_scheduler_option
 from backend.simulate.config import ANOMALY_KINDS, CLASSES
 
 
@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="simulate a multi-band galaxy survey with GalSim (classes, anomalies, truth)",
         description="Render a g,r,i,z survey of galaxies (spiral, barred spiral, elliptical, "
         "lenticular, edge-on, irregular, merger) with ~1% injected anomalies and ground-truth "
-        "catalog columns. Reproducible from --seed whatever --workers is.",
+        "catalog columns. Reproducible from --seed whatever --workers or --scheduler is.",
     )
     p.add_argument("--survey", default="demo", help="survey name (default: demo)")
     p.add_argument("--n", type=int, default=10_000, help="number of objects (default: 10000)")
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--workers",
         type=int,
         default=None,
-        help=f"worker processes (default: all {os.cpu_count()} cores)",
+        help="render with N local processes, without Dask (overrides --scheduler)",
     )
     p.add_argument("--stamp", type=int, default=64, help="stamp size in pixels (default: 64)")
     p.add_argument(
@@ -48,6 +48,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing survey")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_scheduler_option(p)
     p.set_defaults(func=run)
 
 
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
     path = simulate_survey(
         args.survey, args.n, args.seed, workers=args.workers, overwrite=args.overwrite,
         progress=not args.no_progress, stamp=args.stamp, anomaly_fraction=args.anomaly_fraction,
+        scheduler=None if args.workers else getattr(args, "scheduler", None),
     )  # fmt: skip
     seconds = time.perf_counter() - start
     survey = Survey(path)

@@ -13,9 +13,10 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import galsim
 import numpy as np
@@ -219,6 +220,19 @@ def _mp_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+@dataclass(frozen=True)
+class RenderPartition:
+    """Objects ``[lo, hi)`` rendered by :func:`render_chunk` (a task of an executor)."""
+
+    seed: int
+    cfg: SurveyConfig
+    anomaly_fraction: float
+    id_prefix: str
+
+    def __call__(self, rows: tuple[int, int]) -> tuple[np.ndarray, pd.DataFrame]:
+        return render_chunk(*rows, self.seed, self.cfg, self.anomaly_fraction, self.id_prefix)
+
+
 def iter_simulated(
     n: int,
     seed: int = 0,
@@ -228,10 +242,20 @@ def iter_simulated(
     cfg: SurveyConfig = DEFAULT_CONFIG,
     anomaly_fraction: float = 0.01,
     id_prefix: str = "demo",
+    scheduler: Any = None,
 ) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
     """Yield ``(images, catalog)`` chunks of objects 0..n-1 in order, rendered by ``workers``
-    processes (default: all cores; 1 renders in this process)."""
+    processes (default: all cores; 1 renders in this process), or, given a ``scheduler``
+    (:mod:`backend.pipeline.execution`), one task per chunk on it. Each object is seeded by
+    its number, so the survey is the same whichever renders it."""
     bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+    if scheduler is not None:
+        from backend.pipeline.execution import executor
+
+        task = RenderPartition(seed, cfg, anomaly_fraction, id_prefix)
+        with executor(scheduler) as ex:
+            yield from ex.imap(task, bounds)
+        return
     workers = max(1, min(workers or os.cpu_count() or 1, len(bounds)))
     args = (seed, cfg, anomaly_fraction, id_prefix)
     if workers == 1:
@@ -274,8 +298,10 @@ def simulate_survey(
     *,
     stamp: int = 64,
     anomaly_fraction: float = 0.01,
+    scheduler: Any = None,
 ) -> Path:
-    """Simulate ``n`` objects into survey ``name`` (atomically) and return its folder."""
+    """Simulate ``n`` objects into survey ``name`` (atomically) and return its folder;
+    rendered on ``scheduler``'s workers when given (else by ``workers`` processes)."""
     from backend.survey import SurveyWriter
 
     if n < 1:
@@ -314,8 +340,9 @@ def simulate_survey(
         kinds: dict[str, int] = {}
         with tqdm(total=n, unit="gal", desc=f"simulate {name}", disable=not progress) as bar:
             for images, catalog in iter_simulated(
-                n, seed, workers, cfg=cfg, anomaly_fraction=anomaly_fraction, id_prefix=name
-            ):
+                n, seed, workers, cfg=cfg, anomaly_fraction=anomaly_fraction, id_prefix=name,
+                scheduler=scheduler,
+            ):  # fmt: skip
                 writer.append(images, catalog)
                 for key, value in catalog["true_class"].value_counts().items():
                     classes[key] = classes.get(key, 0) + int(value)

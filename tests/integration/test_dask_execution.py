@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import numpy as np
@@ -157,7 +158,7 @@ def test_partitions_cover_every_row_once_whatever_the_workers() -> None:
     assert partitions(0, 32) == []
 
 
-def test_scores_map_placement_and_ivf_index_with_two_local_workers_equal_sync(
+def test_simulation_scores_map_and_ivf_index_with_two_local_workers_equal_sync(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import faiss
@@ -166,6 +167,7 @@ def test_scores_map_placement_and_ivf_index_with_two_local_workers_equal_sync(
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.projection import LatentMap, MapParams
     from backend.latent.search import SimilarityIndex
+    from backend.simulate.survey import DEFAULT_CONFIG, iter_simulated
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(560, 16)), rng.normal(4, 1, size=(40, 16))])
@@ -183,14 +185,21 @@ def test_scores_map_placement_and_ivf_index_with_two_local_workers_equal_sync(
     sync_scores = AnomalyRanker.fit(x, **kw, scheduler="sync").scores
     sync_map = LatentMap.fit(x, params, scheduler="sync").coords
     sync_index = SimilarityIndex.build(x, kind="ivf", scheduler="sync")
+    small = {"seed": 3, "chunk": 6, "cfg": dataclasses.replace(DEFAULT_CONFIG, stamp=24)}
+    sync_sim = list(iter_simulated(18, workers=1, **small))  # today's in-process rendering
     with executor("local:2") as ex:
         local_scores = AnomalyRanker.fit(x, **kw, scheduler=ex).scores
         local_map = LatentMap.fit(x, params, scheduler=ex).coords
         local_index = SimilarityIndex.build(x, kind="ivf", scheduler=ex)
+        local_sim = list(iter_simulated(18, scheduler=ex, **small))
         assert ex.client is not None
     pd.testing.assert_frame_equal(local_scores, sync_scores, check_exact=True)
     assert np.array_equal(local_map, sync_map)
     assert sync_scores["anomaly"].nunique() > 500 and np.ptp(sync_map, axis=0).min() > 0
+    assert len(local_sim) == 3 and all(
+        np.array_equal(a[0], b[0]) and a[1].equals(b[1])
+        for a, b in zip(local_sim, sync_sim, strict=True)
+    )
     assert local_index.info["nprobe"] == sync_index.info["nprobe"] and len(local_index) == 600
     assert np.array_equal(
         faiss.serialize_index(local_index.index), faiss.serialize_index(sync_index.index)
