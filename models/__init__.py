@@ -22,7 +22,14 @@ from models.augment import (
 from models.autoencoder import ConvAutoencoder
 from models.backbone import BackboneConfig, ResidualBackbone, fold_batchnorm
 from models.base import ImageModel
-from models.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from models.calibration import (
+    balanced_decision_weights,
+    decide,
+    expected_calibration_error,
+    fit_temperature,
+    fit_temperature_and_bias,
+    reliability_diagram,
+)
 from models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from models.classifier import EmbeddingClassifier, ImageClassifier, MLPHead
 from models.contrastive import SimCLREncoder, nt_xent_loss
@@ -76,10 +83,12 @@ __all__ = [
     "add_noise",
     "affine_transform",
     "autocast",
+    "balanced_decision_weights",
     "band_indices",
     "batched_apply",
     "build_model",
     "center_crop",
+    "decide",
     "embed",
     "entropy",
     "evaluate",
@@ -89,6 +98,7 @@ __all__ = [
     "fit",
     "fit_normalization",
     "fit_temperature",
+    "fit_temperature_and_bias",
     "flip",
     "fold_batchnorm",
     "fwhm_to_sigma_pixels",

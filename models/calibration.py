@@ -1,9 +1,17 @@
-"""Post-hoc calibration: temperature scaling (Guo et al. 2017) and its diagnostics.
+"""Post-hoc calibration: temperature scaling (Guo et al. 2017), class biases, diagnostics.
 
 Temperature scaling divides the logits by one scalar T > 0 fitted on held-out data by
 minimising the negative log-likelihood (LBFGS on log T, so T stays positive). It changes the
-confidence, never the predicted class. The expected calibration error (ECE) is the
-count-weighted mean |accuracy - confidence| over equal-width confidence bins of the top class.
+confidence, never the predicted class.
+
+A head trained with balanced class weights predicts as if every class were equally common; its
+probabilities are then miscalibrated on the survey's real mix however T is chosen. A per-class
+bias b added to logits / T (:func:`fit_temperature_and_bias`, fitted on the same held-out data,
+on the MC-dropout average the head actually reports) restores the prior; the decision that
+keeps the balanced recall is then argmax p(c|x) / pi(c) (:func:`balanced_decision_weights`).
+
+The expected calibration error (ECE) is the count-weighted mean |accuracy - confidence| over
+equal-width confidence bins of the top class.
 """
 
 from __future__ import annotations
@@ -46,6 +54,70 @@ def fit_temperature(logits: ArrayLike, labels: ArrayLike, max_iter: int = 200) -
     if not np.isfinite(temperature):
         return 1.0
     return float(np.clip(temperature, 1e-2, 1e2))
+
+
+def fit_temperature_and_bias(
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    bias: bool = True,
+    tied: list[int] | None = None,
+    max_iter: int = 300,
+) -> tuple[float, np.ndarray]:
+    """(T, b) minimising NLL of mean_s softmax(logits_s / T + b) on held-out rows.
+
+    ``logits``: (S, N, K) MC-dropout samples (or (N, K)); ``labels`` (N,), -1 ignored. ``tied``:
+    a class permutation (a mirror's) under which b must stay invariant (b = (c + c[perm]) / 2).
+    b is returned centred (softmax ignores a common shift); without ``bias`` it is zero."""
+    z = torch.as_tensor(_np(logits), dtype=torch.float64)
+    if z.ndim == 2:
+        z = z[None]
+    y = torch.as_tensor(_np(labels), dtype=torch.int64)
+    keep = y >= 0
+    if z.ndim != 3 or z.shape[1] != len(y) or not bool(keep.any()):
+        raise ValueError("need (S, N, K) logits and N labels (>= 0) to fit a calibration")
+    z, y = z[:, keep], y[keep]
+    k = z.shape[2]
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    raw = torch.zeros(k, dtype=torch.float64, requires_grad=bias)
+    perm = torch.as_tensor(tied if tied is not None else list(range(k)), dtype=torch.int64)
+
+    def offsets() -> Tensor:
+        return (raw + raw[perm]) / 2.0
+
+    params = [log_t, raw] if bias else [log_t]
+    optimizer = torch.optim.LBFGS(params, lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> Tensor:
+        optimizer.zero_grad()
+        p = torch.softmax(z / log_t.exp() + offsets(), dim=2).mean(dim=0)
+        loss = F.nll_loss(p.clamp_min(1e-12).log(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    temperature = float(log_t.detach().exp())
+    b = offsets().detach()
+    if not np.isfinite(temperature) or not bool(torch.isfinite(b).all()):
+        return 1.0, np.zeros(k)
+    b = (b - b.mean()).numpy()
+    return float(np.clip(temperature, 1e-2, 1e2)), b
+
+
+def balanced_decision_weights(labels: ArrayLike, n_classes: int) -> np.ndarray:
+    """1 / pi(c) of the labelled mix (normalised to mean 1): argmax p(c|x) w(c) is the
+    decision with the best balanced accuracy when p is calibrated to that mix."""
+    y = _np(labels).astype(np.int64)
+    counts = np.bincount(y[y >= 0], minlength=n_classes).astype(np.float64)
+    w = 1.0 / np.maximum(counts / max(counts.sum(), 1.0), 1e-12)
+    w[counts == 0] = 0.0  # a class never seen is never decided
+    return w / w[w > 0].mean()
+
+
+def decide(probs: ArrayLike, weights: ArrayLike | None = None) -> np.ndarray:
+    """Predicted class per row: argmax of ``probs`` (N, K), each class weighted by ``weights``."""
+    p = _np(probs)
+    return (p if weights is None else p * np.asarray(weights)[None, :]).argmax(axis=1)
 
 
 def _bins(confidence: np.ndarray, n_bins: int) -> np.ndarray:

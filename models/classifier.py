@@ -6,8 +6,11 @@
   (or a frozen backbone), initialised from a contrastive encoder with :meth:`from_encoder`.
 
 Both give logits from ``model(x)``, calibrated probabilities from :meth:`predict_proba`
-(softmax of logits / temperature), MC-dropout predictions with entropy and BALD from
-:meth:`mc_predict`, and fit their temperature on held-out data with :meth:`calibrate`.
+(softmax of logits / temperature + class bias), MC-dropout predictions with entropy and BALD
+from :meth:`mc_predict`, and fit temperature and class bias on held-out data with
+:meth:`calibrate` (on the MC-dropout average they report; :mod:`models.calibration`).
+``decision_weights`` (K,) make the predicted class argmax p w (:meth:`decide`): 1 / prior for
+a head trained with balanced class weights, so calibrated probabilities keep balanced recall.
 Labels are class indices; -1 marks an unlabelled row, ignored by the loss.
 """
 
@@ -24,7 +27,7 @@ from models.adapter import AdapterConfig
 from models.augment import AugmentConfig
 from models.backbone import BackboneConfig, ResidualBackbone
 from models.base import CONFIG_VERSION, ImageModel, backbone_config_for, check_config_kind
-from models.calibration import fit_temperature
+from models.calibration import decide, fit_temperature_and_bias
 from models.errors import InputShapeError
 from models.mirror import equivariant_logits
 from models.normalize import NormalizationConfig
@@ -94,7 +97,9 @@ class _ClassifierMixin:
     classes: list[str]
     head: MLPHead
     temperature: Tensor
+    class_bias: Tensor
     class_weights: list[float] | None
+    decision_weights: list[float] | None
     label_smoothing: float
 
     def _init_classifier(
@@ -103,12 +108,24 @@ class _ClassifierMixin:
         temperature: float,
         class_weights: Sequence[float] | None,
         label_smoothing: float,
+        class_bias: Sequence[float] | None = None,
+        decision_weights: Sequence[float] | None = None,
     ) -> None:
         self.classes = _class_names(classes)
         self.register_buffer("temperature", torch.tensor(float(temperature)))
-        if class_weights is not None and len(class_weights) != len(self.classes):
-            raise ValueError(f"{len(class_weights)} class weights for {len(self.classes)} classes")
+        k = len(self.classes)
+        for name, values in (("class weights", class_weights), ("class biases", class_bias),
+                             ("decision weights", decision_weights)):  # fmt: skip
+            if values is not None and len(values) != k:
+                raise ValueError(f"{len(values)} {name} for {k} classes")
         self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        bias = (
+            torch.zeros(k) if class_bias is None else torch.tensor([float(b) for b in class_bias])
+        )
+        self.register_buffer("class_bias", bias, persistent=False)  # kept in the config
+        self.decision_weights = (
+            None if decision_weights is None else [float(w) for w in decision_weights]
+        )
         self.label_smoothing = float(label_smoothing)
 
     @property
@@ -123,8 +140,12 @@ class _ClassifierMixin:
         return self.head(self.features(x))
 
     def predict_proba(self, x: Tensor) -> Tensor:
-        """Calibrated class probabilities softmax(logits / temperature), deterministic."""
-        return (self(x).float() / self.temperature).softmax(dim=-1)
+        """Calibrated class probabilities softmax(logits / temperature + bias), deterministic."""
+        return (self(x).float() / self.temperature + self.class_bias).softmax(dim=-1)
+
+    def decide(self, probs: Any) -> Any:
+        """Predicted class indices of probabilities (N, K): argmax p * decision weights."""
+        return decide(probs, self.decision_weights)
 
     @torch.no_grad()
     def mc_predict(
@@ -142,6 +163,7 @@ class _ClassifierMixin:
         # class-major (T, K, N): softmax and sums over a short class axis are vectorised along
         # N; on (T, N, K) with K ~ 7 torch's softmax alone is ~25x slower (1M objects, CPU)
         logits = logits.float().transpose(1, 2).contiguous() / self.temperature
+        logits = logits + self.class_bias.view(1, -1, 1)
         return _summarize_class_major(logits.softmax(dim=1), keep_samples)
 
     def _mc_logits(self, x: Tensor, n_samples: int, seed: int) -> Tensor:
@@ -152,16 +174,24 @@ class _ClassifierMixin:
             return rest(hidden)[None]
         return consistent_mc_logits(rest, hidden, n_samples, seed)
 
-    @torch.no_grad()
-    def calibrate(self, x: Tensor, labels: Tensor) -> float:
-        """Fit and set the temperature on held-out inputs and labels; returns it."""
+    def calibrate(
+        self, x: Tensor, labels: Tensor, n_samples: int = 0, bias: bool = False, seed: int = 0
+    ) -> float:
+        """Fit and set the temperature (and, with ``bias``, the class biases) on held-out inputs
+        and labels, on the average of ``n_samples`` MC-dropout passes (deterministic when 0:
+        match what predictions will report); returns the temperature."""
         was_training = self.training
         self.eval()
         try:
-            logits = self(x)
+            with torch.no_grad():
+                logits = self._mc_logits(x, n_samples, seed).float()
         finally:
             self.train(was_training)
-        return self.set_temperature(fit_temperature(logits, labels))
+        temperature, offsets = fit_temperature_and_bias(
+            logits, labels, bias=bias, tied=getattr(self, "mirror_permutation", None)
+        )
+        self.class_bias.copy_(torch.as_tensor(offsets, dtype=self.class_bias.dtype))
+        return self.set_temperature(temperature)
 
     def set_temperature(self, value: float) -> float:
         if not value > 0:
@@ -196,6 +226,8 @@ class _ClassifierMixin:
         return {
             "classes": list(self.classes),
             "temperature": float(self.temperature),
+            "class_bias": [float(b) for b in self.class_bias],
+            "decision_weights": self.decision_weights,
             "class_weights": self.class_weights,
             "label_smoothing": self.label_smoothing,
         }
@@ -223,9 +255,13 @@ class EmbeddingClassifier(_ClassifierMixin, nn.Module):
         label_smoothing: float = 0.0,
         embedding_source: dict[str, Any] | None = None,
         mirror_permutation: Sequence[int] | None = None,
+        class_bias: Sequence[float] | None = None,
+        decision_weights: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        self._init_classifier(classes, temperature, class_weights, label_smoothing)
+        self._init_classifier(
+            classes, temperature, class_weights, label_smoothing, class_bias, decision_weights
+        )
         self.in_dim = int(in_dim)
         self.hidden = [int(h) for h in hidden]
         self.dropout = float(dropout)
@@ -313,11 +349,15 @@ class ImageClassifier(_ClassifierMixin, ImageModel):
         normalization: NormalizationConfig | dict | None = None,
         augment: AugmentConfig | dict | None = None,
         adapter: AdapterConfig | dict | None = None,
+        class_bias: Sequence[float] | None = None,
+        decision_weights: Sequence[float] | None = None,
     ) -> None:
         if augment is None:
             augment = AugmentConfig.geometric()
         ImageModel.__init__(self, bands, normalization, augment, adapter)
-        self._init_classifier(classes, temperature, class_weights, label_smoothing)
+        self._init_classifier(
+            classes, temperature, class_weights, label_smoothing, class_bias, decision_weights
+        )
         self.backbone = ResidualBackbone(backbone_config_for(backbone, self.n_input_channels))
         self.hidden = [int(h) for h in hidden]
         self.dropout = float(dropout)

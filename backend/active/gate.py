@@ -21,7 +21,9 @@ from backend.evaluation.metrics import (
     balanced_accuracy,
     bootstrap_ci,
     expected_calibration_error,
+    map_decisions,
     map_probabilities,
+    predicted_classes,
 )
 from backend.products import read_predictions
 
@@ -45,18 +47,24 @@ class GateDecision:
         return asdict(self)
 
 
-def _probabilities(survey: str, version: str, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _probabilities(
+    survey: str, version: str, rows: np.ndarray
+) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """(probabilities, their classes, decided class names) of ``version`` at ``rows``."""
     table = read_predictions(survey, "classifier", version)
     columns = [c for c in table.columns if c.startswith("p_")]
-    return table[columns].to_numpy(np.float64)[rows], [c[2:] for c in columns]
+    probs = table[columns].to_numpy(np.float64)[rows]
+    return probs, [c[2:] for c in columns], predicted_classes(table, rows)
 
 
-def _scores(probs: np.ndarray, labels: np.ndarray, rows: np.ndarray) -> dict[str, float]:
-    sub_p, sub_y = probs[rows], labels[rows]
+def _scores(
+    probs: np.ndarray, decided: np.ndarray, labels: np.ndarray, rows: np.ndarray
+) -> dict[str, float]:
+    sub_y, sub_d = labels[rows], decided[rows]
     return {
-        "balanced_accuracy": balanced_accuracy(sub_y, sub_p.argmax(axis=1)),
-        "accuracy": float(np.mean(sub_p.argmax(axis=1) == sub_y)),
-        "ece": expected_calibration_error(sub_p, sub_y),
+        "balanced_accuracy": balanced_accuracy(sub_y, sub_d),
+        "accuracy": float(np.mean(sub_d == sub_y)),
+        "ece": expected_calibration_error(probs[rows], sub_y),
     }
 
 
@@ -79,8 +87,8 @@ def compare(
     if active is None or active == candidate:
         return GateDecision(True, "no active classifier to compare with", candidate, active,
                             len(val_rows))  # fmt: skip
-    cand_p, cand_classes = _probabilities(survey, candidate, val_rows)
-    act_p, act_classes = _probabilities(survey, active, val_rows)
+    cand_p, cand_classes, cand_names = _probabilities(survey, candidate, val_rows)
+    act_p, act_classes, act_names = _probabilities(survey, active, val_rows)
     lost = sorted(set(act_classes) - set(cand_classes))
     if lost:
         return GateDecision(
@@ -95,11 +103,14 @@ def compare(
         )  # fmt: skip
     cand, _ = map_probabilities(cand_p, cand_classes, classes, {})
     act, _ = map_probabilities(act_p, act_classes, classes, {})
+    cand_d, act_d = map_decisions(cand_names, classes, {}), map_decisions(act_names, classes, {})
     local = np.arange(len(y))
-    scores = {"candidate": _scores(cand, y, local), "active": _scores(act, y, local)}
+    scores = {"candidate": _scores(cand, cand_d, y, local), "active": _scores(act, act_d, y, local)}
 
     def delta(metric: str) -> Any:
-        return lambda rows: _scores(cand, y, rows)[metric] - _scores(act, y, rows)[metric]
+        return lambda rows: (
+            _scores(cand, cand_d, y, rows)[metric] - _scores(act, act_d, y, rows)[metric]
+        )
 
     ci = {
         m: bootstrap_ci(delta(m), len(y), resamples=BOOTSTRAP_RESAMPLES, seed=seed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -252,6 +253,25 @@ def map_probabilities(
             target = len(classes)
         out[:, target] += probs[:, j]
     return out, unmatched
+
+
+def predicted_classes(table: Any, rows: np.ndarray) -> np.ndarray:
+    """A predictions table's decided class names at ``rows``: its ``pred_class`` column (the
+    classifier's decision rule), else the argmax of its ``p_*`` columns (older tables)."""
+    if "pred_class" in table.columns:
+        return table["pred_class"].astype(str).to_numpy()[rows]
+    columns = [c for c in table.columns if c.startswith("p_")]
+    names = np.asarray([c[2:] for c in columns], dtype=object)
+    return names[table[columns].to_numpy(np.float64)[rows].argmax(axis=1)].astype(str)
+
+
+def map_decisions(
+    names: Sequence[str], classes: Sequence[str], merge: dict[str, str]
+) -> np.ndarray:
+    """Decided class names onto the evaluation's (merged) class indices, as
+    :func:`map_probabilities` maps columns (a class with no counterpart: ``len(classes)``)."""
+    index = {c: i for i, c in enumerate(classes)}
+    return np.asarray([index.get(merge.get(n, n), len(classes)) for n in names], dtype=np.int64)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray) -> float:

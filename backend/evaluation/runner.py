@@ -308,7 +308,7 @@ def evaluate_classifier(
     usable = np.isfinite(probs).all(axis=1)
     probs, truth = probs[usable], s.y[val][usable]
     mapped, unmatched = m.map_probabilities(probs, model_classes, s.classes, s.labels.merge)
-    pred = mapped.argmax(axis=1)
+    pred = m.map_decisions(m.predicted_classes(table, val)[usable], s.classes, s.labels.merge)
     out: dict[str, Any] = {
         "version": version.version,
         "encoder": (version.config.get("embedding_source") or {}).get("version"),

@@ -265,8 +265,10 @@ def predict_classifier(
     classes = list(version.config["classes"])
     probs = out["probs"]
     table = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
-    table.insert(0, "pred_class", np.asarray(classes, dtype=object)[probs.argmax(axis=1)])
-    table["pred_confidence"] = probs.max(axis=1)
+    weights = version.config.get("decision_weights")  # balanced decisions (models.calibration)
+    pred = (probs if weights is None else probs * np.asarray(weights)[None, :]).argmax(axis=1)
+    table.insert(0, "pred_class", np.asarray(classes, dtype=object)[pred])
+    table["pred_confidence"] = probs[np.arange(len(pred)), pred]
     table["entropy"] = out["entropy"]
     table["bald"] = out["bald"]
     return table

@@ -42,11 +42,17 @@ def ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
     return float(expected_calibration_error(probs, labels, n_bins))
 
 
-def classification(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, per-class recall, ECE and the reliability diagram of held-out predictions."""
+def classification(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    classes: Sequence[str],
+    decisions: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Accuracy, balanced accuracy, per-class recall, ECE and the reliability diagram of
+    held-out predictions; ``decisions``: the predicted classes when not argmax of ``probs``."""
     from models import reliability_diagram
 
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if decisions is None else np.asarray(decisions)
     recall = {
         name: float((pred[labels == i] == i).mean()) if (labels == i).any() else None
         for i, name in enumerate(classes)
@@ -54,6 +60,7 @@ def classification(probs: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     diagram = reliability_diagram(probs, labels)
     return {
         "accuracy": float((pred == labels).mean()),
+        "balanced_accuracy": float(np.mean([v for v in recall.values() if v is not None])),
         "ece": ece(probs, labels),
         "recall": recall,
         "n_held_out": len(labels),

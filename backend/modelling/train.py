@@ -29,6 +29,8 @@ from backend.survey import Survey, SurveyError
 
 DEFAULT_TARGETS = ("redshift", "sersic_n", "half_light_radius", "ellipticity")
 LOG_TARGETS = {"redshift", "sersic_n", "half_light_radius"}  # positive, heavy-tailed
+MC_SAMPLES = 30  # MC-dropout passes behind reported probabilities (and their calibration)
+CALIBRATION_ROWS_PER_CLASS = 20  # class biases are fitted only on at least this many rows per class
 
 
 def _split(dataset: Any, fraction: float, seed: int) -> tuple[Any, Any]:
@@ -291,7 +293,13 @@ def train_classifier(
     for the metrics and never trained on; the temperature is fitted on a stratified 15% of the
     training part that the head does not see. ``label_fraction`` keeps only part of the rest.
     """
-    from models import ArrayDataset, EmbeddingClassifier, fit, predict_classes
+    from models import (
+        ArrayDataset,
+        EmbeddingClassifier,
+        balanced_decision_weights,
+        fit,
+        predict_classes,
+    )
     from models.mirror import mirror_permutation
 
     survey = Survey.open(survey_name)
@@ -350,9 +358,23 @@ def train_classifier(
 
     cal = cal_rows if len(cal_rows) else held_rows  # tiny label sets: calibrate on validation
     before = predict_classes(model, embeddings[held_rows], device="cpu")["probs"]
-    model.calibrate(torch.from_numpy(embeddings[cal]), torch.from_numpy(labels[cal]))
-    after = predict_classes(model, embeddings[held_rows], mc_samples=30, device="cpu")
-    scores = metrics.classification(after["probs"], labels[held_rows], classes)
+    # A balanced head predicts as if classes were equally common: class biases restore the
+    # labelled mix (when the calibration part can bear K more parameters) and the decision
+    # weights 1/prior keep its balanced recall (models.calibration).
+    with_bias = class_weights == "balanced" and len(cal_rows) >= CALIBRATION_ROWS_PER_CLASS * len(
+        classes
+    )
+    model.calibrate(
+        torch.from_numpy(embeddings[cal]), torch.from_numpy(labels[cal]),
+        n_samples=MC_SAMPLES, bias=with_bias,
+    )  # fmt: skip
+    if with_bias:
+        fitted = np.concatenate([train_rows, cal_rows])
+        model.decision_weights = balanced_decision_weights(labels[fitted], len(classes)).tolist()
+    after = predict_classes(model, embeddings[held_rows], mc_samples=MC_SAMPLES, device="cpu")
+    scores = metrics.classification(
+        after["probs"], labels[held_rows], classes, decisions=model.decide(after["probs"])
+    )
     scores["ece_uncalibrated"] = metrics.ece(before, labels[held_rows])
     scores["temperature"] = float(model.temperature)
     scores["train_seconds"] = time.perf_counter() - started

@@ -9,7 +9,14 @@ import pytest
 import torch
 from scipy import stats
 
-from models.calibration import expected_calibration_error, fit_temperature, reliability_diagram
+from models.calibration import (
+    balanced_decision_weights,
+    decide,
+    expected_calibration_error,
+    fit_temperature,
+    fit_temperature_and_bias,
+    reliability_diagram,
+)
 from models.classifier import EmbeddingClassifier
 from models.contrastive import nt_xent_loss, supervised_contrastive_loss
 from models.mdn import Mixture
@@ -170,3 +177,65 @@ def test_temperature_scaling_reduces_ece_of_overconfident_logits() -> None:
     after = expected_calibration_error(probs(overconfident / t), labels)
     assert math.isclose(t, 3.0, rel_tol=0.1)
     assert after < 0.02 < before
+
+
+def _balanced_head_logits(
+    n: int, prior: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn with ``prior`` and the logits of a head that learnt them with balanced
+    class weights: the true log-likelihoods, i.e. the posterior's logits minus log prior."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(prior), size=n, p=prior)
+    means = 1.0 * np.eye(len(prior))  # overlapping classes: the prior matters
+    x = means[y] + rng.normal(size=(n, len(prior)))
+    loglik = -0.5 * ((x[:, None, :] - means[None]) ** 2).sum(axis=2)
+    return loglik, y
+
+
+def test_class_bias_restores_the_prior_a_balanced_head_forgot() -> None:
+    prior = np.array([0.7, 0.2, 0.1])
+    logits, y = _balanced_head_logits(6000, prior)
+    t_only, b0 = fit_temperature_and_bias(logits[:3000], y[:3000], bias=False)
+    t, b = fit_temperature_and_bias(logits[:3000], y[:3000])
+    assert np.allclose(b0, 0.0)
+    np.testing.assert_allclose(b - b.mean(), np.log(prior) - np.log(prior).mean(), atol=0.15)
+    assert 0.8 < t < 1.25  # the likelihoods were already sharp enough
+    test_x, test_y = logits[3000:], y[3000:]
+    plain = torch.softmax(torch.tensor(test_x / t_only), dim=1).numpy()
+    biased = torch.softmax(torch.tensor(test_x / t + b), dim=1).numpy()
+    def nll(p: np.ndarray) -> float:
+        return float(-np.log(p[np.arange(len(test_y)), test_y]).mean())
+
+    assert nll(biased) < nll(plain) - 0.05
+    assert expected_calibration_error(biased, test_y) < expected_calibration_error(plain, test_y)
+    assert expected_calibration_error(biased, test_y) < 0.03
+    # the balanced decision on calibrated probabilities is the balanced head's own argmax
+    weights = balanced_decision_weights(y[:3000], 3)
+    agree = np.mean(decide(biased, weights) == test_x.argmax(axis=1))
+    assert agree > 0.97
+
+
+def test_tied_class_bias_stays_mirror_invariant() -> None:
+    prior = np.array([0.5, 0.3, 0.2])  # classes 1 and 2 are each other's mirror image
+    logits, y = _balanced_head_logits(3000, prior, seed=1)
+    _, b = fit_temperature_and_bias(logits, y, tied=[0, 2, 1])
+    assert b[1] == pytest.approx(b[2])
+    assert b[0] > b[1]
+
+
+def test_classifier_keeps_its_calibration_in_its_config() -> None:
+    model = EmbeddingClassifier(4, ["a", "b", "c"], class_bias=[0.5, 0.0, -0.5],
+                                decision_weights=[0.5, 1.0, 1.5])  # fmt: skip
+    model.eval()
+    x = torch.randn(5, 4)
+    again = EmbeddingClassifier.from_config(model.config)
+    again.load_state_dict(model.state_dict())
+    again.eval()
+    torch.testing.assert_close(again.predict_proba(x), model.predict_proba(x))
+    expected = (model(x) / model.temperature + torch.tensor([0.5, 0.0, -0.5])).softmax(-1)
+    torch.testing.assert_close(model.predict_proba(x), expected)
+    torch.testing.assert_close(model.mc_predict(x, n_samples=0).probs, expected)
+    probs = np.array([[0.45, 0.35, 0.2], [0.4, 0.2, 0.4]])
+    assert model.decide(probs).tolist() == [1, 2]
+    with pytest.raises(ValueError, match="2 class biases for 3 classes"):
+        EmbeddingClassifier(4, ["a", "b", "c"], class_bias=[0.0, 1.0])
