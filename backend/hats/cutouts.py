@@ -8,7 +8,8 @@ passes, each a list of tasks on the executor (:mod:`backend.pipeline.execution`)
 1. *sort*: each contiguous range of survey rows is read once and written to a temporary array
    with its objects grouped by partition (survey order within each group);
 2. *gather*: each partition's array is the concatenation of its group from every range, in
-   range order, written in chunk-aligned blocks.
+   range order, written in chunk-aligned blocks (small partitions are gathered several to a
+   task, so a small survey runs as one task in the calling process).
 
 So the objects of a partition's array are in survey order, and ``cutout_row`` (from
 :func:`cutout_rows`) gives each catalog row its place there. Memory per task is one range
@@ -137,6 +138,26 @@ def gather_partition(task: GatherTask) -> int:
     return written
 
 
+def gather_partitions(tasks: tuple[GatherTask, ...]) -> int:
+    """Run several small :class:`GatherTask` as one task; returns the number of cutouts."""
+    return sum(gather_partition(task) for task in tasks)
+
+
+def _batches(tasks: list[GatherTask], objects: int) -> list[tuple[GatherTask, ...]]:
+    """Consecutive tasks grouped until each group has ``objects`` cutouts (a small survey is
+    one task, run in this process without starting a cluster)."""
+    groups: list[tuple[GatherTask, ...]] = []
+    current: list[GatherTask] = []
+    for task in tasks:
+        current.append(task)
+        if sum(t.count for t in current) >= objects:
+            groups.append(tuple(current))
+            current = []
+    if current:
+        groups.append(tuple(current))
+    return groups
+
+
 def _block_objects(shape: tuple[int, ...]) -> int:
     per_object = 4 * int(np.prod(shape))
     return max(CHUNK_OBJECTS, (_RANGE_BYTES // per_object) // CHUNK_OBJECTS * CHUNK_OBJECTS)
@@ -185,8 +206,8 @@ def write_cutouts(
     with executor(scheduler) as ex:
         ex.map(sort_range, sorts, desc=f"cutouts of {survey.name}: sort" if progress else None)
         ex.map(
-            gather_partition,
-            gathers,
+            gather_partitions,
+            _batches(gathers, step),
             desc=f"cutouts of {survey.name}: gather" if progress else None,
         )
     shutil.rmtree(shards)

@@ -199,10 +199,11 @@ def test_a_failed_export_leaves_nothing_and_an_earlier_one_stays(
     out = tmp_path / "exports" / "sky_hats"
     written = []
 
-    def failing(*args: object) -> None:
-        written.append(args)
+    def failing(task: hats_cutouts.GatherTask) -> int:
+        written.append(task)
         if len(written) == 2:
             raise OSError(28, "No space left on device")
+        return task.count
 
     with monkeypatch.context() as patch:
         patch.setattr(hats_cutouts, "gather_partition", failing)
@@ -245,7 +246,11 @@ def test_ingest_refuses_what_is_not_a_hats_catalog_with_cutouts(
     assert not (home / "surveys" / "x").exists()
 
 
-def test_two_dask_workers_write_the_same_catalog_and_cutouts(sky: Survey, tmp_path: Path) -> None:
+def test_two_dask_workers_write_the_same_catalog_and_cutouts(
+    sky: Survey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ranges and gathers of 64 objects: several tasks of each pass, so the cluster starts
+    monkeypatch.setattr(hats_cutouts, "_RANGE_BYTES", 64 * 4 * 3 * 16 * 16)
     assert _export(tmp_path / "sync") == 0
     assert _export(tmp_path / "local", "--scheduler", "local:2") == 0
     sync_table = pq.read_table(tmp_path / "sync" / "sky" / "dataset")
