@@ -48,7 +48,11 @@ _models_lock = threading.Lock()
 
 def cached_model(version: ModelVersion) -> Any:
     """``load_model(version)``, kept for the next partitions of this process (the last two)."""
-    key = (version.kind, version.version, str(version.path))
+    try:  # a version folder made again under the same path is another model
+        stamp = version.weights_path.stat().st_mtime_ns
+    except OSError:
+        stamp = 0
+    key = (version.kind, version.version, f"{version.path}@{stamp}")
     with _models_lock:
         if key in _models:
             _models.move_to_end(key)
