@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from backend.cli import add_scheduler_option
 from backend.ingest.report import REPORT_FILE, IngestReport
 
 
@@ -119,6 +120,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="header keys kept as catalog columns, comma separated (default OBJECT)",
     )
     _catalog(f)
+    add_scheduler_option(f)  # the pixels are read per partition of files
     f.set_defaults(func=run, ingest=_fits)
 
     i = kinds.add_parser("images", help="a folder of PNG/JPEG colour cutouts (e.g. Galaxy Zoo)")
@@ -200,6 +202,7 @@ def _fits(args: argparse.Namespace) -> IngestReport:
         resize=args.resize,
         bands=args.bands,
         header_keys=args.header_keys,
+        scheduler=args.scheduler,
         **_join_options(args),
         **_base(args),
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,7 @@ def ingest_fits(
     root: Path | None = None,
     progress: bool = True,
     description: str = "",
+    scheduler: Any = None,
 ) -> IngestReport:
     """Ingest the FITS cutouts under ``path`` (a folder, searched recursively, or one file).
 
@@ -59,6 +61,7 @@ def ingest_fits(
     in another order are reordered, files naming other bands are skipped unless ``bands`` is
     given; ``header_keys``: header values kept as catalog columns (lower-cased names).
     The catalog options join a table by file stem (``id_column``) or sky position.
+    The pixels are read per partition of files where ``scheduler`` says.
     """
     if resize not in RESIZE_MODES:
         raise IngestError(f"--resize {resize!r}: use one of {', '.join(RESIZE_MODES)}")
@@ -92,7 +95,7 @@ def ingest_fits(
     report.n_inputs = report.n_skipped  # files skipped by the scan; the writer adds the rest
 
     return write_survey(
-        _cutouts(cutouts, root_path, survey_bands, shape, resize, keys),
+        _cutouts(cutouts, root_path, survey_bands, shape, resize, keys, scheduler),
         report,
         bands=survey_bands,
         image_shape=shape,
@@ -214,6 +217,10 @@ def _pixel_scale(
 
 
 # -- pass 2: pixels ----------------------------------------------------------------------------
+#: FITS files read per task (one partition of the second pass).
+FITS_PARTITION = 512
+
+
 def _cutouts(
     cutouts: list[FitsCutout],
     root: Path,
@@ -221,10 +228,37 @@ def _cutouts(
     shape: tuple[int, int],
     resize: ResizeMode,
     keys: tuple[str, ...],
+    scheduler: Any = None,
 ) -> Iterator[Batch | Skipped]:
+    """The cutouts' pixels, in order: partitions of :data:`FITS_PARTITION` files read where
+    ``scheduler`` says (:mod:`backend.pipeline.execution`; the workers must see the files)."""
+    from backend.pipeline.execution import executor, partitions
+
     ids = unique_ids(stem(c.path, FITS_SUFFIXES) for c in cutouts)
-    for cutout, object_id in zip(cutouts, ids, strict=True):
-        name = relative_name(cutout.path, root)
+    pairs = list(zip(cutouts, ids, strict=True))
+    groups = [pairs[lo:hi] for lo, hi in partitions(len(pairs), FITS_PARTITION)]
+    task = PixelsPartition(root, tuple(survey_bands), shape, resize, keys)
+    with executor(scheduler) as ex:
+        for items in ex.imap(task, groups):
+            yield from items
+
+
+@dataclass(frozen=True)
+class PixelsPartition:
+    """Pixels of a group of FITS cutouts as :class:`Batch` (or :class:`Skipped`) items."""
+
+    root: Path
+    survey_bands: tuple[str, ...]
+    shape: tuple[int, int]
+    resize: ResizeMode
+    keys: tuple[str, ...]
+
+    def __call__(self, group: list[tuple[FitsCutout, str]]) -> list[Batch | Skipped]:
+        return [self._one(cutout, object_id) for cutout, object_id in group]
+
+    def _one(self, cutout: FitsCutout, object_id: str) -> Batch | Skipped:
+        name = relative_name(cutout.path, self.root)
+        survey_bands = list(self.survey_bands)
         try:
             data = read_pixels(cutout)
             if cutout.bands is not None and len(cutout.bands) == len(survey_bands):
@@ -233,13 +267,11 @@ def _cutouts(
                     data = data[order]
             if not np.isfinite(data).any():
                 raise FitsReadError("every pixel is NaN or infinite")
-            data = fit_to_shape(data, shape, resize)
+            data = fit_to_shape(data, self.shape, self.resize)
         except FitsReadError as exc:
-            yield Skipped(name, str(exc))
-            continue
+            return Skipped(name, str(exc))
         except Exception as exc:  # one bad file never stops the ingestion
-            yield Skipped(name, f"cannot use the pixels ({type(exc).__name__}: {exc})")
-            continue
+            return Skipped(name, f"cannot use the pixels ({type(exc).__name__}: {exc})")
         row: dict[str, Any] = {
             "object_id": object_id,
             "ra": cutout.ra,
@@ -247,6 +279,6 @@ def _cutouts(
             "file": name,
             "radec_source": cutout.radec_source,
         }
-        for key in keys:
+        for key in self.keys:
             row[key.lower().replace("-", "_")] = cutout.header_values.get(key)
-        yield Batch(data[None], [row])
+        return Batch(data[None], [row])

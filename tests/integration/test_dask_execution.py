@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -158,16 +159,18 @@ def test_partitions_cover_every_row_once_whatever_the_workers() -> None:
     assert partitions(0, 32) == []
 
 
-def test_simulation_scores_map_and_ivf_index_with_two_local_workers_equal_sync(
-    tmp_path, monkeypatch: pytest.MonkeyPatch
+def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_equal_sync(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import faiss
 
+    from backend.ingest import fits as fits_ingest
     from backend.latent import projection, scorers, search
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.projection import LatentMap, MapParams
     from backend.latent.search import SimilarityIndex
     from backend.simulate.survey import DEFAULT_CONFIG, iter_simulated
+    from tests.unit.ingest_helpers import blob, write_cube
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(560, 16)), rng.normal(4, 1, size=(40, 16))])
@@ -187,11 +190,19 @@ def test_simulation_scores_map_and_ivf_index_with_two_local_workers_equal_sync(
     sync_index = SimilarityIndex.build(x, kind="ivf", scheduler="sync")
     small = {"seed": 3, "chunk": 6, "cfg": dataclasses.replace(DEFAULT_CONFIG, stamp=24)}
     sync_sim = list(iter_simulated(18, workers=1, **small))  # today's in-process rendering
+    cubes = tmp_path / "cubes"
+    cubes.mkdir()
+    for k in range(7):
+        pixels = blob(20, 3, seed=k) if k != 4 else np.full((3, 20, 20), np.nan, np.float32)
+        write_cube(cubes / f"gal{k}.fits", pixels, ["g", "r", "i"], ra=150 + k, dec=2.0)
+    monkeypatch.setattr(fits_ingest, "FITS_PARTITION", 3)  # 3 partitions of files
+    sync_report = fits_ingest.ingest_fits(cubes, "fsync", progress=False, scheduler="sync")
     with executor("local:2") as ex:
         local_scores = AnomalyRanker.fit(x, **kw, scheduler=ex).scores
         local_map = LatentMap.fit(x, params, scheduler=ex).coords
         local_index = SimilarityIndex.build(x, kind="ivf", scheduler=ex)
         local_sim = list(iter_simulated(18, scheduler=ex, **small))
+        local_report = fits_ingest.ingest_fits(cubes, "flocal", progress=False, scheduler=ex)
         assert ex.client is not None
     pd.testing.assert_frame_equal(local_scores, sync_scores, check_exact=True)
     assert np.array_equal(local_map, sync_map)
@@ -200,6 +211,11 @@ def test_simulation_scores_map_and_ivf_index_with_two_local_workers_equal_sync(
         np.array_equal(a[0], b[0]) and a[1].equals(b[1])
         for a, b in zip(local_sim, sync_sim, strict=True)
     )
+    assert local_report.n_written == sync_report.n_written == 6
+    assert [x.source for x in local_report.skipped] == ["gal4.fits"]
+    fsync, flocal = Survey.open("fsync"), Survey.open("flocal")
+    assert np.array_equal(np.asarray(flocal.images[:]), np.asarray(fsync.images[:]))
+    pd.testing.assert_frame_equal(flocal.catalog, fsync.catalog)
     assert local_index.info["nprobe"] == sync_index.info["nprobe"] and len(local_index) == 600
     assert np.array_equal(
         faiss.serialize_index(local_index.index), faiss.serialize_index(sync_index.index)
