@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from backend.pipeline.execution import SchedulerError
 from backend.survey import Survey
 
 HOOK = Path(__file__).with_name("dask_slow_hook.py")
@@ -89,7 +90,7 @@ def dask_cluster(home: Path) -> Iterator[str]:
 
 
 def test_workers_started_with_the_dask_commands_embed_like_sync_and_survive_a_killed_worker(
-    tiny_survey: Survey, dask_cluster: str
+    tiny_survey: Survey, dask_cluster: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from distributed import Client
 
@@ -135,3 +136,9 @@ def test_workers_started_with_the_dask_commands_embed_like_sync_and_survive_a_ki
     assert tcp_path == path and "partial" not in seen
     assert np.array_equal(np.load(path), reference)  # bitwise the synchronous result
     assert not [p.name for p in Path(path).parent.iterdir() if p.name.endswith(".tmp")]
+
+    # GPU tasks on workers that declare no GPU: one clear error, not a wait forever
+    monkeypatch.setenv("LATENTSKY_DASK_GPU", "1")
+    with pytest.raises(SchedulerError, match="no worker has them: start workers with"):
+        infer.embed_survey("tiny", scheduler=dask_cluster, **kw)
+    assert np.array_equal(np.load(path), reference)  # the product made before is untouched
