@@ -65,6 +65,27 @@ def cached_model(version: ModelVersion) -> Any:
     return model
 
 
+def _on_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+def _worker_setup() -> None:
+    """In a Dask worker process (a batch process), keep freed memory for reuse
+    (:func:`models.device.tune_cpu_allocator`): the nanny starts workers with
+    ``MALLOC_TRIM_THRESHOLD_`` set low, and with it every batch's activations come from fresh
+    pages (embedding measured 1.7x slower). The command's own process is left as it is."""
+    if _on_dask_worker():
+        from models.device import tune_cpu_allocator
+
+        tune_cpu_allocator()
+
+
 def partition_rows(rows: int | None, batch_size: int) -> int:
     """Rows per partition: ``rows`` (default :data:`PARTITION_ROWS`) rounded up to whole
     batches."""
@@ -84,6 +105,7 @@ class ImagePartition:
     def __call__(self, rows: tuple[int, int]) -> np.ndarray | dict[str, np.ndarray]:
         from models import embed, predict_targets, reconstruction_errors
 
+        _worker_setup()
         survey = Survey.open(self.survey)
         model = cached_model(self.model)
         kw: dict[str, Any] = {
@@ -112,6 +134,7 @@ class ClassifierPartition:
     def __call__(self, rows: tuple[int, int]) -> dict[str, np.ndarray]:
         from models import predict_classes
 
+        _worker_setup()
         lo, hi = rows
         x = np.array(open_embeddings(self.survey, "encoder", self.encoder_version)[lo:hi])
         if self.mirrored:

@@ -47,6 +47,8 @@ R = TypeVar("R")
 
 #: Times a task that raised is run again before its error reaches the caller.
 RETRIES = 2
+#: Partitions in flight or held on the client at once: this many per worker, at least MIN_WINDOW.
+WINDOW_PER_WORKER, MIN_WINDOW = 4, 16
 #: Seconds to wait for a ``tcp://`` scheduler to answer.
 CONNECT_TIMEOUT_S = 10
 OPTION = "--scheduler"
@@ -210,26 +212,41 @@ class Executor:
         # the task function (a model version, a fitted forest, landmarks...) goes to every
         # worker once, not once per task; a worker that dies takes no only copy with it
         shared = self.client.scatter(fn, broadcast=True, hash=False)
-        futures = self.client.map(
-            _apply, [shared] * len(items), items, key=keys, pure=False, retries=RETRIES,
-            resources=resources,
-        )  # fmt: skip
-        index = {f.key: i for i, f in enumerate(futures)}
+        # at most `window` partitions in flight or waiting for an earlier one on the client, so
+        # a slow or re-run partition never makes the client hold a whole survey's results
+        window = max(MIN_WINDOW, WINDOW_PER_WORKER * self.workers)
+        todo = iter(range(len(items)))
+        live: dict[int, Any] = {}
         done: dict[int, Any] = {}
         following = 0
+        completed = as_completed()
+
+        def submit_more() -> None:
+            while len(live) + len(done) < window:
+                i = next(todo, None)
+                if i is None:
+                    return
+                live[i] = self.client.submit(
+                    _apply, shared, items[i], key=keys[i], pure=False, retries=RETRIES,
+                    resources=resources,
+                )  # fmt: skip
+                completed.add(live[i])
+
+        index = {key: i for i, key in enumerate(keys)}
         try:
-            for future in as_completed(futures):
+            submit_more()
+            for future in completed:
                 i = index[future.key]
                 done[i] = future.result()
-                futures[i] = None  # release the result on the worker
+                del live[i]  # releases the result on the worker
                 bar.update(1)
                 while following in done:
                     yield done.pop(following)
                     following += 1
+                submit_more()
         finally:
-            pending = [f for f in futures if f is not None]
-            if pending:
-                self.client.cancel(pending)
+            if live:
+                self.client.cancel(list(live.values()))
 
     def _usable_resources(self, resources: dict[str, float] | None) -> dict[str, float] | None:
         """``resources`` unless attached workers exist and none has them (which would wait

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from functools import partial
 from pathlib import Path
 
@@ -64,6 +65,23 @@ def test_two_local_workers_give_the_synchronous_results(tiny_survey: Survey) -> 
     assert np.array_equal(local_embeddings, sync_embeddings)  # bitwise: deterministic steps
     for kind, table in sync_tables.items():
         pd.testing.assert_frame_equal(local_tables[kind], table, check_exact=True)
+
+
+def _square_slowly(x: int) -> int:
+    time.sleep(0.2 if x % 7 == 0 else 0.0)  # some partitions finish after later ones
+    return x * x
+
+
+def test_many_partitions_come_back_in_order_through_a_small_window(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backend.pipeline import execution
+
+    monkeypatch.setattr(execution, "MIN_WINDOW", 3)
+    monkeypatch.setattr(execution, "WINDOW_PER_WORKER", 1)
+    with executor("local:2") as ex:
+        assert ex.map(_square_slowly, list(range(30))) == [x * x for x in range(30)]
+        assert ex.map(_square_slowly, []) == []
 
 
 def test_one_partition_runs_in_process_without_starting_a_cluster() -> None:
