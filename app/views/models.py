@@ -20,9 +20,8 @@ from app.labelling import label_store, schema_for
 from app.safe import guarded, heading, in_thread, md, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
-from backend.pipeline.kinds import Target
-from backend.products import has_embeddings
-from backend.registry import ModelRegistry, ModelVersion, RegistryError
+from backend.active.activation import describe, plan_activation, switch
+from backend.registry import ModelRegistry, ModelVersion
 
 KEY_METRICS = ("accuracy", "ece", "nmad_redshift", "loss", "val_loss", "recon_error_median")
 HELP = """
@@ -38,7 +37,6 @@ retraining or fine-tuning and follows the worker's progress. *Evaluation* shows 
 split.
 """
 GATE_REFUSED = "refused by the gate"
-LATENT_PRODUCTS = {"map": "map", "index": "index", "scores": "score"}  # product: command
 
 
 def gate_cell(gate: dict[str, Any] | None) -> str:
@@ -118,47 +116,20 @@ def gate_html(gate: dict[str, Any] | None, active_now: bool = False) -> str:
     )
 
 
-def activation_problem(survey: str, kind: str, version: str) -> str | None:
-    """Why ``version`` cannot be made active by hand (None when it can): an encoder needs its
-    embeddings of the survey; the message says which command makes them."""
-    if kind == "encoder" and not has_embeddings(survey, kind, version):
-        return (
-            f"encoder {version} has no embeddings of {survey} yet: run `python -m backend embed "
-            f"--survey {survey} --model {version}` first (the map, index and anomaly scores "
-            "follow from them)."
-        )
-    return None
+def activate_version(survey: str, version: ModelVersion, user: str) -> str:
+    """Make ``version`` active for ``survey`` (a person's choice, gate or not): a classifier
+    with the encoder it reads, in one write, now when that encoder's map, index and scores
+    exist, else by an ``activate`` job that makes them first. Returns what to tell the user;
+    raises :class:`RegistryError` when it cannot be done (:mod:`backend.active.activation`)."""
+    plan = plan_activation(survey, version.kind, version.version)
+    if plan.immediate:
+        return switch(plan) + " The bar above the tabs offers to show it."
+    from backend.jobs.api import submit_job  # the job kinds load on demand
 
-
-def activate_version(registry: ModelRegistry, survey: str, version: ModelVersion) -> str:
-    """Make ``version`` active for ``survey`` (a person's choice, gate or not; nothing else is
-    recorded); returns what to tell the user. Raises :class:`RegistryError` when it cannot be."""
-    problem = activation_problem(survey, version.kind, version.version)
-    if problem:
-        raise RegistryError(problem)
-    registry.set_active(survey, version.kind, version.version)
-    text = f"{version.kind} {version.version} is now active for {survey}."
-    if version.kind == "classifier":
-        encoder = (version.meta.get("training") or {}).get("encoder")
-        active_encoder = registry.active_versions(survey).get("encoder")
-        if encoder and active_encoder and encoder != active_encoder:
-            text += (
-                f" It was trained on encoder {encoder}'s embeddings, and encoder "
-                f"{active_encoder} is active: activate encoder {encoder} too."
-            )
-    if version.kind == "encoder":
-        missing = [
-            cmd
-            for product, cmd in LATENT_PRODUCTS.items()
-            if not Target(product, survey, "encoder", version.version).exists()
-        ]
-        if missing:
-            text += (
-                " Still to make for it: "
-                + ", ".join(f"`python -m backend {cmd} --survey {survey}`" for cmd in missing)
-                + "."
-            )
-    return text + " The bar above the tabs offers to show it."
+    job_id = submit_job(
+        "activate", survey, {"kind": version.kind, "version": version.version}, user
+    )
+    return describe(plan, done=False) + f" Job #{job_id} makes them; its progress shows below."
 
 
 def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.DataFrame:
@@ -307,7 +278,7 @@ class ModelsView(pn.viewable.Viewer):
         version = self._version()
         if version is None:
             return
-        text = activate_version(self.registry, self.data.name, version)
+        text = activate_version(self.data.name, version, self.state.user_name)
         say(self._activation, html.escape(text), "success")
         self.refresh_versions()
 

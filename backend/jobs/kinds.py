@@ -104,6 +104,14 @@ def finetune(survey: str, params: dict[str, Any], progress: Progress) -> dict[st
     return finetune_and_maybe_activate(survey, params, progress, checkpoint=checkpoint)
 
 
+def activate(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
+    """A person's activation: the encoder's missing products first, then one switch."""
+    from backend.active.activation import activate_job
+    from backend.jobs.context import checkpoint
+
+    return activate_job(survey, params, checkpoint, progress)
+
+
 def _products(*names: str) -> Handler:
     """A job that makes ``names`` (missing or outdated ones) of the versions in use, or of
     ``params["version"]`` (an encoder version for the latent products)."""
@@ -156,6 +164,7 @@ HANDLERS: dict[str, Handler] = {
     **{f"train-{k}": _train(k) for k in TRAIN_KINDS},
     "retrain": retrain,
     "finetune": finetune,
+    "activate": activate,
     "embed": _products("embeddings"),
     "predict": _products("predictions"),
     "map": _products("map"),

@@ -17,7 +17,6 @@ from app.jobs import gate_news, gate_outcome, jobs_frame, new_gate_news, outcome
 from app.views.models import (
     GATE_REFUSED,
     activate_version,
-    activation_problem,
     gate_cell,
     gate_html,
     versions_table,
@@ -120,14 +119,12 @@ def test_gate_builders_keep_hostile_text_escaped(tmp_path: Path) -> None:
     assert table["active"].tolist() == ["✓", ""]
 
 
-def test_an_encoder_without_embeddings_cannot_be_activated(home: Path) -> None:
-    problem = activation_problem("demo", "encoder", "v0009")
-    assert problem and "python -m backend embed --survey demo --model v0009" in problem
-    assert activation_problem("demo", "classifier", "v0009") is None
-    encoder = ModelVersion("encoder", "v0009", home / "nowhere", {})
-    with pytest.raises(RegistryError, match="embed --survey demo --model v0009"):
-        activate_version(ModelRegistry(), "demo", encoder)
-    assert ModelRegistry().active_versions("demo") == {}  # nothing recorded
+def test_the_view_refuses_an_encoder_without_embeddings(home: Path) -> None:
+    registry = ModelRegistry()
+    encoder = registry.save("encoder", {}, {"kind": "dummy"}, survey="demo")
+    with pytest.raises(RegistryError, match=f"embed --survey demo --model {encoder.version}"):
+        activate_version("demo", encoder, "ana")
+    assert registry.active_versions("demo") == {}  # nothing recorded
 
 
 # -- in chromium, on the quick demo ----------------------------------------------------------
