@@ -8,7 +8,9 @@ Runs what a user runs, in a data root of its own (``--home``, default ``var-benc
 3. ``evaluate`` with cw and acw merged into "spiral" and merger + dont_know as the rare class;
 4. the ``finetune`` job on the survey's labels (flips off: spiral winding is mirror-asymmetric),
    then ``evaluate`` again with the fine-tuned encoder beside the first;
-5. spiral direction as its own task: a fine-tune on cw/acw labels only, without flips, with
+5. (``--recipes-only``) fine-tune recipes side by side: labels + NT-Xent, labels only,
+   labels + supervised contrastive, mirror-equivariant 6 classes;
+6. spiral direction as its own task: a fine-tune on cw/acw labels only, without flips, with
    flips (for comparison), and mirror-equivariant (schema ``symmetries: {mirror: {spiral_cw:
    spiral_acw}}``); accuracy on that task's own stored validation split
    (``--direction-only`` runs just this step).
@@ -109,6 +111,49 @@ def direction_task(survey: str, steps: int, variant: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+RECIPE_VARIANTS = {  # name: (recipe, merge cw/acw into spiral)
+    "labels+ssl": ("labels+ssl", True),
+    "labels": ("labels", True),
+    "labels+supcon": ("labels+supcon", True),
+    "labels, mirror-equivariant 6 classes": ("labels", False),
+}
+
+
+def recipe_task(survey: str, steps: int, variant: str, encoder: str | None) -> dict[str, Any]:
+    """Fine-tune the encoder with one recipe on the class task's stored training split; the
+    evaluation figures of the result (merged spiral, rare = merger + dont_know)."""
+    from backend.evaluation.runner import evaluate
+    from backend.modelling.finetune import finetune_encoder
+    from backend.modelling.infer import embed_survey
+    from backend.survey import Survey
+    from backend.validation import validation_split
+
+    s = Survey.open(survey)
+    names = s.catalog["gz1_label"].astype(str).to_numpy()
+    six = sorted(set(names))
+    split = validation_split(survey, "class", s.catalog["object_id"].to_numpy(),
+                             np.array([six.index(n) for n in names]))  # fmt: skip
+    recipe, merged = RECIPE_VARIANTS[variant]
+    if merged:
+        names = np.array(["spiral" if n.startswith("spiral") else n for n in names])
+        pairs: tuple = ()
+    else:
+        pairs = (("spiral_cw", "spiral_acw"),)
+    classes = sorted(set(names))
+    labels = np.array([classes.index(n) for n in names], np.int64)
+    t0 = time.perf_counter()
+    version = finetune_encoder(survey, labels, classes, split.train_rows, encoder_version=encoder,
+                               steps=steps, flip=merged, task=f"recipe {variant}",
+                               mirror_pairs=pairs, recipe=recipe, progress_bar=True)  # fmt: skip
+    seconds = round(time.perf_counter() - t0, 1)
+    embed_survey(survey, version.version, progress_bar=False)
+    report = evaluate(survey, "gz1_label", merge_specs=[MERGE], rare=RARE.split(","),
+                      encoders=[version.version], baselines=(), progress=False)  # fmt: skip
+    rep = summary(report)["representations"][f"encoder {version.version}"]
+    return {"variant": variant, "recipe": recipe, "steps": steps, "encoder": version.version,
+            "finetune_seconds": seconds, **rep}  # fmt: skip
+
+
 def card_metrics(result: dict[str, Any]) -> dict[str, Any]:
     """The model card's lines: each encoder's headline figures on sdss_gz1."""
     out: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "command": "bench/bench_gz1.py"}
@@ -145,6 +190,13 @@ def main() -> None:
         help="only the spiral-direction task (these variants, default all) on an already "
         "ingested survey; writes bench/results/gz1_direction.json",
     )  # fmt: skip
+    parser.add_argument(
+        "--recipes-only", nargs="*", metavar="VARIANT", choices=sorted(RECIPE_VARIANTS),
+        help="only compare fine-tune recipes (these, default all) on an already prepared "
+        "survey; writes bench/results/gz1_recipes.json",
+    )  # fmt: skip
+    parser.add_argument("--recipe-steps", type=int, default=800)
+    parser.add_argument("--recipe-encoder", help="encoder version to start from (default: active)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "gz1.json")
     parser.add_argument(
         "--card", type=Path, help="general encoder folder whose card gets the figures"
@@ -170,6 +222,23 @@ def main() -> None:
                                for v in variants]  # fmt: skip
         result["load_average_end"] = os.getloadavg()[0]
         out = args.json.with_name("gz1_direction.json")
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(json.dumps(result, indent=2, default=str))
+        return
+    if args.recipes_only is not None:
+        from backend.registry import ModelRegistry
+
+        prepared = args.recipe_encoder or ModelRegistry().active_versions(args.survey).get(
+            "encoder"
+        )
+        result["benchmark"] = "gz1 fine-tune recipes"
+        result["from_encoder"] = prepared
+        result["recipes"] = [
+            recipe_task(args.survey, args.recipe_steps, v, prepared)
+            for v in args.recipes_only or list(RECIPE_VARIANTS)
+        ]
+        result["load_average_end"] = os.getloadavg()[0]
+        out = args.json.with_name("gz1_recipes.json")
         out.write_text(json.dumps(result, indent=2, default=str) + "\n")
         print(json.dumps(result, indent=2, default=str))
         return
