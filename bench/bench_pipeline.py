@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -106,9 +107,16 @@ def main() -> int:
     parser.add_argument("--rows-per-partition", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     os.environ["LATENTSKY_HOME"] = str(home)  # before any worker process starts
+    try:
+        return run(args)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Make the survey, time every path, print and record the figures."""
     import torch
 
     from backend.modelling import infer, train
