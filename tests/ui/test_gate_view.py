@@ -132,10 +132,12 @@ def test_the_view_refuses_an_encoder_without_embeddings(home: Path) -> None:
 # same labels beats the prepared classifier whatever 50 labels say, so each test first makes
 # the active classifier what a retrain of the current labels gives (forced, as a person may);
 # then only the test's labels differ. Retrains use EPOCHS epochs (the gate's figures were
-# steadiest there, see the report of issue 9). 50 wrong labels are concentrated: 50 of the 57
-# barred spirals of the training part are called spirals, so the classifier barely sees a bar.
+# steadiest there, see the report of issue 9). 50 wrong labels are concentrated: 50 of the ~52
+# ellipticals of the training part are called spirals, a class the retrained classifier
+# recognises (barred spirals, used before, were near chance once the demo's simulation changed,
+# so losing them cost nothing the gate could see: +0.010 [-0.032, 0.049]).
 EPOCHS = 20
-WRONG_FROM, WRONG_TO = "barred_spiral", "spiral"
+WRONG_FROM, WRONG_TO = "elliptical", "spiral"
 
 
 def load(page: object, url: str, user: str) -> None:
@@ -297,7 +299,7 @@ def test_correct_labels_are_activated_with_the_gates_figures(
         row = page.locator(".tabulator-row", has_text="activated: not worse").first
         row.wait_for(timeout=30_000)
         assert result["version"] in row.inner_text() and "not activated" not in row.inner_text()
-        page.locator(".tabulator-row", has_text="passed the gate").first.wait_for(timeout=30_000)
+        page.locator(".tabulator-row", has_text="passed the gate").first.wait_for(timeout=60_000)
         pick_version(page, result["version"])
         text = visible(page, ".lsm-gate").inner_text()
         assert "activated by the gate" in text and f"active {worse}" in text
