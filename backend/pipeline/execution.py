@@ -370,6 +370,10 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
         return
     from distributed import Client, LocalCluster
 
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):  # -v shows it
+        # distributed sets its loggers to INFO when imported; a local cluster's scheduler runs
+        # in this process, and its start/stop chatter is not news to a user
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     if spec.kind == "local":
         opened: list[Any] = []
 

@@ -129,6 +129,22 @@ def test_bad_scheduler_text_is_one_error_line_and_exit_2(
     assert not (tiny_survey.path.parent.parent / "products").exists()  # nothing ran
 
 
+def test_a_local_cluster_does_not_chatter_on_the_command_line(home: Path) -> None:
+    """distributed logs its scheduler's start and stop at INFO; a user's terminal shows only
+    the command's own output (``-v`` shows it all)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LATENTSKY_HOME": str(home), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "backend", "simulate", "--survey", "quiet", "--n", "300",
+           "--scheduler", "local:2", "--no-progress"]  # fmt: skip
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "distributed" not in out.stdout + out.stderr
+    assert "simulated 300 objects" in out.stdout
+
+
 def test_an_unreachable_scheduler_is_a_user_error(monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
