@@ -29,3 +29,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def atomic_write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, default=str) + "\n"))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (the owner of a staging folder: folders
+    of dead writers are swept, those of live ones are left alone)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True

@@ -38,6 +38,7 @@ from hats.pixel_math.spatial_index import SPATIAL_INDEX_COLUMN, SPATIAL_INDEX_OR
 from tqdm import tqdm
 
 from backend import __version__
+from backend.atomic import pid_alive
 from backend.hats.cutouts import cutout_rows, partition_of_rows, write_cutouts
 from backend.hats.layout import (
     CUTOUT_FILE_COLUMN,
@@ -406,16 +407,6 @@ def _sweep_stale(out: Path) -> None:
             pid = int((path / "writer.pid").read_text())
         except (OSError, ValueError):
             pid = None
-        if pid is not None and _alive(pid):
+        if pid is not None and pid_alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

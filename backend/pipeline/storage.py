@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from numpy.lib.format import open_memmap
 
-from backend.atomic import atomic_write
+from backend.atomic import atomic_write, pid_alive
 from backend.config import get_settings
 from backend.errors import UserError
 from backend.survey.meta import validate_survey_name
@@ -178,7 +178,7 @@ def sweep_staging(survey: str) -> int:
             continue
         for entry in folder.iterdir():
             pid = _owner_pid(entry.name)
-            if pid is None or _alive(pid):
+            if pid is None or pid_alive(pid):
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -197,15 +197,3 @@ def _owner_pid(name: str) -> int | None:
     else:
         return None
     return int(head) if head.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -20,6 +20,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
 
+from backend.atomic import pid_alive
 from backend.config import get_settings
 from backend.survey.meta import DisplaySettings, SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import default_display
@@ -249,18 +250,8 @@ def sweep_stale_incoming(root: Path) -> list[Path]:
             pid = int(pid_file.read_text())
         except (OSError, ValueError):
             pid = None
-        if pid is not None and _pid_alive(pid):
+        if pid is not None and pid_alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
