@@ -27,9 +27,10 @@ def add_encoder(survey: Survey, scale: float) -> str:
 
 def test_app_data_follows_lineage_and_evicts_old_versions(tiny_survey: Survey) -> None:
     from app import data
-    from backend.latent.service import cached_keys, latent_services
+    from backend.latent.service import cached_keys, clear_cache, latent_services
 
     data.clear_cache()
+    clear_cache()  # entries of earlier tests' data roots (keys start with the root) would stay
     first_encoder = add_encoder(tiny_survey, 1.0)
     ensure("tiny", ["scores"], "sync")
     assert lineage("tiny", "embeddings")["adopted"], "embeddings made outside are recorded"
