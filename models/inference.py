@@ -35,6 +35,22 @@ class InferenceCancelled(RuntimeError):
     """The progress callback returned ``False``."""
 
 
+def report_progress(progress: InferenceProgress, done: int, total: int, started: float) -> None:
+    """Call ``progress`` with {done, total, elapsed_seconds, eta_seconds, items_per_second};
+    raise :class:`InferenceCancelled` when it answers False."""
+    elapsed = time.perf_counter() - started
+    rate = done / elapsed if elapsed > 0 else 0.0
+    info = {
+        "done": done,
+        "total": total,
+        "elapsed_seconds": elapsed,
+        "eta_seconds": (total - done) / rate if rate > 0 else None,
+        "items_per_second": rate,
+    }
+    if progress(info) is False:
+        raise InferenceCancelled(f"cancelled after {done} of {total} objects")
+
+
 def prepare_for_inference(model: nn.Module, device: str | torch.device = "auto") -> nn.Module:
     """Eval-mode copy on ``device`` with BatchNorm folded into the convolutions, in channels-last
     memory format (oneDNN's and cuDNN's fast path). The original model is not modified."""
@@ -115,17 +131,7 @@ def batched_apply(
                 done += len(block)
                 bar.update(len(block))
                 if progress is not None:
-                    elapsed = time.perf_counter() - t0
-                    rate = done / elapsed if elapsed > 0 else 0.0
-                    info = {
-                        "done": done,
-                        "total": total,
-                        "elapsed_seconds": elapsed,
-                        "eta_seconds": (total - done) / rate if rate > 0 else None,
-                        "items_per_second": rate,
-                    }
-                    if progress(info) is False:
-                        raise InferenceCancelled(f"cancelled after {done} of {total} objects")
+                    report_progress(progress, done, total, t0)
     finally:
         bar.close()
     if outputs is None:  # empty input: no chunk told us the output shape

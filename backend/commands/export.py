@@ -14,18 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from backend.argtypes import positive_int
 from backend.cli import add_scheduler_option
 from backend.hats.layout import DEFAULT_PARTITION_ROWS
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder to create")
     p.add_argument(
         "--partition-rows",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_PARTITION_ROWS,
         metavar="N",
         help=f"at most N objects per HEALPix partition (default {DEFAULT_PARTITION_ROWS:,})",

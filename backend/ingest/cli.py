@@ -14,18 +14,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from backend.argtypes import positive_int
 from backend.cli import add_scheduler_option
 from backend.ingest.report import REPORT_FILE, IngestReport
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -46,7 +37,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--survey", required=True, metavar="NAME", help="name of the survey to create")
     p.add_argument("--overwrite", action="store_true", help="replace an existing survey")
     p.add_argument(
-        "--limit", type=_positive_int, metavar="N", help="at most N objects (the first ones)"
+        "--limit", type=positive_int, metavar="N", help="at most N objects (the first ones)"
     )
     p.add_argument(
         "--description", default="", metavar="TEXT", help="free text stored with the survey"
@@ -57,7 +48,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _size(p: argparse.ArgumentParser, resize_default: str) -> None:
     p.add_argument(
         "--size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="common N x N size (default: the most common size)",
     )
@@ -134,10 +125,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("path", type=Path, help="Galaxy10_DECals.h5 (or a file of the same layout)")
     _common(g)
     g.add_argument(
-        "--size", type=_positive_int, metavar="N", help="downsample to N x N (e.g. 64 or 128)"
+        "--size", type=positive_int, metavar="N", help="downsample to N x N (e.g. 64 or 128)"
     )
     g.add_argument(
-        "--chunk-size", type=_positive_int, default=256, help="rows read at a time (default 256)"
+        "--chunk-size", type=positive_int, default=256, help="rows read at a time (default 256)"
     )
     _catalog(g)
     g.set_defaults(func=run, ingest=_galaxy10)
@@ -148,12 +139,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     _common(h)
     h.add_argument(
-        "--size", type=_positive_int, default=64, metavar="N", help="stamp size (default 64)"
+        "--size", type=positive_int, default=64, metavar="N", help="stamp size (default 64)"
     )
     h.add_argument(
         "--threshold", type=_positive_float, default=5.0, help="detection sigma (default 5)"
     )
-    h.add_argument("--min-area", type=_positive_int, default=20, help="minimum pixels (default 20)")
+    h.add_argument("--min-area", type=positive_int, default=20, help="minimum pixels (default 20)")
     h.add_argument(
         "--keep-edges", action="store_true", help="keep stamps crossing the picture edge"
     )

@@ -153,24 +153,14 @@ def _reported(
     blocks: Iterable[Any], parts: list[tuple[int, int]], progress: Progress | None
 ) -> Iterable[tuple[tuple[int, int], Any]]:
     """``(rows, block)`` pairs, telling ``progress`` after each (False cancels)."""
-    from models.inference import InferenceCancelled
+    from models.inference import report_progress
 
     t0, total, done = time.perf_counter(), (parts[-1][1] if parts else 0), 0
     for rows, block in zip(parts, blocks, strict=True):
         yield rows, block
         done = rows[1]
         if progress is not None:
-            elapsed = time.perf_counter() - t0
-            rate = done / elapsed if elapsed > 0 else 0.0
-            info = {
-                "done": done,
-                "total": total,
-                "elapsed_seconds": elapsed,
-                "eta_seconds": (total - done) / rate if rate > 0 else None,
-                "items_per_second": rate,
-            }
-            if progress(info) is False:
-                raise InferenceCancelled(f"cancelled after {done} of {total} objects")
+            report_progress(progress, done, total, t0)
 
 
 def _gather(
