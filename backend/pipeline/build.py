@@ -136,6 +136,13 @@ def _latent(step: str) -> Callable[..., dict[str, Any]]:
     return build
 
 
+def _tiles(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
+    from backend.latent.tiles_product import make_tiles
+
+    make_tiles(target.survey, target.version)
+    return read_lineage(target) or {}
+
+
 def _evaluation(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
     from backend.evaluation.plots import figures
     from backend.evaluation.report import write_report
@@ -167,6 +174,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "map": _latent("map"),
     "index": _latent("index"),
     "scores": _latent("scores"),
+    "tiles": _tiles,
     "evaluation": _evaluation,
 }
 

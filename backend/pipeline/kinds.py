@@ -12,6 +12,7 @@ from pathlib import Path
 from backend.pipeline import storage
 
 PREDICTION_KINDS = ("classifier", "emulator", "autoencoder")
+TILES_FILE, TILES_META_FILE = "tiles.zarr.zip", "tiles.json"  # backend.latent.tiles_product
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,11 @@ PRODUCTS: dict[str, ProductKind] = {
             "scores", "anomaly scores and ranking", "encoder", (storage.ANOMALY_FILE,),
             ("embeddings", "index (when present)", "autoencoder predictions (when present)"),
             "score",
+        ),
+        ProductKind(
+            "tiles", "map tiles: aggregate pyramid + points in Morton order (zarr)", "encoder",
+            (TILES_FILE, TILES_META_FILE),
+            ("map", "classifier predictions", "scores", "catalog"), "products --products tiles --ensure",
         ),
         ProductKind(
             "evaluation", "evaluation report of a labelling task", "task",

@@ -160,6 +160,13 @@ def inputs_of(
         if autoencoder:
             ae = hash_of(Target("predictions", survey, "autoencoder", autoencoder))
             inputs["autoencoder_predictions"] = f"{autoencoder}:{ae}" if ae else None
+    elif target.product == "tiles":
+        inputs["encoder"] = target.version
+        inputs["map"] = hash_of(Target("map", survey, "encoder", target.version))
+        inputs["scores"] = hash_of(Target("scores", survey, "encoder", target.version))
+        classifier = versions.models.get("classifier")
+        preds = classifier and hash_of(Target("predictions", survey, "classifier", classifier))
+        inputs["classifier_predictions"] = f"{classifier}:{preds}" if preds else None
     elif target.product == "evaluation":
         from backend.validation import validation_path
 
@@ -245,6 +252,12 @@ class _Planner:
                     if preds.key in self.requested or preds.exists():
                         out.append(preds)
             return out
+        if product == "tiles":
+            out = [enc("map", target.version)]
+            extra = [enc("scores", target.version)]
+            clf = self.versions.models.get("classifier")
+            extra += [Target("predictions", s, "classifier", clf)] if clf else []
+            return out + [t for t in extra if t.key in self.requested or t.exists()]
         if product == "evaluation":
             out = [enc("embeddings", self.versions.encoder)] if self.versions.encoder else []
             clf = self.versions.models.get("classifier")
