@@ -222,3 +222,19 @@ def missing_driver_message(exc: ImportError) -> str | None:
         f"'{DATABASE_DRIVERS[module]}' (module {module}), which is not installed: "
         f"pip install {DATABASE_DRIVERS[module]}"
     )
+
+
+TILED_MAP_ENV, DEFAULT_TILED_MAP_ABOVE = "LATENTSKY_TILED_MAP_ABOVE", 1_000_000
+
+
+def tiled_map_threshold() -> int:
+    """``LATENTSKY_TILED_MAP_ABOVE``: surveys of at least this many objects (default 1,000,000)
+    draw and select on the map from its tiles (``backend.latent.tiles``) when these are made."""
+    text = os.environ.get(TILED_MAP_ENV, "").strip() or str(DEFAULT_TILED_MAP_ABOVE)
+    try:
+        value = int(text.replace("_", ""))
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{TILED_MAP_ENV}={text!r}: give a number of objects (>= 0)") from None
+    return value
