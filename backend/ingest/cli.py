@@ -119,6 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(i)
     _size(i, "resample")
     _catalog(i, sky=False)
+    add_scheduler_option(i)  # the pictures are decoded per partition of files
     i.set_defaults(func=run, ingest=_images)
 
     g = kinds.add_parser("galaxy10", help="the Galaxy10 DECaLS HDF5 file")
@@ -207,6 +208,7 @@ def _images(args: argparse.Namespace) -> IngestReport:
         args.survey,
         size=args.size,
         resize=args.resize,
+        scheduler=args.scheduler,
         **_join_options(args),
         **_base(args),
     )

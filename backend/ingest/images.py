@@ -3,6 +3,8 @@
 Pixels are stored as float R, G, B in [0, 1], row 0 at the top (the survey's display is then
 linear with origin "upper"). An object's id is its file stem, which is what ``--id-column``
 joins a catalog on; a catalog that brings ra/dec gives the objects their sky positions.
+The pictures are decoded per partition of files where ``--scheduler`` says
+(:mod:`backend.pipeline.execution`); the survey is the same wherever they are decoded.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,8 @@ from backend.ingest.sources import find_inputs, relative_name, stem, unique_ids
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 BANDS = ["R", "G", "B"]
 MAX_PIXELS = 25_000_000  # a picture larger than this is not a cutout (and may be a bomb)
+#: Pictures decoded per task (one partition).
+IMAGE_PARTITION = 512
 
 
 class PictureError(UserError, ValueError):
@@ -49,12 +54,14 @@ def ingest_images(
     root: Path | None = None,
     progress: bool = True,
     description: str = "",
+    scheduler: Any = None,
 ) -> IngestReport:
     """Ingest the PNG/JPEG pictures under ``path`` (a folder, searched recursively, or a file).
 
     ``size``: common N x N size (default: the most common size); ``resize``: "resample"
     (default) or "crop". ``catalog`` + ``id_column`` joins a table whose ``id_column`` holds
     the file stems (sky matching needs positions, which pictures only get from such a join).
+    The pictures are decoded per partition of files where ``scheduler`` says.
     """
     if resize not in RESIZE_MODES:
         raise IngestError(f"--resize {resize!r}: use one of {', '.join(RESIZE_MODES)}")
@@ -84,7 +91,7 @@ def ingest_images(
     shape = (size, size) if size else Counter(sizes.values()).most_common(1)[0][0]
     report.n_inputs = report.n_skipped
     return write_survey(
-        _pictures(list(sizes), root_path, shape, resize),
+        _pictures(list(sizes), root_path, shape, resize, scheduler),
         report,
         bands=BANDS,
         image_shape=shape,
@@ -171,19 +178,45 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
 
 
 def _pictures(
-    files: list[Path], root: Path, shape: tuple[int, int], resize: ResizeMode
+    files: list[Path],
+    root: Path,
+    shape: tuple[int, int],
+    resize: ResizeMode,
+    scheduler: Any = None,
 ) -> Iterator[Batch | Skipped]:
+    """The pictures' pixels, in order: partitions of :data:`IMAGE_PARTITION` files decoded
+    where ``scheduler`` says (:mod:`backend.pipeline.execution`; the workers must see the
+    files)."""
+    from backend.pipeline.execution import executor, partitions
+
     ids = unique_ids(stem(p, IMAGE_SUFFIXES) for p in files)
-    draft = shape if resize == "resample" else None
-    for path, object_id in zip(files, ids, strict=True):
-        name = relative_name(path, root)
+    pairs = list(zip(files, ids, strict=True))
+    groups = [pairs[lo:hi] for lo, hi in partitions(len(pairs), IMAGE_PARTITION)]
+    task = PicturesPartition(root, shape, resize)
+    with executor(scheduler) as ex:
+        for items in ex.imap(task, groups):
+            yield from items
+
+
+@dataclass(frozen=True)
+class PicturesPartition:
+    """Pixels of a group of pictures as :class:`Batch` (or :class:`Skipped`) items."""
+
+    root: Path
+    shape: tuple[int, int]
+    resize: ResizeMode
+
+    def __call__(self, group: list[tuple[Path, str]]) -> list[Batch | Skipped]:
+        return [self._one(path, object_id) for path, object_id in group]
+
+    def _one(self, path: Path, object_id: str) -> Batch | Skipped:
+        name = relative_name(path, self.root)
+        draft = self.shape if self.resize == "resample" else None
         try:
-            pixels = fit_to_shape(read_picture(path, draft), shape, resize)
+            pixels = fit_to_shape(read_picture(path, draft), self.shape, self.resize)
         except PictureError as exc:
-            yield Skipped(name, str(exc))
-            continue
+            return Skipped(name, str(exc))
         except Exception as exc:  # one bad file never stops the ingestion
-            yield Skipped(name, f"cannot use the picture ({type(exc).__name__}: {exc})")
-            continue
+            return Skipped(name, f"cannot use the picture ({type(exc).__name__}: {exc})")
         row: dict[str, Any] = {"object_id": object_id, "file": name}
-        yield Batch(pixels[None], [row])
+        return Batch(pixels[None], [row])

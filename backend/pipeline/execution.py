@@ -15,7 +15,9 @@
 function over partitions and returns the results in the order of the items, with a progress
 bar; a task whose worker dies is moved to another worker by the scheduler (up to Dask's
 ``distributed.scheduler.allowed-failures``), and a task that raises is retried
-:data:`RETRIES` times before the error reaches the caller. :meth:`Executor.submit_graph` runs
+:data:`RETRIES` times before the error reaches the caller, unless the error is a user's
+(:class:`~backend.errors.UserError`: bad input, the same on every try), which is carried back
+as the task's result and raised at once, with its one-line message. :meth:`Executor.submit_graph` runs
 named steps in dependency order: the steps themselves are coordinated by the client (Dask's
 threaded scheduler, so independent steps overlap), and each step fans its partitions out with
 :meth:`Executor.map`. Opening an executor while one is open reuses it (same spec, or no spec),
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import threading
 import uuid
@@ -238,6 +241,8 @@ class Executor:
             for future in completed:
                 i = index[future.key]
                 done[i] = future.result()
+                if isinstance(done[i], _UserFailure):
+                    raise done[i].error
                 del live[i]  # releases the result on the worker
                 bar.update(1)
                 while following in done:
@@ -294,8 +299,23 @@ class Executor:
         return dict(zip(order, values, strict=True))
 
 
-def _apply(fn: Callable[[T], R], item: T) -> R:
-    return fn(item)
+class _UserFailure:
+    """A :class:`~backend.errors.UserError` a task raised, returned as its result so that Dask
+    does not run the task again (retries are for lost workers and other accidents)."""
+
+    def __init__(self, error: UserError) -> None:
+        try:  # an error class whose constructor takes other arguments does not unpickle
+            pickle.loads(pickle.dumps(error))
+        except Exception:
+            error = UserError(str(error))
+        self.error = error
+
+
+def _apply(fn: Callable[[T], R], item: T) -> R | _UserFailure:
+    try:
+        return fn(item)
+    except UserError as exc:
+        return _UserFailure(exc)
 
 
 def _run_step(fn: Callable[[], Any], *_deps: Any) -> Any:

@@ -199,12 +199,13 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
     import faiss
 
     from backend.ingest import fits as fits_ingest
+    from backend.ingest import images as images_ingest
     from backend.latent import projection, scorers, search
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.projection import LatentMap, MapParams
     from backend.latent.search import SimilarityIndex
     from backend.simulate.survey import DEFAULT_CONFIG, iter_simulated
-    from tests.unit.ingest_helpers import blob, write_cube
+    from tests.unit.ingest_helpers import blob, write_cube, write_pictures
 
     rng = np.random.default_rng(0)
     x = np.concatenate([rng.normal(size=(560, 16)), rng.normal(4, 1, size=(40, 16))])
@@ -231,12 +232,20 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
         write_cube(cubes / f"gal{k}.fits", pixels, ["g", "r", "i"], ra=150 + k, dec=2.0)
     monkeypatch.setattr(fits_ingest, "FITS_PARTITION", 3)  # 3 partitions of files
     sync_report = fits_ingest.ingest_fits(cubes, "fsync", progress=False, scheduler="sync")
+    pics = tmp_path / "pics"
+    write_pictures(pics, [f"p{k}" for k in range(6)], size=24)
+    write_pictures(pics / "big", ["q0"], size=40, fmt="JPEG")  # resampled (JPEG draft) to 24
+    whole = (pics / "p3.png").read_bytes()
+    (pics / "p3.png").write_bytes(whole[: len(whole) // 2])  # header fine, pixels cut short
+    monkeypatch.setattr(images_ingest, "IMAGE_PARTITION", 3)  # 3 partitions of pictures
+    sync_pics = images_ingest.ingest_images(pics, "isync", progress=False, scheduler="sync")
     with executor("local:2") as ex:
         local_scores = AnomalyRanker.fit(x, **kw, scheduler=ex).scores
         local_map = LatentMap.fit(x, params, scheduler=ex).coords
         local_index = SimilarityIndex.build(x, kind="ivf", scheduler=ex)
         local_sim = list(iter_simulated(18, scheduler=ex, **small))
         local_report = fits_ingest.ingest_fits(cubes, "flocal", progress=False, scheduler=ex)
+        local_pics = images_ingest.ingest_images(pics, "ilocal", progress=False, scheduler=ex)
         assert ex.client is not None
     pd.testing.assert_frame_equal(local_scores, sync_scores, check_exact=True)
     assert np.array_equal(local_map, sync_map)
@@ -250,7 +259,49 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
     fsync, flocal = Survey.open("fsync"), Survey.open("flocal")
     assert np.array_equal(np.asarray(flocal.images[:]), np.asarray(fsync.images[:]))
     pd.testing.assert_frame_equal(flocal.catalog, fsync.catalog)
+    assert local_pics.n_written == sync_pics.n_written == 6
+    assert [x.source for x in local_pics.skipped] == ["p3.png"]
+    isync, ilocal = Survey.open("isync"), Survey.open("ilocal")
+    assert np.array_equal(np.asarray(ilocal.images[:]), np.asarray(isync.images[:]))
+    assert isync.image_shape == (3, 24, 24) and np.ptp(np.asarray(isync.images[:])) > 0
+    pd.testing.assert_frame_equal(ilocal.catalog, isync.catalog)
     assert local_index.info["nprobe"] == sync_index.info["nprobe"] and len(local_index) == 600
     assert np.array_equal(
         faiss.serialize_index(local_index.index), faiss.serialize_index(sync_index.index)
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _CountedFailure:
+    """A task that appends a line to ``log`` each time it runs, then fails on item 3: with a
+    user's error (``user``) or with an unexpected one."""
+
+    log: Path
+    user: bool
+
+    def __call__(self, item: int) -> int:
+        from backend.pipeline.storage import ProductError
+
+        with open(self.log, "a") as fh:
+            fh.write(f"{item}\n")
+        if item == 3:
+            if self.user:
+                raise ProductError(f"{self.log.name}: row 3 is not usable")
+            raise RuntimeError("flaky")
+        return item
+
+
+def test_a_user_error_in_a_worker_task_fails_at_once_with_its_message(tmp_path: Path) -> None:
+    """A user's error is the same on every try: it reaches the caller after one run, as the
+    error it is; other errors are retried (a lost or broken worker may be the cause)."""
+    from backend.pipeline.execution import RETRIES
+    from backend.pipeline.storage import ProductError
+
+    user, other = tmp_path / "user.log", tmp_path / "other.log"
+    with executor("local:2") as ex:
+        with pytest.raises(ProductError, match=r"^user\.log: row 3 is not usable$"):
+            ex.map(_CountedFailure(user, True), [1, 2, 3, 4])
+        with pytest.raises(RuntimeError, match="flaky"):
+            ex.map(_CountedFailure(other, False), [1, 2, 3, 4])
+    assert user.read_text().split().count("3") == 1
+    assert other.read_text().split().count("3") == 1 + RETRIES
