@@ -26,6 +26,9 @@
                      :mod:`backend.pipeline.execution`.
 ``LATENTSKY_DASK_GPU``  ``1``: the Dask workers have GPUs (started with ``--resources GPU=1``);
                      model tasks then request the ``GPU`` resource.
+``LATENTSKY_COMPRESSED_INDEX_ABOVE``  surveys of more objects than this (default 5,000,000) get
+                     a compressed similarity index (IVF-PQ, lists on disk, exact re-ranking;
+                     :mod:`backend.latent.compressed`).
 
 Settings are read on every call of :func:`get_settings` (and of the accessors below, each one
 variable), never cached, so tests and tools can point a process at another data root or setting
@@ -109,6 +112,7 @@ THUMB_CACHE_ENV, DEFAULT_THUMB_CACHE_MB = "LATENTSKY_THUMB_CACHE_MB", 256
 API_RATE_ENV, DEFAULT_API_RATE = "LATENTSKY_API_RATE", "1200/60"
 SCHEDULER_ENV = "LATENTSKY_SCHEDULER"
 DASK_GPU_ENV = "LATENTSKY_DASK_GPU"
+COMPRESSED_INDEX_ENV, DEFAULT_COMPRESSED_INDEX_ABOVE = "LATENTSKY_COMPRESSED_INDEX_ABOVE", 5_000_000
 
 
 def retrain_every() -> int:
@@ -185,6 +189,22 @@ def scheduler_text() -> str | None:
     """``LATENTSKY_SCHEDULER`` as written (None when unset or blank); parsed by
     :func:`backend.pipeline.execution.parse_scheduler`."""
     return os.environ.get(SCHEDULER_ENV, "").strip() or None
+
+
+def compressed_index_threshold() -> int:
+    """``LATENTSKY_COMPRESSED_INDEX_ABOVE``: the object count above which ``index --kind auto``
+    builds a compressed IVF-PQ index (default 5,000,000)."""
+    text = os.environ.get(COMPRESSED_INDEX_ENV, "").strip() or str(DEFAULT_COMPRESSED_INDEX_ABOVE)
+    try:
+        value = int(text.replace("_", ""))
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{COMPRESSED_INDEX_ENV}={text!r}: give a number of objects, e.g. "
+            f"{DEFAULT_COMPRESSED_INDEX_ABOVE}"
+        ) from None
+    return value
 
 
 def dask_gpu_workers() -> bool:

@@ -20,6 +20,7 @@ from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, data_table, kbd
 from backend.feedback import FeedbackError, latest_interest, record_interest
 from backend.latent.errors import LatentError
+from backend.latent.paging import RankedList
 from backend.usertext import validate_user_name
 
 COMBINED = "combined (re-ranked by feedback)"
@@ -67,7 +68,7 @@ class AnomaliesView(pn.viewable.Viewer):
         self._lock = threading.RLock()
         self._ranker = None
         self._ranked = pd.DataFrame()
-        self._list = pd.DataFrame()
+        self._list = RankedList.empty()  # paged: rows are made only for what is shown
         self._cursor = 0
         self._reranking = False
         scorers = self._load_ranker()
@@ -141,56 +142,45 @@ class AnomaliesView(pn.viewable.Viewer):
         self._ranking_note.object = ranking_note(team, self.state.user_name)
         interest = latest_interest(self.data.name, user=None if team else self.state.user_name)
         if len(interest):
-            ranked = self._ranker.rerank(interest)
-        else:  # the plain ranking is the same for every session: sort it once
-            ranked = self.data.memo("anomaly_ranking", self._ranker.ranking)
-        if "final" not in ranked:
-            ranked = ranked.assign(final=ranked["anomaly"])
-        if "interest" not in ranked:
-            ranked = ranked.assign(interest=np.nan)
+            ranked = self._ranker.reranked(interest)  # in row order: the list pages through it
+        else:  # the plain scores are the same for every session
+            ranked = self.data.memo("anomaly_table", self._plain_table)
         with self._lock:
             self._ranked = ranked
         self._refilter(keep=None)
 
+    def _plain_table(self) -> pd.DataFrame:
+        """The scores with ``final`` = ``anomaly`` and no interest (columns shared, not copied)."""
+        scores = self._ranker.scores
+        return scores.assign(final=scores["anomaly"], interest=np.float32(np.nan))
+
     def _refilter(self, keep: int | None = -1) -> None:
         """Apply the scorer and 'hide scored' filters; the cursor goes to ``keep`` (an object
-        index) when still listed, else to the top (None) or stays in place (-1)."""
+        index) when still listed, else to the top (None) or stays in place (-1). The list is
+        ranked by partial selection, page by page (:class:`backend.latent.paging.RankedList`)."""
         with self._lock:
             ranked = self._ranked
             if ranked.empty:
-                self._list = ranked
+                self._list = RankedList.empty()
             else:
-                col = self.scorer.value
-                order = (
-                    ranked.sort_values(col, ascending=False, kind="stable")
-                    if col != "final"
-                    else ranked
-                )
-                if self.hide_scored.value:
-                    order = order[order["interest"].isna()]
-                self._list = order.reset_index(drop=True)
+                unscored = ranked["interest"].isna().to_numpy()
+                only = unscored if self.hide_scored.value else None
+                self._list = self._ranker.listing(ranked, self.scorer.value, only)
             if keep is None:  # the best candidate nobody has scored yet
-                unscored = (
-                    np.flatnonzero(self._list["interest"].isna().to_numpy())
-                    if len(self._list) else []
-                )  # fmt: skip
-                self._cursor = int(unscored[0]) if len(unscored) else 0
+                first = self._list.first_where(unscored) if len(self._list) else None
+                self._cursor = first or 0
             elif keep >= 0:
-                where = (
-                    np.flatnonzero(self._list["index"].to_numpy() == keep)
-                    if len(self._list)
-                    else []
-                )
-                self._cursor = int(where[0]) if len(where) else 0
+                where = self._list.position_of(keep) if len(self._list) else None
+                self._cursor = where or 0
             self._cursor = int(np.clip(self._cursor, 0, max(len(self._list) - 1, 0)))
         self._show()
 
     def current(self) -> int | None:
         """Row index of the candidate shown."""
         with self._lock:
-            if self._list.empty:
+            if not len(self._list):
                 return None
-            return int(self._list["index"].iat[self._cursor])
+            return int(self._list.row(self._cursor)["index"])
 
     # -- actions -----------------------------------------------------------------------------
     def give(self, score: int) -> None:
@@ -209,7 +199,7 @@ class AnomaliesView(pn.viewable.Viewer):
 
     def move(self, step: int) -> None:
         with self._lock:
-            if self._list.empty:
+            if not len(self._list):
                 return
             self._cursor = int(np.clip(self._cursor + step, 0, len(self._list) - 1))
         self._show()
@@ -238,9 +228,9 @@ class AnomaliesView(pn.viewable.Viewer):
 
     def _jump(self, index: int) -> None:
         with self._lock:
-            where = np.flatnonzero(self._list["index"].to_numpy() == index)
-            if len(where):
-                self._cursor = int(where[0])
+            where = self._list.position_of(index)
+            if where is not None:
+                self._cursor = where
         self._show()
 
     # -- display -----------------------------------------------------------------------------
@@ -262,7 +252,7 @@ class AnomaliesView(pn.viewable.Viewer):
             self._scores.object = ""
             self._bands.object = ""
         else:
-            upcoming = listing["index"].iloc[cursor + 1 : cursor + 3].astype(int).tolist()
+            upcoming = listing.page(cursor + 1, cursor + 3)["index"].astype(int).tolist()
             self._stage.param.update(
                 url=self.data.thumb(index, 256),
                 object_id=self.data.object_id(index),
@@ -270,15 +260,15 @@ class AnomaliesView(pn.viewable.Viewer):
                 caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
             )
             self._bands.object = self._band_strip(index)
-            self._scores.object = self._breakdown(listing.iloc[cursor])
-        top = listing.head(GALLERY_SIZE)
+            self._scores.object = self._breakdown(listing.row(cursor))
+        top = listing.page(0, GALLERY_SIZE)
         self._gallery.items = [
             {"index": int(r.index), "id": str(r.object_id), "url": self.data.thumb(int(r.index), 80),
              "caption": f"#{k + 1} · {getattr(r, self._sort_col()):.3f}", "sub": "",
              "current": int(r.index) == index}
             for k, r in enumerate(top.itertuples())
         ]  # fmt: skip
-        self._table.value = self._table_frame(listing.head(TABLE_ROWS))
+        self._table.value = self._table_frame(listing.page(0, TABLE_ROWS))
 
     def _sort_col(self) -> str:
         return self.scorer.value
@@ -333,9 +323,9 @@ class AnomaliesView(pn.viewable.Viewer):
     def _export_file(self) -> io.BytesIO:
         with self._lock:
             listing = self._list
-        if listing.empty:
+        if not len(listing):
             raise LatentError("no candidates to export")
-        rows = listing.head(10_000)
+        rows = listing.page(0, 10_000)
         catalog = self.data.table.iloc[rows["index"].to_numpy()].reset_index(drop=True)
         extra = [c for c in catalog.columns if c not in rows.columns]
         table = pd.concat([rows.reset_index(drop=True), catalog[extra]], axis=1)

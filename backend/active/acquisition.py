@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from backend.latent.paging import sort_key, top_order
+
 STRATEGIES = ("bald", "entropy", "margin", "random")
 # bench S1 (3 seeds): margin + diversity reached random's 1,000-label accuracy with 200 labels
 # on informative features (BALD + diversity: 300) and kept up with random on the weak demo
@@ -151,5 +153,5 @@ def next_batch(
         raise ValueError(f"predictions have {len(predictions)} rows for {len(embeddings)} objects")
     scores = acquisition_scores(predictions, strategy, seed)[unlabelled]
     pool = min(len(unlabelled), max(size, size * pool_factor if diversity != "none" else size))
-    top = np.argsort(-scores, kind="stable")[:pool]
+    top = top_order(sort_key(scores), pool)  # partial selection: no sort of the survey
     return diversify(embeddings, unlabelled[top], scores[top], size, method=diversity, seed=seed)

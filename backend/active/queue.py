@@ -49,6 +49,7 @@ class LabelQueue:
         self._label_count = -1
         self._version: str | None = None
         self._refreshes = 0
+        self._ids: pd.Index | None = None
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -66,9 +67,15 @@ class LabelQueue:
             return
         ids = self.store.current(self.survey.name, task=self.task, user=user)["object_id"]
         labelled = np.zeros(len(self.survey), bool)
-        rows = self.survey.catalog["object_id"].astype(str)
-        labelled[rows.isin(set(ids.astype(str))).to_numpy()] = True
+        rows = self._id_index().get_indexer(pd.Index(ids.astype(str).unique()))
+        labelled[rows[rows >= 0]] = True  # ids of objects no longer in the survey are ignored
         self._labelled, self._label_count = labelled, count
+
+    def _id_index(self) -> pd.Index:
+        """The survey's object ids as an index (built once per queue: lookups, not a scan)."""
+        if self._ids is None:
+            self._ids = pd.Index(self.survey.catalog["object_id"].astype(str))
+        return self._ids
 
     def _inputs(self, version: str | None) -> tuple[np.ndarray, pd.DataFrame | None]:
         predictions, encoder = None, None
@@ -116,8 +123,7 @@ class LabelQueue:
                     break
                 self._refresh()
             out = self._batch[:n]
-            ids = self.survey.catalog["object_id"].to_numpy()
-            return [str(ids[i]) for i in out]
+            return [str(i) for i in self._id_index()[out]]
 
     def skip(self, object_id: str) -> None:
         """Never offer ``object_id`` again in this queue."""

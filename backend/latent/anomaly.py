@@ -42,6 +42,7 @@ import pandas as pd
 
 from backend.atomic import atomic_write
 from backend.latent.errors import LatentError, MissingProductError
+from backend.latent.paging import RankedList
 from backend.latent.scorers import (
     Scheduler,
     isolation_forest,
@@ -154,8 +155,21 @@ class AnomalyRanker:
 
     # -- views -------------------------------------------------------------------------------
     def ranking(self) -> pd.DataFrame:
-        """Scores sorted by ``anomaly`` (most anomalous first)."""
+        """Scores sorted by ``anomaly`` (most anomalous first): the whole table, for small
+        surveys and exports; lists shown page by page use :meth:`listing`."""
         return self.scores.sort_values("rank", kind="stable").reset_index(drop=True)
+
+    def top(self, n: int) -> pd.DataFrame:
+        """The ``n`` most anomalous rows, by partial selection (no sort of the survey)."""
+        return self.listing().page(0, n)
+
+    def listing(
+        self, table: pd.DataFrame | None = None, by: str = "anomaly", only: np.ndarray | None = None
+    ) -> RankedList:
+        """``table`` (default the scores; e.g. :meth:`reranked`'s) ranked by ``by`` (highest
+        first, ties by row: the order of ``rank``), only rows true in ``only`` when given;
+        pages are sorted when asked for."""
+        return RankedList(self.scores if table is None else table, by, keep=only)
 
     def unit(self) -> np.ndarray:
         """Unit embeddings (N, D), computed once."""
@@ -180,13 +194,21 @@ class AnomalyRanker:
         Adds ``interest`` (given score, NaN when none), ``interest_pred``, ``label_distance``,
         ``final``; ``rank`` follows ``final``; sorted by rank.
         """
+        return (
+            self.reranked(interest, params)
+            .sort_values("rank", kind="stable")
+            .reset_index(drop=True)
+        )
+
+    def reranked(self, interest: pd.DataFrame, params: RerankParams | None = None) -> pd.DataFrame:
+        """:meth:`rerank`'s table in row order (no sort: rank it with :meth:`listing`)."""
         params = params or RerankParams()
         rows, given = self._interest_rows(interest)
         table = self.scores.copy()
         if not len(rows):
             table["interest"] = np.float32(np.nan)
             table["final"] = table["anomaly"]
-            return table.sort_values("rank", kind="stable").reset_index(drop=True)
+            return table
         unit = self.unit()
         predicted, dist = predict_interest(unit, rows, given, params)
         anomaly = table["anomaly"].to_numpy(np.float32)
@@ -199,7 +221,7 @@ class AnomalyRanker:
         table["final"] = final
         table["rank"] = _ranks(final)
         table.attrs["rerank"] = {**asdict(params), "n_scored": len(rows)}
-        return table.sort_values("rank", kind="stable").reset_index(drop=True)
+        return table
 
     def _interest_rows(self, interest: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         if "score" not in interest.columns:

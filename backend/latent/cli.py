@@ -78,9 +78,10 @@ def add_index_parser(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument(
         "--kind",
-        choices=("auto", "flat", "hnsw", "ivf"),
+        choices=("auto", "flat", "hnsw", "ivf", "ivfpq"),
         default="auto",
-        help="auto: exact up to 100k objects, HNSW up to 2M, IVF above",
+        help="auto: exact up to 100k objects, HNSW up to 2M, IVF up to "
+        "LATENTSKY_COMPRESSED_INDEX_ABOVE (5M), compressed IVF-PQ above",
     )
     add_scheduler_option(p)
     p.set_defaults(func=run_index)
@@ -93,7 +94,11 @@ def run_index(args: argparse.Namespace) -> int:
 
     with executor(args.scheduler):  # vectors are added per partition there
         out = make_index(args.survey, args.model, args.kind, progress=True)
-    tuned = {k: out.info[k] for k in ("ef_search", "nprobe", "tuned_recall_at_10") if k in out.info}
+    tuned = {
+        k: out.info[k]
+        for k in ("ef_search", "nprobe", "rerank_depth", "tuned_recall_at_10")
+        if k in out.info
+    }
     extra = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in tuned.items()
     )
@@ -213,7 +218,7 @@ def run_score(args: argparse.Namespace) -> int:
         out = make_scores(args.survey, args.model, scorers, progress=True)
     for note in out.notes:
         print(note)
-    top = AnomalyRanker.load(out.path).ranking().head(max(0, args.top))
+    top = AnomalyRanker.load(out.path).top(max(0, args.top))
     cols = ["rank", "object_id", "anomaly", *out.info["scorers"]]
     print(top[[c for c in cols if c in top]].to_string(index=False, float_format="{:.4f}".format))
     print(f"scores ({', '.join(out.info['scorers'])}) written to {out.path} in {out.seconds:.1f} s")

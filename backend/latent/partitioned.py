@@ -80,15 +80,17 @@ class KnnPartition:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["index"] = (PicklableIndex(self.index.index), self.index.info)
+        vectors = self.index.vectors  # a compressed index re-ranks with them
+        rows = None if vectors is None else RowSource(vectors)
+        state["index"] = (PicklableIndex(self.index.index), self.index.info, rows)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         from backend.latent.search import SimilarityIndex
 
-        index, info = state.pop("index")
+        index, info, rows = state.pop("index")
         self.__dict__.update(state)
-        self.index = SimilarityIndex(index.index, info)
+        self.index = SimilarityIndex(index.index, info, None if rows is None else rows.array)
 
 
 @dataclass

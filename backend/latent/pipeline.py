@@ -27,7 +27,13 @@ from backend.latent.source import (
     resolve_encoder_version,
 )
 from backend.pipeline.kinds import PRODUCTS, Target
-from backend.pipeline.storage import ProductError, open_embeddings, publish, read_predictions
+from backend.pipeline.storage import (
+    INDEX_DATA_FILE,
+    ProductError,
+    open_embeddings,
+    publish,
+    read_predictions,
+)
 from backend.registry import ModelRegistry
 from backend.survey import Survey
 
@@ -102,12 +108,18 @@ def make_index(
 
     started = time.perf_counter()
     survey, version, embeddings = _inputs(survey_name, version)
-    index = with_scheduler(
-        SimilarityIndex.build, scheduler, embeddings=embeddings, kind=kind, progress=progress
-    )
     directory = latent_dir(survey.name, version)
-    with publish(directory, PRODUCTS["index"].files) as staging:
+    names = list(PRODUCTS["index"].files)
+    with publish(directory, names) as staging:
+        index = with_scheduler(
+            SimilarityIndex.build, scheduler, embeddings=embeddings, kind=kind,
+            progress=progress, workdir=staging,
+        )  # fmt: skip
+        if index.kind == "ivfpq":  # its lists file (built in the staging folder) moves first
+            names.insert(0, INDEX_DATA_FILE)
         index.save(staging)
+    if index.kind != "ivfpq":  # a compressed index made before: its lists file is stale
+        (directory / INDEX_DATA_FILE).unlink(missing_ok=True)
     _finish(survey.name, version, "index", {"kind": kind}, started)
     return Outcome(survey.name, version, directory, time.perf_counter() - started, info=index.info)
 
@@ -129,7 +141,7 @@ def make_scores(
     recon = autoencoder_errors(survey, notes)
     index = None
     if (directory / INDEX_FILE).is_file():
-        index = SimilarityIndex.load(directory)
+        index = SimilarityIndex.load(directory, embeddings)
         notes.append(f"kNN distances from the saved {index.kind} index")
     ranker = with_scheduler(
         AnomalyRanker.fit, scheduler, embeddings=embeddings, recon_error=recon,

@@ -7,9 +7,13 @@ size (``kind="auto"``):
   (~5 ms at 100k on one core);
 - ``hnsw``  (N <= ``hnsw_threshold``, 2M): ``IndexHNSWFlat`` (M=32), ``efSearch`` tuned at build
   time on a sample of the data for recall@10 >= ``target_recall`` against exact search;
-- ``ivf``   (above): ``IndexIVFFlat`` (sqrt(N)/2 lists, at most 4,096), ``nprobe`` tuned the
-  same way; it builds in minutes where HNSW would take about an hour at 10M on two cores
-  (fewer lists than the usual 4 sqrt(N): assigning 10M vectors to lists is the build's cost).
+- ``ivf``   (N <= ``LATENTSKY_COMPRESSED_INDEX_ABOVE``, 5M): ``IndexIVFFlat`` (sqrt(N)/2
+  lists, at most 4,096), ``nprobe`` tuned the same way; it builds in minutes where HNSW would
+  take about an hour at 10M on two cores (fewer lists than the usual 4 sqrt(N): assigning 10M
+  vectors to lists is the build's cost);
+- ``ivfpq`` (above): compressed, :mod:`backend.latent.compressed`: IVF-PQ codes in inverted
+  lists on disk (``index.ivfdata``, memory-mapped), candidates re-ranked exactly from the
+  memory-mapped embeddings; ``nprobe`` and the re-ranking depth tuned the same way.
 
 The index is persisted as ``index.faiss`` + ``index.json`` in the product folder (each written
 to a temporary file and renamed) and opened memory-mapped. Searches never modify the index
@@ -21,7 +25,11 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
+import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +37,8 @@ import faiss
 import numpy as np
 
 from backend.atomic import atomic_write, atomic_write_json
+from backend.config import compressed_index_threshold
+from backend.latent import compressed
 from backend.latent.errors import LatentError, MissingProductError
 from backend.latent.source import INDEX_FILE, INDEX_META_FILE
 from backend.latent.vectors import (
@@ -39,6 +49,7 @@ from backend.latent.vectors import (
     knn_inner_product,
     normalize,
 )
+from backend.pipeline.storage import EMBEDDINGS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +57,26 @@ EXACT_THRESHOLD = 100_000
 HNSW_THRESHOLD = 2_000_000
 TARGET_RECALL = 0.97  # tuned on a sample; the benchmark checks >= 0.95 on held-out queries
 MAX_K = 10_000
-KINDS = ("auto", "flat", "hnsw", "ivf")
+KINDS = ("auto", "flat", "hnsw", "ivf", "ivfpq")
 _EF_CANDIDATES = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 _NPROBE_CANDIDATES = (4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 
 
 class SimilarityIndex:
-    """Cosine k-nearest-neighbour search over N embeddings (row numbers are object indices)."""
+    """Cosine k-nearest-neighbour search over N embeddings (row numbers are object indices).
 
-    def __init__(self, index: faiss.Index, info: dict[str, Any]) -> None:
+    ``vectors``: the (memory-mapped) embeddings a compressed (``ivfpq``) index re-ranks with.
+    """
+
+    def __init__(
+        self, index: faiss.Index, info: dict[str, Any], vectors: np.ndarray | None = None
+    ) -> None:
         configure_faiss()
         self.index = index
         self.info = info
+        if info["kind"] == "ivfpq" and vectors is None:
+            raise LatentError("a compressed index needs the embeddings it re-ranks with")
+        self.vectors = vectors
 
     @property
     def kind(self) -> str:
@@ -88,20 +107,37 @@ class SimilarityIndex:
         seed: int = 0,
         progress: bool = False,
         scheduler: Any = None,
+        compressed_threshold: int | None = None,
+        workdir: Path | None = None,
     ) -> SimilarityIndex:
         """Index all rows of ``embeddings`` (N, D), memory-mapped or not. An IVF index is
         trained once here, then its rows are assigned to lists per partition where
         ``scheduler`` says (:mod:`backend.pipeline.execution`) and added here in row order
         (the same index as adding them in one loop); flat and HNSW indexes are built here
-        (HNSW insertion is sequential)."""
+        (HNSW insertion is sequential). Above ``compressed_threshold`` objects (default
+        :func:`backend.config.compressed_index_threshold`, which wins over the other two
+        thresholds) ``auto`` builds an ``ivfpq`` index,
+        whose lists file is written into ``workdir`` (default: a temporary folder); it
+        re-ranks with ``embeddings``, which must therefore stay readable (memory-mapped)."""
         n, dim = embeddings.shape
         if n == 0:
             raise LatentError("cannot index an empty set of embeddings")
         if kind not in KINDS:
             raise LatentError(f"unknown index kind {kind!r} (kinds: {', '.join(KINDS)})")
         if kind == "auto":
-            kind = "flat" if n <= exact_threshold else "hnsw" if n <= hnsw_threshold else "ivf"
+            above = (
+                compressed_index_threshold() if compressed_threshold is None
+                else compressed_threshold
+            )  # fmt: skip
+            kind = (
+                "ivfpq" if n > above else "flat" if n <= exact_threshold
+                else "hnsw" if n <= hnsw_threshold else "ivf"
+            )  # fmt: skip
         started = time.perf_counter()
+        if kind == "ivfpq":
+            return cls._build_compressed(
+                embeddings, target_recall, seed, progress, scheduler, workdir, started
+            )
         if kind == "flat":
             index: faiss.Index = faiss.IndexFlatIP(dim)
         elif kind == "hnsw":
@@ -134,11 +170,47 @@ class SimilarityIndex:
             result.tune(embeddings, target_recall, seed=seed)
         return result
 
+    @classmethod
+    def _build_compressed(
+        cls,
+        embeddings: np.ndarray,
+        target_recall: float,
+        seed: int,
+        progress: bool,
+        scheduler: Any,
+        workdir: Path | None,
+        started: float,
+    ) -> SimilarityIndex:
+        """IVF-PQ with its lists on disk (see :mod:`backend.latent.compressed`), tuned."""
+        n, dim = embeddings.shape
+        params = compressed.pq_params(n, dim)
+        scratch = workdir is None  # a folder of its own, removed with the index
+        if workdir is None:
+            workdir = Path(tempfile.mkdtemp(prefix="latentsky-ivfpq-"))
+        desc = "index (ivfpq)" if progress else None
+        index = compressed.build_ivfpq(
+            embeddings, Path(workdir), params=params, seed=seed,
+            assign=_assign_partitioned(embeddings, desc, scheduler),
+        )  # fmt: skip
+        info: dict[str, Any] = {
+            "kind": "ivfpq", "n": n, "dim": dim, "nlist": params.nlist, "pq_m": params.m,
+            "pq_nbits": params.nbits, "data_file": compressed.INDEX_DATA_FILE,
+        }  # fmt: skip
+        info["build_s"] = time.perf_counter() - started
+        result = cls(index, info, embeddings)
+        result.data_path = Path(workdir) / compressed.INDEX_DATA_FILE
+        if scratch:
+            weakref.finalize(result, shutil.rmtree, str(workdir), True)
+        result.tune(embeddings, target_recall, seed=seed)
+        return result
+
     def tune(
         self, embeddings: np.ndarray, target_recall: float, n_queries: int = 300, seed: int = 0
     ) -> float:
         """Smallest efSearch / nprobe reaching ``target_recall`` (recall@10 vs exact search)
-        on ``n_queries`` random rows; stores it in ``info`` and returns the recall reached."""
+        on ``n_queries`` random rows; stores it in ``info`` and returns the recall reached.
+        A compressed index tries each re-ranking depth (candidates per neighbour) in turn
+        with growing ``nprobe`` and keeps the first pair that reaches the target."""
         rng = np.random.default_rng(seed + 7)
         n = len(embeddings)
         rows = np.sort(rng.choice(n, size=min(n, n_queries), replace=False))
@@ -147,10 +219,16 @@ class SimilarityIndex:
         exact = _exact_neighbours(queries, embeddings, k)
         name = "ef_search" if self.kind == "hnsw" else "nprobe"
         candidates = _EF_CANDIDATES if self.kind == "hnsw" else _NPROBE_CANDIDATES
+        depths = compressed.DEPTHS if self.kind == "ivfpq" else (None,)
         recall = 0.0
-        for value in candidates:
-            self.info[name] = value
-            recall = recall_at_k(self.search_unit(queries, k)[1], exact)
+        for depth in depths:
+            if depth is not None:
+                self.info["rerank_depth"] = depth
+            for value in candidates:
+                self.info[name] = value
+                recall = recall_at_k(self.search_unit(queries, k)[1], exact)
+                if recall >= target_recall:
+                    break
             if recall >= target_recall:
                 break
         self.info["tuned_recall_at_10"] = recall
@@ -177,6 +255,11 @@ class SimilarityIndex:
         neighbours, e.g. kNN anomaly scores over millions of objects).
         """
         k = check_k(k, len(self))
+        if self.kind == "ivfpq":
+            return compressed.search_reranked(
+                self.index, self.vectors, as_matrix(unit), k,
+                self._nprobe(k), int(self.info.get("rerank_depth", compressed.DEPTHS[0])),
+            )  # fmt: skip
         params = self._params(k, ef_search)
         if params is None:
             return self.index.search(as_matrix(unit), k)
@@ -189,31 +272,79 @@ class SimilarityIndex:
             return params
         if self.kind == "ivf":
             params = faiss.SearchParametersIVF()
-            params.nprobe = int(self.info.get("nprobe", 32))
-            if k > 1000:  # large k: look into more lists so k neighbours are found
-                params.nprobe = min(int(self.index.nlist), params.nprobe * 4)
+            params.nprobe = self._nprobe(k)
             return params
         return None
 
+    def _nprobe(self, k: int) -> int:
+        nprobe = int(self.info.get("nprobe", 32))
+        if k > 1000:  # large k: look into more lists so k neighbours are found
+            nprobe = min(int(self.index.nlist), nprobe * 4)
+        return nprobe
+
     # -- persistence -------------------------------------------------------------------------
+    data_path: Path | None = None  # a compressed index's lists file (index.ivfdata)
+
     def save(self, directory: Path) -> None:
-        """Write ``index.faiss`` then ``index.json`` (each atomically)."""
+        """Write ``index.faiss`` then ``index.json`` (each atomically); a compressed index's
+        lists file ``index.ivfdata`` first (copied there unless it was built there)."""
         directory = Path(directory)
+        if self.kind == "ivfpq":
+            if self.data_path is None:
+                raise LatentError("this compressed index has no lists file to save")
+            compressed.copy_data(self.data_path, directory)
         atomic_write(directory / INDEX_FILE, lambda tmp: faiss.write_index(self.index, str(tmp)))
         atomic_write_json(directory / INDEX_META_FILE, self.info)
 
     @classmethod
-    def load(cls, directory: Path) -> SimilarityIndex:
-        """Open a saved index, memory-mapped."""
+    def load(cls, directory: Path, embeddings: np.ndarray | None = None) -> SimilarityIndex:
+        """Open a saved index, memory-mapped. A compressed index maps its lists file from
+        ``directory`` and re-ranks with ``embeddings`` (default: ``embeddings.npy`` there)."""
         directory = Path(directory)
         path, meta = directory / INDEX_FILE, directory / INDEX_META_FILE
         if not path.is_file() or not meta.is_file():
             raise MissingProductError(f"no similarity index in {directory}")
         info = json.loads(meta.read_text())
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+        vectors = None
+        if info.get("kind") == "ivfpq":
+            data = directory / compressed.INDEX_DATA_FILE
+            if not data.is_file():
+                raise MissingProductError(f"{path}: its lists file {data.name} is missing")
+            index = compressed.read_index(path)
+            vectors = embeddings
+            if vectors is None:
+                vectors = compressed.open_vectors(
+                    directory / EMBEDDINGS_FILE, index.ntotal, index.d
+                )
+            elif vectors.shape != (index.ntotal, index.d):
+                raise LatentError(
+                    f"{path}: holds {index.ntotal} x {index.d}, the embeddings are {vectors.shape}"
+                )
+        else:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
         if index.ntotal != info["n"]:
             raise LatentError(f"{path}: holds {index.ntotal} vectors, index.json says {info['n']}")
-        return cls(index, info)
+        result = cls(index, info, vectors)
+        if vectors is not None:
+            result.data_path = directory / compressed.INDEX_DATA_FILE
+        return result
+
+
+def _assign_partitioned(embeddings: np.ndarray, desc: str | None, scheduler: Any) -> Any:
+    """For :func:`compressed.build_ivfpq`: given the trained coarse quantizer, yield
+    ``((lo, hi), list of each row)`` per partition, assigned where ``scheduler`` says (as the
+    IVF index's rows are), in row order."""
+    from backend.latent.partitioned import IvfAssignPartition, PicklableIndex, RowSource
+    from backend.pipeline.execution import executor, partitions
+
+    def assign(quantizer: faiss.Index) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
+        parts = partitions(len(embeddings), CHUNK)
+        task = IvfAssignPartition(PicklableIndex(quantizer), RowSource(embeddings))
+        with executor(scheduler) as ex:
+            lists = ex.imap(task, parts, desc=desc if len(parts) > 1 else None)
+            yield from zip(parts, lists, strict=True)
+
+    return assign
 
 
 def _add_ivf_partitioned(

@@ -69,7 +69,7 @@ class LatentServices:
 
     def _open_search(self) -> SimilaritySearch:
         if (self.directory / INDEX_FILE).is_file():
-            index = SimilarityIndex.load(self.directory)
+            index = SimilarityIndex.load(self.directory, self.embeddings)
         elif len(self.embeddings) <= EXACT_THRESHOLD:
             log.info(
                 "no saved index for %s/%s: exact index in memory", self.survey.name, self.version

@@ -25,6 +25,7 @@ class ProductKind:
     files: tuple[str, ...]  # written together; the product exists when all of them do
     reads: tuple[str, ...]  # what it is made from (documentation and the listing)
     command: str  # how a user makes it alone
+    optional_files: tuple[str, ...] = ()  # part of the product (hashed, moved) when written
 
 
 PRODUCTS: dict[str, ProductKind] = {
@@ -52,6 +53,7 @@ PRODUCTS: dict[str, ProductKind] = {
         ProductKind(
             "index", "similarity index (FAISS)", "encoder",
             (storage.INDEX_FILE, storage.INDEX_META_FILE), ("embeddings", "index kind"), "index",
+            (storage.INDEX_DATA_FILE,),
         ),
         ProductKind(
             "scores", "anomaly scores and ranking", "encoder", (storage.ANOMALY_FILE,),
@@ -102,7 +104,9 @@ class Target:
 
     @property
     def files(self) -> tuple[str, ...]:
-        return self.spec.files
+        """The product's files: the required ones, then the optional ones present."""
+        extra = tuple(n for n in self.spec.optional_files if (self.directory / n).is_file())
+        return self.spec.files + extra
 
     @property
     def paths(self) -> list[Path]:

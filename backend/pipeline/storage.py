@@ -42,6 +42,7 @@ MAP_LANDMARKS_FILE = "map_landmarks.npz"
 MAP_META_FILE = "map.json"
 INDEX_FILE = "index.faiss"
 INDEX_META_FILE = "index.json"
+INDEX_DATA_FILE = "index.ivfdata"  # a compressed index's inverted lists (on disk)
 ANOMALY_FILE = "anomaly.parquet"
 STAGING_PREFIX = ".staging-"
 

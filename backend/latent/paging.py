@@ -1,0 +1,114 @@
+"""Rankings of a whole survey that are read page by page.
+
+A list of 10^8 objects is never sorted nor turned into rows: :func:`top_order` finds the first
+``stop`` positions by partial selection (``np.argpartition``, O(N)) and sorts only those;
+:class:`RankedList` grows that prefix as pages further down are asked for and builds a
+:class:`pandas.DataFrame` of the rows of one page. The order is that of a stable full sort:
+best value first, ties by row, missing values (NaN) last.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pandas as pd
+
+
+def sort_key(values: np.ndarray, descending: bool = True) -> np.ndarray:
+    """float64 keys whose ascending order is the wanted one (NaN last)."""
+    key = np.asarray(values, dtype=np.float64)
+    key = -key if descending else key.copy()
+    key[np.isnan(key)] = np.inf
+    return key
+
+
+def top_order(key: np.ndarray, stop: int) -> np.ndarray:
+    """Positions of the ``stop`` smallest keys, in order (ties by position): the first ``stop``
+    entries of ``np.argsort(key, kind="stable")`` without sorting the rest."""
+    n = len(key)
+    stop = max(0, min(int(stop), n))
+    if stop == 0:
+        return np.empty(0, np.int64)
+    if stop < n:
+        kth = key[np.argpartition(key, stop - 1)[stop - 1]]
+        candidates = np.flatnonzero(key <= kth)  # ties at the boundary all compete, by position
+    else:
+        candidates = np.arange(n)
+    order = candidates[np.argsort(key[candidates], kind="stable")]
+    return order[:stop].astype(np.int64)
+
+
+class RankedList:
+    """The rows of ``table`` ranked by column ``by`` (best first), optionally only the rows
+    where ``keep`` is true; pages are materialised on demand. Thread-safe."""
+
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        by: str,
+        *,
+        descending: bool = True,
+        keep: np.ndarray | None = None,
+    ) -> None:
+        self.table = table
+        self.by = by
+        key = sort_key(table[by].to_numpy(), descending) if len(table) else np.empty(0)
+        self._rows = None if keep is None else np.flatnonzero(np.asarray(keep, bool))
+        self._key = key if self._rows is None else key[self._rows]
+        self._order = np.empty(0, np.int64)  # positions in self._key, best first
+        self._lock = threading.Lock()
+
+    @classmethod
+    def empty(cls) -> RankedList:
+        return cls(pd.DataFrame({"rank": np.empty(0)}), "rank")
+
+    def __len__(self) -> int:
+        return len(self._key)
+
+    def order(self, stop: int) -> np.ndarray:
+        """Table row positions of the first ``stop`` entries of the list."""
+        stop = max(0, min(int(stop), len(self)))
+        with self._lock:
+            if stop > len(self._order):  # grow the sorted prefix, doubling
+                grow = min(len(self), max(stop, 2 * len(self._order), 64))
+                self._order = top_order(self._key, grow)
+            head = self._order[:stop]
+        return head if self._rows is None else self._rows[head]
+
+    def page(self, start: int, stop: int) -> pd.DataFrame:
+        """Entries ``start`` to ``stop`` (exclusive) of the list, as table rows."""
+        start = max(0, int(start))
+        rows = self.order(stop)[start:]
+        return self.table.iloc[rows].reset_index(drop=True)
+
+    def row(self, position: int) -> pd.Series:
+        """Entry ``position`` of the list."""
+        return self.table.iloc[int(self.order(position + 1)[position])]
+
+    def position_of(self, row: int) -> int | None:
+        """Where table row ``row`` stands in the list (None: not listed); O(N), no sort."""
+        if self._rows is None:
+            if not 0 <= row < len(self._key):
+                return None
+            at = row
+        else:
+            found = np.searchsorted(self._rows, row)
+            if found >= len(self._rows) or self._rows[found] != row:
+                return None
+            at = int(found)
+        key = self._key[at]
+        return int(np.count_nonzero(self._key < key) + np.count_nonzero(self._key[:at] == key))
+
+    def first_where(self, mask: np.ndarray) -> int | None:
+        """Position of the best listed entry whose table row is true in ``mask``."""
+        listed = (
+            np.asarray(mask, bool) if self._rows is None else np.asarray(mask, bool)[self._rows]
+        )
+        if not listed.any():
+            return None
+        best = int(top_order(np.where(listed, self._key, np.inf), 1)[0])
+        if not listed[best]:  # every listed key is inf: the first such in position order
+            best = int(np.flatnonzero(listed)[0])
+        row = best if self._rows is None else int(self._rows[best])
+        return self.position_of(row)
