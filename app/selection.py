@@ -9,12 +9,40 @@ get the exact crossing test, against the few edges that reach their row.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
 import numba
 import numpy as np
 
 GRID = 256
 BOUNDARY = 2
+
+
+class Rows(Protocol):
+    """The objects of a selection, paged: a tiled map's
+    :class:`backend.latent.tiles.Selection` (lazy) or :class:`ArrayRows`."""
+
+    def count(self) -> int: ...
+
+    def rows(self, start: int, stop: int) -> np.ndarray: ...
+
+    def all_rows(self) -> np.ndarray: ...
+
+
+class ArrayRows:
+    """Selected row numbers held in memory."""
+
+    def __init__(self, indices: np.ndarray) -> None:
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def count(self) -> int:
+        return len(self.indices)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        return self.indices[start:stop]
+
+    def all_rows(self) -> np.ndarray:
+        return self.indices
 
 
 def box_indices(x: np.ndarray, y: np.ndarray, bounds: Sequence[float]) -> np.ndarray:

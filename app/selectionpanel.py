@@ -15,6 +15,7 @@ from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
 from app.safe import clear, guarded, message_pane, say
 from app.samp import SampUnavailable, send_table
+from app.selection import ArrayRows, Rows
 from app.state import AppState
 from app.widgets import ThumbGallery
 
@@ -33,7 +34,8 @@ class SelectionPanel(pn.viewable.Viewer):
         self._describe = describe
         self._on_clear = on_clear
         self._alert = message_pane()
-        self.indices = np.zeros(0, dtype=np.int64)
+        self._rows: Rows = ArrayRows(np.zeros(0, dtype=np.int64))
+        self._count = 0
         self._page = 0
         self._how = ""
         self._text = pn.pane.Markdown("", margin=(0, 10))
@@ -62,12 +64,19 @@ class SelectionPanel(pn.viewable.Viewer):
         self._samp_msg = message_pane()
 
     # -- selection ---------------------------------------------------------------------------
-    def select(self, indices: np.ndarray, how: str = "") -> None:
-        """Show ``indices`` (row numbers); ``how``: "box", "lasso" or "first" (no map)."""
-        self.indices = np.asarray(indices, dtype=np.int64)
+    @property
+    def indices(self) -> np.ndarray:
+        """Every selected row number (a tiled selection reads all its partitions)."""
+        return self._rows.all_rows()
+
+    def select(self, indices: np.ndarray | Rows, how: str = "") -> None:
+        """Show ``indices`` (row numbers, or a :class:`~app.selection.Rows` paged lazily: only
+        the page shown is listed); ``how``: "box", "lasso" or "first" (no map)."""
+        rows = indices if hasattr(indices, "rows") else ArrayRows(np.asarray(indices))
+        self._rows, self._count = rows, int(rows.count())
         self._page, self._how = 0, how
         for widget in (self._download, self._samp, self._clear):
-            widget.disabled = len(self.indices) == 0
+            widget.disabled = self._count == 0
         self._update_filename()
         self.refresh()
 
@@ -80,11 +89,11 @@ class SelectionPanel(pn.viewable.Viewer):
         self.refresh()
 
     def _pages(self) -> int:
-        return max(1, -(-len(self.indices) // PAGE))
+        return max(1, -(-self._count // PAGE))
 
     def refresh(self) -> None:
         """Redraw the page (after a new selection, colouring or picked object)."""
-        n, pages, lo = len(self.indices), self._pages(), self._page * PAGE
+        n, pages, lo = self._count, self._pages(), self._page * PAGE
         self._prev.disabled = self._page == 0
         self._next.disabled = self._page >= pages - 1
         shown = f"showing {lo + 1:,}–{min(lo + PAGE, n):,} (page {self._page + 1} of {pages})"
@@ -96,7 +105,7 @@ class SelectionPanel(pn.viewable.Viewer):
         else:
             self._text.object = "**No selection.**"
         items = []
-        for i in self.indices[lo : lo + PAGE].tolist():
+        for i in self._rows.rows(lo, lo + PAGE).tolist():
             sub, colour = self._describe(i)
             items.append(
                 {"index": i, "id": self.data.object_id(i), "url": self.data.thumb(i, 88),
@@ -120,7 +129,7 @@ class SelectionPanel(pn.viewable.Viewer):
         return rows
 
     def _update_filename(self) -> None:
-        stem = f"{self.data.name}-selection-{len(self.indices)}"
+        stem = f"{self.data.name}-selection-{self._count}"
         self._download.filename = file_name(stem, self._fmt.value)
 
     def _export_file(self) -> io.BytesIO:

@@ -109,11 +109,17 @@ def categorical_rgba(
     """RGBA picture of the view: categories coloured by ``colour_key`` (grey when missing)."""
     cats = values.array if isinstance(values, pd.Series) else values
     categories = list(cats.categories)
-    colours = np.array([hex_rgb(_hex(colour_key.get(str(c), "#888888"))) for c in categories])
+    colours = category_rgb(categories, colour_key)
     counts = count_categories(
         x, y, np.asarray(cats.codes), len(categories), x_range, y_range, width, height
     )
-    return shade(counts, colours.reshape(-1, 3), min_alpha)
+    return shade(counts, colours, min_alpha)
+
+
+def category_rgb(categories: list, colour_key: dict[str, str]) -> np.ndarray:
+    """(C, 3) rgb of each category by ``colour_key`` (grey when missing)."""
+    rgb = [hex_rgb(_hex(colour_key.get(str(c), "#888888"))) for c in categories]
+    return np.array(rgb, dtype=np.float64).reshape(-1, 3)
 
 
 def _hex(colour: str) -> str:

@@ -24,11 +24,13 @@ from app.colouring import (
 from app.data import SurveyData
 from app.detail import DetailPanel
 from app.labelling import consensus_column, schema_for
-from app.mapview import ServerMap, home_view
+from app.mapview import Colouring, RowCategories, ServerMap, home_view, tile_categories, tiled_map
 from app.safe import explain, guarded, heading, in_thread, message_pane, say
-from app.selection import box_indices, lasso_indices
+from app.selection import ArrayRows, box_indices, lasso_indices
 from app.selectionpanel import SelectionPanel
+from app.shading import category_rgb
 from app.state import AppState
+from backend.latent.tiles import box_polygon
 
 HOVER_RADIUS = 0.015  # fraction of the visible x range
 TAP_RADIUS = 0.04
@@ -111,6 +113,8 @@ class ExploreView(pn.viewable.Viewer):
         self.state.param.watch(guarded(self._alert)(self._on_pick), "picked")
         self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
+        # big surveys with map tiles: views, picks and selections read only what they touch
+        self._tiled = self.data.memo("tiled_map", lambda: tiled_map(self.data))
         if self.data.has_map:
             self._build_map()
         else:
@@ -144,28 +148,68 @@ class ExploreView(pn.viewable.Viewer):
         values, clim = self.data.memo(("num", spec.key), numbers)
         return values, {}, clim
 
+    def _tile_layer(self, spec: ColourSpec) -> str | None:
+        """The tiles' layer of a colouring (pre-aggregated), else None."""
+        tiles = self._tiled.tiles if self._tiled else None
+        if tiles is None or spec.key == LABELS.key or spec.column is None:
+            return None
+        layer = tiles.layers.get(spec.column)
+        return spec.column if layer is not None and layer.kind == spec.kind else None
+
+    def _tiled_categories(
+        self, spec: ColourSpec, layer: str
+    ) -> tuple[Any, dict, Colouring, pd.Series]:
+        """Categories of a tiled categorical colouring from its aggregates (no pass over the
+        objects): (per-row values, colour key, colouring, objects per category)."""
+        counts = self._tiled.category_counts(layer)
+        colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
+        names = self._tiled.tiles.layers[layer].categories
+        order, key, lut = tile_categories(names, counts, colours)
+        ok = lut >= 0
+        per = np.bincount(lut[ok], weights=counts[ok], minlength=len(order))
+        colouring = Colouring(layer=layer, lut=lut, colours=category_rgb(order, key))
+        values = RowCategories(self.data.table[spec.column], order)
+        return values, key, colouring, pd.Series(per, index=order)
+
     def _build_map(self) -> None:
         """(Re)build the datashaded map for the chosen colouring, keeping the current view."""
         if not self.data.has_map:
             return
         spec = self._specs[self.colour.value]
-        values, key, clim = self._colour_values(spec)
+        layer = self._tile_layer(spec)
+        counts = None
+        if layer is not None and spec.kind == "cat":
+            values, key, colouring, counts = self._tiled_categories(spec, layer)
+            clim = None
+        else:
+            values, key, clim = self._colour_values(spec)
+            colouring = Colouring(layer=layer, values=values)
+            if spec.kind == "cat":
+                cats = values.categories
+                colouring = Colouring(values=values, codes=np.asarray(values.codes),
+                                      colours=category_rgb(list(cats), key))  # fmt: skip
         self._values, self._colour_key = values, key
-        points = plots.map_points(self.data.x, self.data.y, values)
-        xlim, ylim = self._ranges or self.data.memo(
-            "home", lambda: home_view(self.data.x, self.data.y)
-        )
         style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim)
-        self._server_map = ServerMap(
-            points, style, xlim, ylim, on_error=lambda exc: say(self._alert, explain(exc), "danger")
-        )
+        on_error = lambda exc: say(self._alert, explain(exc), "danger")  # noqa: E731
+        if self._tiled is not None:
+            xlim, ylim = self._ranges or self._tiled.home()
+            self._server_map = ServerMap(
+                None, style, xlim, ylim, on_error=on_error,
+                draw=lambda view: self._tiled.draw(style, colouring, view),
+            )  # fmt: skip
+        else:
+            points = plots.map_points(self.data.x, self.data.y, values)
+            xlim, ylim = self._ranges or self.data.memo(
+                "home", lambda: home_view(self.data.x, self.data.y)
+            )
+            self._server_map = ServerMap(points, style, xlim, ylim, on_error=on_error)
         shaded = self._server_map.dmap
         outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
         self._attach_streams(shaded)
         self._map.object = shaded * outline * marker
         if spec.kind == "cat":
-            counts = pd.Series(values).value_counts()
+            counts = pd.Series(values).value_counts() if counts is None else counts
             self._legend.object = legend_html(key, counts)
         elif spec.kind == "num":
             self._legend.object = (
@@ -210,12 +254,19 @@ class ExploreView(pn.viewable.Viewer):
     def _extent(self) -> float:
         if self._ranges:
             return abs(self._ranges[0][1] - self._ranges[0][0])
+        if self._tiled is not None:
+            return self._tiled.tiles.extent.width
         return float(np.ptp(self.data.x)) or 1.0
+
+    def _nearest(self, x: float, y: float, radius: float) -> int | None:
+        if self._tiled is not None:
+            return self._tiled.nearest(x, y, radius)
+        return self.data.nearest(x, y, radius)
 
     def _on_pointer(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None:
             return
-        i = self.data.nearest(x, y, HOVER_RADIUS * self._extent())
+        i = self._nearest(x, y, HOVER_RADIUS * self._extent())
         if i == self._last_hover:
             return
         self._last_hover = i
@@ -231,7 +282,7 @@ class ExploreView(pn.viewable.Viewer):
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None:
             return
-        i = self.data.nearest(x, y, TAP_RADIUS * self._extent())
+        i = self._nearest(x, y, TAP_RADIUS * self._extent())
         if i is not None:
             in_thread(guarded(self._alert)(lambda: self.state.pick(i)))
 
@@ -242,9 +293,12 @@ class ExploreView(pn.viewable.Viewer):
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
 
         def work() -> None:
-            idx = box_indices(self.data.x, self.data.y, bounds)
+            if self._tiled is not None:  # counted from the tiles, listed page by page
+                rows: Any = self._tiled.tiles.select(box_polygon(bounds))
+            else:
+                rows = ArrayRows(box_indices(self.data.x, self.data.y, bounds))
             self._shape_pipe.send(corners)
-            self.selection.select(idx, "box")
+            self.selection.select(rows, "box")
 
         in_thread(guarded(self._alert)(work))
 
@@ -254,9 +308,12 @@ class ExploreView(pn.viewable.Viewer):
         poly = np.asarray(geometry, dtype=float)
 
         def work() -> None:
-            idx = lasso_indices(self.data.x, self.data.y, poly)
+            if self._tiled is not None:
+                rows: Any = self._tiled.tiles.select(poly)
+            else:
+                rows = ArrayRows(lasso_indices(self.data.x, self.data.y, poly))
             self._shape_pipe.send([*map(tuple, poly), tuple(poly[0])])
-            self.selection.select(idx, "lasso")
+            self.selection.select(rows, "lasso")
 
         in_thread(guarded(self._alert)(work))
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -364,7 +365,7 @@ class TileSet:
             self._store = ZipStore(self.path, mode="r")
             self._root = zarr.open_group(store=self._store, mode="r")
             meta = dict(self._root.attrs["tiles"])
-        except (OSError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise TilesError(f"cannot read the map tiles {self.path}: {exc}") from exc
         if meta.get("format") != FORMAT:
             raise TilesError(f"{self.path}: tiles format {meta.get('format')!r}, not {FORMAT}")

@@ -10,6 +10,7 @@ from the partitions in view.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +50,10 @@ def category_codes(values: pd.Series) -> tuple[np.ndarray, list[str]] | None:
 
 
 def colourings(
-    survey: str, version: str
+    survey: str, version: str, numeric_columns: Sequence[str] = ()
 ) -> tuple[dict[str, tuple[np.ndarray, list[str]]], dict[str, np.ndarray]]:
-    """The categorical and continuous colourings of a survey that its tiles aggregate."""
+    """The categorical and continuous colourings of a survey that its tiles aggregate (and
+    the catalog's ``numeric_columns``)."""
     from backend.pipeline.planner import resolve_versions
     from backend.pipeline.storage import ANOMALY_FILE, ProductError, read_predictions
     from backend.survey import Survey
@@ -79,6 +81,10 @@ def colourings(
         found = category_codes(table[col])
         if found:
             cats[col] = found
+    for col in numeric_columns:
+        if col not in table:
+            raise ProductError(f"survey {survey} has no catalog column {col!r} to tile")
+        nums[col] = pd.to_numeric(table[col], errors="coerce").to_numpy(np.float32)
     scores = latent_dir(survey, version) / ANOMALY_FILE
     if scores.is_file():
         frame = pd.read_parquet(scores, columns=["anomaly"])
@@ -87,9 +93,12 @@ def colourings(
     return cats, nums
 
 
-def make_tiles(survey_name: str, version: str | None = None) -> dict[str, Any]:
+def make_tiles(
+    survey_name: str, version: str | None = None, numeric_columns: Sequence[str] = ()
+) -> dict[str, Any]:
     """Build ``tiles.zarr.zip`` + ``tiles.json`` beside the map (published together), then the
-    lineage record; returns the tiles' metadata."""
+    lineage record; returns the tiles' metadata. ``numeric_columns``: catalog columns to
+    pre-aggregate too (the pipeline passes none)."""
     from backend.atomic import atomic_write_json
     from backend.pipeline.build import record
     from backend.pipeline.kinds import PRODUCTS, Target
@@ -105,7 +114,7 @@ def make_tiles(survey_name: str, version: str | None = None) -> dict[str, Any]:
             f"`python -m backend map --survey {survey_name}`"
         )
     coords = np.load(map_path, mmap_mode="r")
-    cats, nums = colourings(survey_name, version)
+    cats, nums = colourings(survey_name, version, numeric_columns)
     if len(coords) and any(len(c) != len(coords) for c, _ in cats.values()):
         raise ProductError(f"{map_path}: {len(coords):,} points do not match the catalog rows")
     with publish(directory, PRODUCTS["tiles"].files) as staging:

@@ -1,0 +1,294 @@
+"""Serving a big survey (issue 12): the tiled map, pruned selections, search and lists at N points.
+
+    nice -n 19 .venv/bin/python bench/bench_scale.py --points 1000000 [--json F] [--keep DIR]
+
+Builds, in a temporary data root, a synthetic survey of N objects (1-band 8x8 cutouts; catalog:
+clustered 2-D map positions, a class column ``true_class`` and a continuous one ``mag``), an
+encoder with N x 128 clustered embeddings (``backend.latent.synthetic``, written chunk by chunk
+into the memory-mapped product, never all in memory), the 2-D map (the clustered positions),
+the similarity index through the pipeline (``ensure(survey, ["index"])``) and the map tiles
+(``make_tiles``, with ``mag`` pre-aggregated). Then measures what a user waits for, through the
+app's own drawing code (:class:`app.mapview.TiledMap`, 800 x 560 views):
+
+- first paint (tiles opened cold, home view coloured by class), colour changes;
+- pan/zoom re-render p50/p95 at zoom 1, 4, 16, 64, 256 (views panned by a tenth of their width
+  around dense points; the tile level or "points" when drawn from partitions);
+- box selection count, lasso count, first 48 ids of a box selection;
+- build seconds of each product and peak RSS; search and lists by ``bench/scale_search.py``.
+
+Prints the figures and merges them into ``bench/results/scale.json`` under ``points_<N>``.
+Timings are wall-clock on whatever else the machine is doing (the load average is recorded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.results_file import merge_results
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+SURVEY = "scale"
+CLASSES = ["elliptical", "spiral", "edge_on", "merger", "irregular"]
+WIDTH, HEIGHT = 800, 560
+ZOOMS = (1, 4, 16, 64, 256)
+BATCH = 262_144
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    ms = np.asarray(times) * 1e3
+    return {"p50_ms": round(float(np.median(ms)), 1), "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            "max_ms": round(float(ms.max()), 1), "n": len(ms)}  # fmt: skip
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    t0 = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t0
+
+
+# -- the synthetic survey ------------------------------------------------------------------------
+def map_positions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clustered 2-D positions (60 Gaussian blobs of different sizes and weights), their class
+    (by blob) and a continuous value."""
+    rng = np.random.default_rng(seed)
+    k = 60
+    centres = rng.uniform(-10, 10, (k, 2))
+    widths = rng.uniform(0.1, 1.2, k)
+    weights = rng.dirichlet(np.full(k, 1.5))
+    blob = rng.choice(k, size=n, p=weights)
+    xy = centres[blob] + rng.normal(0, 1, (n, 2)) * widths[blob, None]
+    mag = (18 + 0.3 * xy[:, 0] + rng.normal(0, 1, n)).astype(np.float32)
+    return xy.astype(np.float32), (blob % len(CLASSES)).astype(np.int16), mag
+
+
+def make_survey(n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray) -> None:
+    from backend.survey import SurveyWriter
+
+    with SurveyWriter(SURVEY, ["g"], (8, 8), "synthetic-scale") as writer:
+        for lo in range(0, n, BATCH):
+            hi = min(lo + BATCH, n)
+            catalog = pd.DataFrame({
+                "object_id": [f"s{i:09d}" for i in range(lo, hi)],
+                "ra": np.linspace(0, 1, hi - lo), "dec": np.zeros(hi - lo),
+                "true_class": np.asarray(CLASSES)[cls[lo:hi]], "mag": mag[lo:hi],
+            })  # fmt: skip
+            writer.append(np.zeros((hi - lo, 1, 8, 8), dtype=np.float32), catalog)
+
+
+def make_encoder(n: int, dim: int = 128) -> str:
+    """An encoder version holding N clustered embeddings (written chunk by chunk)."""
+    from backend.latent.synthetic import clustered_embeddings
+    from backend.pipeline.storage import write_embeddings
+    from backend.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    config = {"kind": "imported", "bands": ["g"], "embedding_dim": dim, "name": "synthetic",
+              "survey": SURVEY, "source": {"file": "bench_scale synthetic"}}  # fmt: skip
+    version = registry.save("encoder", {}, config, survey=SURVEY, training={"imported": {}})
+    write_embeddings(
+        SURVEY, "encoder", version.version, (n, dim),
+        lambda out: clustered_embeddings(n, dim, 50, seed=0, out=out),
+    )  # fmt: skip
+    registry.set_active(SURVEY, "encoder", version.version)
+    return version.version
+
+
+def write_map(version: str, xy: np.ndarray) -> None:
+    """The clustered positions as the encoder's map coordinates (``map.npy``)."""
+    from backend.atomic import atomic_write
+    from backend.latent.source import MAP_FILE, latent_dir
+
+    path = latent_dir(SURVEY, version) / MAP_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), xy))  # noqa: SIM115
+
+
+# -- measurements --------------------------------------------------------------------------------
+def measure_map(path: Path, xy: np.ndarray, seed: int = 1) -> dict[str, Any]:
+    import holoviews.plotting.bokeh  # noqa: F401  (the map images' options, as in the app)
+
+    from app.mapview import Colouring, TiledMap, tile_categories
+    from app.plots import MapStyle
+    from app.shading import category_rgb
+    from backend.latent.tiles import TileSet
+
+    out: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    tiles = TileSet(path)
+    tiled = TiledMap(tiles, xy[:, 0], xy[:, 1])
+    names = tiles.layers["true_class"].categories
+    order, key, lut = tile_categories(names, tiled.category_counts("true_class"), None)
+    cat = (MapStyle("cat", colour_key=key), Colouring("true_class", lut, colours=category_rgb(order, key)))  # fmt: skip
+    home = (*tiled.home(), WIDTH, HEIGHT)
+    tiled.draw(*cat, home)
+    out["first_paint_ms"] = round((time.perf_counter() - t0) * 1e3, 1)
+    styles = {
+        "count": (MapStyle("count", cmap="bmy"), Colouring()),
+        "mag (tiled sums)": (MapStyle("num", clim=(15.0, 21.0)), Colouring("mag")),
+        "class": cat,
+    }
+    out["colour_change_ms"] = {}
+    for name, (style, colouring) in styles.items():
+        _, s = timed(lambda st=style, co=colouring: tiled.draw(st, co, home))
+        out["colour_change_ms"][name] = round(s * 1e3, 1)
+    rng = np.random.default_rng(seed)
+    e = tiles.extent
+    out["zoom"] = {}
+    for zoom in ZOOMS:
+        w, h = e.width / zoom, e.width / zoom * HEIGHT / WIDTH
+        times, levels = [], set()
+        for _ in range(6):  # 6 dense places, 6 pans each
+            cx, cy = xy[rng.integers(len(xy))]
+            for step in range(6):
+                x0 = float(cx) - w / 2 + step * w / 10
+                view = ((x0, x0 + w), (float(cy) - h / 2, float(cy) + h / 2), WIDTH, HEIGHT)
+                level = tiles.level_for(_grid(view))
+                levels.add("points" if level > tiles.levels else f"L{level}")
+                _, s = timed(lambda v=view: tiled.draw(*cat, v))
+                times.append(s)
+        out["zoom"][f"x{zoom}"] = {**stats(times), "from": sorted(levels)}
+    box_t, lasso_t, first_t, counts = [], [], [], []
+    for _ in range(10):
+        cx, cy = xy[rng.integers(len(xy))]
+        size = e.width / rng.choice([2, 4, 8, 16])
+        bounds = (cx - size / 2, cy - size / 3, cx + size / 2, cy + size / 3)
+        from backend.latent.tiles import box_polygon
+
+        sel = tiles.select(box_polygon(bounds))
+        n, s = timed(sel.count)
+        box_t.append(s)
+        counts.append(n)
+        _, s = timed(lambda sel=sel: sel.rows(0, 48))
+        first_t.append(s)
+        t = np.linspace(0, 2 * np.pi, 60, endpoint=False)
+        r = size / 2 * (0.7 + 0.3 * np.sin(5 * t))
+        poly = np.column_stack([cx + r * np.cos(t), cy + r * np.sin(t)])
+        _, s = timed(lambda poly=poly: tiles.select(poly).count())
+        lasso_t.append(s)
+    out["box_count"] = {**stats(box_t), "objects_median": int(np.median(counts))}
+    out["lasso_count"] = stats(lasso_t)
+    out["first_48_ids"] = stats(first_t)
+    out["tile_reads"] = dict(tiles.reads)
+    return out
+
+
+def _grid(view: tuple) -> Any:
+    from backend.latent.tiles import ViewGrid
+
+    return ViewGrid(*view)
+
+
+def check_exact(path: Path, xy: np.ndarray) -> dict[str, Any]:
+    """A box and a lasso counted from the tiles equal a brute-force count of every point."""
+    from app.selection import box_indices, lasso_indices
+    from backend.latent.tiles import TileSet, box_polygon
+
+    tiles = TileSet(path)
+    x, y = xy[:, 0], xy[:, 1]
+    bounds = (-3.0, -2.0, 4.0, 5.0)
+    t = np.linspace(0, 2 * np.pi, 50, endpoint=False)
+    poly = np.column_stack([5 * np.cos(t), 5 * (0.7 + 0.3 * np.sin(3 * t)) * np.sin(t)])
+    return {
+        "box_equal": tiles.select(box_polygon(bounds)).count() == len(box_indices(x, y, bounds)),
+        "lasso_equal": tiles.select(poly).count() == len(lasso_indices(x, y, poly)),
+    }
+
+
+def search_and_lists(home: Path) -> dict[str, Any]:
+    """Engineer E's measurements of the index and lists (bench/scale_search.py), when present."""
+    try:
+        from bench.scale_search import measure_lists, measure_search
+    except ImportError as exc:  # until bench/scale_search.py is committed
+        return {"skipped": f"bench/scale_search.py not importable: {exc}"}
+    out: dict[str, Any] = {"search": measure_search(home, SURVEY)}
+    try:
+        out["lists"] = measure_lists(home, SURVEY)
+    except Exception as exc:  # the survey has no anomaly scores: lists are not measured here
+        out["lists"] = {"skipped": f"{type(exc).__name__}: {exc}"}
+    return out
+
+
+def run(n: int, keep: Path | None, index: bool) -> dict[str, Any]:
+    home = keep or Path(tempfile.mkdtemp(prefix="bench-scale-", dir=os.environ.get("TMPDIR")))
+    old = os.environ.get("LATENTSKY_HOME")
+    os.environ["LATENTSKY_HOME"] = str(home)
+    figures: dict[str, Any] = {"points": n, "build_s": {}}
+    try:
+        xy, cls, mag = map_positions(n)
+        _, s = timed(lambda: make_survey(n, xy, cls, mag))
+        figures["build_s"]["survey"] = round(s, 1)
+        version, s = timed(lambda: make_encoder(n))
+        figures["build_s"]["embeddings"] = round(s, 1)
+        write_map(version, xy)
+        say(f"survey, embeddings and map of {n:,} in {sum(figures['build_s'].values()):.0f} s")
+        from backend.latent.tiles_product import make_tiles, tiles_path
+
+        rss0 = peak_rss_mb()
+        meta, s = timed(lambda: make_tiles(SURVEY, version, numeric_columns=("mag",)))
+        path = tiles_path(SURVEY, version)
+        figures["build_s"]["tiles"] = round(s, 1)
+        figures["tiles"] = {"levels": meta["levels"], "file_mb": round(path.stat().st_size / 2**20, 1),
+                            "partitions": -(-n // meta["partition_size"]),
+                            "peak_rss_mb_during": round(peak_rss_mb(), 1), "peak_rss_mb_before": round(rss0, 1)}  # fmt: skip
+        say(f"tiles: {figures['tiles']} in {s:.1f} s")
+        if index:
+            from backend.pipeline.runner import ensure
+
+            _, s = timed(lambda: ensure(SURVEY, ["index"], "sync"))
+            figures["build_s"]["index"] = round(s, 1)
+            say(f"index through the pipeline in {s:.1f} s")
+        figures["map"] = measure_map(path, xy)
+        figures["exact"] = check_exact(path, xy)
+        if index:
+            figures.update(search_and_lists(home))
+        figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        figures["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+        return figures
+    finally:
+        if old is None:
+            os.environ.pop("LATENTSKY_HOME", None)
+        else:
+            os.environ["LATENTSKY_HOME"] = old
+        if keep is None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--points", type=int, required=True, help="number of objects")
+    parser.add_argument("--json", type=Path, default=RESULTS, help="results file to merge into")
+    parser.add_argument("--keep", type=Path, help="data root to build in (kept)")
+    parser.add_argument("--no-index", action="store_true", help="skip the index and search")
+    args = parser.parse_args(argv)
+    figures = run(args.points, args.keep, not args.no_index)
+    say(json.dumps(figures, indent=2))
+    merge_results(args.json, f"points_{args.points}", figures)
+    say(f"merged into {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
