@@ -2,6 +2,10 @@
 ``users`` table (argon2id hashes, :class:`backend.auth.users.UserStore`) instead of a password
 file. Registered as Panel auth provider ``latentsky`` by :func:`app.serving.configure`, the way
 Panel's own PAM login is (a :class:`panel.auth.BasicLoginHandler` with its own check).
+
+Failed logins are counted per account and per client address in the database
+(:mod:`backend.auth.lockout`): past the limit the form answers "Too many failed logins ...: try
+again in N minutes", even for the right password, until the failures age out.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from panel.auth import BasicLoginHandler, _validate_next_url
 from panel.io.state import state
 from tornado.ioloop import IOLoop
 
+from backend.auth.lockout import LoginLocked
 from backend.auth.roles import Account
 from backend.auth.users import UserStore
 
@@ -20,8 +25,9 @@ PROVIDER = "latentsky"
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="login")  # argon2 costs ~50 ms
 
 
-def verify(name: str, password: str) -> Account | None:
-    return UserStore().verify(name, password)
+def verify(name: str, password: str, client: str | None = None) -> Account | None:
+    """The account when the password is right (:class:`LoginLocked` while locked out)."""
+    return UserStore().login(name, password, client)
 
 
 class LatentSkyLoginHandler(BasicLoginHandler):
@@ -29,12 +35,23 @@ class LatentSkyLoginHandler(BasicLoginHandler):
     the account's (normalised) name."""
 
     def _validate(self, username: str, password: str) -> bool:
-        return verify(username, password) is not None
+        try:
+            return verify(username, password, self.request.remote_ip) is not None
+        except LoginLocked:
+            return False
 
     async def post(self) -> None:
         username = self.get_argument("username", "")
         password = self.get_argument("password", "")
-        account = await IOLoop.current().run_in_executor(_POOL, verify, username, password)
+        client = self.request.remote_ip
+        try:
+            account = await IOLoop.current().run_in_executor(
+                _POOL, verify, username, password, client
+            )
+        except LoginLocked as locked:
+            self.set_header("Retry-After", str(int(locked.retry_after + 0.999)))
+            self.redirect(self.request.path + "?error=" + tornado.escape.url_escape(str(locked)))
+            return
         if account is None or account.name is None:
             error = "?error=" + tornado.escape.url_escape("Invalid username or password!")
             self.redirect(self.request.path + error)

@@ -13,6 +13,9 @@
 ``LATENTSKY_DEFAULT_ROLE``  role of an OAuth account with no row in ``users`` (default
                      ``viewer``).
 ``LATENTSKY_ALLOW_UNAUTHENTICATED``  ``1``: serve without authentication on any address.
+``LATENTSKY_LOGIN_LOCKOUT``  failed logins of one account, ``N/S`` (default ``5/900``: 5 within
+                     900 s lock it until they age out; ``0``: no limit; ``backend.auth.lockout``).
+``LATENTSKY_LOGIN_CLIENT_LOCKOUT``  the same per client address (default ``20/900``).
 ``LATENTSKY_RETRAIN_EVERY``  new labels between automatic classifier retrains (default 50).
 ``LATENTSKY_JOB_THREADS``  torch threads of a retrain's prediction (default: all cores but one).
 ``LATENTSKY_JOB_LEASE_S``  lease of a running job without renewal (seconds, default 20).
@@ -110,6 +113,9 @@ REDIS_URL_ENV = "REDIS_URL"
 ALLOW_UNAUTHENTICATED_ENV = "LATENTSKY_ALLOW_UNAUTHENTICATED"
 THUMB_CACHE_ENV, DEFAULT_THUMB_CACHE_MB = "LATENTSKY_THUMB_CACHE_MB", 256
 API_RATE_ENV, DEFAULT_API_RATE = "LATENTSKY_API_RATE", "1200/60"
+LOGIN_LOCKOUT_ENV, DEFAULT_LOGIN_LOCKOUT = "LATENTSKY_LOGIN_LOCKOUT", "5/900"
+LOGIN_CLIENT_LOCKOUT_ENV = "LATENTSKY_LOGIN_CLIENT_LOCKOUT"
+DEFAULT_LOGIN_CLIENT_LOCKOUT = "20/900"
 SCHEDULER_ENV = "LATENTSKY_SCHEDULER"
 DASK_GPU_ENV = "LATENTSKY_DASK_GPU"
 COMPRESSED_INDEX_ENV, DEFAULT_COMPRESSED_INDEX_ABOVE = "LATENTSKY_COMPRESSED_INDEX_ABOVE", 5_000_000
@@ -183,6 +189,32 @@ def api_rate() -> tuple[int, float]:
             f"{DEFAULT_API_RATE}) or 0 for no limit"
         ) from None
     return requests, window
+
+
+def _failures_per_window(env: str, default: str) -> tuple[int, float]:
+    text = os.environ.get(env, "").strip() or default
+    count, _, seconds = text.partition("/")
+    try:
+        failures, window = int(count), float(seconds or 900)
+        if failures < 0 or not 0 < window < 1e9:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(
+            f"{env}={text!r}: give N/S (lock after N failed logins within S seconds, e.g. "
+            f"{default}) or 0 for no limit"
+        ) from None
+    return failures, window
+
+
+def login_lockout() -> tuple[int, float]:
+    """(failures, seconds): that many failed logins of one account within that many seconds
+    refuse its logins until they age out (``LATENTSKY_LOGIN_LOCKOUT``, default 5/900; 0: off)."""
+    return _failures_per_window(LOGIN_LOCKOUT_ENV, DEFAULT_LOGIN_LOCKOUT)
+
+
+def login_client_lockout() -> tuple[int, float]:
+    """The same per client address (``LATENTSKY_LOGIN_CLIENT_LOCKOUT``, default 20/900)."""
+    return _failures_per_window(LOGIN_CLIENT_LOCKOUT_ENV, DEFAULT_LOGIN_CLIENT_LOCKOUT)
 
 
 def scheduler_text() -> str | None:

@@ -3,7 +3,9 @@
 One row per account: ``name`` (the login, validated like every user name), ``password_hash``
 (argon2id, by argon2-cffi; NULL for an OAuth account, which has no password here), ``role`` and
 ``created``. The table lives in the shared database (:func:`backend.db.engine_for`,
-migration ``0003``); passwords never reach it, only their hashes.
+migration ``0003``); passwords never reach it, only their hashes. :meth:`UserStore.login` is the
+login form's check: :meth:`UserStore.verify` behind the failed-login lockout
+(:mod:`backend.auth.lockout`, migration ``0004``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
+from backend.auth.lockout import LoginThrottle
 from backend.auth.roles import Account, RoleError, check_role
 from backend.db import engine_for, metadata
 from backend.errors import UserError
@@ -154,3 +157,24 @@ class UserStore:
         if _hasher.check_needs_rehash(digest):
             self.set_password(name, password)
         return Account(name, row.role)
+
+    def login(
+        self,
+        name: str,
+        password: str,
+        client: str | None = None,
+        throttle: LoginThrottle | None = None,
+    ) -> Account | None:
+        """:meth:`verify` for a login form: refused with
+        :class:`~backend.auth.lockout.LoginLocked` (even with the right password) while ``name``
+        or the ``client`` address has too many recent failures; a success resets ``name``'s."""
+        throttle = throttle or LoginThrottle(self.engine)
+        try:
+            key: str | None = _name(name)
+        except AccountError:
+            key = None  # no such account can exist: only the address is counted
+        attempt = throttle.begin(key, client)
+        account = self.verify(name, password)
+        if account is not None:
+            throttle.succeeded(attempt)
+        return account
