@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,88 +22,11 @@ import requests
 
 from backend.labels import LabelStore, load_schema
 from backend.survey import Survey
-from tests.conftest import REPO_ROOT
+from tests.served_app import HTTP_TIMEOUT, Server, stored_labels
 
 SURVEY = "tiny"
 CLIENTS = 20
 KILL_AFTER = 300  # acknowledged labels before the server is killed
-START_TIMEOUT = 120.0  # seconds; generous for a loaded 2-core machine
-HTTP_TIMEOUT = (10, 90)  # connect, read
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``panel serve`` of the app in its own process (``proc`` is the server itself)."""
-
-    def __init__(
-        self, home: Path, database_url: str, log: Path, args: tuple[str, ...] = ()
-    ) -> None:
-        self.home, self.database_url, self.log, self.args = home, database_url, log, args
-        self.proc: subprocess.Popen | None = None
-        self.url = ""
-        for _ in range(3):  # a free port can be taken between the probe and the bind
-            if self._start():
-                return
-        raise RuntimeError(f"panel serve did not start:\n{self.log.read_text()[-4000:]}")
-
-    def _start(self) -> bool:
-        port = _free_port()
-        cmd = [
-            sys.executable, "-m", "panel", "serve", "app/main.py", "--plugins", "app.routes",
-            "--address", "127.0.0.1", "--port", str(port),
-            "--allow-websocket-origin", f"127.0.0.1:{port}", *self.args,
-        ]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PANEL_")}  # no auth
-        env.update(LATENTSKY_HOME=str(self.home), DATABASE_URL=self.database_url)
-        with self.log.open("a") as out:
-            self.proc = subprocess.Popen(
-                cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
-            )
-        self.url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:  # ready when the label API answers (plugin loaded, database reachable)
-                r = requests.get(f"{self.url}/api/labels", params={"survey": SURVEY}, timeout=10)
-                if r.status_code in (200, 401):  # 401: auth is on
-                    return True
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise TimeoutError(f"panel serve not ready in {START_TIMEOUT} s:\n{self.log.read_text()}")
-
-    def kill9(self) -> None:
-        """SIGKILL, as ``kill -9``: no shutdown code runs."""
-        assert self.proc is not None and self.proc.poll() is None, "server not running"
-        self.proc.kill()
-        self.proc.wait(30)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(15)
-
-    # -- the label API -------------------------------------------------------------------------
-    def post(self, path: str, body: object, session: requests.Session | None = None):
-        return (session or requests).post(f"{self.url}{path}", json=body, timeout=HTTP_TIMEOUT)
-
-    def current(self, **params: str) -> dict:
-        r = requests.get(
-            f"{self.url}/api/labels", params={"survey": SURVEY, **params}, timeout=HTTP_TIMEOUT
-        )
-        assert r.status_code == 200, r.text
-        return r.json()
 
 
 @pytest.fixture
@@ -117,7 +37,7 @@ def serve(home: Path, tiny_survey: Survey, tmp_path: Path) -> Iterator[callable]
     servers: list[Server] = []
 
     def start(*args: str) -> Server:
-        servers.append(Server(home, database_url, tmp_path / "serve.log", args))
+        servers.append(Server(home, database_url, tmp_path / "serve.log", args, survey=SURVEY))
         return servers[-1]
 
     start.database_url = database_url
@@ -203,14 +123,7 @@ def _write_lock_held(database_url: str) -> Iterator[None]:
 
 
 def _stored(database_url: str) -> set[tuple]:
-    events = LabelStore(database_url).events(SURVEY)
-    if events.empty:
-        return set()
-    labels = events[events["value"].notna()]
-    return {
-        (r.user, r.object_id, r.value, int(r.id))
-        for r in labels[["user", "object_id", "value", "id"]].itertuples(index=False)
-    }
+    return set(stored_labels(database_url, SURVEY))
 
 
 @pytest.mark.both_databases
