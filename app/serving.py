@@ -11,11 +11,13 @@ line, so the rules hold however the server is started (``make run``, the Procfil
   registered as Panel auth provider ``latentsky``); needs a cookie secret
   (``PANEL_COOKIE_SECRET`` or ``--cookie-secret``) and no other Panel authentication.
 - ``oauth``: Panel's OAuth provider from ``PANEL_OAUTH_PROVIDER``/``--oauth-provider``
-  (github, google, generic OIDC...), with its key, secret and a cookie secret.
+  (github, google, generic OIDC...), one Panel knows, with its key, secret and a cookie secret;
+  a generic provider with its authorize and token endpoints.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 from pathlib import Path
@@ -101,4 +103,38 @@ def configure(argv: list[str] | None = None) -> str | None:
     for name, env in (("--oauth-key", "PANEL_OAUTH_KEY"), ("--oauth-secret", "PANEL_OAUTH_SECRET")):
         if not _option(argv, name, env):
             raise ServeError(f"LATENTSKY_AUTH=oauth with {provider} needs {env} (or {name})")
+    _check_provider(argv, provider)
     return mode
+
+
+def _check_provider(argv: list[str], provider: str) -> None:
+    """Panel knows ``provider``, and a generic one has its endpoints: else Panel would start and
+    answer every login with a 500."""
+    from panel.auth import AUTH_PROVIDERS
+
+    if provider.lower() not in AUTH_PROVIDERS:
+        known = ", ".join(sorted(AUTH_PROVIDERS))
+        raise ServeError(
+            f"PANEL_OAUTH_PROVIDER={provider!r} is not one of Panel's OAuth providers ({known})"
+        )
+    if provider.lower() != "generic":
+        return
+    text = _option(argv, "--oauth-extra-params", "PANEL_OAUTH_EXTRA_PARAMS") or "{}"
+    try:
+        extra = ast.literal_eval(text)
+        if not isinstance(extra, dict):
+            raise ValueError("not a dict")
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        raise ServeError(
+            f"PANEL_OAUTH_EXTRA_PARAMS/--oauth-extra-params {text!r} is not a Python dict literal"
+        ) from None
+    for key, env in (
+        ("AUTHORIZE_URL", "PANEL_OAUTH_AUTHORIZE_URL"),
+        ("TOKEN_URL", "PANEL_OAUTH_TOKEN_URL"),
+    ):
+        if not extra.get(key) and not os.environ.get(env):
+            raise ServeError(
+                f"LATENTSKY_AUTH=oauth with the generic provider needs {env} (or {key!r} in "
+                "PANEL_OAUTH_EXTRA_PARAMS): the provider's endpoint from its "
+                "/.well-known/openid-configuration"
+            )

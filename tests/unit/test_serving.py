@@ -70,6 +70,36 @@ def test_the_override_and_the_auth_modes(home: Path, monkeypatch: pytest.MonkeyP
     assert configure(serve("--address", "0.0.0.0")) == "oauth"
 
 
+def test_oauth_provider_must_be_one_panel_knows_and_generic_needs_its_endpoints(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else Panel starts and every login answers 500 (a KeyError for an unknown provider; no
+    URL to redirect to or to fetch the token from for a generic one)."""
+    for name in ("PANEL_OAUTH_EXTRA_PARAMS", "PANEL_OAUTH_AUTHORIZE_URL", "PANEL_OAUTH_TOKEN_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LATENTSKY_AUTH", "oauth")
+    monkeypatch.setenv("PANEL_COOKIE_SECRET", "s" * 32)
+    monkeypatch.setenv("PANEL_OAUTH_KEY", "key")
+    monkeypatch.setenv("PANEL_OAUTH_SECRET", "secret")
+    monkeypatch.setenv("PANEL_OAUTH_PROVIDER", "githib")
+    with pytest.raises(ServeError, match="'githib' is not one of Panel's OAuth providers"):
+        configure(serve("--address", "0.0.0.0"))
+    assert "github" in capsys.readouterr().err
+    monkeypatch.setenv("PANEL_OAUTH_PROVIDER", "generic")
+    with pytest.raises(ServeError, match="PANEL_OAUTH_AUTHORIZE_URL"):
+        configure(serve("--address", "0.0.0.0"))
+    monkeypatch.setenv("PANEL_OAUTH_AUTHORIZE_URL", "https://idp.example.org/authorize")
+    with pytest.raises(ServeError, match="PANEL_OAUTH_TOKEN_URL"):
+        configure(serve("--address", "0.0.0.0"))
+    extra = "{'TOKEN_URL': 'https://idp.example.org/token'}"
+    assert configure(serve("--address", "0.0.0.0", "--oauth-extra-params", extra)) == "oauth"
+    monkeypatch.setenv("PANEL_OAUTH_EXTRA_PARAMS", extra)
+    assert configure(serve("--address", "0.0.0.0")) == "oauth"
+    monkeypatch.setenv("PANEL_OAUTH_EXTRA_PARAMS", "{'TOKEN_URL': ")
+    with pytest.raises(ServeError, match="PANEL_OAUTH_EXTRA_PARAMS"):
+        configure(serve("--address", "0.0.0.0"))
+
+
 def test_a_test_run_is_not_a_server(home: Path) -> None:
     assert configure(["pytest", "-q"]) is None
 
