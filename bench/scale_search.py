@@ -27,6 +27,7 @@ import resource
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,13 +48,45 @@ def say(*parts: object) -> None:
     print(*parts, flush=True)
 
 
-def rss_mb() -> float:
-    """Resident memory of this process now (MiB)."""
+def rss_parts_mb() -> dict[str, float]:
+    """Resident memory now, split: anonymous (the heap: what the process holds) and file pages
+    (memory-mapped files such as the embeddings and index lists: page cache, reclaimable)."""
+    parts = {}
     with open("/proc/self/status") as fh:
         for line in fh:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+            if line.startswith(("RssAnon:", "RssFile:")):
+                parts[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return {"anon": parts.get("RssAnon", float("nan")), "file": parts.get("RssFile", float("nan"))}
+
+
+class MemorySampler:
+    """Peak anonymous and file-backed RSS while the block runs (sampled every 0.2 s)."""
+
+    def __init__(self) -> None:
+        self.peak = {"anon": 0.0, "file": 0.0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(0.2)
+
+    def _sample(self) -> None:
+        for key, value in rss_parts_mb().items():
+            self.peak[key] = max(self.peak[key], value)
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def figures(self) -> dict[str, float]:
+        return {f"peak_rss_{k}_mb": round(v, 1) for k, v in self.peak.items()}
 
 
 def peak_rss_mb() -> float:
@@ -130,18 +163,20 @@ def measure_search(home: Path, survey: str, n_queries: int = 200, k: int = 10) -
 
     with data_root(Path(home)):
         clear_cache()
-        before = rss_mb()
-        t0 = time.perf_counter()
-        services = latent_services(survey)
-        search = services.search()
-        open_s = time.perf_counter() - t0
-        opened = rss_mb()
-        figures = measure_index(search.index, services.embeddings, n_queries, k)
+        before = rss_parts_mb()
+        with MemorySampler() as memory:
+            t0 = time.perf_counter()
+            services = latent_services(survey)
+            search = services.search()
+            open_s = time.perf_counter() - t0
+            opened = rss_parts_mb()
+            figures = measure_index(search.index, services.embeddings, n_queries, k)
         record = read_lineage(Target("index", survey, "encoder", services.version)) or {}
         clear_cache()
     figures.update(
-        open_s=round(open_s, 3), rss_opened_mb=round(opened - before, 1),
-        pipeline_index_s=record.get("seconds"), peak_rss_mb=round(peak_rss_mb(), 1),
+        open_s=round(open_s, 3), rss_opened_anon_mb=round(opened["anon"] - before["anon"], 1),
+        search_memory=memory.figures(), pipeline_index_s=record.get("seconds"),
+        peak_rss_mb=round(peak_rss_mb(), 1),
     )  # fmt: skip
     return figures
 
@@ -232,18 +267,21 @@ def run_points(
         data_s = time.perf_counter() - t0
         say(f"embeddings: {n:,} x {dim} in {data_s:.1f} s (peak RSS {peak_rss_mb():.0f} MiB)")
         t0 = time.perf_counter()
-        built = SimilarityIndex.build(embeddings, kind=kind, progress=True, workdir=directory)
-        built.save(directory)
+        with MemorySampler() as build_memory:
+            built = SimilarityIndex.build(embeddings, kind=kind, progress=True, workdir=directory)
+            built.save(directory)
         build_s = time.perf_counter() - t0
-        build_peak = peak_rss_mb()
-        say(f"index: {built!r} {built.info} in {build_s:.1f} s (peak RSS {build_peak:.0f} MiB)")
+        say(f"index: {built!r} {built.info} in {build_s:.1f} s ({build_memory.figures()})")
         del built
-        before = rss_mb()
-        index = SimilarityIndex.load(directory, embeddings)
-        figures = measure_index(index, embeddings, n_queries, 10)
+        before = rss_parts_mb()
+        with MemorySampler() as search_memory:
+            index = SimilarityIndex.load(directory, embeddings)
+            figures = measure_index(index, embeddings, n_queries, 10)
+        after = rss_parts_mb()
         figures.update(
             data_s=round(data_s, 1), build_and_save_s=round(build_s, 1),
-            build_peak_rss_mb=round(build_peak, 1), rss_opened_mb=round(rss_mb() - before, 1),
+            build_memory=build_memory.figures(), search_memory=search_memory.figures(),
+            rss_opened_anon_mb=round(after["anon"] - before["anon"], 1),
             files_mb={p.name: round(p.stat().st_size / 2**20, 1) for p in directory.iterdir()
                       if p.is_file()},
         )  # fmt: skip

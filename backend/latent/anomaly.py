@@ -204,7 +204,7 @@ class AnomalyRanker:
         """:meth:`rerank`'s table in row order (no sort: rank it with :meth:`listing`)."""
         params = params or RerankParams()
         rows, given = self._interest_rows(interest)
-        table = self.scores.copy()
+        table = self.scores.copy(deep=False)  # copy-on-write: new columns only
         if not len(rows):
             table["interest"] = np.float32(np.nan)
             table["final"] = table["anomaly"]
