@@ -187,6 +187,10 @@ def test_oauth_login_serves_the_app_and_roles_decide_what_the_login_may_do(
     assert _label(server, newcomer, ids, 4).status_code == 403
     assert len(stored_labels(server.database_url, SURVEY)) == 1
 
+    # logging out (the sidebar's link) ends the login
+    assert newcomer.get(f"{server.url}/logout", timeout=HTTP_TIMEOUT).status_code == 200
+    assert _label(server, newcomer, ids, 5).status_code == 401
+
 
 def _no_login(server: Server, session: requests.Session, answer: requests.Response) -> None:
     assert answer.status_code == 401, (answer.status_code, answer.text[:300])
