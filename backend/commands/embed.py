@@ -1,4 +1,6 @@
-"""``python -m backend embed --survey NAME [--model VERSION]``: embeddings of every object."""
+"""``python -m backend embed --survey NAME [--model VERSION]``: embeddings of every object,
+made through the pipeline (:func:`backend.pipeline.runner.ensure`), so they carry their lineage
+record at once; embeddings that are current already are kept."""
 
 from __future__ import annotations
 
@@ -17,10 +19,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.modelling.infer import embed_survey
+    from backend.modelling.common import resolve_version
+    from backend.pipeline.runner import ensure
+    from backend.registry import ModelRegistry
 
-    version, path = embed_survey(
-        args.survey, args.model, batch_size=args.batch_size, scheduler=args.scheduler
-    )
-    print(f"embeddings of survey {args.survey!r} with encoder {version.version}: {path}")
+    version = resolve_version(ModelRegistry(), args.survey, "encoder", args.model)
+    outcome = ensure(
+        args.survey, ["embeddings"], args.scheduler, versions={"encoder": version.version},
+        params={"embeddings": {"batch_size": args.batch_size}},
+    )  # fmt: skip
+    for key in outcome.plan.requested:
+        item = outcome.plan.items[key]
+        state = "made" if key in outcome.records else item.status
+        print(
+            f"embeddings of survey {args.survey!r} with encoder {version.version} ({state}): "
+            f"{item.target.paths[0]}"
+        )
     return 0

@@ -90,14 +90,19 @@ def run_item(
 
 
 # -- builders: (target, params, scheduler, progress) -> lineage record --------------------------
+# (embeddings take {"batch_size": N} as params: how the work is cut, not what is made, so it is
+# not recorded and does not make a product outdated)
 def _embeddings(mirror: bool) -> Callable[..., dict[str, Any]]:
     def build(target: Target, params: Any, scheduler: Any, progress: Progress | None) -> dict:
         from backend.modelling.infer import embed_survey
 
         timer = Timer()
+        batch = (
+            {"batch_size": int(params["batch_size"])} if params and "batch_size" in params else {}
+        )
         with_scheduler(
             embed_survey, scheduler, survey_name=target.survey, version=target.version,
-            progress=progress, progress_bar=progress is None, mirror=mirror,
+            progress=progress, progress_bar=progress is None, mirror=mirror, **batch,
         )  # fmt: skip
         return record(target, None, timer.seconds)
 
@@ -182,8 +187,13 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
 def retrain_head(item: Item, scheduler: Any = None) -> dict[str, Any]:
     """The classifier reads another encoder than the one in use: train a head with the same
     labels (its catalog columns and the label store's consensus) on the encoder in use, predict
-    every object with it and, when that encoder is the active one, make the head the active
-    classifier (else the caller switches both together); returns its predictions' record."""
+    every object with it and, when that encoder is the active one, put the head to the
+    activation gate (:func:`backend.active.gate.activate_if_not_worse`, as every retrain): it
+    becomes the active classifier only when not worse than the active one on the validation
+    split; a refused head is kept with its decision (``gate.json``), the active classifier goes
+    on reading its own encoder's embeddings, and the planner does not retrain it again for that
+    encoder. When the encoder is not the active one, the caller switches both together.
+    Returns the new head's predictions' record."""
     from backend.active.loop import catalog_sources, merged_labels, mirror_pairs_for
     from backend.labels.schema import load_schema
     from backend.labels.store import LabelStore
@@ -215,5 +225,10 @@ def retrain_head(item: Item, scheduler: Any = None) -> dict[str, Any]:
     rec = record(target, {"retrained_from": previous.version}, timer.seconds)
     active = registry.active(survey, "encoder")
     if active is not None and active.version == encoder:
-        registry.set_active(survey, "classifier", version.version)
+        if Target("predictions", survey, "classifier", previous.version).exists():
+            from backend.active.gate import activate_if_not_worse
+
+            activate_if_not_worse(survey, version.version, labels, classes, task=task)
+        else:  # the head it replaces made no predictions: nothing to judge it against
+            registry.set_active(survey, "classifier", version.version)
     return rec

@@ -125,6 +125,20 @@ def classifier_source(version: str) -> tuple[str, bool]:
     return source, config.get("mirror_permutation") is not None
 
 
+def refused_head(survey: str, classifier: str, encoder: str) -> Any:
+    """The newest classifier version retrained from ``classifier`` on ``encoder``'s embeddings
+    that the activation gate refused (a ``ModelVersion``), or None."""
+    from backend.registry import ModelRegistry
+
+    for version in reversed(ModelRegistry().list("classifier", survey)):
+        source = version.config.get("embedding_source", {}).get("version")
+        if version.meta.get("parent") == classifier and str(source) == encoder:
+            gate = version.gate
+            if gate is not None and not gate.get("activate"):
+                return version
+    return None
+
+
 def inputs_of(
     target: Target, stamp: str, hash_of: Callable[[Target], str | None], versions: Versions
 ) -> dict[str, Any]:
@@ -238,7 +252,7 @@ class _Planner:
 
         if product == "predictions" and target.kind == "classifier":
             source, mirrored = classifier_source(target.version)
-            encoder = self._head_encoder(source)
+            encoder = self._head_encoder(target.version, source)
             return [enc("embeddings", encoder)] + ([enc("mirror_embeddings", encoder)] if mirrored else [])  # fmt: skip
         if product in ("map", "index", "scores"):
             out = [enc("embeddings", target.version)]
@@ -264,12 +278,22 @@ class _Planner:
             return out + ([Target("predictions", s, "classifier", clf)] if clf else [])
         return []
 
-    def _head_encoder(self, source: str) -> str:
+    def _head_encoder(self, classifier: str, source: str) -> str:
         """The encoder whose embeddings the classifier's predictions should read: its own,
-        unless the encoder in use is another (and the classifier was not named)."""
+        unless the encoder in use is another (and the classifier was not named, and the
+        activation gate has not refused a head retrained from it on that encoder)."""
         encoder = self.versions.encoder
         if encoder and source and source != encoder and "classifier" not in self.versions.explicit:
-            return encoder
+            refused = refused_head(self.survey, classifier, encoder)
+            if refused is None:
+                return encoder
+            note = (
+                f"classifier {classifier} reads encoder {source}'s embeddings: the head "
+                f"retrained on encoder {encoder} ({refused.version}) was refused by the "
+                f"activation gate ({refused.gate.get('reason')})"  # type: ignore[union-attr]
+            )
+            if note not in self.notes:
+                self.notes.append(note)
         return source
 
     # -- status ----------------------------------------------------------------------------------
@@ -286,7 +310,7 @@ class _Planner:
         remade = {d.key: d for d in deps if d.action in ("build", "retrain-head")}
         if target.product == "predictions" and target.kind == "classifier":
             source, _ = classifier_source(target.version)
-            encoder = self._head_encoder(source)
+            encoder = self._head_encoder(target.version, source)
             if encoder != source:
                 return Item(
                     target, "outdated",

@@ -183,3 +183,73 @@ def test_a_train_encoder_job_switches_encoder_and_head_with_their_products(
     assert head.config["embedding_source"]["version"] == new
     assert all(verify(t) for t in _latent_targets(new))
     assert not plan("tiny").todo, "everything downstream of the new encoder is current"
+
+
+def test_the_embed_and_predict_commands_make_products_with_their_lineage_at_once(
+    tiny_survey: Survey, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``embed`` and ``predict`` go through the pipeline: their products carry a lineage
+    record (made, not adopted) as soon as the command ends, and a second run keeps them."""
+    from backend.cli import main
+
+    _models()
+    encoder = ModelRegistry().active("tiny", "encoder").version
+    assert main(["embed", "--survey", "tiny", "--scheduler", "sync", "--batch-size", "64"]) == 0
+    assert "(made)" in capsys.readouterr().out
+    record = lineage("tiny", "embeddings")
+    assert record is not None and not record.get("adopted") and record["version"] == encoder
+    assert verify(Target("embeddings", "tiny", "encoder", encoder))
+    classifier = _classifier()
+    assert (
+        main(["predict", "--survey", "tiny", "--kinds", "classifier", "--scheduler", "sync"]) == 0
+    )
+    out = capsys.readouterr().out
+    assert f"classifier {classifier} (made)" in out
+    made = lineage("tiny", "predictions", kind="classifier")
+    assert made is not None and not made.get("adopted") and made["version"] == classifier
+    assert made["inputs"]["embeddings"] == record["content_hash"]
+    assert main(["embed", "--survey", "tiny", "--scheduler", "sync"]) == 0
+    assert "(current)" in capsys.readouterr().out
+    assert lineage("tiny", "embeddings") == record  # kept, not made again
+
+
+@pytest.mark.slow
+def test_a_head_retrained_on_a_new_encoder_goes_through_the_activation_gate(
+    tiny_survey: Survey,
+) -> None:
+    """``prepare``/``ensure`` retrains the classifier head on a newly active encoder: the head
+    replaces the active classifier only when the activation gate finds it not worse. With
+    embeddings that hold the class (old encoder) and embeddings that hold nothing (new encoder,
+    all zeros), the retrained head is refused and recorded, the active classifier stays, and the
+    next plan does not retrain it again."""
+    from backend.pipeline.storage import write_embeddings
+
+    registry = ModelRegistry()
+    big = (tiny_survey.catalog["size_class"] == "big").to_numpy()
+    rng = np.random.default_rng(0)
+    informative = rng.normal(0.0, 0.1, (150, 128)).astype(np.float32)
+    informative[:, 0] += np.where(big, 2.0, -2.0)
+    _models()
+    old_encoder = registry.active("tiny", "encoder").version
+
+    def fill(out: np.ndarray) -> None:
+        out[:] = informative
+
+    write_embeddings("tiny", "encoder", old_encoder, (150, 128), fill)
+    old = _classifier()
+    ensure("tiny", ["predictions:classifier"], "sync")
+    _models(encoder_seed=1)
+    new = registry.active("tiny", "encoder").version
+    write_embeddings("tiny", "encoder", new, (150, 128), lambda out: out.fill(0.0))
+
+    ensure("tiny", ["predictions:classifier"], "sync")
+    assert registry.active("tiny", "classifier").version == old
+    refused = registry.latest("classifier", "tiny")
+    assert refused.version != old and refused.meta["parent"] == old
+    assert refused.config["embedding_source"]["version"] == new
+    gate = refused.gate
+    assert gate is not None and not gate["activate"] and gate["active"] == old
+    assert gate["reason"].startswith("worse")
+    again = plan("tiny", ["predictions:classifier"])
+    assert not again.todo, "a refused head is not retrained at every ensure"
+    assert any("refused by the activation gate" in note for note in again.notes)
