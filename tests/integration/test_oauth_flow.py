@@ -1,16 +1,18 @@
-"""``LATENTSKY_AUTH=oauth`` end to end: a real ``panel serve`` with Panel's generic OAuth provider
-against an OpenID Connect provider on 127.0.0.1 (``tests/oidc_provider.py``), driven by an HTTP
-client through the whole authorization-code flow: the app redirects to the provider, the user
+"""``LATENTSKY_AUTH=oauth`` end to end: a real ``panel serve`` with Panel's generic OAuth provider,
+configured as docs/deployment.md says, against an OpenID Connect provider on 127.0.0.1
+(``tests/oidc_provider.py``), driven through the whole authorization-code flow by chromium (the
+app must load for the login) and by an HTTP client: the app redirects to the provider, the user
 approves, the provider redirects back with a code, Panel exchanges it at the token endpoint
 (client id and secret of a registered client) and sets its login cookie.
 
 Roles: an account's row in ``users`` wins; a login without a row gets ``LATENTSKY_DEFAULT_ROLE``
 (``labeller`` here, so that a row saying ``viewer`` is seen to win). A denied authorization, a
-forged code and a code used twice never log anyone in.
+forged code, a code used twice and a code brought back to another browser never log anyone in.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,6 +32,7 @@ SURVEY = "tiny"
 VIEWER = "vic@example.org"  # row in users: viewer
 NEWCOMER = "nora@example.org"  # no row: LATENTSKY_DEFAULT_ROLE (labeller)
 COOKIE_SECRET = "cookie-secret-for-oauth-tests-0123456789"
+ENCRYPTION_KEY = base64.urlsafe_b64encode(bytes(range(32))).decode()  # as `panel oauth-secret`
 
 
 @pytest.fixture
@@ -65,6 +68,7 @@ def server(
             "PANEL_OAUTH_USER_URL": provider.userinfo_url,
             "PANEL_OAUTH_SCOPE": "openid,email,profile",
             "PANEL_COOKIE_SECRET": COOKIE_SECRET,
+            "PANEL_OAUTH_ENCRYPTION": ENCRYPTION_KEY,
         }
 
     running = Server(home, database_url, tmp_path / "serve.log", env=oauth_env, survey=SURVEY)
