@@ -7,6 +7,9 @@ callbacks (:func:`backend.auth.roles.require` underneath).
   :func:`authorize` raises :class:`tornado.web.HTTPError` 401/403.
 - Panel callbacks: :func:`session_account` (``pn.state.user``) and :func:`require_session`,
   which raises :class:`~backend.auth.roles.AccessDenied` (shown in the view's alert).
+- What the page offers: :func:`restrict` disables the controls of an action the session's role
+  may not do, with a tooltip naming the role needed (:func:`missing_role`). The checks in the
+  callbacks stay the guard; this only keeps the page from offering what would be refused.
 
 With ``LATENTSKY_AUTH=none`` (served on localhost only, see :mod:`app.serving`) every request
 has every right, as before accounts existed; a request that a Panel auth provider sees without a
@@ -15,13 +18,15 @@ login is still refused (401).
 
 from __future__ import annotations
 
+import html
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from tornado.ioloop import IOLoop
 from tornado.web import HTTPError, RequestHandler
 
-from backend.auth.roles import AccessDenied, Account, require
+from backend.auth.roles import AccessDenied, Account, minimum_role, require
 from backend.auth.serving import GUEST, account_for
 from backend.config import get_settings
 
@@ -97,3 +102,32 @@ def require_session(action: str) -> Account:
 def logged_in() -> bool:
     """Whether labels of this session are stored under its login (the name box is not shown)."""
     return session_login() is not None
+
+
+def missing_role(action: str, account: Account | None = None) -> str | None:
+    """Why the session (or ``account``) may not do ``action``, for a tooltip or a notice; None
+    when it may."""
+    account = session_account() if account is None else account
+    what = action.replace("_", " ")
+    if account is None:
+        return f"Log in to {what}."
+    if account.can(action):
+        return None
+    who = html.escape(account.name) if account.name else "this user"
+    return (
+        f"You are signed in as {who} ({account.role}): {what} needs the role "
+        f"{minimum_role(action)} or higher (ask an admin)."
+    )
+
+
+def restrict(action: str, widgets: Iterable[Any], account: Account | None = None) -> str | None:
+    """Disable ``widgets`` with the reason as their tooltip when the session (or ``account``)
+    may not do ``action``; returns that reason (None: allowed, widgets left as they are)."""
+    why = missing_role(action, account)
+    if why is None:
+        return None
+    for widget in widgets:
+        widget.disabled = True
+        if "description" in widget.param:
+            widget.description = why
+    return why

@@ -14,7 +14,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.auth import require_session
+from app.auth import require_session, restrict, session_account
 from app.safe import clear, guarded, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
@@ -198,6 +198,12 @@ class JobsPanel(pn.viewable.Viewer):
         self.on_finished: Any = None  # called (no arguments) when a job finished since
         self._note = pn.pane.Markdown("", styles={"color": "#6b7280", "font-size": "12.5px"})
         self._poll: Any = None
+        account = session_account()  # what the page offers; the callbacks check again
+        if why := restrict("retrain", [self.retrain, self.finetune], account):
+            say(self._alert, why, "info")
+        self._cancel_why = restrict("cancel_own_job", [self.cancel, self.cancel_id], account)
+        self._own_jobs_only = account is not None and not account.can("cancel_job")
+        self._account_name = account.name if account is not None else None
         self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
         self.refresh()
         if self.state.tab == "models" and pn.state.curdoc is not None:
@@ -249,9 +255,11 @@ class JobsPanel(pn.viewable.Viewer):
         jobs = list_jobs(self.survey, limit=20)
         self.table.value = jobs_frame(jobs)
         active = jobs[jobs["status"].isin(ACTIVE)] if len(jobs) else jobs
+        if self._own_jobs_only and len(active):  # below curator: only one's own jobs
+            active = active[active["requested_by"] == self._account_name]
         ids = [int(i) for i in active["id"]] if len(active) else []
         self.cancel_id.options = ids
-        self.cancel.disabled = not ids
+        self.cancel.disabled = not ids or self._cancel_why is not None
         self._note.object = self._worker_note(jobs)
         done = {int(i) for i, st in zip(jobs["id"], jobs["status"], strict=True) if st in FINISHED}
         if self._finished is not None and done - self._finished and self.on_finished is not None:

@@ -12,7 +12,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.auth import require_session
+from app.auth import require_session, restrict
 from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
 from app.safe import guarded, heading, in_thread, message_pane, say
@@ -99,6 +99,11 @@ class AnomaliesView(pn.viewable.Viewer):
             hint=f"Keys: {kbd('0')}–{kbd('5')} interest · {kbd('←')} {kbd('→')} previous / next",
         )
         self._keys.on_key(guarded(self._alert)(self._on_key))
+        if why := restrict("interest", self._buttons):  # a viewer: the keys only move
+            self._keys.param.update(
+                keys=KEYS[-2:], hint=f"Keys: {kbd('←')} {kbd('→')} previous / next"
+            )
+            say(self._ack, why, "info")
         self._gallery = ThumbGallery(
             size=80, empty_text="No candidates.", sizing_mode="stretch_width"
         )

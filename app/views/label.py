@@ -11,7 +11,7 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.auth import require_session
+from app.auth import require_session, restrict
 from app.data import SurveyData
 from app.labelling import label_store, make_queue, save_and_load_schema, schema_for
 from app.safe import guarded, heading, in_thread, message_pane, say
@@ -91,6 +91,9 @@ class LabelView(pn.viewable.Viewer):
                 self._classes_input.value.split(",")
             )))
         )  # fmt: skip
+        restrict("edit_schema", [self._classes_input, self._save_classes])
+        if why := restrict("label", [self._undo]):
+            say(self._notice, why, "info")
         self._keys.on_key(guarded(self._alert)(self._on_key))
         self._neighbours = ThumbGallery(size=72, empty_text="", sizing_mode="stretch_width")
         self._neighbours.on_action(guarded(self._alert)(self._neighbour_action))
@@ -119,6 +122,9 @@ class LabelView(pn.viewable.Viewer):
         self._buttons = buttons
         self._class_box.objects = buttons
         keys = [c.key for c in self.schema.classes if c.key]
+        if restrict("label", buttons):  # a viewer: the keys only skip
+            self._keys.keys, self._keys.hint = [" "], f"{kbd('space')} skip"
+            return
         self._keys.keys = [*keys, " ", "Backspace"]
         self._keys.hint = (
             f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · {kbd('⌫')} undo"

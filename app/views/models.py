@@ -11,7 +11,7 @@ import panel as pn
 import param
 
 from app import plots
-from app.auth import require_session
+from app.auth import require_session, restrict
 from app.data import SurveyData
 from app.evaluation import EvaluationPanel
 from app.exporting import file_name, table_bytes
@@ -231,6 +231,7 @@ class ModelsView(pn.viewable.Viewer):
             name="Activate this version", button_type="warning", width=200, align="end"
         )
         self._activation = message_pane()
+        self._activate_why = restrict("activate", [self.activate])  # the callback checks again
         self.activate.on_click(lambda _: in_thread(guarded(self._activation)(self.activate_picked)))
         self.jobs = JobsPanel(survey=self.data.name, state=self.state)
         self.jobs.on_finished = guarded(self._alert)(self.refresh_versions)
@@ -302,7 +303,7 @@ class ModelsView(pn.viewable.Viewer):
             version.version
         )
         self.activate.param.update(
-            disabled=is_active,
+            disabled=is_active or self._activate_why is not None,
             name="Active" if is_active else "Activate this version",
         )
         parts: list[Any] = [pn.pane.HTML(metric_cards(self._cards(version)))]
