@@ -348,10 +348,10 @@ class _LabelApiHandler(RequestHandler):
 
 class LabelsHandler(_LabelApiHandler):
     async def get(self) -> None:
+        login = self.login("browse")  # before the request is read: 401/403 before any 400
         survey = self.get_query_argument("survey", None)
         if not survey:
             raise ApiError(400, "missing query parameter 'survey'", "survey")
-        login = self.login("browse")
         user = self.get_query_argument("user", None)
         user = user_name("user", user) if user is not None else None
         who = login or user
@@ -359,6 +359,7 @@ class LabelsHandler(_LabelApiHandler):
         await self.run(200, current_labels, survey, user, self.get_query_argument("task", None))
 
     async def post(self) -> None:
+        self.login("label")  # before the request is read: 401/403 before any 400
         body = self.json_body()
         check_fields(body, ("survey", "object_id", "value"), ("user", "task"))
         user = self.user(body.get("user"))
@@ -369,6 +370,7 @@ class LabelsHandler(_LabelApiHandler):
 
 class UndoHandler(_LabelApiHandler):
     async def post(self) -> None:
+        self.login("label")  # before the request is read: 401/403 before any 400
         body = self.json_body()
         check_fields(body, ("survey",), ("user", "task"))
         user = self.user(body.get("user"))

@@ -147,3 +147,22 @@ def test_with_auth_on_and_no_provider_nothing_is_open(
     monkeypatch.setenv("LATENTSKY_AUTH", "basic")
     assert status("GET", "/thumb/tiny/3.png", user=None, provider=False) == 401
     assert status("POST", "/api/labels", {**LABEL, "user": "ana"}, user=None, provider=False) == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/api/labels", {"survey": "tiny"}),  # fields missing
+        ("POST", "/api/labels", {**LABEL, "colour": "red"}),  # an unknown field
+        ("POST", "/api/labels/undo", {}),
+        ("GET", "/api/labels", None),  # no survey parameter
+    ],
+)
+def test_the_login_is_checked_before_the_request_is_read(
+    team: Survey, method: str, path: str, body: object
+) -> None:
+    """Nobody logged in learns nothing of the API's rules: 401 comes before any 400, and a
+    viewer's malformed label is refused for the role (403), not for its shape."""
+    assert status(method, path, body, user=None) == 401
+    if method == "POST":
+        assert status(method, path, body, user="vera") == 403
