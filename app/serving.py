@@ -11,8 +11,9 @@ line, so the rules hold however the server is started (``make run``, the Procfil
   registered as Panel auth provider ``latentsky``); needs a cookie secret
   (``PANEL_COOKIE_SECRET`` or ``--cookie-secret``) and no other Panel authentication.
 - ``oauth``: Panel's OAuth provider from ``PANEL_OAUTH_PROVIDER``/``--oauth-provider``
-  (github, google, generic OIDC...), one Panel knows, with its key, secret and a cookie secret;
-  a generic provider with its authorize and token endpoints.
+  (github, google, generic OIDC...), one Panel knows, with its key, secret, a cookie secret and
+  a key that encrypts the tokens kept in cookies; a generic provider with its authorize and
+  token endpoints.
 """
 
 from __future__ import annotations
@@ -103,6 +104,12 @@ def configure(argv: list[str] | None = None) -> str | None:
     for name, env in (("--oauth-key", "PANEL_OAUTH_KEY"), ("--oauth-secret", "PANEL_OAUTH_SECRET")):
         if not _option(argv, name, env):
             raise ServeError(f"LATENTSKY_AUTH=oauth with {provider} needs {env} (or {name})")
+    if not _option(argv, "--oauth-encryption-key", "PANEL_OAUTH_ENCRYPTION"):
+        raise ServeError(
+            "LATENTSKY_AUTH=oauth needs PANEL_OAUTH_ENCRYPTION (e.g. from `panel oauth-secret`) "
+            "or --oauth-encryption-key: without it the provider's tokens are kept in the "
+            "browser's cookies in clear"
+        )
     _check_provider(argv, provider)
     return mode
 

@@ -67,6 +67,11 @@ def test_the_override_and_the_auth_modes(home: Path, monkeypatch: pytest.MonkeyP
         configure(serve("--address", "0.0.0.0"))
     monkeypatch.setenv("PANEL_OAUTH_KEY", "key")
     monkeypatch.setenv("PANEL_OAUTH_SECRET", "secret")
+    monkeypatch.delenv("PANEL_OAUTH_ENCRYPTION", raising=False)
+    with pytest.raises(ServeError, match="PANEL_OAUTH_ENCRYPTION"):
+        configure(serve("--address", "0.0.0.0"))  # tokens would sit in cookies in clear
+    assert configure(serve("--address", "0.0.0.0", "--oauth-encryption-key", "k" * 44)) == "oauth"
+    monkeypatch.setenv("PANEL_OAUTH_ENCRYPTION", "k" * 44)
     assert configure(serve("--address", "0.0.0.0")) == "oauth"
 
 
@@ -81,6 +86,7 @@ def test_oauth_provider_must_be_one_panel_knows_and_generic_needs_its_endpoints(
     monkeypatch.setenv("PANEL_COOKIE_SECRET", "s" * 32)
     monkeypatch.setenv("PANEL_OAUTH_KEY", "key")
     monkeypatch.setenv("PANEL_OAUTH_SECRET", "secret")
+    monkeypatch.setenv("PANEL_OAUTH_ENCRYPTION", "k" * 44)
     monkeypatch.setenv("PANEL_OAUTH_PROVIDER", "githib")
     with pytest.raises(ServeError, match="'githib' is not one of Panel's OAuth providers"):
         configure(serve("--address", "0.0.0.0"))
