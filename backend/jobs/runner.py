@@ -7,7 +7,8 @@ once) and the job is marked cancelled. Handlers also check between stages
 (:func:`backend.jobs.context.checkpoint`), and every activation checks last, atomically
 (:meth:`backend.registry.ModelRegistry.set_active_many`). Any other exception marks the job
 failed with its message and traceback tail. The versions a job saved are shown only once it
-succeeded (or activated them); those of a failed or cancelled job stay hidden.
+succeeded (or activated them); those of a failed or cancelled job stay hidden, and their
+products are removed (:mod:`backend.jobs.orphans`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from backend.jobs import table
 from backend.jobs.context import JobCancelled, JobLost, RunningJob, running
 from backend.jobs.kinds import HANDLERS
+from backend.jobs.orphans import settle_versions
 
 log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 1.0
@@ -94,11 +96,9 @@ def _settle(
 ) -> str:
     """Record the outcome (unless the job was already finished: then that one stands) and show
     or hide the model versions the job saved accordingly; returns the job's final status."""
-    from backend.registry import ModelRegistry
-
     if status is not None:
         table.finish(job_id, status, result=result, error=error)
     final = str(table.get_job(job_id)["status"])
     if final in table.FINISHED:
-        ModelRegistry().settle_job(job_id, final)
+        settle_versions(job_id, final)
     return final

@@ -325,7 +325,9 @@ def reap_expired(engine: Engine | None = None, only: int | None = None) -> list[
                 .values(**values)
             )  # fmt: skip
         if done.rowcount == 1:
-            registry.settle_job(int(row.id), status)
+            from backend.jobs.orphans import settle_versions
+
+            settle_versions(int(row.id), status)
             log.warning("job %s %s: %s", row.id, status, error or result)
             finished.append(int(row.id))
     return finished
