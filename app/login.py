@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import tornado.escape
 from panel.auth import BasicLoginHandler, _validate_next_url
+from panel.io.resources import LOCAL_DIST
 from panel.io.state import state
 from tornado.ioloop import IOLoop
 
@@ -33,6 +34,21 @@ def verify(name: str, password: str, client: str | None = None) -> Account | Non
 class LatentSkyLoginHandler(BasicLoginHandler):
     """Panel's login form; the password is checked off the event loop and the cookie carries
     the account's (normalised) name."""
+
+    def get(self) -> None:
+        """Panel's login page, its icon and logo from this server (Panel's own handler links
+        them from Panel's CDN: a page of this app loads nothing from outside)."""
+        errormessage = self.get_argument("error", "")
+        next_url = _validate_next_url(self.get_argument("next", state.base_url))
+        if next_url:
+            self.set_cookie("next_url", next_url)
+        self.write(
+            self._login_template.render(
+                login_endpoint=self._login_endpoint,
+                errormessage=errormessage,
+                PANEL_CDN=LOCAL_DIST,  # relative: <prefix>/static/extensions/panel/
+            )
+        )
 
     def _validate(self, username: str, password: str) -> bool:
         try:
