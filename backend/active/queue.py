@@ -16,6 +16,8 @@ import pandas as pd
 
 from backend.active.acquisition import DEFAULT_STRATEGY, next_batch
 from backend.labels.store import LabelStore
+from backend.pipeline.kinds import Target
+from backend.pipeline.lineage import stamp
 from backend.products import ProductError, open_embeddings, read_predictions
 from backend.registry import ModelRegistry
 from backend.survey import Survey
@@ -50,6 +52,7 @@ class LabelQueue:
         self._version: str | None = None
         self._refreshes = 0
         self._ids: pd.Index | None = None
+        self._read: tuple[tuple[str, str | None], pd.DataFrame | None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
     @property
@@ -77,15 +80,24 @@ class LabelQueue:
             self._ids = pd.Index(self.survey.catalog["object_id"].astype(str))
         return self._ids
 
+    def _predictions(self, version: str) -> pd.DataFrame | None:
+        """The classifier's predictions, read again only when the product changed (a refresh
+        of a survey of 10^8 objects must not re-read its table each time)."""
+        key = (version, stamp(Target("predictions", self.survey.name, "classifier", version)))
+        if self._read is None or self._read[0] != key:
+            try:
+                table = read_predictions(self.survey.name, "classifier", version)
+            except ProductError:
+                table = None  # not predicted yet: rank as a cold start
+            self._read = (key, table)
+        return self._read[1]
+
     def _inputs(self, version: str | None) -> tuple[np.ndarray, pd.DataFrame | None]:
         predictions, encoder = None, None
         if version is not None:
             mv = self.registry.get("classifier", version)
             encoder = mv.config.get("embedding_source", {}).get("version")
-            try:
-                predictions = read_predictions(self.survey.name, "classifier", version)
-            except ProductError:
-                predictions = None  # not predicted yet: rank as a cold start
+            predictions = self._predictions(version)
         encoder = encoder or self.registry.active_versions(self.survey.name).get("encoder")
         if encoder is None:
             raise ProductError(f"survey {self.survey.name} has no encoder embeddings to rank")

@@ -133,3 +133,45 @@ def test_label_queue_batch_is_the_top_of_a_full_sort() -> None:
     unlabelled = np.flatnonzero(~labelled)
     expected = unlabelled[np.argsort(-scores[unlabelled], kind="stable")[:60]]
     np.testing.assert_array_equal(batch, expected)
+
+
+def test_label_queue_reads_predictions_again_only_when_they_change(
+    tiny_survey: Survey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import backend.active.queue as queue_module
+    from backend.active.queue import LabelQueue
+    from backend.labels.store import LabelStore
+    from backend.products import write_predictions
+    from backend.registry import ModelRegistry
+    from tests.unit.test_active import _survey_products, blobs, table
+
+    _survey_products(tiny_survey, blobs(5, 30)[0])
+    store = LabelStore()
+    ids = tiny_survey.catalog["object_id"].to_numpy()
+    store.add("tiny", str(ids[0]), "spiral", user="bob")
+    registry = ModelRegistry()
+    clf = registry.save(
+        "classifier", {}, {"embedding_source": {"kind": "encoder", "version": "v0001"}},
+        survey="tiny",
+    )  # fmt: skip
+
+    def predict(target: int) -> None:
+        bald = np.full(150, 1e-3)
+        bald[target] = 1.0
+        preds = table(bald)
+        preds.insert(0, "object_id", ids)
+        write_predictions("tiny", "classifier", clf.version, preds)
+
+    predict(10)
+    registry.set_active("tiny", "classifier", clf.version)
+    reads = []
+    real = queue_module.read_predictions
+    monkeypatch.setattr(queue_module, "read_predictions", lambda *a: reads.append(a) or real(*a))
+    queue = LabelQueue("tiny", "ana", batch_size=5, store=store, strategy="bald")
+    assert queue.next(1) == [str(ids[10])]
+    queue.refresh()
+    queue.refresh()
+    assert len(reads) == 1  # the same product: read once
+    predict(20)  # the product remade: the next ranking reads it
+    queue.refresh()
+    assert len(reads) == 2 and queue.next(1) == [str(ids[20])]
