@@ -52,6 +52,11 @@ R = TypeVar("R")
 RETRIES = 2
 #: Partitions in flight or held on the client at once: this many per worker, at least MIN_WINDOW.
 WINDOW_PER_WORKER, MIN_WINDOW = 4, 16
+#: Set in a local cluster's worker processes before they start (with Dask's own
+#: ``distributed.nanny.pre-spawn-environ``): one malloc arena. Without it the task thread of a
+#: worker may get a thread arena whose freed pages go back to the OS, and every batch's
+#: activations fault in fresh pages (48,000 cutouts: 1.8 M page faults against 13 k, +17% CPU).
+WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
 #: Seconds to wait for a ``tcp://`` scheduler to answer.
 CONNECT_TIMEOUT_S = 10
 OPTION = "--scheduler"
@@ -388,7 +393,7 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
     if spec.kind == "sync":
         yield Executor(spec)
         return
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     if not logging.getLogger().isEnabledFor(logging.DEBUG):  # -v shows it
         # distributed sets its loggers to INFO when imported; a local cluster's scheduler runs
@@ -398,15 +403,14 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
         opened: list[Any] = []
 
         def start() -> Any:
-            cluster = LocalCluster(
-                n_workers=spec.workers or machine_workers(),
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=None,  # no dashboard; its HTTP server (health) on any port:
-                scheduler_kwargs={"dashboard_address": ":0"},
-                silence_logs=logging.ERROR,
-                resources={"GPU": 1} if config.dask_gpu_workers() else None,
-            )
+            import dask
+
+            environ = {
+                **dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+                **WORKER_ENVIRON,
+            }
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                cluster = _local_cluster(spec)
             opened.append(cluster)
             client = Client(cluster)
             opened.append(client)
@@ -429,3 +433,18 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
         yield Executor(spec, client)
     finally:
         client.close()
+
+
+def _local_cluster(spec: SchedulerSpec) -> Any:
+    """A ``LocalCluster`` of single-threaded worker processes for a ``local`` spec."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=spec.workers or machine_workers(),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,  # no dashboard; its HTTP server (health) on any port:
+        scheduler_kwargs={"dashboard_address": ":0"},
+        silence_logs=logging.ERROR,
+        resources={"GPU": 1} if config.dask_gpu_workers() else None,
+    )

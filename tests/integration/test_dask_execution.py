@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from functools import partial
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_many_partitions_come_back_in_order_through_a_small_window(
     with executor("local:2") as ex:
         assert ex.map(_square_slowly, list(range(30))) == [x * x for x in range(30)]
         assert ex.map(_square_slowly, []) == []
+        # one malloc arena in the workers (set before they start: see WORKER_ENVIRON)
+        assert ex.map(os.environ.get, ["MALLOC_ARENA_MAX"] * 2) == ["1", "1"]
 
 
 def test_one_partition_runs_in_process_without_starting_a_cluster() -> None:
@@ -132,7 +135,6 @@ def test_bad_scheduler_text_is_one_error_line_and_exit_2(
 def test_a_local_cluster_does_not_chatter_on_the_command_line(home: Path) -> None:
     """distributed logs its scheduler's start and stop at INFO; a user's terminal shows only
     the command's own output (``-v`` shows it all)."""
-    import os
     import subprocess
     import sys
 
