@@ -141,17 +141,23 @@ def next_batch(
     labelled = np.asarray(labelled_mask, bool)
     if len(labelled) != len(embeddings):
         raise ValueError(f"labelled_mask has {len(labelled)} rows for {len(embeddings)} objects")
-    unlabelled = np.flatnonzero(~labelled)
-    size = min(int(size), len(unlabelled))
+    n_unlabelled = len(labelled) - int(np.count_nonzero(labelled))
+    size = min(int(size), n_unlabelled)
     if size <= 0:
         return np.empty(0, np.int64)
     if strategy == "random":
+        unlabelled = np.flatnonzero(~labelled)
         return np.random.default_rng(seed).choice(unlabelled, size, replace=False)
     if predictions is None or not labelled.any():
         return cold_start(embeddings, size, exclude=labelled, seed=seed)
     if len(predictions) != len(embeddings):
         raise ValueError(f"predictions have {len(predictions)} rows for {len(embeddings)} objects")
-    scores = acquisition_scores(predictions, strategy, seed)[unlabelled]
-    pool = min(len(unlabelled), max(size, size * pool_factor if diversity != "none" else size))
-    top = top_order(sort_key(scores), pool)  # partial selection: no sort of the survey
-    return diversify(embeddings, unlabelled[top], scores[top], size, method=diversity, seed=seed)
+    scores = acquisition_scores(predictions, strategy, seed)
+    pool = min(n_unlabelled, max(size, size * pool_factor if diversity != "none" else size))
+    key = sort_key(scores)
+    key[labelled] = np.inf  # labelled rows last: partial selection over the whole survey
+    # unlabelled rows at inf (NaN scores) tie with the labelled ones: take enough to skip them
+    tied = bool(np.any(np.isinf(key) & ~labelled))
+    top = top_order(key, pool + (len(labelled) - n_unlabelled if tied else 0))
+    top = top[~labelled[top]][:pool]
+    return diversify(embeddings, top, scores[top], size, method=diversity, seed=seed)

@@ -16,10 +16,12 @@ import pandas as pd
 
 
 def sort_key(values: np.ndarray, descending: bool = True) -> np.ndarray:
-    """float64 keys whose ascending order is the wanted one (NaN last)."""
-    key = np.asarray(values, dtype=np.float64)
-    key = -key if descending else key.copy()
-    key[np.isnan(key)] = np.inf
+    """Float keys whose ascending order is the wanted one (NaN last); float32 scores stay
+    float32 (half the memory and time of a survey-wide key), anything else is float64."""
+    values = np.asarray(values)
+    dtype = np.float32 if values.dtype == np.float32 else np.float64
+    key = np.negative(values, dtype=dtype) if descending else np.array(values, dtype=dtype)
+    np.copyto(key, np.inf, where=np.isnan(key))
     return key
 
 

@@ -121,17 +121,21 @@ def test_anomalies_view_shows_pages_of_the_ranking(
     assert scored not in view._table.value["index"].tolist()
 
 
-def test_label_queue_batch_is_the_top_of_a_full_sort() -> None:
+@pytest.mark.parametrize("with_nan", [False, True])
+def test_label_queue_batch_is_the_top_of_a_full_sort(with_nan: bool) -> None:
     rng = np.random.default_rng(3)
     n = 4000
     probs = rng.dirichlet([1, 1, 1], n)
+    if with_nan:  # rows without a usable prediction come last, by row, after every scored one
+        probs[rng.random(n) < 0.99] = np.nan
     predictions = pd.DataFrame({f"p_{c}": probs[:, j] for j, c in enumerate("abc")})
     embeddings = rng.normal(0, 1, (n, 8)).astype(np.float32)
     labelled = rng.random(n) < 0.3
     batch = next_batch(embeddings, predictions, labelled, "margin", 60, diversity="none")
     scores = acquisition_scores(predictions, "margin")
     unlabelled = np.flatnonzero(~labelled)
-    expected = unlabelled[np.argsort(-scores[unlabelled], kind="stable")[:60]]
+    key = np.where(np.isnan(scores[unlabelled]), np.inf, -scores[unlabelled])
+    expected = unlabelled[np.argsort(key, kind="stable")[:60]]
     np.testing.assert_array_equal(batch, expected)
 
 
