@@ -14,7 +14,8 @@ never all in memory; the index built and saved as the pipeline does):
     nice -n 19 .venv/bin/python bench/scale_search.py --points 1000000 [--json F] [--keep DIR]
 
 prints the figures and merges them into ``bench/results/scale_search.json`` under
-``points_<N>_<kind>`` (``--kind ivfpq`` forces the compressed index below its threshold).
+``points_<N>_<kind>`` (``--kind ivfpq`` forces the compressed index below its threshold);
+``--lists-only`` measures only the first pages of N-row rankings (key ``lists_<N>``).
 Timings are wall-clock on whatever else the machine is doing.
 """
 
@@ -301,11 +302,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file to merge into")
     parser.add_argument("--keep", type=Path, help="folder for the embeddings and index (kept)")
     parser.add_argument("--kind", default="auto", help="index kind (default: auto by size)")
+    parser.add_argument(
+        "--lists-only", action="store_true", help="only the first pages of N-row rankings"
+    )
     args = parser.parse_args(argv)
-    figures = run_points(args.points, args.dim, args.queries, args.keep, args.kind)
+    if args.lists_only:
+        figures, key = synthetic_lists(args.points, 48), f"lists_{args.points}"
+    else:
+        figures = run_points(args.points, args.dim, args.queries, args.keep, args.kind)
+        key = f"points_{args.points}_{figures['kind']}"
     figures["load_avg"] = [round(x, 2) for x in os.getloadavg()]
     say(json.dumps(figures, indent=2))
-    merge_results(args.json, f"points_{args.points}_{figures['kind']}", figures)
+    merge_results(args.json, key, figures)
     say(f"merged into {args.json}")
     return 0
 
