@@ -69,13 +69,15 @@ def faiss_downcast(invlists: object) -> object:
 def test_a_build_in_blocks_equals_one_in_a_single_block(
     vectors: np.ndarray, tmp_path: Path
 ) -> None:
-    params = compressed.pq_params(N, DIM)
+    rows = vectors[:6000]
+    params = compressed.PQParams(nlist=24, m=8)
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    one = compressed.build_ivfpq(vectors, tmp_path / "a", params=params)
-    blocks = compressed.build_ivfpq(vectors, tmp_path / "b", params=params, block_rows=1000)
-    queries = normalize(vectors[:50])
-    a = compressed.search_reranked(one, vectors, queries, 10, nprobe=8, depth=10)
-    b = compressed.search_reranked(blocks, vectors, queries, 10, nprobe=8, depth=10)
+    one = compressed.build_ivfpq(rows, tmp_path / "a", params=params)
+    blocks = compressed.build_ivfpq(rows, tmp_path / "b", params=params, block_rows=1000)
+    assert blocks.ntotal == one.ntotal == len(rows)
+    queries = normalize(rows[:50])
+    a = compressed.search_reranked(one, rows, queries, 10, nprobe=8, depth=10)
+    b = compressed.search_reranked(blocks, rows, queries, 10, nprobe=8, depth=10)
     np.testing.assert_array_equal(a[1], b[1])
     assert not list((tmp_path / "b").glob(".ivfpq-*"))  # the scratch blocks are gone
 
@@ -173,3 +175,19 @@ def test_the_similar_view_searches_with_it(compressed_survey: Survey) -> None:
     assert results is not None and len(results) == int(view.k.value)
     assert 7 not in results["index"].tolist()
     assert (np.diff(results["similarity"]) <= 1e-6).all()
+
+
+def test_a_knn_task_with_it_pickles_for_a_dask_worker(
+    built: SimilarityIndex, vectors: np.ndarray, tmp_path: Path
+) -> None:
+    """kNN scores run per partition on workers: the task carries the lists file's path and the
+    memory-mapped embeddings it re-ranks with, not their contents."""
+    import pickle
+
+    from backend.latent.partitioned import KnnPartition, RowSource
+
+    built.save(tmp_path)
+    task = KnnPartition(SimilarityIndex.load(tmp_path, vectors), RowSource(vectors), 5, None)
+    payload = pickle.dumps(task)
+    assert len(payload) < 2**20  # not the 12,000 x 64 floats nor the codes
+    np.testing.assert_array_equal(pickle.loads(payload)((100, 140))[1], task((100, 140))[1])
