@@ -78,10 +78,18 @@ def map_positions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
     centres = rng.uniform(-10, 10, (k, 2))
     widths = rng.uniform(0.1, 1.2, k)
     weights = rng.dirichlet(np.full(k, 1.5))
-    blob = rng.choice(k, size=n, p=weights)
-    xy = centres[blob] + rng.normal(0, 1, (n, 2)) * widths[blob, None]
-    mag = (18 + 0.3 * xy[:, 0] + rng.normal(0, 1, n)).astype(np.float32)
-    return xy.astype(np.float32), (blob % len(CLASSES)).astype(np.int16), mag
+    xy = np.empty((n, 2), dtype=np.float32)
+    cls = np.empty(n, dtype=np.int16)
+    mag = np.empty(n, dtype=np.float32)
+    chunk = 1 << 24  # bounded temporaries; one chunk (n <= 16.7M) draws as one block would
+    for lo in range(0, n, chunk):
+        m = min(chunk, n - lo)
+        blob = rng.choice(k, size=m, p=weights)
+        block = centres[blob] + rng.normal(0, 1, (m, 2)) * widths[blob, None]
+        xy[lo : lo + m] = block
+        cls[lo : lo + m] = blob % len(CLASSES)
+        mag[lo : lo + m] = 18 + 0.3 * block[:, 0] + rng.normal(0, 1, m)
+    return xy, cls, mag
 
 
 def make_survey(n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray) -> None:
@@ -303,16 +311,58 @@ def run(n: int, keep: Path | None, index: bool) -> dict[str, Any]:
             shutil.rmtree(home, ignore_errors=True)
 
 
+def run_map_only(n: int, keep: Path | None) -> dict[str, Any]:
+    """The tiles of N clustered map points built straight from memory (no survey, embeddings
+    or index: for sizes whose embeddings do not fit this machine's disk), then measured; the
+    peak RSS is that of generating the points and building the tiles."""
+    from backend.latent.tiles import build_tiles
+
+    directory = keep or Path(tempfile.mkdtemp(prefix="bench-scale-", dir=os.environ.get("TMPDIR")))
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        (xy, cls, mag), s = timed(lambda: map_positions(n))
+        figures: dict[str, Any] = {
+            "points": n,
+            "map_only": True,
+            "build_s": {"points": round(s, 1)},
+        }
+        path = directory / "tiles.zarr.zip"
+        t0 = time.perf_counter()
+        meta = build_tiles(path, xy[:, 0], xy[:, 1], {"true_class": (cls, CLASSES)}, {"mag": mag})
+        s = time.perf_counter() - t0
+        figures["build_s"]["tiles"] = round(s, 1)
+        figures["tiles"] = {"levels": meta["levels"], "file_mb": round(path.stat().st_size / 2**20, 1),
+                            "partitions": -(-n // meta["partition_size"]),
+                            "peak_rss_mb_points_and_tiles": round(peak_rss_mb(), 1)}  # fmt: skip
+        say(f"tiles: {figures['tiles']} in {s:.1f} s")
+        del cls, mag  # measured with the map positions only
+        figures["map"] = measure_map(path, xy)
+        figures["exact"] = check_exact(path, xy)
+        figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        figures["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+        return figures
+    finally:
+        if keep is None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, required=True, help="number of objects")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file to merge into")
     parser.add_argument("--keep", type=Path, help="data root to build in (kept)")
     parser.add_argument("--no-index", action="store_true", help="skip the index and search")
+    parser.add_argument(
+        "--map-only", action="store_true", help="only the tiles of N map points (no survey)"
+    )
     args = parser.parse_args(argv)
-    figures = run(args.points, args.keep, not args.no_index)
+    if args.map_only:
+        figures = run_map_only(args.points, args.keep)
+    else:
+        figures = run(args.points, args.keep, not args.no_index)
     say(json.dumps(figures, indent=2))
-    merge_results(args.json, f"points_{args.points}", figures)
+    suffix = "_map_only" if args.map_only else ""
+    merge_results(args.json, f"points_{args.points}{suffix}", figures)
     say(f"merged into {args.json}")
     return 0
 
