@@ -191,3 +191,22 @@ def test_a_knn_task_with_it_pickles_for_a_dask_worker(
     payload = pickle.dumps(task)
     assert len(payload) < 2**20  # not the 12,000 x 64 floats nor the codes
     np.testing.assert_array_equal(pickle.loads(payload)((100, 140))[1], task((100, 140))[1])
+
+
+def test_lists_assigned_by_two_local_dask_workers_equal_in_process(
+    vectors: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows are assigned to lists per partition on the executor (workers map the embeddings
+    file themselves) and encoded here in row order: the same index as in one process."""
+    from backend.latent import search
+    from backend.pipeline.execution import executor
+
+    rows = vectors[:3000]
+    monkeypatch.setattr(search, "CHUNK", 512)  # 6 partitions
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    kw = {"kind": "ivfpq", "target_recall": 0.9}
+    sync = SimilarityIndex.build(rows, scheduler="sync", workdir=tmp_path / "a", **kw)
+    with executor("local:2") as ex:
+        dask = SimilarityIndex.build(rows, scheduler=ex, workdir=tmp_path / "b", **kw)
+    assert dask.info["nprobe"] == sync.info["nprobe"]
+    np.testing.assert_array_equal(dask.search(rows[:40], 10)[1], sync.search(rows[:40], 10)[1])
