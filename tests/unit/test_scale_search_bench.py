@@ -30,3 +30,7 @@ def test_measure_search_and_lists_on_a_pipeline_survey(
     lists = measure_lists(home, "tiny", n=12)
     assert lists["label_queue_rows"] == 12
     assert lists["anomaly_first_page_s"] >= 0 and lists["label_queue_first_page_s"] > 0
+    (home / "products" / "tiny" / "encoder-v0001" / "anomaly.parquet").unlink()
+    clear_cache()
+    lists = measure_lists(home, "tiny", n=12)
+    assert "no anomaly scores" in lists["anomaly_skipped"] and lists["label_queue_rows"] == 12
