@@ -3,7 +3,7 @@
 Runs on a prepared survey with simulator ground truth (default: the demo survey in the data
 root) and never writes to the registry or products: every extra model is trained in memory.
 
-    python bench/bench_models_eval.py --part s2   # probes vs supervised CNN (~8 min on 2 cores)
+    python bench/bench_models_eval.py --part s2   # probes vs a supervised CNN at the same steps
     python bench/bench_models_eval.py --part s4   # emulator metrics, PIT plot, Sersic-fit speed
     python bench/bench_models_eval.py --part s5   # calibration, reliability diagram
 
@@ -90,6 +90,20 @@ def pooled_normalized(model_normalizer: Any, images: np.ndarray, factor: int = 4
     return np.concatenate(out)
 
 
+def training_steps(registry: Any, version: Any) -> int:
+    """Optimiser steps behind an encoder version: its own, plus the shipped encoder it started from."""
+    from backend.modelling.general import general_card
+
+    meta = version.meta
+    steps = int(meta.get("training", {}).get("result", {}).get("steps", 0))
+    parent = meta.get("parent") or ""
+    if parent.startswith("general:"):
+        steps += int(general_card(parent.split(":", 1)[1])["training"]["steps"])
+    elif parent:
+        steps += training_steps(registry, registry.get("encoder", parent))
+    return steps
+
+
 def run_s2(args: argparse.Namespace) -> None:
     import torch
 
@@ -111,7 +125,7 @@ def run_s2(args: argparse.Namespace) -> None:
         predict_classes,
         seed_everything,
     )
-    from models.normalize import fit_normalization
+    from models.normalize import BandNormalizer, fit_normalization
 
     torch.set_num_threads(2)
     load0 = load_avg()
@@ -144,15 +158,18 @@ def run_s2(args: argparse.Namespace) -> None:
     add_probe(f"simclr_{enc_v.version}", emb)
     ae = load_model(ae_v)
     add_probe(f"autoencoder_{ae_v.version}", embed(ae, images, device="cpu", progress_bar=False))
-    encoder = load_model(enc_v)
-    pooled = pooled_normalized(encoder.normalizer, images)
+    norm = fit_normalization(images, survey.bands, seed=0)
+    pooled = pooled_normalized(BandNormalizer(norm), images)
     from sklearn.decomposition import PCA
 
     pca = PCA(128, random_state=0).fit(pooled[train_rows])
     add_probe("pixels_pca128", pca.transform(pooled))
 
-    norm = fit_normalization(images, survey.bands, seed=0)
-    # Supervised CNN from scratch (same backbone), 100% of the training labels.
+    # Supervised CNN from scratch (same backbone), 100% of the training labels, as many optimiser
+    # steps as the encoder had in all (its survey steps plus those of the encoder it started from).
+    encoder_steps = training_steps(registry, enc_v)
+    cnn_steps = args.cnn_steps or encoder_steps
+    result["encoder_steps"] = encoder_steps
     for frac, rows in (("100pct", train_rows),) + ((("10pct", rows10),) if args.cnn10 else ()):
         seed_everything(0)
         counts = np.bincount(labels[rows], minlength=len(classes))
@@ -161,8 +178,8 @@ def run_s2(args: argparse.Namespace) -> None:
             class_weights=(counts.sum() / np.maximum(counts, 1) / len(classes)).tolist(),
         )  # fmt: skip
         cfg = TrainConfig(
-            epochs=args.cnn_epochs, max_seconds=args.cnn_seconds, batch_size=128, seed=0,
-            device="cpu", progress_bar=False,
+            epochs=10_000, max_steps=cnn_steps, batch_size=args.cnn_batch, seed=0,
+            device="cpu", progress_bar=True,
         )  # fmt: skip
         res = fit(cnn, ArrayDataset(images, labels, rows=rows), cfg)
         probs = predict_classes(cnn, images[test_rows], device="cpu")["probs"]
@@ -173,7 +190,7 @@ def run_s2(args: argparse.Namespace) -> None:
             "accuracy": float((pred == labels[test_rows]).mean()),
             "macro_recall": float(balanced_accuracy_score(labels[test_rows], pred)),
             "n_train": len(rows),
-            "budget_seconds": args.cnn_seconds,
+            "batch_size": args.cnn_batch,
             "epochs": res.epochs,
             "steps": res.steps,
             "stopped": res.stopped,
@@ -181,8 +198,8 @@ def run_s2(args: argparse.Namespace) -> None:
         }
         print("cnn", frac, result[f"cnn_scratch_{frac}"], flush=True)
 
-    if args.encoder_seconds > 0:
-        # A SimCLR encoder with a stride-4 stem (~2x cheaper per step), same time budget.
+    if args.encoder_steps > 0:
+        # A SimCLR encoder from scratch with a stride-4 stem (~2x cheaper per step).
         seed_everything(0)
         enc = SimCLREncoder(
             survey.bands,
@@ -194,12 +211,12 @@ def run_s2(args: argparse.Namespace) -> None:
         block = max(1, min(64, len(data) // 50))
         tr, va = data.split(0.1, block_size=block, seed=0)
         cfg = TrainConfig(
-            epochs=50, max_seconds=args.encoder_seconds, batch_size=256, seed=0, device="cpu",
+            epochs=10_000, max_steps=args.encoder_steps, batch_size=256, seed=0, device="cpu",
             progress_bar=False,
         )  # fmt: skip
         res = fit(enc, tr, cfg, val=va)
         feats = embed(enc, images, device="cpu", progress_bar=False)
-        name = f"simclr_stem{args.stem_stride}_{int(args.encoder_seconds)}s"
+        name = f"simclr_stem{args.stem_stride}_{args.encoder_steps}steps"
         add_probe(name, feats)
         result["probes"][name]["training"] = {
             "epochs": res.epochs, "steps": res.steps, "seconds": round(res.seconds, 1),
@@ -561,10 +578,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["s2", "s4", "s5"], required=True)
     parser.add_argument("--survey", default="demo")
-    parser.add_argument("--cnn-seconds", type=float, default=180.0)
-    parser.add_argument("--cnn-epochs", type=int, default=30)
+    parser.add_argument(
+        "--cnn-steps", type=int, default=0,
+        help="optimiser steps of the supervised CNN (default: the active encoder's, pretraining included)",
+    )  # fmt: skip
+    parser.add_argument("--cnn-batch", type=int, default=256)
     parser.add_argument("--cnn10", action="store_true", help="also a CNN on 10% of the labels")
-    parser.add_argument("--encoder-seconds", type=float, default=0.0)
+    parser.add_argument("--encoder-steps", type=int, default=0, help="also a SimCLR from scratch")
     parser.add_argument("--stem-stride", type=int, default=4)
     parser.add_argument("--save-embeddings", default="")
     parser.add_argument("--n-fits", type=int, default=50)
