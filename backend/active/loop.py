@@ -75,17 +75,13 @@ def _last_event_id(store: LabelStore, survey: str, task: str) -> int:
 
 
 def labels_since_active(survey: str, store: LabelStore | None = None, task: str = "class") -> int:
-    """Label events (not undos) after the active classifier's snapshot (all, when none)."""
+    """Current labels (one per object and user, undone ones not counted) given after the active
+    classifier's snapshot (all, when none): the labels a retrain would learn from anew, counted
+    as the labelled counts are (:meth:`LabelStore.count`)."""
     store = store or LabelStore()
     active = ModelRegistry().active(survey, "classifier")
     snapshot = (active.meta.get("training", {}).get("labels") or {}) if active else {}
-    after = int(snapshot.get("last_event_id", 0))
-    query = sa.select(sa.func.count()).where(
-        label_events.c.survey == survey, label_events.c.task == task,
-        label_events.c.value.is_not(None), label_events.c.id > after,
-    )  # fmt: skip
-    with store.engine.connect() as conn:
-        return int(conn.execute(query).scalar_one())
+    return store.count(survey, task=task, after=int(snapshot.get("last_event_id", 0)))
 
 
 def store_labels(

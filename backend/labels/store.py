@@ -249,10 +249,13 @@ class LabelStore:
         columns = ["id", "object_id", "value", "user", "weight", "source", "created"]
         return pd.DataFrame([tuple(r) for r in rows], columns=columns)
 
-    def count(self, survey: str, *, task: str = "class", user: str | None = None) -> int:
-        query = sa.select(sa.func.count()).select_from(
-            self._effective(survey, task, user).subquery()
-        )
+    def count(
+        self, survey: str, *, task: str = "class", user: str | None = None, after: int = 0
+    ) -> int:
+        """Effective labels (one per object and user); ``after``: only those whose event id is
+        greater (given since a snapshot's ``last_event_id``)."""
+        effective = self._effective(survey, task, user).where(label_events.c.id > int(after))
+        query = sa.select(sa.func.count()).select_from(effective.subquery())
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
