@@ -174,9 +174,10 @@ class TiledMap:
             return render_view(points, style, x_range, y_range, width, height)
         if style.kind == "cat":
             counts = self._category_counts(colouring, grid, deep)
-            rgba = shade(counts, colouring.colours, MIN_ALPHA)
+            rgba = spread_rgba(shade(counts, colouring.colours, MIN_ALPHA))
             (x0, x1), (y0, y1) = grid.x_range, grid.y_range
             image = hv.RGB(rgba, bounds=(x0, y0, x1, y1), vdims=["R", "G", "B", "A"])
+            return image.opts(**map_opts(style))
         elif style.kind == "num":
             n, total = self._sums(colouring, grid, deep)
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -226,6 +227,19 @@ class TiledMap:
             got = self._points(grid, ["row"])
             values = colouring.values[got["row"]]
         return _pixel_sums(got["x"], got["y"], values, grid)
+
+
+def spread_rgba(rgba: np.ndarray) -> np.ndarray:
+    """``hd.dynspread(**SPREAD)`` of an RGBA picture, on the array (datashader's own
+    ``dynspread``, as HoloViews calls it, without building and cloning elements)."""
+    import datashader.transfer_functions as tf
+
+    height, width = rgba.shape[:2]
+    packed = np.ascontiguousarray(rgba).reshape(height * width, 4).view(np.uint32)
+    spread = tf.dynspread(tf.Image(packed.reshape(height, width)), **SPREAD).data
+    out = np.ascontiguousarray(spread).view(np.uint8).reshape(height, width, 4).copy()
+    out[out[:, :, 3] == 0] = 0
+    return out
 
 
 def _pixel_sums(x: np.ndarray, y: np.ndarray, v: np.ndarray, grid: ViewGrid) -> tuple:
