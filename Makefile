@@ -21,8 +21,10 @@ install: $(STAMP)
 prepare: $(STAMP)
 	$(PY) -m backend prepare --survey demo
 
-# The job worker runs beside the web server and stops with it.
-run: prepare
+# The job worker runs beside the web server and stops with it; it trains the emulator, which
+# `prepare --defer emulator` leaves to it so that the app is served sooner.
+run: $(STAMP)
+	$(PY) -m backend prepare --survey demo --defer emulator
 	$(PY) -m backend worker & worker=$$!; trap 'kill $$worker 2>/dev/null' EXIT INT TERM; \
 	$(VENV)/bin/panel serve app/main.py --address $(HOST) --port $(PORT) \
 		--allow-websocket-origin=$(HOST):$(PORT) --allow-websocket-origin=localhost:$(PORT) \

@@ -62,6 +62,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="redshift,sersic_n,half_light_radius,ellipticity",
         help="catalog columns the emulator learns (skipped when absent)",
     )
+    p.add_argument(
+        "--defer",
+        default="",
+        metavar="KINDS",
+        help="models to train in the background worker instead of here (comma list; only "
+        "'emulator'): `make run` serves the app without waiting for them",
+    )
     add_scheduler_option(p)
     p.set_defaults(func=run)
 
@@ -128,19 +135,58 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
             )
         )
     if targets and columns_present(targets):
-        steps.append(
-            Step(
-                "train the emulator",
-                has("emulator"),
-                lambda: report_budget(
-                    train.train_emulator(
-                        name, targets=targets, steps=BUDGETS["emulator"][quick], max_seconds=cap
-                    )
-                ),
+        emulator = {"targets": targets, "steps": BUDGETS["emulator"][quick], "max_seconds": cap}
+        if "emulator" in deferred(args):
+            steps.append(
+                Step(
+                    "queue the emulator's training for the worker",
+                    lambda: has("emulator")() or training_pending(name, "emulator"),
+                    lambda: print(f"  job {queue_training(name, 'emulator', emulator)} queued"),
+                )
             )
-        )
+        else:
+            steps.append(
+                Step(
+                    "train the emulator",
+                    has("emulator"),
+                    lambda: report_budget(train.train_emulator(name, **emulator)),
+                )
+            )
     steps.append(products(*DEFAULT_PRODUCTS))
     return steps
+
+
+DEFERRABLE = ("emulator",)
+
+
+def deferred(args: argparse.Namespace) -> set[str]:
+    """The model kinds ``--defer`` leaves to the background worker."""
+    from backend.errors import UserError
+
+    kinds = {k.strip() for k in (getattr(args, "defer", "") or "").split(",") if k.strip()}
+    unknown = kinds - set(DEFERRABLE)
+    if unknown:
+        raise UserError(
+            f"--defer {','.join(sorted(unknown))}: only {', '.join(DEFERRABLE)} can be deferred"
+        )
+    return kinds
+
+
+def training_pending(survey: str, kind: str) -> bool:
+    """Whether a ``train-<kind>`` job of ``survey`` is queued or running."""
+    from backend.jobs.api import list_jobs
+
+    jobs = list_jobs(survey, limit=200)
+    pending = jobs[(jobs["kind"] == f"train-{kind}") & jobs["status"].isin(["queued", "running"])]
+    return not pending.empty
+
+
+def queue_training(survey: str, kind: str, options: dict[str, object]) -> int:
+    """Queue ``train-<kind>`` for the worker with ``options`` (None values left out)."""
+    from backend.jobs.api import submit_job
+
+    params = {k: v for k, v in options.items() if v is not None}
+    return submit_job(f"train-{kind}", survey, params, user="prepare")
 
 
 def report_budget(version: object) -> object:

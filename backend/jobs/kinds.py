@@ -35,6 +35,8 @@ def _train(kind: str) -> Handler:
         options = {k: params[k] for k in TRAIN_OPTIONS if k in params}
         if kind == "classifier":
             options["label_column"] = params.get("label_column", "true_class")
+        if kind == "emulator" and params.get("targets"):
+            options["targets"] = list(params["targets"])
         fn = getattr(train, f"train_{kind}")
         version = fn(survey, progress=progress, progress_bar=False, activate=False, **options)
         scheduler = params.get("scheduler")
