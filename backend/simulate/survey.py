@@ -33,6 +33,7 @@ from backend.simulate.config import (
     SurveyConfig,
 )
 from backend.simulate.galaxies import Context, Galaxy, build_galaxy
+from backend.simulate.masks import MASKS_FILE, AnomalyMasks, edited_mask, light_mask
 from backend.simulate.optics import GSPARAMS, Component, KRenderer
 from backend.simulate.sed import PhotometryTable, build_table, counts_to_mag
 from backend.simulate.shapes import sersic
@@ -93,6 +94,26 @@ def render_object(
     object); left None they are drawn (class by :data:`CLASS_FRACTIONS`, an anomaly with
     probability ``anomaly_fraction``). ``strong_lens`` and ``ring_galaxy`` imply their class.
     """
+    image, record, _ = render_object_with_mask(
+        index, seed, cfg, true_class=true_class, anomaly=anomaly,
+        anomaly_fraction=anomaly_fraction, id_prefix=id_prefix,
+    )  # fmt: skip
+    return image, record
+
+
+def render_object_with_mask(
+    index: int,
+    seed: int = 0,
+    cfg: SurveyConfig = DEFAULT_CONFIG,
+    *,
+    true_class: str | None = None,
+    anomaly: str | None = None,
+    anomaly_fraction: float = 0.01,
+    id_prefix: str = "demo",
+) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """:func:`render_object` plus the (H, W) mask of the injected anomaly (None for a normal
+    object; see :mod:`backend.simulate.masks`). The image is the same bit for bit, and the
+    mask draws no random numbers."""
     streams = np.random.SeedSequence([int(seed), int(index)]).spawn(5)
     rng_cls, rng_gal, rng_anom, rng_frame, rng_noise = map(np.random.default_rng, streams)
     kind = _choose_anomaly(rng_anom, anomaly, anomaly_fraction)
@@ -116,13 +137,22 @@ def render_object(
     image, own = renderer.draw(scene, fwhm, intrinsic=(len(host.components), cfg.ref_band))
     truth = dict(host.truth)
     truth["half_light_radius"] = renderer.half_light_radius(own, tuple(offset))
+    injected = _injected_light(renderer, injection, host, kind, fwhm) if kind else None
     if injection.direct:
         image += renderer.draw_direct(injection.direct, fwhm)
     np.maximum(image, 0.0, out=image)  # dust lanes are negative light: never below the sky
     detector.add_noise(image, cfg, rng_noise)
+    before = image.copy() if kind else None
     detector.saturate(image, cfg.saturation)
+    if before is not None and not injection.direct:
+        before = image.copy()  # saturation of the target itself is not the anomaly's doing
     for effect in injection.effects:
         effect(image)
+    mask = None
+    if kind:
+        mask = edited_mask(before, image, cfg.sky_sigma)
+        if injected is not None:
+            mask |= light_mask(injected, cfg.sky_sigma)
 
     ra, dec = _sky_position(rng_frame, cfg)
     record = {
@@ -136,7 +166,21 @@ def render_object(
     mags = counts_to_mag(host.flux, cfg.zeropoint)
     record.update({f"mag_{b}": float(m) for b, m in zip(cfg.bands, mags, strict=True)})
     record.update({f"psf_fwhm_{b}": float(f) for b, f in zip(cfg.bands, fwhm, strict=True)})
-    return image.astype(np.float32), {c: record[c] for c in catalog_columns(cfg)}
+    return image.astype(np.float32), {c: record[c] for c in catalog_columns(cfg)}, mask
+
+
+def _injected_light(
+    renderer: KRenderer, injection: Injection, host: Galaxy, kind: str, fwhm: np.ndarray
+) -> np.ndarray | None:
+    """Noise-free light the anomaly added (for a ring galaxy: its ring and knots), or None."""
+    light = None
+    comps = host.components[1:] if kind == "ring_galaxy" else injection.components
+    if comps:
+        light = renderer.draw(comps, fwhm)[0]
+    if injection.direct:
+        direct = renderer.draw_direct(injection.direct, fwhm)
+        light = direct if light is None else light + direct
+    return light
 
 
 def _choose_anomaly(rng: np.random.Generator, forced: str | None, fraction: float) -> str:
@@ -190,17 +234,31 @@ def _field_objects(rng: np.random.Generator, ctx: Context, host_hlr: float) -> l
 
 
 def render_chunk(
-    lo: int, hi: int, seed: int, cfg: SurveyConfig, anomaly_fraction: float, id_prefix: str
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Objects ``lo..hi-1`` as an (n, C, H, W) float32 array and a catalog frame."""
-    images, rows = [], []
+    lo: int,
+    hi: int,
+    seed: int,
+    cfg: SurveyConfig,
+    anomaly_fraction: float,
+    id_prefix: str,
+    masks: bool = False,
+) -> tuple:
+    """Objects ``lo..hi-1`` as an (n, C, H, W) float32 array and a catalog frame; with
+    ``masks`` also ``(rows, masks)``: the anomalous rows (survey numbering) and their masks."""
+    images, rows, mask_rows, mask_list = [], [], [], []
     for i in range(lo, hi):
-        img, row = render_object(
+        img, row, mask = render_object_with_mask(
             i, seed, cfg, anomaly_fraction=anomaly_fraction, id_prefix=id_prefix
         )
         images.append(img)
         rows.append(row)
-    return np.stack(images), pd.DataFrame.from_records(rows, columns=catalog_columns(cfg))
+        if mask is not None:
+            mask_rows.append(i)
+            mask_list.append(mask)
+    catalog = pd.DataFrame.from_records(rows, columns=catalog_columns(cfg))
+    if not masks:
+        return np.stack(images), catalog
+    stack = np.stack(mask_list) if mask_list else np.zeros((0, cfg.stamp, cfg.stamp), bool)
+    return np.stack(images), catalog, (np.asarray(mask_rows, np.int64), stack)
 
 
 def _init_worker(cfg: SurveyConfig, table: PhotometryTable) -> None:
@@ -228,9 +286,12 @@ class RenderPartition:
     cfg: SurveyConfig
     anomaly_fraction: float
     id_prefix: str
+    masks: bool = False
 
-    def __call__(self, rows: tuple[int, int]) -> tuple[np.ndarray, pd.DataFrame]:
-        return render_chunk(*rows, self.seed, self.cfg, self.anomaly_fraction, self.id_prefix)
+    def __call__(self, rows: tuple[int, int]) -> tuple:
+        return render_chunk(
+            *rows, self.seed, self.cfg, self.anomaly_fraction, self.id_prefix, self.masks
+        )
 
 
 def iter_simulated(
@@ -243,21 +304,23 @@ def iter_simulated(
     anomaly_fraction: float = 0.01,
     id_prefix: str = "demo",
     scheduler: Any = None,
-) -> Iterator[tuple[np.ndarray, pd.DataFrame]]:
+    masks: bool = False,
+) -> Iterator[tuple]:
     """Yield ``(images, catalog)`` chunks of objects 0..n-1 in order, rendered by ``workers``
     processes (default: all cores; 1 renders in this process), or, given a ``scheduler``
     (:mod:`backend.pipeline.execution`), one task per chunk on it. Each object is seeded by
-    its number, so the survey is the same whichever renders it."""
+    its number, so the survey is the same whichever renders it. With ``masks`` each chunk
+    also carries ``(rows, masks)`` of its anomalies (:func:`render_chunk`)."""
     bounds = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
     if scheduler is not None:
         from backend.pipeline.execution import executor
 
-        task = RenderPartition(seed, cfg, anomaly_fraction, id_prefix)
+        task = RenderPartition(seed, cfg, anomaly_fraction, id_prefix, masks)
         with executor(scheduler) as ex:
             yield from ex.imap(task, bounds)
         return
     workers = max(1, min(workers or os.cpu_count() or 1, len(bounds)))
-    args = (seed, cfg, anomaly_fraction, id_prefix)
+    args = (seed, cfg, anomaly_fraction, id_prefix, masks)
     if workers == 1:
         for lo, hi in bounds:
             yield render_chunk(lo, hi, *args)
@@ -338,19 +401,24 @@ def simulate_survey(
     ) as writer:
         classes: dict[str, int] = {}
         kinds: dict[str, int] = {}
+        mask_parts: list[tuple[np.ndarray, np.ndarray]] = []
         with tqdm(total=n, unit="gal", desc=f"simulate {name}", disable=not progress) as bar:
-            for images, catalog in iter_simulated(
+            for images, catalog, found in iter_simulated(
                 n, seed, workers, cfg=cfg, anomaly_fraction=anomaly_fraction, id_prefix=name,
-                scheduler=scheduler,
+                scheduler=scheduler, masks=True,
             ):  # fmt: skip
                 writer.append(images, catalog)
+                mask_parts.append(found)
                 for key, value in catalog["true_class"].value_counts().items():
                     classes[key] = classes.get(key, 0) + int(value)
                 for key, value in catalog["anomaly_type"].value_counts().items():
                     if key:
                         kinds[key] = kinds.get(key, 0) + int(value)
                 bar.update(len(images))
+        masks = AnomalyMasks.from_parts(mask_parts, (stamp, stamp))
+        writer.add_file(MASKS_FILE, masks.to_bytes())
         writer.extra.update(
+            anomaly_masks=MASKS_FILE,
             class_counts=classes,
             anomaly_counts=kinds,
             seconds=round(time.perf_counter() - start, 1),
