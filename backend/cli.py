@@ -34,6 +34,7 @@ COMMANDS: list[tuple[str, str]] = [
     ("search", "backend.latent.commands.search"),
     ("score", "backend.latent.commands.score"),
     ("evaluate", "backend.commands.evaluate"),
+    ("explain", "backend.commands.explain"),
     ("export", "backend.commands.export"),
     ("worker", "backend.commands.worker"),
     ("jobs", "backend.commands.jobs"),
