@@ -21,7 +21,7 @@ measurement is recorded next to it, and figures taken under load are not idle fi
 CPU seconds of the computing processes are recorded too: ``idle_estimate_speedup_2_vs_1_workers``
 is what 2 workers would do against 1 on idle cores (N x objects per CPU-second of the workers,
 assuming each keeps one core busy), an estimate, not a measurement.
-Prints the figures and writes ``bench/results/pipeline.json``.
+Prints the figures and writes ``bench/results/pipeline.json`` (``--results`` another file).
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--rows-per-partition", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file written")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     os.environ["LATENTSKY_HOME"] = str(home)  # before any worker process starts
@@ -209,8 +210,8 @@ def run(args: argparse.Namespace) -> int:
         f"2 workers vs 1: {speedup:.2f}x (target 1.7x); 1 worker vs plain: {overhead:+.1%} "
         f"(target <= +10%); sync vs plain: {sync_overhead:+.1%}; equal to sync: {same}"
     )
-    merge_results(RESULTS, "embedding", result)
-    print(f"written to {RESULTS}")
+    merge_results(args.results, "embedding", result)
+    print(f"written to {args.results}")
     return 0
 
 

@@ -96,7 +96,12 @@ def run_encoder(args: argparse.Namespace) -> int:
 
 
 def run_embeddings(args: argparse.Namespace) -> int:
+    """Import the vectors as an encoder version's embeddings product, with its lineage record
+    (the pipeline's ``ensure`` then takes them as current, and makes map, index and scores)."""
     from backend.modelling.imported import EmbeddingsRequest, import_embeddings
+    from backend.pipeline.build import record
+    from backend.pipeline.kinds import Target
+    from backend.pipeline.lineage import Timer
 
     req = EmbeddingsRequest(
         path=args.path,
@@ -110,7 +115,9 @@ def run_embeddings(args: argparse.Namespace) -> int:
         name=args.name,
         embedding_dim=args.embedding_dim,
     )
+    timer = Timer()
     version, path, notes = import_embeddings(req, activate=args.activate)
+    record(Target("embeddings", args.survey, "encoder", version.version), None, timer.seconds)
     print(
         f"imported {version.config['embedding_dim']}-d embeddings {version.config['name']!r} "
         f"as encoder {version.version} for survey {args.survey}"
@@ -118,5 +125,10 @@ def run_embeddings(args: argparse.Namespace) -> int:
     )
     for note in notes:
         print(f"  note: {note}")
-    print(f"next: python -m backend map --survey {args.survey} --model {version.version}")
+    print(
+        f"next: python -m backend products --survey {args.survey} --ensure "
+        "(map, index and anomaly scores)"
+        if args.activate
+        else f"next: python -m backend map --survey {args.survey} --model {version.version}"
+    )
     return 0

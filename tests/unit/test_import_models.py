@@ -358,9 +358,14 @@ def test_parquet_by_id_then_embed_index_and_search(
     assert cfg["source"]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert cfg["source"]["name"] == "Zoobot" and cfg["source"]["dimension"] == 5
     np.testing.assert_array_equal(embeddings(home, "v0001"), vec)
+    from backend.pipeline.runner import lineage
+
+    record = lineage("tiny", "embeddings")  # recorded at import, not adopted later
+    assert record is not None and record["version"] == "v0001" and not record["adopted"]
 
     assert main(["embed", "--survey", "tiny", "--model", "v0001"]) == 0  # already there
-    assert "encoder v0001" in capsys.readouterr().out
+    assert "encoder v0001 (current)" in capsys.readouterr().out
+    assert lineage("tiny", "embeddings") == record
     assert main(["index", "--survey", "tiny"]) == 0
     assert main(["search", "--survey", "tiny", "--id", ids[3], "-k", "1"]) == 0
     unit = vec / np.linalg.norm(vec, axis=1, keepdims=True)
