@@ -19,6 +19,8 @@ from captum.attr import IntegratedGradients
 from torch import Tensor, nn
 
 IG_STEPS = 16  # Riemann steps of Integrated Gradients (one batch through the network)
+NOISE_SIGMAS = 2.0  # residuals below a 2-sigma noise deviation are noise (excess_residual)
+CHI2_1_MEDIAN = 0.4549  # median of a chi-squared variable with one degree of freedom
 
 
 def _as_batch(image: np.ndarray | Tensor) -> Tensor:
@@ -99,17 +101,50 @@ def residual_map(autoencoder: nn.Module, image: np.ndarray) -> np.ndarray:
     return _to_raw_grid(res, tuple(x.shape[-2:]))[0].numpy()
 
 
+def excess_residual(residual: np.ndarray, sigmas: float = NOISE_SIGMAS) -> np.ndarray:
+    """The residual energy above the noise: ``max(r - floor, 0)`` per band, with ``floor`` the
+    squared residual of a ``sigmas``-sigma noise deviation. A band's noise scale comes from its
+    median squared residual (for Gaussian noise the median of ``r`` is 0.455 sigma^2), so the
+    pixel noise no autoencoder can reconstruct does not count as the object's residual."""
+    r = np.asarray(residual, dtype=np.float64)
+    sigma2 = np.median(r, axis=(-2, -1), keepdims=True) / CHI2_1_MEDIAN
+    return np.maximum(r - sigmas**2 * sigma2, 0.0)
+
+
+def normal_version(autoencoder: nn.Module, x: Tensor) -> Tensor | None:
+    """The autoencoder's reconstruction in the cutout's flux units (its idea of the ordinary
+    object), or None when its input adapter crops, resamples or mixes bands (no inverse)."""
+    adapter, norm = autoencoder.adapter, autoencoder.normalizer
+    h, w = x.shape[-2:]
+    if adapter.cfg.mode != "bands" or tuple(adapter.output_size(h, w)) != (h, w):
+        return None
+    with torch.no_grad():
+        y = autoencoder.decode(autoencoder._encode_normalized(autoencoder.network_input(x)))
+        t = y.float() * norm.std + norm.mean
+        t = torch.sinh(t) if norm.method == "asinh" else t
+        return t * norm.scale + norm.offset
+
+
 def anomaly_attribution(
     autoencoder: nn.Module, image: np.ndarray, steps: int = IG_STEPS
 ) -> np.ndarray:
-    """Integrated Gradients of the reconstruction error (the autoencoder's anomaly score)
-    from a blank cutout: which pixels make the object hard to reconstruct."""
+    """Integrated Gradients of the object's residual energy above the noise (the
+    reconstruction error that :func:`excess_residual` keeps, its noise floor held fixed) from
+    the object as the autoencoder reconstructs it (a blank cutout when that cannot be mapped
+    back to fluxes): which departures from the ordinary version make it anomalous."""
+    x = _as_batch(image)
+    with torch.no_grad():
+        target = autoencoder.network_input(x)
+        res = (autoencoder.decode(autoencoder._encode_normalized(target)) - target).pow(2)
+        floor = NOISE_SIGMAS**2 * res.median(dim=-1).values.median(dim=-1).values / CHI2_1_MEDIAN
 
-    def forward(x: Tensor) -> Tensor:
-        return autoencoder.reconstruction_error(x)
+    def forward(batch: Tensor) -> Tensor:
+        y = autoencoder.network_input(batch)
+        r = (autoencoder.decode(autoencoder._encode_normalized(y)) - y).float().pow(2)
+        return torch.relu(r - floor[..., None, None]).flatten(1).sum(dim=1)
 
     with torch.enable_grad():
-        return _integrated_gradients(forward, _as_batch(image), steps)
+        return _integrated_gradients(forward, x, steps, normal_version(autoencoder, x))
 
 
 def pixel_map(attribution: np.ndarray) -> np.ndarray:
@@ -138,7 +173,11 @@ def randomized_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation of two maps' magnitudes (:func:`pixel_map`)."""
-    ra = np.argsort(np.argsort(pixel_map(a).ravel())).astype(np.float64)
-    rb = np.argsort(np.argsort(pixel_map(b).ravel())).astype(np.float64)
-    return float(np.corrcoef(ra, rb)[0, 1])
+    """Spearman rank correlation of two maps' magnitudes (:func:`pixel_map`); 0 when either
+    map is constant (an all-zero map ranks nothing)."""
+    from scipy.stats import rankdata
+
+    ma, mb = pixel_map(a).ravel(), pixel_map(b).ravel()
+    if np.ptp(ma) == 0 or np.ptp(mb) == 0:
+        return 0.0
+    return float(np.corrcoef(rankdata(ma), rankdata(mb))[0, 1])
