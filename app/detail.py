@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -14,7 +16,7 @@ import param
 from app.colouring import robust_range
 from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX, SurveyData
 from app.labelling import object_labels
-from app.safe import guarded, message_pane
+from app.safe import guarded, in_thread, message_pane
 from app.state import AppState
 
 SKY_VIEWER = "https://www.legacysurvey.org/viewer?ra={ra:.6f}&dec={dec:.6f}&zoom=16"
@@ -184,6 +186,45 @@ def detail_html(data: SurveyData, index: int, labels: pd.DataFrame, colours: dic
     )
 
 
+def _pct(value: float | None) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{100 * value:.0f}%"
+
+
+def explanation_html(view: Any) -> str:
+    """The explanation section of an :class:`backend.explain.view.ExplanationView`: the
+    figure (the recorded region of an injected anomaly outlined in green) and its caption."""
+    outlined = view.region_fraction is not None
+    src = "data:image/png;base64," + base64.b64encode(view.png).decode("ascii")
+    lines = []
+    if view.predicted:
+        lines.append(
+            f"class maps: why <b>{html.escape(view.predicted)}</b> (runner-up "
+            f"{html.escape(str(view.runner_up))})"
+        )
+    if view.neighbour_id:
+        lines.append(f"similarity map: what looks like {html.escape(view.neighbour_id)}")
+    region = ""
+    if outlined:
+        region = (
+            f"<div class='lsd-region' data-region-fraction='{view.region_fraction:.4f}'>"
+            f"<b>{html.escape(view.anomaly_type)}</b>: the simulator's recorded region "
+            f"(outlined in green, {_pct(view.region_fraction)} of the cutout) holds "
+            f"{_pct(view.residual_inside)} of the residual above the noise and "
+            f"{_pct(view.attribution_inside)} of the anomaly attribution</div>"
+        )
+    return (
+        f"<div class='lsd-explain' data-object-id='{html.escape(view.object_id)}' "
+        f"data-recorded-region='{'outlined' if outlined else 'none'}'>"
+        f"<h4>Why</h4><img class='lsd-explain-fig' src='{src}' alt='explanation'>"
+        f"{region}<div class='lsd-small'>{' · '.join(lines)} · computed in "
+        f"{1000 * view.seconds:.0f} ms</div></div>"
+    )
+
+
+def explanation_note(text: str) -> str:
+    return f"<div class='lsd lsd-small lsd-explain-note'>{html.escape(text)}</div>"
+
+
 DETAIL_CSS = """
 .lsd { font: 13px/1.4 system-ui, sans-serif; color: #1f2937; }
 .lsd h4 { font-size: 13px; margin: 10px 0 3px; color: #0b1a33; text-transform: uppercase;
@@ -212,6 +253,8 @@ DETAIL_CSS = """
 .lsd-cat { font-size: 12px; border-collapse: collapse; }
 .lsd-cat th { text-align: left; color: #6b7280; font-weight: 500; padding: 1px 10px 1px 0; }
 .lsd summary { cursor: pointer; margin-top: 10px; font-weight: 600; }
+.lsd-explain img { max-width: 100%; border-radius: 4px; }
+.lsd-region { border-left: 3px solid #22c55e; padding: 2px 6px; margin: 4px 0; }
 """
 
 
@@ -236,6 +279,9 @@ class DetailPanel(pn.viewable.Viewer):
         )
         self._similar.on_click(guarded(self._alert)(lambda _: self._go("similar")))
         self._label.on_click(guarded(self._alert)(lambda _: self._go("label")))
+        self._why = pn.pane.HTML("", stylesheets=[DETAIL_CSS], sizing_mode="stretch_width")
+        self._why_lock = threading.Lock()
+        self._why_for: int | None = None
         self.state.param.watch(guarded(self._alert)(self._refresh), "picked")
         self.state.param.watch(guarded(self._alert)(self._on_labels), "labels_changed")
         self._refresh()
@@ -270,14 +316,41 @@ class DetailPanel(pn.viewable.Viewer):
         self._similar.disabled = self._label.disabled = not ok
         if not ok:
             self._body.object = self._placeholder()
+            self._why.object = ""
             return
         labels = object_labels(self.data.name, self.data.object_id(index))
         self._body.object = detail_html(self.data, index, labels, self.colours)
+        self._start_explanation(index)
+
+    def _start_explanation(self, index: int) -> None:
+        """Compute the explanation on the server's thread pool; the page stays responsive and
+        a result for an object no longer picked is dropped."""
+        with self._why_lock:
+            if self._why_for == index:
+                return
+            self._why_for = index
+        self._why.object = explanation_note("Explaining this object…")
+        in_thread(guarded(self._alert)(lambda: self._explain(index)))
+
+    def _explain(self, index: int) -> None:
+        from backend.errors import LatentSkyError
+        from backend.explain.view import explain_for_app
+
+        try:
+            view = explain_for_app(self.data.name, self.data.object_id(index))
+            body = explanation_html(view)
+        except (LatentSkyError, FileNotFoundError) as exc:
+            body = explanation_note(f"No explanation: {exc}")
+        with self._why_lock:
+            if self._why_for != index:
+                return
+        self._why.object = body
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(
             pn.Row(self._similar, self._label, margin=(0, 0, 6, 0)),
             self._alert,
             self._body,
+            self._why,
             sizing_mode="stretch_width",
         )

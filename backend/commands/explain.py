@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from backend.explain import explain_object, load_context
     from backend.explain.figure import save_figure
-    from models.explain import energy_inside
+    from models.explain import energy_inside, excess_residual
 
     ctx = load_context(args.survey)
     expl = explain_object(ctx, args.object_id, args.neighbour)
@@ -41,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  ordinary neighbours: {', '.join(expl.ordinary_neighbours)}")
     if expl.mask is not None and expl.residual is not None:
         print(f"  recorded region: {expl.mask.mean():.1%} of the cutout holds "
-              f"{energy_inside(expl.residual, expl.mask):.0%} of the residual energy and "
+              f"{energy_inside(excess_residual(expl.residual), expl.mask):.0%} of the residual "
+              "energy above the noise and "
               f"{energy_inside(expl.anomaly_map, expl.mask):.0%} of the anomaly attribution")  # fmt: skip
     print(f"  explained in {expl.seconds * 1000:.0f} ms; figure: {out}")
     return 0
