@@ -13,6 +13,7 @@ from typing import Any
 
 import panel as pn
 
+from app import responsive
 from app.auth import session_account
 from app.data import SurveyData, survey_data
 from app.safe import explain, log_failure
@@ -117,7 +118,7 @@ class Shell:
             title="LatentSky",
             header_background=HEADER,
             sidebar_width=290,
-            raw_css=[CSS],
+            raw_css=[CSS, responsive.CSS],
         )
         surveys = [m.name for m in list_surveys()]
         if not surveys:
@@ -155,7 +156,7 @@ class Shell:
         )
         self.template.sidebar.extend(
             [self.picker, self.summary, pn.layout.Divider(), self.user, self.signed_in,
-             self._memory,
+             self._memory, responsive.SidebarFold(),
              pn.layout.Divider(), pn.pane.Markdown(ABOUT, styles={"font-size": "13px"})]
         )  # fmt: skip
         self.template.main.append(

@@ -354,10 +354,10 @@ class AnomaliesView(pn.viewable.Viewer):
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             self._alert,
-            pn.Row(self.scorer, self.hide_scored, self.team, self._fmt, self._download),
+            pn.FlexBox(self.scorer, self.hide_scored, self.team, self._fmt, self._download),
             self._ranking_note,
             self._status,
-            pn.Row(
+            pn.FlexBox(  # narrow windows: the gallery goes below the candidate, not off-screen
                 candidate,
                 pn.Column(heading("Top candidates"), self._gallery, width=490, sizing_mode="fixed"),
                 sizing_mode="stretch_width",

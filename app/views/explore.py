@@ -356,8 +356,8 @@ class ExploreView(pn.viewable.Viewer):
         ] if self.data.problems else []  # fmt: skip
         controls = pn.Row(self.colour, self._hover, sizing_mode="stretch_width")
         left = pn.Column(
-            controls, self._map, self._legend, sizing_mode="stretch_width", min_width=520,
-            visible=self.data.has_map,
+            controls, self._map, self._legend, sizing_mode="stretch_width", min_width=420,
+            visible=self.data.has_map, styles={"flex": "1 1 420px"},
         )  # fmt: skip
         right = pn.Column(
             heading("Object"),
@@ -370,7 +370,7 @@ class ExploreView(pn.viewable.Viewer):
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             *problems,
             self._alert,
-            pn.Row(left, right, sizing_mode="stretch_width"),
+            pn.FlexBox(left, right, sizing_mode="stretch_width"),  # narrow: details below
             self.selection,
             sizing_mode="stretch_width",
         )

@@ -150,7 +150,10 @@ def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.D
             value = v.metrics.get(key)
             row[key] = round(float(value), 4) if isinstance(value, int | float) else None
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    # the figures a reader compares come first: at 1400 px the last columns scroll off
+    first = ["kind", "version", "active", "accuracy", "ece", "labels", "gate"]
+    return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
 
 
 def lineage(versions: list[ModelVersion], leaf: ModelVersion) -> list[ModelVersion]:
