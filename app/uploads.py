@@ -29,6 +29,15 @@ def _suffix(filename: str) -> str:
     )
 
 
+def user_message(message: str, path: Path, filename: str) -> str:
+    """``message`` about the server's copy ``path`` of an upload, about the user's file
+    ``filename`` instead (the temporary folder never shows; the name is the user's text)."""
+    name = Path(filename or "the file").name or "the file"
+    for where in (str(path), path.name, str(path.parent)):
+        message = message.replace(where, name)
+    return message if message.startswith(name) else f"{name}: {message}"
+
+
 def read_upload(
     content: bytes | None, filename: str, meta: SurveyMeta, fill_nonfinite: bool = False
 ) -> np.ndarray:
@@ -45,7 +54,10 @@ def read_upload(
     with tempfile.TemporaryDirectory(prefix="latentsky-upload-") as tmp:
         path = Path(tmp) / f"upload{suffix}"  # never the user's file name: no path tricks
         path.write_bytes(content)
-        image = read_image_file(path, meta)
+        try:
+            image = read_image_file(path, meta)
+        except LatentError as exc:  # it names the server's temporary file: name the user's
+            raise LatentError(user_message(str(exc), path, filename)) from None
     try:
         return validate_cutouts(image, meta, "fill" if fill_nonfinite else "error")
     except LatentError as exc:

@@ -147,7 +147,18 @@ class SimilarView(pn.viewable.Viewer):
         in_thread(guarded(self._alert)(self.search))
 
     def search(self) -> None:
-        """Run the query the controls describe."""
+        """Run the query the controls describe; a failed one clears the previous results (they
+        would read as its answer)."""
+        try:
+            self._search()
+        except Exception:
+            self._results, self._query_html.object, self._gallery.items = None, "", []
+            self._download.disabled = True
+            for pipe in (self._results_pipe, self._query_pipe):
+                pipe.send(np.zeros((0, 2)))
+            raise
+
+    def _search(self) -> None:
         require_session("search")
         clear(self._alert)
         search = self._services().search()
