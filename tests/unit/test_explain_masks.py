@@ -72,6 +72,11 @@ def test_masks_are_the_same_whatever_workers() -> None:
     rows2, masks2 = run(2, 7)
     assert len(rows1) >= 5
     assert np.array_equal(rows1, rows2) and np.array_equal(masks1, masks2)
+    parts = list(  # the partitions a --scheduler runs (RenderPartition), here in-process
+        iter_simulated(40, seed=3, chunk=9, anomaly_fraction=0.3, masks=True, scheduler="sync")
+    )
+    assert np.array_equal(np.concatenate([p[2][0] for p in parts]), rows1)
+    assert np.array_equal(np.concatenate([p[2][1] for p in parts]), masks1)
 
 
 def test_survey_stores_masks_of_its_anomalous_rows(tmp_path) -> None:
