@@ -90,6 +90,17 @@ def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     page.locator(".tabulator-cell", has_text="v0002").first.wait_for(timeout=15_000)
     assert page.locator(".tabulator-cell", has_text="queued").count() == 0
     assert cancel.is_disabled()
+    job = insert_job("finetune", "demo", {}, "someone-else")  # finishes while another tab shows
+    page.locator(".tabulator-cell", has_text="queued").first.wait_for(timeout=15_000)
+    open_tab(page, "Label")
+    shutil.copytree(classifiers / "v0001", classifiers / "v0003")
+    finish(job, "failed", error="out of memory")
+    page.wait_for_timeout(3000)
+    open_tab(page, "Models & jobs")
+    page.locator(".tabulator-cell", has_text="out of memory").first.wait_for(timeout=15_000)
+    page.locator(".tabulator-cell", has_text="v0003").first.wait_for(timeout=15_000)
+    assert page.locator(".tabulator-cell", has_text="queued").count() == 0
+    assert cancel.is_disabled()
     assert page.console_errors == []
 
 
