@@ -127,7 +127,7 @@ class SimilarView(pn.viewable.Viewer):
             ),
             streams=[self._query_pipe],
         )
-        return base * results * query
+        return (base * results * query).opts(active_tools=["pan"])  # the wheel scrolls the page
 
     # -- queries -----------------------------------------------------------------------------
     def _services(self) -> Any:

@@ -178,3 +178,24 @@ def test_page_fits_the_window(served_env: dict, page: object, width: int, height
     download = page.get_by_role("button", name=re.compile("Download")).locator("visible=true")
     assert download.count() and not _clipped(page, download), "download button clipped"
     assert page.console_errors == []
+
+
+def test_the_wheel_over_the_small_map_in_similar_scrolls_the_page(
+    served_env: dict, page: object
+) -> None:
+    load(page, served_env["url"], 1400, 700)
+    open_tab(page, "Similar")
+    page.get_by_role("button", name="Object id").click()
+    field = page.get_by_placeholder("#42 for row 42", exact=False)
+    field.fill("#7")
+    field.press("Enter")
+    assert len(wait_tile_ids(page, 24)) == 24  # a page taller than the window
+    box = map_box(page)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + min(box["height"], 300) / 2)
+    scrolled = """() => [window.scrollY, ...[...document.querySelectorAll('*')]
+        .map((e) => e.scrollTop)].reduce((a, b) => a + b, 0)"""
+    before = page.evaluate(scrolled)
+    page.mouse.wheel(0, 400)
+    page.wait_for_timeout(800)
+    after = page.evaluate(scrolled)
+    assert after > before, "the wheel over the map did not scroll the page"
