@@ -248,7 +248,7 @@ class AnomaliesView(pn.viewable.Viewer):
         scored = int(self._ranked["interest"].notna().sum()) if len(self._ranked) else 0
         self._status.object = (
             f"**{n:,} candidates** listed · {scored:,} scored so far (all users) · "
-            f"showing #{cursor + 1:,}" if n else "**No candidates left** with these filters."
+            f"showing #{cursor + 1:,} of this list" if n else "**No candidates left** with these filters."
         )  # fmt: skip
         self._prev.disabled = cursor <= 0
         self._next.disabled = cursor >= n - 1
@@ -307,7 +307,7 @@ class AnomaliesView(pn.viewable.Viewer):
             "align-items:center;font:13px system-ui}.lsa-bar i{display:block;height:10px;"
             "border-radius:3px;background:#7c3aed}.lsa-bar small{color:#6b7280}</style>"
             f"<div style='font:14px system-ui;margin-bottom:4px'>final score "
-            f"<b>{float(row['final']):.3f}</b> (rank {rank:,}) · anomaly {float(row['anomaly']):.3f}"
+            f"<b>{float(row['final']):.3f}</b> (rank {rank:,} of all objects) · anomaly {float(row['anomaly']):.3f}"
             f"{pred_text} · your/average interest {given}</div>" + "".join(bars)
         )
 

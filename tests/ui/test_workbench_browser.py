@@ -177,6 +177,10 @@ def test_page_fits_the_window(served_env: dict, page: object, width: int, height
     assert not _clipped(page, tiles), "anomaly candidates clipped"
     download = page.get_by_role("button", name=re.compile("Download")).locator("visible=true")
     assert download.count() and not _clipped(page, download), "download button clipped"
+    # "showing #1" beside "(rank 4)": which list each number counts in
+    page.get_by_text("showing #1 of this list").first.wait_for(timeout=10_000)
+    page.get_by_text(re.compile(r"rank \d+ of all objects")).first.wait_for(timeout=10_000)
+    page.get_by_text("Ranking re-ranked by your own interest scores").first.wait_for()
     assert page.console_errors == []
 
 
