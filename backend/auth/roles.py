@@ -1,9 +1,9 @@
 """Roles and what each may do: one ladder, one check (:func:`require`).
 
 viewer    browse the map, galleries, thumbnails; search (uploads too)
-labeller  + labels (and undoing their own), interest scores
+labeller  + labels (and undoing their own), interest scores, collections (deleting their own)
 curator   + retrain / fine-tune, activate versions, edit label schemas, import labels, cancel
-          any job (a labeller may cancel only the jobs they asked for)
+          any job (a labeller may cancel only the jobs they asked for), delete any collection
 admin     + users, surveys
 
 The web server calls :func:`require` for every route and every Panel callback that reads or
@@ -25,6 +25,7 @@ ACTIONS: dict[str, str] = {
     "search": "viewer",
     "label": "labeller",
     "interest": "labeller",
+    "save_collection": "labeller",
     "cancel_own_job": "labeller",
     "retrain": "curator",
     "submit_job": "curator",
@@ -32,6 +33,7 @@ ACTIONS: dict[str, str] = {
     "activate": "curator",
     "edit_schema": "curator",
     "import_labels": "curator",
+    "delete_collection": "curator",
     "users": "admin",
     "surveys": "admin",
 }

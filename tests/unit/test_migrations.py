@@ -13,6 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 import backend.auth.users
+import backend.collections
 import backend.jobs.table  # noqa: F401  (its table in the metadata)
 from backend import migrations
 from backend.config import get_settings
