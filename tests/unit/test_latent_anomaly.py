@@ -93,6 +93,29 @@ def test_feedback_lifts_objects_like_a_5_and_sinks_objects_like_a_0(
     assert {"interest_pred", "label_distance", "final"} <= set(after.columns)
 
 
+@pytest.mark.parametrize("regressor", ["knn", "forest"])
+def test_one_5_on_an_ordinary_object_does_not_fill_the_top_25(
+    data: tuple[np.ndarray, np.ndarray], ranker: AnomalyRanker, regressor: str
+) -> None:
+    """Issue 13: one interest score of 5 on an ordinary galaxy filled the top 25 with its
+    look-alikes; the anomalies stay on top until more scores agree."""
+    _, labels = data
+    scores = ranker.scores.set_index("index")
+    cluster = np.flatnonzero(labels == 2)
+    ordinary = int(
+        cluster[np.argsort(scores.loc[cluster, "anomaly"].to_numpy())[len(cluster) // 2]]
+    )
+    plain = set(ranker.ranking().head(25)["index"])
+    one = pd.DataFrame({"index": [ordinary], "score": [5]})
+    top = ranker.rerank(one, RerankParams(regressor=regressor)).head(25)
+    pushed_in = set(top["index"]) - plain  # was 6: every slot the outliers left
+    assert len(pushed_in) <= 3, f"one score put {len(pushed_in)} look-alikes in the top 25"
+    assert set(np.flatnonzero(labels == -1)) <= set(top["index"])
+    several = pd.DataFrame({"index": cluster[:5], "score": [5] * 5})
+    lifted = ranker.rerank(several, RerankParams(regressor=regressor)).head(25)
+    assert len(set(lifted["index"]) - plain) > len(pushed_in)  # agreeing scores still lift
+
+
 def test_astronomaly_neighbour_score_only_lowers(
     data: tuple[np.ndarray, np.ndarray], ranker: AnomalyRanker
 ) -> None:
