@@ -148,6 +148,13 @@ def _tiles(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
     return read_lineage(target) or {}
 
 
+def _ood(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
+    from backend.latent.ood_product import make_ood
+
+    make_ood(target.survey, target.version)
+    return read_lineage(target) or {}
+
+
 def _evaluation(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
     from backend.evaluation.plots import figures
     from backend.evaluation.report import write_report
@@ -180,6 +187,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "index": _latent("index"),
     "scores": _latent("scores"),
     "tiles": _tiles,
+    "ood": _ood,
     "evaluation": _evaluation,
 }
 

@@ -13,6 +13,7 @@ from backend.pipeline import storage
 
 PREDICTION_KINDS = ("classifier", "emulator", "autoencoder")
 TILES_FILE, TILES_META_FILE = "tiles.zarr.zip", "tiles.json"  # backend.latent.tiles_product
+OOD_FILE, OOD_META_FILE = "ood.parquet", "ood.json"  # backend.latent.ood_product
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,10 @@ PRODUCTS: dict[str, ProductKind] = {
             "tiles", "map tiles: aggregate pyramid + points in Morton order (zarr)", "encoder",
             (TILES_FILE, TILES_META_FILE),
             ("map", "classifier predictions", "scores", "catalog"), "products --products tiles --ensure",
+        ),
+        ProductKind(
+            "ood", "out-of-distribution score per object + survey summary", "encoder",
+            (OOD_FILE, OOD_META_FILE), ("embeddings", "the encoder's OOD reference"), "ood",
         ),
         ProductKind(
             "evaluation", "evaluation report of a labelling task", "task",

@@ -116,6 +116,15 @@ def normal_params(product: str, given: Mapping[str, Any] | None) -> dict[str, An
     return None
 
 
+def ood_reference_stamp(encoder: str) -> str | None:
+    """The size and mtime of an encoder's stored OOD reference (None before it is made)."""
+    from backend.latent.ood import REFERENCE_FILE
+    from backend.registry import ModelRegistry
+
+    path = ModelRegistry().get("encoder", encoder).path / REFERENCE_FILE
+    return f"{path.stat().st_size}:{path.stat().st_mtime_ns}" if path.is_file() else None
+
+
 def classifier_source(version: str) -> tuple[str, bool]:
     """(encoder version a classifier reads, whether it reads mirror embeddings too)."""
     from backend.registry import ModelRegistry
@@ -166,6 +175,9 @@ def inputs_of(
             inputs.update(encoder_products(*classifier_source(target.version)))
     elif target.product in ("map", "index"):
         inputs.update(encoder_products(target.version))
+    elif target.product == "ood":
+        inputs.update(encoder_products(target.version))
+        inputs["reference"] = ood_reference_stamp(target.version)
     elif target.product == "scores":
         inputs.update(encoder_products(target.version))
         inputs["index"] = hash_of(Target("index", survey, "encoder", target.version))
@@ -254,7 +266,7 @@ class _Planner:
             source, mirrored = classifier_source(target.version)
             encoder = self._head_encoder(target.version, source)
             return [enc("embeddings", encoder)] + ([enc("mirror_embeddings", encoder)] if mirrored else [])  # fmt: skip
-        if product in ("map", "index", "scores"):
+        if product in ("map", "index", "scores", "ood"):
             out = [enc("embeddings", target.version)]
             if product == "scores":
                 index = enc("index", target.version)
