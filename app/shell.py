@@ -30,6 +30,7 @@ TAB_TITLES = {
     "anomalies": "Anomalies",
     "label": "Label",
     "models": "Models & jobs",
+    "collections": "Collections",
 }
 HEADER = "#0b1a33"
 CSS = """
@@ -46,6 +47,7 @@ Labels and interest scores are stored under your name.
 
 def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
     from app.views.anomalies import AnomaliesView
+    from app.views.collections import CollectionsView
     from app.views.explore import ExploreView
     from app.views.label import LabelView
     from app.views.models import ModelsView
@@ -57,6 +59,7 @@ def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
         "anomalies": lambda d, s: AnomaliesView(data=d, state=s),
         "label": lambda d, s: LabelView(data=d, state=s),
         "models": lambda d, s: ModelsView(data=d, state=s),
+        "collections": lambda d, s: CollectionsView(data=d, state=s),
     }
 
 

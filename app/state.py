@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import param
 
-TABS = ("explore", "similar", "anomalies", "label", "models")
+TABS = ("explore", "similar", "anomalies", "label", "models", "collections")
 DEFAULT_USER = "anonymous"
 
 
@@ -21,6 +21,7 @@ class AppState(param.Parameterized):
     tab = param.Selector(default="explore", objects=list(TABS))
     similar_from = param.Integer(default=None, allow_None=True, doc="object to search from")
     label_from = param.Integer(default=None, allow_None=True, doc="object to label next")
+    label_list = param.List(default=[], item_type=int, doc="objects to label next, in order")
     labels_changed = param.Integer(default=0, doc="bumped after a label is stored or undone")
     last_labelled = param.String(default="", doc="object id of the latest label change")
     retrain_news = param.String(
@@ -43,6 +44,12 @@ class AppState(param.Parameterized):
         self.pick(index)
         self.label_from = int(index)
         self.param.trigger("label_from")
+        self.tab = "label"
+
+    def ask_label_list(self, indices: list[int]) -> None:
+        """Open the Label view with ``indices`` at the front of its queue, in order."""
+        self.label_list = [int(i) for i in indices]
+        self.param.trigger("label_list")
         self.tab = "label"
 
     def labelled(self, object_id: str) -> None:

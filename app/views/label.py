@@ -22,6 +22,7 @@ from backend.latent.errors import LatentError
 
 STAGE_SIZE = 320
 NEIGHBOURS = 8
+LIST_FRONT = 500  # objects of a collection put in front of the queue at once
 COLOUR = "colour"
 CSS = """
 .lsa-ack { font: 14px system-ui; color: #166534; }
@@ -99,8 +100,11 @@ class LabelView(pn.viewable.Viewer):
         self._neighbours.on_action(guarded(self._alert)(self._neighbour_action))
         self.band.param.watch(guarded(self._alert)(lambda e: self._show_stage()), "value")
         self.state.param.watch(guarded(self._alert)(self._on_request), "label_from")
+        self.state.param.watch(guarded(self._alert)(self._on_list), "label_list")
         self.state.param.watch(guarded(self._alert)(self._on_retrain_news), "retrain_news")
         self._on_retrain_news()
+        for index in reversed(self.state.label_list[:LIST_FRONT]):  # a collection to label
+            self.queue.reopen(index)
         if self.state.label_from is not None:
             self.queue.reopen(self.state.label_from)
         self._advance()
@@ -220,6 +224,14 @@ class LabelView(pn.viewable.Viewer):
             return
         with self._lock:
             self.queue.reopen(self.state.label_from)
+            self._advance()
+        self._after_change()
+
+    def _on_list(self, *_: object) -> None:
+        """Objects asked for in order (a collection): the first ``LIST_FRONT`` go in front."""
+        with self._lock:
+            for index in reversed(self.state.label_list[:LIST_FRONT]):
+                self.queue.reopen(index)
             self._advance()
         self._after_change()
 
