@@ -16,18 +16,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "ood", help="out-of-distribution scores of a survey against its encoder's training data"
     )
-    p.add_argument("--survey", required=True, help="survey name")
+    p.add_argument("--survey", help="survey name")
     p.add_argument("--encoder", help="encoder version (default: the survey's active one)")
     p.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    p.add_argument(
+        "--general-reference", type=Path, metavar="CORPUS",
+        help="instead: store the shipped general encoder's reference from a corpus folder made "
+        "by `pretrain corpus` (sampled in the mix of presets of its card)",
+    )  # fmt: skip
+    p.add_argument("--general", default="general-v1", help="general encoder name")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from backend.atomic import atomic_write_json
+    from backend.errors import UserError
     from backend.latent.ood_product import read_ood
     from backend.pipeline.planner import resolve_versions
     from backend.pipeline.runner import ensure
 
+    if args.general_reference:
+        from backend.latent.ood_product import general_reference
+
+        path = general_reference(args.general_reference, args.general)
+        print(f"wrote {path}")
+        return 0
+    if not args.survey:
+        raise UserError("ood needs --survey (or --general-reference CORPUS)")
     versions = {"encoder": args.encoder} if args.encoder else None
     ensure(args.survey, ("ood",), versions=versions)
     encoder = args.encoder or resolve_versions(args.survey).encoder

@@ -51,10 +51,44 @@ def save_reference_for(version: Any, embeddings: np.ndarray | None = None) -> oo
     return reference
 
 
+def general_parent(version: Any) -> str | None:
+    """The shipped general encoder a version is, unchanged (``train encoder --steps 0``), else
+    None: such a version learnt from the general encoder's corpus, not from its survey."""
+    training = version.meta.get("training") or {}
+    parent = str(version.meta.get("parent") or "")
+    if parent.startswith("general:") and (training.get("budget") or {}).get("steps") == 0:
+        return parent.partition(":")[2]
+    return None
+
+
 def reference_for(version: Any) -> ood.OODReference:
-    """``version``'s stored reference, made from its training embeddings the first time."""
+    """``version``'s stored reference: made the first time from its training embeddings, or
+    copied from the general encoder's (its corpus) when the version is that encoder as shipped."""
     path = reference_path(version)
-    return ood.load_reference(path) if path.is_file() else save_reference_for(version)
+    if path.is_file():
+        return ood.load_reference(path)
+    general = general_parent(version)
+    if general:
+        from backend.modelling.general import general_encoder_dir
+
+        shipped = general_encoder_dir(general) / ood.REFERENCE_FILE
+        if shipped.is_file():
+            reference = ood.load_reference(shipped)
+            ood.save_reference(reference, path)
+            return reference
+    return save_reference_for(version)
+
+
+def reference_after_embedding(survey: str, encoder: str) -> None:
+    """Store an encoder's reference once its training survey is embedded (the pipeline calls
+    this after each embeddings product; cheap when the reference exists or does not apply)."""
+    from backend.registry import ModelRegistry
+
+    version = ModelRegistry().get("encoder", encoder)
+    if reference_path(version).is_file() or general_parent(version):
+        return
+    if training_survey(version) == survey and version.config.get("kind") != "imported_embeddings":
+        save_reference_for(version)
 
 
 def make_ood(survey: str, encoder: str) -> dict[str, Any]:
@@ -91,3 +125,50 @@ def read_ood(survey: str, encoder: str) -> tuple[pd.DataFrame, dict[str, Any]] |
     if not (folder / OOD_FILE).is_file() or not (folder / OOD_META_FILE).is_file():
         return None
     return pd.read_parquet(folder / OOD_FILE), json.loads((folder / OOD_META_FILE).read_text())
+
+
+def corpus_sample(catalog: pd.DataFrame, card: dict[str, Any], max_rows: int) -> np.ndarray:
+    """Rows of a (re-rendered, possibly smaller) corpus in the mix of presets the card says the
+    encoder was trained on, at most ``max_rows``; every row when the card has no mix."""
+    mix = {r["preset"]: int(r["n"]) for r in (card.get("corpus") or {}).get("by_source", [])}
+    have = catalog.groupby("preset").size()
+    mix = {p: n for p, n in mix.items() if p in have.index}
+    rng = np.random.default_rng(0)
+    if not mix:
+        n = len(catalog)
+        return np.sort(rng.choice(n, min(n, max_rows), replace=False))
+    scale = min(max_rows / sum(mix.values()), *(have[p] / n for p, n in mix.items()))
+    rows = [
+        rng.choice(np.nonzero(catalog["preset"].to_numpy() == p)[0], int(n * scale), replace=False)
+        for p, n in mix.items()
+    ]
+    return np.sort(np.concatenate(rows))
+
+
+def general_reference(corpus: Path, name: str, *, max_rows: int = ood.MAX_ROWS) -> Path:
+    """Embed a sample of a pretraining corpus (``pretrain corpus``) with the shipped general
+    encoder ``name`` and store its OOD reference beside its weights; returns the file."""
+    import torch
+
+    from backend.modelling.general import general_card, general_encoder_dir, load_general_config
+    from backend.pretrain.corpus import load_corpus
+    from models import build_model
+
+    images, catalog = load_corpus(corpus)
+    rows = corpus_sample(catalog, general_card(name), max_rows)
+    model = build_model(load_general_config(name))
+    state = torch.load(general_encoder_dir(name) / "weights.pt", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    with torch.inference_mode():
+        x = np.concatenate([
+            model.embed(torch.from_numpy(images[rows[lo : lo + 256]])).numpy()
+            for lo in range(0, len(rows), 256)
+        ])  # fmt: skip
+    sources = ", ".join(f"{k} {v}" for k, v in catalog.iloc[rows].groupby("preset").size().items())
+    reference = ood.build_reference(
+        x, source=f"{name} corpus sample ({len(rows)} of {len(images)} images: {sources})"
+    )
+    path = general_encoder_dir(name) / ood.REFERENCE_FILE
+    ood.save_reference(reference, path)
+    return path

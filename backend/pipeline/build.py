@@ -104,6 +104,10 @@ def _embeddings(mirror: bool) -> Callable[..., dict[str, Any]]:
             embed_survey, scheduler, survey_name=target.survey, version=target.version,
             progress=progress, progress_bar=progress is None, mirror=mirror, **batch,
         )  # fmt: skip
+        if not mirror:  # the encoder's OOD reference is a sample of its training embeddings
+            from backend.latent.ood_product import reference_after_embedding
+
+            reference_after_embedding(target.survey, target.version)
         return record(target, None, timer.seconds)
 
     return build

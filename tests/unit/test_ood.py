@@ -106,3 +106,51 @@ def test_training_objects_are_not_their_own_neighbours() -> None:
     np.testing.assert_allclose(own[~sampled], plain[~sampled])
     # scored against the others, a sampled object looks like any unsampled one
     assert abs(np.median(own[sampled]) - np.median(own[~sampled])) < 0.1 * np.median(own)
+
+
+def test_reference_made_when_the_training_survey_is_embedded_and_general_as_shipped(
+    tiny_survey: Survey, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from backend.latent import ood_product
+    from backend.registry import ModelRegistry
+
+    encoder = add_encoder(tiny_survey, 1.0)
+    version = ModelRegistry().get("encoder", encoder)
+    ood_product.reference_after_embedding("tiny", encoder)
+    ref = ood.load_reference(ood_product.reference_path(version))
+    assert "tiny embeddings" in ref.source and len(ref.vectors) == len(tiny_survey)
+
+    # the general encoder as shipped (no steps on the survey) learnt from its corpus: its
+    # reference is the general encoder's, not the survey's
+    registry = ModelRegistry()
+    import torch
+
+    shipped = registry.save(
+        "encoder", {"w": torch.zeros(1)}, {"arch": "fake"}, survey="tiny",
+        training={"survey": "tiny", "budget": {"steps": 0}}, parent="general:general-test",
+    )  # fmt: skip
+    general_dir = tmp_path / "general-test"
+    corpus_ref = ood.build_reference(clusters(40, np.ones(48), 1.0, 5), source="corpus sample")
+    ood.save_reference(corpus_ref, general_dir / ood.REFERENCE_FILE)
+    monkeypatch.setattr(
+        "backend.modelling.general.general_encoder_dir", lambda name="general-v1": general_dir
+    )
+    ood_product.reference_after_embedding("tiny", shipped.version)
+    assert not ood_product.reference_path(shipped).is_file(), "not from the survey"
+    assert ood_product.reference_for(shipped).source == "corpus sample"
+    assert ood_product.reference_path(shipped).is_file(), "kept with the version"
+
+
+def test_corpus_sample_keeps_the_cards_mix_of_presets() -> None:
+    import pandas as pd
+
+    from backend.latent.ood_product import corpus_sample
+
+    catalog = pd.DataFrame({"preset": ["sdss"] * 400 + ["hsc"] * 400 + ["sdss_gz1"] * 2000})
+    card = {"corpus": {"by_source": [
+        {"preset": "sdss", "n": 3000}, {"preset": "hsc", "n": 3000},
+        {"preset": "sdss_gz1", "n": 6000},
+    ]}}  # fmt: skip
+    rows = corpus_sample(catalog, card, 5000)
+    counts = catalog.iloc[rows]["preset"].value_counts()
+    assert counts["sdss"] == counts["hsc"] == 400 and counts["sdss_gz1"] == 800
