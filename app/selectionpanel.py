@@ -17,6 +17,7 @@ from app.safe import clear, guarded, message_pane, say
 from app.samp import SampUnavailable, send_table
 from app.selection import ArrayRows, Rows
 from app.state import AppState
+from app.views.collections import SaveCollection
 from app.widgets import ThumbGallery
 
 PAGE = 48
@@ -62,6 +63,10 @@ class SelectionPanel(pn.viewable.Viewer):
         )
         self._samp.on_click(guarded(self._alert)(self._send_samp))
         self._samp_msg = message_pane()
+        self._save = SaveCollection(
+            ids=lambda: self.data.table["object_id"].to_numpy()[self.indices],
+            data=self.data, state=self.state, kind="selection",
+        )  # fmt: skip
 
     # -- selection ---------------------------------------------------------------------------
     @property
@@ -151,5 +156,6 @@ class SelectionPanel(pn.viewable.Viewer):
             self._gallery,
             pn.Row(self._fmt, self._download, self._samp),
             self._samp_msg,
+            self._save,
             sizing_mode="stretch_width",
         )

@@ -17,6 +17,7 @@ from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
+from app.views.collections import SaveCollection
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, data_table, kbd
 from backend.feedback import FeedbackError, latest_interest, record_interest
 from backend.latent.errors import LatentError
@@ -118,6 +119,12 @@ class AnomaliesView(pn.viewable.Viewer):
         )  # fmt: skip
         self._fmt.param.watch(lambda e: self._update_filename(), "value")
         self._update_filename()
+        self._top_n = pn.widgets.IntInput(
+            name="Top N to save", value=GALLERY_SIZE, start=1, end=10_000
+        )
+        self._save = SaveCollection(
+            ids=self._top_ids, data=self.data, state=self.state, kind="anomalies"
+        )
         self.scorer.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
         self.hide_scored.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
         self.team.param.watch(guarded(self._alert)(lambda e: self._rerank()), "value")
@@ -321,6 +328,12 @@ class AnomaliesView(pn.viewable.Viewer):
             )
         return out.round(3)
 
+    def _top_ids(self) -> list[str]:
+        """The ids of the top N candidates of the list shown (a collection to save)."""
+        with self._lock:
+            listing = self._list
+        return listing.page(0, int(self._top_n.value))["object_id"].astype(str).tolist()
+
     # -- export ------------------------------------------------------------------------------
     def _update_filename(self) -> None:
         self._download.filename = file_name(f"{self.data.name}-anomalies", self._fmt.value)
@@ -363,5 +376,6 @@ class AnomaliesView(pn.viewable.Viewer):
                 sizing_mode="stretch_width",
             ),
             self._table,
+            pn.Row(self._top_n, self._save),
             sizing_mode="stretch_width",
         )

@@ -21,6 +21,7 @@ from app.mapview import ServerMap, home_view
 from app.safe import clear, guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.uploads import ACCEPT, preview_uri, read_upload
+from app.views.collections import SaveCollection
 from app.widgets import ThumbGallery
 from backend.latent.errors import LatentError
 from backend.latent.images import check_embeddings
@@ -85,6 +86,10 @@ class SimilarView(pn.viewable.Viewer):
             label="Download results", button_type="success", width=180, disabled=True,
         )  # fmt: skip
         self._fmt.param.watch(lambda e: self._update_filename(), "value")
+        self._save = SaveCollection(
+            ids=lambda: [] if self._results is None else self._results["object_id"].tolist(),
+            data=self.data, state=self.state, kind="search",
+        )  # fmt: skip
         self._results_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
         self._query_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
         self._map = pn.pane.HoloViews(self._build_map(), sizing_mode="stretch_width")
@@ -326,6 +331,7 @@ class SimilarView(pn.viewable.Viewer):
             self.k,
             pn.Row(self.search_button, self.refine_button),
             pn.Row(self._fmt, self._download),
+            self._save,
             width=380,
             sizing_mode="fixed",
         )

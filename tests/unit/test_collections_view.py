@@ -117,3 +117,25 @@ def test_roles_viewer_cannot_save_labeller_deletes_only_own(
     own = CollectionsView(data=data, state=session("lena"))
     own._delete.clicks += 1
     assert store.list_collections("tiny") == [] and own.collection is None
+
+
+def test_a_map_selection_and_a_search_result_save_their_objects(data: SurveyData) -> None:
+    import pandas as pd
+
+    from app.selectionpanel import SelectionPanel
+    from app.views.similar import SimilarView
+
+    state = AppState(survey="tiny", user="ana")
+    panel = SelectionPanel(lambda i: ("", None), lambda: None, data=data, state=state)
+    panel.select([12, 3, 140], "lasso")
+    panel._save.title = "lassoed"
+    panel._save.save()
+    similar = SimilarView(data=data, state=state)
+    similar._results = pd.DataFrame({"index": [8, 9], "object_id": ["tiny-0008", "tiny-0009"]})
+    similar._save.title = "alike"
+    similar._save.save()
+    saved = {c.name: (c.kind, c.object_ids) for c in store.list_collections("tiny")}
+    assert saved == {
+        "lassoed": ("selection", ("tiny-0012", "tiny-0003", "tiny-0140")),
+        "alike": ("search", ("tiny-0008", "tiny-0009")),
+    }

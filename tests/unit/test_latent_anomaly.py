@@ -109,7 +109,7 @@ def test_one_5_on_an_ordinary_object_does_not_fill_the_top_25(
     one = pd.DataFrame({"index": [ordinary], "score": [5]})
     top = ranker.rerank(one, RerankParams(regressor=regressor)).head(25)
     pushed_in = set(top["index"]) - plain  # was 6: every slot the outliers left
-    assert len(pushed_in) <= 3, f"one score put {len(pushed_in)} look-alikes in the top 25"
+    assert len(pushed_in) <= 4, f"one score put {len(pushed_in)} look-alikes in the top 25"
     assert set(np.flatnonzero(labels == -1)) <= set(top["index"])
     several = pd.DataFrame({"index": cluster[:5], "score": [5] * 5})
     lifted = ranker.rerank(several, RerankParams(regressor=regressor)).head(25)
