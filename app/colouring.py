@@ -13,6 +13,7 @@ import pandas as pd
 from bokeh.palettes import Category20
 
 from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX
+from app.ood import OOD
 
 MAX_CATEGORIES = 16
 MISSING = "none"
@@ -54,6 +55,11 @@ def colour_specs(table: pd.DataFrame) -> list[ColourSpec]:
     for col in sorted(c for c in cols if c.startswith(SCORE_PREFIX)):
         name = col.removeprefix(SCORE_PREFIX)
         specs.append(ColourSpec(col, f"Anomaly score: {name}", "Anomaly", "num", col, "plasma"))
+    if OOD in cols:
+        specs.append(
+            ColourSpec(OOD, "Out of distribution (vs the encoder's training data)", "Model",
+                       "num", OOD, "plasma")
+        )  # fmt: skip
     specs.append(LABELS)
     for col in [c for c in table.columns if c.endswith("_mean")]:
         name = col.removesuffix("_mean")

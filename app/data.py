@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,7 @@ class SurveyData:
     x: np.ndarray | None  # map coordinates (float32, contiguous) or None without a map
     y: np.ndarray | None
     problems: list[str] = field(default_factory=list)  # what is missing and how to make it
+    ood: dict[str, Any] | None = None  # the ood product's summary (app/ood.py), when made
     _tree: object = None
     _tree_lock: threading.Lock = field(default_factory=threading.Lock)
     _memo: dict[object, object] = field(default_factory=dict)
@@ -147,7 +148,7 @@ def _stamp(name: str) -> tuple:
         return (str(settings.home), name, *parts)
     targets = [Target("predictions", name, k, v) for k, v in sorted(versions.models.items())]
     if versions.encoder:
-        targets += [Target(p, name, "encoder", versions.encoder) for p in ("map", "scores")]
+        targets += [Target(p, name, "encoder", versions.encoder) for p in ("map", "scores", "ood")]
     parts += [(t.key, stamp(t)) for t in targets]
     return (str(settings.home), name, *parts)
 
@@ -186,12 +187,13 @@ def load_survey_data(name: str) -> SurveyData:
             continue
         new = [c for c in preds.columns if c not in table.columns]
         table = pd.concat([table, preds[new].reset_index(drop=True)], axis=1)
-    x = y = None
+    x = y = summary = None
     if encoder:
         x, y = _map_coords(name, encoder, len(table), problems)
         table = _add_anomaly(table, name, encoder, problems)
+        table, summary = _add_ood(table, name, encoder, problems)
     log.info("loaded survey %s: %d objects, problems: %s", name, len(table), problems)
-    return SurveyData(survey, encoder, versions, table, x, y, problems)
+    return SurveyData(survey, encoder, versions, table, x, y, problems, summary)
 
 
 def _encoder_version(name: str, problems: list[str]) -> str | None:
@@ -242,6 +244,28 @@ def _add_anomaly(table: pd.DataFrame, name: str, encoder: str, problems: list[st
     cols.update({s: SCORE_PREFIX + s for s in ("recon", "iforest", "knn", "lof") if s in scores})
     extra = scores[[c for c in cols if c in scores]].rename(columns=cols).reset_index(drop=True)
     return pd.concat([table, extra], axis=1)
+
+
+def _add_ood(
+    table: pd.DataFrame, name: str, encoder: str, problems: list[str]
+) -> tuple[pd.DataFrame, dict[str, Any] | None]:
+    """The ``ood`` product's per-object score column and summary (a banner in ``problems``
+    when the survey is unlike the encoder's training data); unchanged when it was not made."""
+    from app.ood import OOD, survey_warning
+    from backend.latent.ood_product import read_ood
+
+    found = read_ood(name, encoder)
+    if found is None:
+        return table, None
+    scores, summary = found
+    if len(scores) != len(table):
+        problems.append("the OOD scores do not match the survey rows; rerun ood")
+        return table, None
+    table = table.assign(**{OOD: scores["ood_score"].to_numpy()})
+    warning = survey_warning(summary)
+    if warning:
+        problems.append(warning)
+    return table, summary
 
 
 def clear_cache() -> None:

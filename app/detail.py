@@ -16,6 +16,7 @@ import param
 from app.colouring import robust_range
 from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX, SurveyData
 from app.labelling import object_labels
+from app.ood import detail_html as ood_detail_html
 from app.safe import guarded, in_thread, message_pane
 from app.state import AppState
 
@@ -180,6 +181,7 @@ def detail_html(data: SurveyData, index: int, labels: pd.DataFrame, colours: dic
         + class_html(row, colours)
         + emulated_html(data, row)
         + anomaly_html(data, row)
+        + ood_detail_html(row, data.ood)
         + labels_html(labels)
         + catalog_html(row, catalog_cols)
         + "</div>"

@@ -13,6 +13,7 @@ import param
 
 from app.data import SurveyData
 from app.exporting import FORMATS, file_name, table_bytes
+from app.ood import OOD, selection_note
 from app.safe import clear, guarded, message_pane, say
 from app.samp import SampUnavailable, send_table
 from app.selection import ArrayRows, Rows
@@ -106,7 +107,7 @@ class SelectionPanel(pn.viewable.Viewer):
             self._text.object = f"**No map yet**: all {n:,} objects in survey order · {shown}"
         elif n:
             via = f" with the {self._how}" if self._how in ("box", "lasso") else ""
-            self._text.object = f"**{n:,} objects selected**{via} · {shown}"
+            self._text.object = f"**{n:,} objects selected**{via} · {shown}" + self._ood_note()
         else:
             self._text.object = "**No selection.**"
         items = []
@@ -117,6 +118,12 @@ class SelectionPanel(pn.viewable.Viewer):
                  "sub": sub, "colour": colour, "current": i == self.state.picked}
             )  # fmt: skip
         self._gallery.items = items
+
+    def _ood_note(self) -> str:
+        """A warning when most of the selection is unlike the encoder's training data."""
+        if self.data.ood is None or OOD not in self.data.table.columns:
+            return ""
+        return selection_note(self.data.table[OOD].to_numpy()[self.indices], self.data.ood)
 
     def _clicked(self, action: str, index: int) -> None:
         if action == "open":

@@ -69,3 +69,21 @@ def preview_uri(cutout: np.ndarray, meta: SurveyMeta, size: int = 96) -> str:
     display = meta.display or default_display(list(meta.bands))
     picture = to_rgb(np.asarray(cutout), list(meta.bands), display)
     return "data:image/png;base64," + base64.b64encode(png_bytes(picture, size)).decode()
+
+
+def ood_note(encoder: str | None, vectors: np.ndarray, filename: str) -> str:
+    """HTML warning when an uploaded cutout's embedding is unlike the encoder's training data
+    ('' when alike, or when the encoder has no OOD reference yet)."""
+    from app.ood import upload_note
+    from backend.errors import LatentSkyError
+    from backend.latent import ood
+    from backend.latent.ood_product import reference_for
+    from backend.registry import ModelRegistry
+
+    if not encoder:
+        return ""
+    try:
+        reference = reference_for(ModelRegistry().get("encoder", encoder))
+    except LatentSkyError:  # e.g. its training survey not embedded yet: no warning to give
+        return ""
+    return upload_note(ood.score(reference, vectors), reference.threshold, filename)

@@ -20,7 +20,7 @@ from app.exporting import FORMATS, file_name, table_bytes
 from app.mapview import ServerMap, home_view
 from app.safe import clear, guarded, heading, in_thread, message_pane, say
 from app.state import AppState
-from app.uploads import ACCEPT, preview_uri, read_upload
+from app.uploads import ACCEPT, ood_note, preview_uri, read_upload
 from app.views.collections import SaveCollection
 from app.widgets import ThumbGallery
 from backend.latent.errors import LatentError
@@ -204,6 +204,7 @@ class SimilarView(pn.viewable.Viewer):
             "type": "image",
             "file": self.upload.filename,
             "preview": preview_uri(cutouts[0], meta),
+            "ood": ood_note(self.data.encoder, vectors, self.upload.filename or ""),
         }
         return search.by_vector(vector, k, query=query), vector
 
@@ -254,6 +255,7 @@ class SimilarView(pn.viewable.Viewer):
         elif kind == "image":
             pic = query.get("preview", "")
             text = f"{n} objects most like your upload <code>{html.escape(str(query.get('file')))}</code>"
+            text += query.get("ood", "")  # escaped HTML (app.uploads.ood_note)
         else:
             pos, neg = len(query.get("positive", [])), len(query.get("negative", []))
             pic = ""
