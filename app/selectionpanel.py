@@ -20,6 +20,7 @@ from app.selection import ArrayRows, Rows
 from app.state import AppState
 from app.views.collections import SaveCollection
 from app.widgets import ThumbGallery
+from app.widgets.gallery import DETAILS_CLASS
 
 PAGE = 48
 Describe = Callable[[int], tuple[str, str | None]]  # index -> (caption line, border colour)
@@ -45,6 +46,8 @@ class SelectionPanel(pn.viewable.Viewer):
             size=88,
             empty_text="Select objects with the box or lasso tool to see them here.",
             sizing_mode="stretch_width",
+            reveal_new=True,  # a selection's gallery lies below the map
+            reveal_on_open=DETAILS_CLASS,  # a click shows the details panel above it
         )
         self._gallery.on_action(guarded(self._alert)(self._clicked))
         self._prev = pn.widgets.Button(name="◀ previous", width=100, disabled=True)

@@ -30,6 +30,7 @@ from app.selection import ArrayRows, box_indices, lasso_indices
 from app.selectionpanel import SelectionPanel
 from app.shading import category_rgb
 from app.state import AppState
+from app.widgets.gallery import DETAILS_CLASS
 from backend.latent.tiles import box_polygon
 
 HOVER_RADIUS = 0.015  # fraction of the visible x range
@@ -365,6 +366,7 @@ class ExploreView(pn.viewable.Viewer):
             width=430,
             sizing_mode="fixed",
             styles={"overflow": "auto"},
+            css_classes=[DETAILS_CLASS],
         )
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),

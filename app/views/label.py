@@ -348,7 +348,8 @@ class LabelView(pn.viewable.Viewer):
         for row in result.itertuples():
             i = int(row.index)
             label = known.get(str(row.object_id))
-            sub = f"labelled {label}" if label else f"sim {row.similarity:.2f}"
+            sim = f"#{int(row.rank)} · sim {float(row.similarity):.3f}"
+            sub = f"{sim} · labelled {label}" if label else sim
             colour = self.schema.by_name[label].colour if label in self.schema.by_name else None
             items.append(
                 {"index": i, "id": str(row.object_id), "url": self.data.thumb(i, 72),

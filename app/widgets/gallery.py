@@ -9,6 +9,7 @@ import param
 from panel.custom import JSComponent
 
 GalleryAction = Callable[[str, int], None]
+DETAILS_CLASS = "ls-object-details"  # the details panel a gallery's ``reveal_on_open`` names
 
 
 class ThumbGallery(JSComponent):
@@ -23,13 +24,43 @@ class ThumbGallery(JSComponent):
     size = param.Integer(default=96, bounds=(32, 512))
     actions = param.List(default=[])
     empty_text = param.String(default="Nothing to show.")
+    reveal_new = param.Boolean(
+        default=False, doc="Scroll the gallery into view when it shows other objects."
+    )
+    reveal_on_open = param.String(
+        default="", doc="CSS class of an element to scroll into view when a picture is clicked."
+    )
 
     _esm = """
     const LABELS = {pos: "+ like", neg: "- unlike"};
+    function findDeep(node, cls) {  // through the shadow roots Panel's components live in
+      for (const e of node.querySelectorAll("*")) {
+        if (e.classList.contains(cls)) { return e; }
+        if (e.shadowRoot) { const hit = findDeep(e.shadowRoot, cls); if (hit) { return hit; } }
+      }
+      return null;
+    }
     export function render({ model, el }) {
       const root = document.createElement("div");
       root.className = "lsg";
+      let shown = "";
+      function reveal() {
+        const ids = model.items.map((it) => it.id).join("|");
+        const changed = ids !== shown;
+        shown = ids;
+        if (changed && ids && model.reveal_new) {
+          setTimeout(() => root.scrollIntoView({block: "nearest"}), 50);
+        }
+      }
+      function open(index) {
+        model.send_msg({action: "open", index: index});
+        if (model.reveal_on_open) {
+          const target = findDeep(document, model.reveal_on_open);
+          if (target) { target.scrollIntoView({block: "nearest"}); }
+        }
+      }
       function draw() {
+        reveal();
         root.replaceChildren();
         if (!model.items.length) {
           const p = document.createElement("div");
@@ -49,10 +80,11 @@ class ThumbGallery(JSComponent):
           const img = document.createElement("img");
           img.src = it.url; img.width = model.size; img.height = model.size;
           img.loading = "lazy"; img.alt = it.id; img.title = it.id + " (click for details)";
-          img.addEventListener("click", () => model.send_msg({action: "open", index: it.index}));
+          img.addEventListener("click", () => open(it.index));
           tile.appendChild(img);
           const cap = document.createElement("div");
           cap.className = "lsg-cap"; cap.textContent = it.caption || it.id;
+          cap.title = cap.textContent;
           tile.appendChild(cap);
           if (it.sub) {
             const sub = document.createElement("div");
@@ -98,10 +130,10 @@ class ThumbGallery(JSComponent):
         .lsg-current { border-color: #f59e0b !important; background: #fff7e6; }
         .lsg-pos { border-color: #16a34a !important; }
         .lsg-neg { border-color: #dc2626 !important; opacity: 0.7; }
-        .lsg-cap { font: 11px/1.25 ui-monospace, monospace; color: #1f2937; overflow: hidden;
-                   text-overflow: ellipsis; white-space: nowrap; margin-top: 2px; }
-        .lsg-sub { font: 11px/1.25 system-ui, sans-serif; color: #6b7280; overflow: hidden;
-                   text-overflow: ellipsis; white-space: nowrap; }
+        .lsg-cap { font: 11px/1.25 ui-monospace, monospace; color: #1f2937;
+                   overflow-wrap: anywhere; margin-top: 2px; }
+        .lsg-sub { font: 11px/1.25 system-ui, sans-serif; color: #6b7280;
+                   overflow-wrap: anywhere; }
         .lsg-bar { display: flex; gap: 2px; margin-top: 2px; }
         .lsg-btn { flex: 1; font-size: 10px; padding: 1px 0; border: 1px solid #cbd5e1;
                    border-radius: 3px; background: white; cursor: pointer; }
