@@ -62,6 +62,7 @@ class MapStyle:
     title: str = ""
     height: int = MAP_HEIGHT
     colorbar: bool = True
+    clabel: str = ""  # the colour bar's title: the colouring's name as the user chose it
 
 
 SPREAD = {"threshold": 0.8, "max_px": 4}  # dynspread: isolated objects stay visible
@@ -107,6 +108,8 @@ def map_opts(style: MapStyle) -> dict[str, Any]:
     if style.kind == "cat":
         return {**opts, "show_legend": False}  # the page draws the legend, with counts
     opts.update(cmap=visible_cmap(style.cmap), colorbar=style.colorbar)
+    if style.clabel:
+        opts["clabel"] = style.clabel
     if style.kind == "count":
         opts["cnorm"] = "eq_hist"
     elif style.clim:

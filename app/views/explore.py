@@ -190,7 +190,8 @@ class ExploreView(pn.viewable.Viewer):
                 colouring = Colouring(values=values, codes=np.asarray(values.codes),
                                       colours=category_rgb(list(cats), key))  # fmt: skip
         self._values, self._colour_key = values, key
-        style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim)
+        clabel = spec.label if spec.kind == "num" else "objects per pixel"
+        style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim, clabel=clabel)
         on_error = lambda exc: say(self._alert, explain(exc), "danger")  # noqa: E731
         if self._tiled is not None:
             xlim, ylim = self._ranges or self._tiled.home()
