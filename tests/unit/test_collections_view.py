@@ -139,3 +139,25 @@ def test_a_map_selection_and_a_search_result_save_their_objects(data: SurveyData
         "lassoed": ("selection", ("tiny-0012", "tiny-0003", "tiny-0140")),
         "alike": ("search", ("tiny-0008", "tiny-0009")),
     }
+
+
+def test_the_top_n_anomaly_candidates_save_in_rank_order(tiny_survey: Survey) -> None:
+    import numpy as np
+
+    from app import data as app_data
+    from app.views.anomalies import AnomaliesView
+    from backend.latent.service import clear_cache
+    from tests.integration.test_notebook import _products
+
+    _products(tiny_survey)  # a fake encoder's map, index and anomaly scores
+    app_data.clear_cache()
+    clear_cache()
+    state = AppState(survey="tiny", user="ana")
+    view = AnomaliesView(data=load_survey_data("tiny"), state=state)
+    view._top_n.value = 5
+    view._save.title = "top five"
+    view._save.save()
+    shown = view._list.page(0, 5)
+    saved = store.get("tiny", "top five")
+    assert saved.kind == "anomalies" and saved.object_ids == tuple(shown["object_id"])
+    assert (np.diff(shown[view.scorer.value].to_numpy()) <= 0).all()  # best first
