@@ -151,6 +151,7 @@ class CollectionsView(pn.viewable.Viewer):
         self._gallery.on_action(guarded(self._alert)(self._clicked))
         restrict("label", [self._label])
         restrict("save_collection", [self._delete])
+        self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
         self.reload()
 
     # -- state ------------------------------------------------------------------------------
@@ -164,6 +165,10 @@ class CollectionsView(pn.viewable.Viewer):
             self.found = found
             self.collection = keep
         self.param.trigger("collection")
+
+    def _on_tab(self, event: param.parameterized.Event) -> None:
+        if event.new == "collections":  # saved from another tab since: list it
+            self.reload()
 
     @property
     def current(self) -> store.Collection | None:

@@ -49,6 +49,10 @@ def test_save_reopen_export_and_label_in_saved_order(data: SurveyData) -> None:
 
     view = CollectionsView(data=data, state=state)
     assert view.param.collection.objects == ["look-alikes"] and view.collection == "look-alikes"
+    SaveCollection(ids=lambda: ["tiny-0001"], data=data, state=state, title="later").save()
+    state.tab = "collections"  # the tab shown again lists what was saved meanwhile
+    assert view.param.collection.objects == ["later", "look-alikes"]
+    view.collection = "look-alikes"
     assert [item["id"] for item in view._gallery.items] == shown
     assert view.rows().tolist() == [42, 7, 99]
     view.fmt = "VOTable"
