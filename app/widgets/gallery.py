@@ -43,9 +43,10 @@ class ThumbGallery(JSComponent):
     export function render({ model, el }) {
       const root = document.createElement("div");
       root.className = "lsg";
-      let shown = "";
+      const idsOf = () => model.items.map((it) => it.id).join("|");
+      let shown = idsOf();  // a gallery drawn again (e.g. its tab shown) does not scroll
       function reveal() {
-        const ids = model.items.map((it) => it.id).join("|");
+        const ids = idsOf();
         const changed = ids !== shown;
         shown = ids;
         if (changed && ids && model.reveal_new) {
