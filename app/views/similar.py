@@ -153,7 +153,8 @@ class SimilarView(pn.viewable.Viewer):
 
     def search(self) -> None:
         """Run the query the controls describe; a failed one clears the previous results (they
-        would read as its answer)."""
+        would read as its answer); a refused one (the session's role) leaves them."""
+        require_session("search")
         try:
             self._search()
         except Exception:
@@ -164,7 +165,6 @@ class SimilarView(pn.viewable.Viewer):
             raise
 
     def _search(self) -> None:
-        require_session("search")
         clear(self._alert)
         search = self._services().search()
         k = int(self.k.value)
