@@ -153,6 +153,7 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
                 )
             )
     steps.append(products(*DEFAULT_PRODUCTS))
+    steps.append(products("ood"))  # domain shift: the app's banner and colouring read it
     return steps
 
 
