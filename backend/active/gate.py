@@ -178,3 +178,33 @@ def activate_if_not_worse(
             before_switch()
         registry.set_active_many(survey, {**(together or {}), "classifier": candidate})
     return decision
+
+
+def gate_retrained_head(
+    survey: str, head: str, *, together: dict[str, str] | None = None, force: bool = False
+) -> GateDecision:
+    """The gate for a classifier head retrained on another encoder
+    (:func:`backend.pipeline.build.retrain_head`), judged on the labels it learnt from: its
+    parent's catalog columns and the label store's consensus, on its task's validation split."""
+    from backend.active.loop import catalog_sources, merged_labels
+    from backend.labels.store import LabelStore
+    from backend.pipeline.kinds import Target
+    from backend.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    version = registry.get("classifier", head)
+    parent = registry.get("classifier", str(version.meta["parent"]))
+    active = registry.active_versions(survey).get("classifier")
+    if active is None or not Target("predictions", survey, "classifier", active).exists():
+        reason = "no predictions of an active classifier to compare with"
+        decision = GateDecision(True, reason, head, active, 0)
+        for kind, other in {**(together or {}), "classifier": head}.items():
+            registry.record_gate(kind, other, decision.to_dict())
+        registry.set_active_many(survey, {**(together or {}), "classifier": head})
+        return decision
+    training = version.meta.get("training", {})
+    task = str((training.get("labels") or {}).get("task") or training.get("task") or "class")
+    labels, classes, _ = merged_labels(survey, LabelStore(), task, catalog_sources(parent))
+    return activate_if_not_worse(
+        survey, head, labels, classes, task=task, together=together, force=force
+    )

@@ -65,9 +65,21 @@ def _train(kind: str) -> Handler:
                 survey, version.version, options["label_column"], force=bool(params.get("force"))
             )
             return {**result, "activated": decision.activate, "reason": decision.reason}
-        if params.get("activate", True):  # an encoder and its classifier head together
-            ModelRegistry().set_active_many(survey, switch)
-        return {**result, "activated": bool(params.get("activate", True)), "switched": switch}
+        if not params.get("activate", True):
+            return {**result, "activated": False, "switched": {}}
+        if "classifier" in switch:  # shown only with a head the gate finds not worse
+            from backend.active.gate import gate_retrained_head
+
+            decision = gate_retrained_head(
+                survey, switch["classifier"], together={kind: version.version},
+                force=bool(params.get("force")),
+            )  # fmt: skip
+            return {
+                **result, "activated": decision.activate, "reason": decision.reason,
+                "switched": switch if decision.activate else {},
+            }  # fmt: skip
+        ModelRegistry().set_active_many(survey, switch)
+        return {**result, "activated": True, "switched": switch}
 
     return run
 

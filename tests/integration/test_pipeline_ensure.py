@@ -253,3 +253,36 @@ def test_a_head_retrained_on_a_new_encoder_goes_through_the_activation_gate(
     again = plan("tiny", ["predictions:classifier"])
     assert not again.todo, "a refused head is not retrained at every ensure"
     assert any("refused by the activation gate" in note for note in again.notes)
+
+
+@pytest.mark.slow
+def test_a_train_encoder_job_whose_retrained_head_is_worse_activates_nothing(
+    tiny_survey: Survey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new encoder is shown only with a classifier head the activation gate finds not worse
+    than the active classifier: when the gate refuses, encoder and head stay inactive (both
+    keep the decision) and the job says why."""
+    from backend.active import gate
+    from backend.jobs.kinds import HANDLERS
+
+    registry = ModelRegistry()
+    _models()
+    old_encoder = registry.active("tiny", "encoder").version
+    ensure("tiny", ["embeddings"], "sync")
+    old_head = _classifier()
+    ensure("tiny", ["predictions:classifier"], "sync")  # what the gate compares with
+
+    def refuse(survey: str, candidate: str, active: str | None, *_: object) -> gate.GateDecision:
+        return gate.GateDecision(
+            False, "worse: balanced accuracy 0.40 vs 0.90", candidate, active, 40
+        )
+
+    monkeypatch.setattr(gate, "compare", refuse)
+    result = HANDLERS["train-encoder"](
+        "tiny", {"steps": 2, "batch_size": 32, "scheduler": "sync"}, lambda _: None
+    )
+    assert result["activated"] is False and result["reason"].startswith("worse")
+    assert registry.active("tiny", "encoder").version == old_encoder
+    assert registry.active("tiny", "classifier").version == old_head
+    new = registry.get("encoder", result["version"])
+    assert new.gate is not None and not new.gate["activate"]
