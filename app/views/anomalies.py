@@ -294,6 +294,12 @@ class AnomaliesView(pn.viewable.Viewer):
         )
         return f"<div style='display:flex;gap:4px'>{imgs}</div>"
 
+    def _final_rank(self, row: int) -> int:
+        """The shown object's rank among all by ``final`` (O(N), no survey-wide sort)."""
+        with self._lock:
+            ranked = self._ranked
+        return self._ranker.rank_of(ranked, row) if len(ranked) else 0
+
     def _breakdown(self, row: pd.Series) -> str:
         bars = []
         for s in self._ranker.scorers:
@@ -308,7 +314,7 @@ class AnomaliesView(pn.viewable.Viewer):
         given = f"{interest:.1f}" if isinstance(interest, float) and np.isfinite(interest) else "—"
         pred = row.get("interest_pred", np.nan)
         pred_text = f" · predicted interest {pred:.1f}" if np.isfinite(pred) else ""
-        rank = int(row["rank"]) if "rank" in row else 0
+        rank = int(row["rank"]) if "rank" in row else self._final_rank(int(row["index"]))
         return (
             "<style>.lsa-bar{display:grid;grid-template-columns:120px 1fr 34px 70px;gap:6px;"
             "align-items:center;font:13px system-ui}.lsa-bar i{display:block;height:10px;"

@@ -41,6 +41,14 @@ def top_order(key: np.ndarray, stop: int) -> np.ndarray:
     return order[:stop].astype(np.int64)
 
 
+def rank_of(values: np.ndarray, row: int, descending: bool = True) -> int:
+    """1-based rank of ``values[row]`` in the order of :func:`top_order` (best first, ties by
+    row, NaN last): what a survey-wide sort would give that row, in O(N) and without one."""
+    key = sort_key(values, descending)
+    at = key[int(row)]
+    return int(np.count_nonzero(key < at) + np.count_nonzero(key[: int(row)] == at)) + 1
+
+
 class RankedList:
     """The rows of ``table`` ranked by column ``by`` (best first), optionally only the rows
     where ``keep`` is true; pages are materialised on demand. Thread-safe."""
