@@ -74,6 +74,8 @@ class ServerMap:
         self._lock = threading.Lock()
         self._wanted: View = view
         self._drawn: View = view
+        self._generation = 0  # bumped by restyle: a drawn view of an older style is stale
+        self._drawn_generation = 0
         self._busy = False
 
     @property
@@ -90,17 +92,41 @@ class ServerMap:
             if not x_range or not y_range or None in (*x_range, *y_range):
                 x_range, y_range = old[0], old[1]
             self._wanted = (tuple(x_range), tuple(y_range), int(width), int(height))
-            if self._busy or self._wanted == self._drawn:
+            if self._busy or self._current():
                 return
             self._busy = True
         in_thread(self._draw)
+
+    def _current(self) -> bool:
+        """Whether the image shown is of the wanted view in the current style (lock held)."""
+        return self._wanted == self._drawn and self._generation == self._drawn_generation
+
+    def restyle(
+        self,
+        style: MapStyle,
+        points: hv.Points | None = None,
+        draw: Callable[[View], hv.Element] | None = None,
+    ) -> None:
+        """Colour the same map otherwise: the view shown is drawn again in ``style`` and pushed
+        through the same Pipe, so the browser keeps its plot and only gets the new image."""
+        with self._lock:
+            self.points, self.style = points, style
+            self.draw = draw or (lambda v: render_view(self.points, self.style, *v))
+            self._generation += 1
+            view, generation = self._wanted, self._generation
+        element = self.draw(view)
+        with self._lock:
+            if generation != self._generation:  # restyled again meanwhile: that one wins
+                return
+            self._drawn, self._drawn_generation = view, generation
+        self.pipe.send(element)
 
     def _draw(self) -> None:
         """Draw the newest wanted view until nothing newer is waiting (thread pool)."""
         while True:
             with self._lock:
-                view = self._wanted
-                if view == self._drawn:
+                view, generation = self._wanted, self._generation
+                if self._current():
                     self._busy = False
                     return
             try:
@@ -109,12 +135,14 @@ class ServerMap:
                 log.exception("map aggregation failed")
                 with self._lock:
                     self._busy = False
-                    self._drawn = view
+                    self._drawn, self._drawn_generation = view, generation
                 if self.on_error:
                     self.on_error(exc)
                 return
             with self._lock:
-                self._drawn = view
+                if generation != self._generation:  # restyled while drawing: draw again
+                    continue
+                self._drawn, self._drawn_generation = view, generation
             self.pipe.send(element)
 
 

@@ -107,7 +107,7 @@ def map_opts(style: MapStyle) -> dict[str, Any]:
     }  # fmt: skip
     if style.kind == "cat":
         return {**opts, "show_legend": False}  # the page draws the legend, with counts
-    opts.update(cmap=visible_cmap(style.cmap), colorbar=style.colorbar)
+    opts.update(cmap=visible_cmap(style.cmap), colorbar=style.colorbar, hooks=[title_colour_bar])
     if style.clabel:
         opts["clabel"] = style.clabel
     if style.kind == "count":
@@ -115,6 +115,14 @@ def map_opts(style: MapStyle) -> dict[str, Any]:
     elif style.clim:
         opts["clim"] = style.clim
     return opts
+
+
+def title_colour_bar(plot: Any, element: hv.Element) -> None:
+    """Bokeh hook: the colour bar's title follows ``clabel`` on every frame (HoloViews titles
+    it once, when the plot is built; a map recoloured in place keeps its plot)."""
+    bar = plot.handles.get("colorbar")
+    if bar is not None and plot.clabel and bar.title != plot.clabel:
+        bar.title = plot.clabel
 
 
 def marker_overlay(

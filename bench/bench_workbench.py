@@ -74,10 +74,22 @@ def _map_pixels(page: object) -> np.ndarray | None:
     return np.asarray(Image.open(io.BytesIO(page.screenshot(clip=box))).convert("RGB"))
 
 
-def colour_change_seconds(page: object, option: str, timeout: float = 60.0) -> float:
-    """Seconds from choosing ``option`` in *Colour by* to a new map picture that settled."""
+def _map_canvas(page: object) -> object | None:
+    """The map's canvas element (the biggest visible one), to tell a kept figure from a new."""
+    canvases = [c for c in page.locator("canvas").all() if c.is_visible()]
+    sized = [(c, c.bounding_box()) for c in canvases]
+    sized = [(c, b) for c, b in sized if b and b["width"] > 300 and b["height"] > 300]
+    if not sized:
+        return None
+    return max(sized, key=lambda cb: cb[1]["width"] * cb[1]["height"])[0].element_handle()
+
+
+def colour_change_seconds(page: object, option: str, timeout: float = 60.0) -> tuple[float, bool]:
+    """(seconds from choosing ``option`` in *Colour by* to a new map picture that settled,
+    whether the browser kept the map's canvas: no new figure built)."""
     select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
     before = _map_pixels(page)
+    canvas = _map_canvas(page)
     t0 = time.perf_counter()
     select.select_option(label=option)
     changed_at, previous = None, None
@@ -88,14 +100,16 @@ def colour_change_seconds(page: object, option: str, timeout: float = 60.0) -> f
             if changed_at is None:
                 changed_at = time.perf_counter() - t0
             elif previous is not None and np.array_equal(previous, px):
-                return changed_at
+                kept = canvas is not None and bool(canvas.evaluate("(c) => c.isConnected"))
+                return changed_at, kept
             previous = px
         time.sleep(0.1)
     raise TimeoutError(f"the map did not change to {option!r}")
 
 
-def colour_changes(page: object, url: str, count: int) -> list[float]:
-    """Times of ``count`` colour changes, cycling through the *Colour by* choices."""
+def colour_changes(page: object, url: str, count: int) -> list[tuple[str, float, bool]]:
+    """(choice, seconds, figure kept) of ``count`` colour changes, cycling through the
+    *Colour by* choices."""
     drawn_map_seconds(page, url)
     select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
     options = [o.strip() for o in select.locator("option").all_inner_texts()]
@@ -103,7 +117,9 @@ def colour_changes(page: object, url: str, count: int) -> list[float]:
     others = [o for o in options if o != current]
     times = []
     for k in range(count):
-        times.append(colour_change_seconds(page, others[k % len(others)]))
+        option = others[k % len(others)]
+        times.append((option, *colour_change_seconds(page, option)))
+        print(f"  colour by {option!r}: {times[-1][1]:.2f} s, figure kept: {times[-1][2]}")
     return times
 
 
@@ -181,7 +197,9 @@ def main() -> None:
                       f"max {figures[key]['max_s']} s")  # fmt: skip
             if args.colours:
                 page = browser.new_page(viewport={"width": 1400, "height": 900})
-                figures["colour_change_s"] = _summary(colour_changes(page, url, args.colours), 2)
+                changes = colour_changes(page, url, args.colours)
+                figures["colour_change_s"] = _summary([t for _, t, _ in changes], 2)
+                figures["colour_change_figure_kept"] = sum(kept for *_, kept in changes)
                 page.close()
                 print(f"colour change (s): {figures['colour_change_s']}")
             if args.labels:

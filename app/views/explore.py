@@ -70,6 +70,14 @@ LEGEND_CSS = """
 """
 
 
+def in_place(old: plots.MapStyle, new: plots.MapStyle) -> bool:
+    """Whether a map drawn in ``old`` can be recoloured to ``new`` by pushing a new image
+    through its Pipe: the same kind of element and colour mapper (categories: RGB images
+    with the page's legend; numbers: images whose mapper, range and colour bar title
+    update in place). Density (eq_hist) and numbers (linear) need another mapper."""
+    return old.kind == new.kind and old.colorbar == new.colorbar and old.height == new.height
+
+
 class ExploreView(pn.viewable.Viewer):
     """Map + colouring + hover id + box/lasso selection gallery + tap detail + export/SAMP."""
 
@@ -192,24 +200,7 @@ class ExploreView(pn.viewable.Viewer):
         self._values, self._colour_key = values, key
         clabel = spec.label if spec.kind == "num" else "objects per pixel"
         style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim, clabel=clabel)
-        on_error = lambda exc: say(self._alert, explain(exc), "danger")  # noqa: E731
-        if self._tiled is not None:
-            xlim, ylim = self._ranges or self._tiled.home()
-            self._server_map = ServerMap(
-                None, style, xlim, ylim, on_error=on_error,
-                draw=lambda view: self._tiled.draw(style, colouring, view),
-            )  # fmt: skip
-        else:
-            points = plots.map_points(self.data.x, self.data.y, values)
-            xlim, ylim = self._ranges or self.data.memo(
-                "home", lambda: home_view(self.data.x, self.data.y)
-            )
-            self._server_map = ServerMap(points, style, xlim, ylim, on_error=on_error)
-        shaded = self._server_map.dmap
-        outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
-        marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
-        self._attach_streams(shaded)
-        self._map.object = shaded * outline * marker
+        self._show(style, colouring, values)
         if spec.kind == "cat":
             counts = pd.Series(values).value_counts() if counts is None else counts
             self._legend.object = legend_html(key, counts)
@@ -220,6 +211,33 @@ class ExploreView(pn.viewable.Viewer):
             )
         else:
             self._legend.object = "<div class='lsl'>Number of objects per pixel.</div>"
+
+    def _show(self, style: plots.MapStyle, colouring: Colouring, values: Any) -> None:
+        """Draw the map in ``style``: the first time the plot is built (map, outline, marker,
+        streams); afterwards the same plot is recoloured in place when it can show the new
+        style, so the browser only receives the new image (no new Bokeh figure)."""
+        if self._tiled is not None:
+            points = None
+            draw = lambda view: self._tiled.draw(style, colouring, view)  # noqa: E731
+        else:
+            points, draw = plots.map_points(self.data.x, self.data.y, values), None
+        current = getattr(self, "_server_map", None)
+        if current is not None and in_place(current.style, style):
+            current.restyle(style, points, draw)
+            return
+        on_error = lambda exc: say(self._alert, explain(exc), "danger")  # noqa: E731
+        if self._tiled is not None:
+            xlim, ylim = self._ranges or self._tiled.home()
+        else:
+            xlim, ylim = self._ranges or self.data.memo(
+                "home", lambda: home_view(self.data.x, self.data.y)
+            )
+        self._server_map = ServerMap(points, style, xlim, ylim, on_error=on_error, draw=draw)
+        shaded = self._server_map.dmap
+        outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
+        marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
+        self._attach_streams(shaded)
+        self._map.object = shaded * outline * marker
 
     def _recolour(self) -> None:
         self._build_map()

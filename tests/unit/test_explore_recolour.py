@@ -1,0 +1,66 @@
+"""Explore recolours its map in place (issue 13): a change of colouring pushes a new image
+through the map's Pipe and keeps the plot, so the browser does not build a new figure."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import numpy as np
+import pytest
+
+from app.colouring import LABELS
+from app.data import SurveyData
+from tests.unit.test_tiled_explore import explore, survey_data  # noqa: F401  (fixture)
+
+
+def _rgba(element: hv.Element) -> np.ndarray:
+    return np.dstack([element.dimension_values(d, flat=False) for d in element.vdims])
+
+
+def test_a_class_colouring_change_keeps_the_plot_and_sends_the_new_image(
+    survey_data: SurveyData,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    view = explore(survey_data, monkeypatch)
+    view.colour.value = "catalog:kind"
+    plot, server, dmap = view._map.object, view._server_map, view._server_map.dmap
+    kind_image = server.pipe.data
+    legend = view._legend.object
+    view.colour.value = LABELS.key  # nobody labelled: every object "unlabelled"
+    assert view._map.object is plot, "the map's plot was replaced"
+    assert view._server_map is server and server.dmap is dmap  # same streams, same Pipe
+    labels_image = server.pipe.data
+    assert isinstance(labels_image, hv.RGB) and labels_image is not kind_image
+    before, after = _rgba(kind_image), _rgba(labels_image)
+    assert before.shape == after.shape
+    drawn = after[..., 3] > 0
+    assert drawn.sum() > 100 and not np.array_equal(before, after)
+    assert len({tuple(p) for p in after[drawn][:, :3]}) == 1  # one category: one colour
+    assert view._legend.object != legend and "unlabelled" in view._legend.object
+    view.colour.value = "catalog:kind"  # and back: the same picture as before
+    assert view._map.object is plot
+    np.testing.assert_array_equal(_rgba(server.pipe.data), before)
+
+
+def test_a_number_colouring_change_updates_the_mapper_and_colour_bar_of_the_same_figure(
+    survey_data: SurveyData,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import holoviews.plotting.bokeh  # noqa: F401
+    from bokeh.models import ColorBar
+
+    view = explore(survey_data, monkeypatch)
+    numbers = {s.column: s for s in view._specs.values() if s.kind == "num"}
+    first, second = numbers["mag"], numbers["anomaly_score"]
+    view.colour.value = first.key
+    plot = hv.renderer("bokeh").get_plot(view._map.object)  # what the browser shows
+    figure = plot.state
+    (bar,) = figure.select(ColorBar)
+    assert bar.title == first.label
+    palette = list(bar.color_mapper.palette)
+    view.colour.value = second.key
+    assert plot.state is figure, "a new Bokeh figure was built"
+    (bar,) = figure.select(ColorBar)
+    _, _, clim = view._colour_values(second)
+    assert bar.title == second.label
+    assert (bar.color_mapper.low, bar.color_mapper.high) == pytest.approx(clim)
+    assert list(bar.color_mapper.palette) != palette  # viridis -> plasma
