@@ -15,6 +15,7 @@ import numpy as np
 
 OOD = "ood_score"  # column of SurveyData.table
 LIKE = "like the training data"
+NO_REFERENCE = "no reference: scored against itself"  # backend.latent.ood_product: imported
 FINETUNE = "fine-tune the encoder on this survey (Models & jobs → Fine-tune encoder)"
 
 
@@ -27,7 +28,7 @@ def fraction_beyond(scores: np.ndarray, p99: float) -> float:
 
 def survey_warning(summary: dict[str, Any] | None) -> str | None:
     """The survey's banner (Markdown, escaped) when it is unlike the encoder's training data."""
-    if not summary or summary.get("verdict") in (None, LIKE):
+    if not summary or summary.get("verdict") in (None, LIKE, NO_REFERENCE):
         return None
     survey = html.escape(str(summary.get("survey", "this survey")))
     return (

@@ -2,9 +2,10 @@
 
 A classifier head reads one encoder's embeddings, so activating it activates that encoder with
 it, in one write: users never see a head beside embeddings it was not trained on. An encoder is
-shown through its map, index and anomaly scores; when any is missing, the switch waits for an
-``activate`` job that makes them first (:func:`backend.pipeline.runner.ensure`) and then
-switches, so the app never points at an encoder it cannot draw.
+shown through its map, index, anomaly and OOD scores (and map tiles, for a big survey); when
+any is missing, the switch waits for an ``activate`` job that makes them first
+(:func:`backend.pipeline.runner.ensure`) and then switches, so the app never points at an
+encoder it cannot draw.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from backend.products import has_embeddings
 from backend.registry import ModelRegistry, ModelVersion, RegistryError
 
 SHOWN_WITH_ENCODER = ("map", "index", "scores")  # what the app draws an encoder's survey with
+
+
+def shown_with_encoder(survey: str) -> tuple[str, ...]:
+    """What an encoder of ``survey`` is shown with: :data:`SHOWN_WITH_ENCODER`, its OOD scores
+    (the domain-shift banner) and, for a big survey, its map tiles."""
+    from backend.pipeline.kinds import derived_products
+
+    return (*SHOWN_WITH_ENCODER, *derived_products(survey))
 
 
 @dataclass
@@ -66,7 +75,9 @@ def plan_activation(
                 f"backend embed --survey {survey} --model {encoder}` first"
             )
         missing = [
-            p for p in SHOWN_WITH_ENCODER if not Target(p, survey, "encoder", encoder).exists()
+            p
+            for p in shown_with_encoder(survey)
+            if not Target(p, survey, "encoder", encoder).exists()
         ]
     return ActivationPlan(survey, versions, missing, notes)
 

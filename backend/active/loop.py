@@ -271,6 +271,7 @@ def finetune_and_maybe_activate(
     from backend.active.soft_targets import vote_targets
     from backend.modelling.finetune import finetune_encoder
     from backend.modelling.train import train_classifier
+    from backend.pipeline.kinds import with_derived
     from backend.pipeline.runner import ensure
     from backend.survey import Survey, SurveyError
     from backend.validation import validation_split
@@ -317,8 +318,8 @@ def finetune_and_maybe_activate(
     checkpoint("gating")
 
     def products() -> None:  # the new encoder's latent products, before the switch
-        ensure(survey, ["map", "index", "scores"], scheduler, versions=candidate,
-               checkpoint=checkpoint)  # fmt: skip
+        ensure(survey, with_derived(survey, ["embeddings", "map", "index", "scores"]), scheduler,
+               versions=candidate, checkpoint=checkpoint)  # fmt: skip
 
     decision = activate_if_not_worse(
         survey, classifier.version, labels, classes, task=task,

@@ -92,6 +92,7 @@ def run_encoder(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"  note: {note}")
     print(f"next: python -m backend embed --survey {args.survey} --model {version.version}")
+    print("then " + next_step(args.survey, version.version, args.activate).removeprefix("next: "))
     return 0
 
 
@@ -125,10 +126,20 @@ def run_embeddings(args: argparse.Namespace) -> int:
     )
     for note in notes:
         print(f"  note: {note}")
-    print(
-        f"next: python -m backend products --survey {args.survey} --ensure "
-        "(map, index and anomaly scores)"
-        if args.activate
-        else f"next: python -m backend map --survey {args.survey} --model {version.version}"
-    )
+    print(next_step(args.survey, version.version, args.activate))
     return 0
+
+
+def next_step(survey: str, version: str, active: bool) -> str:
+    """What to run after importing encoder ``version``'s embeddings of ``survey``: the default
+    products (map, index, anomaly and OOD scores; map tiles for a big survey)."""
+    from backend.pipeline.kinds import default_products
+
+    made = ", ".join(p for p in default_products(survey) if p not in ("embeddings", "predictions"))
+    if active:
+        return f"next: python -m backend products --survey {survey} --ensure ({made})"
+    return (
+        f"next: python -m backend map --survey {survey} --model {version}, then "
+        f"`ood --survey {survey} --encoder {version}` (or activate it and run `products "
+        f"--survey {survey} --ensure`: {made})"
+    )

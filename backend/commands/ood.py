@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from backend.atomic import atomic_write_json
     from backend.errors import UserError
-    from backend.latent.ood_product import read_ood
+    from backend.latent.ood_product import NO_REFERENCE, read_ood
     from backend.pipeline.planner import resolve_versions
     from backend.pipeline.runner import ensure
 
@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     top = scores.nlargest(5, "ood_score")
     print("  least like the training data: " + ", ".join(
         f"{i} ({s:.3f})" for i, s in zip(top["object_id"], top["ood_score"], strict=True)))  # fmt: skip
-    if summary["verdict"] != "like the training data":
+    if summary.get("note"):
+        print(f"  note: {summary['note']}")
+    if summary["verdict"] not in ("like the training data", NO_REFERENCE):
         print(f"  fine-tune the encoder on this survey: python -m backend submit finetune "
               f"--survey {args.survey} (or Models & jobs in the app)")  # fmt: skip
     if args.json:

@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _model_steps(args: argparse.Namespace) -> list[Step]:
     """The training/inference steps for an existing survey (conditional on its columns)."""
     from backend.modelling import train
-    from backend.pipeline.kinds import DEFAULT_PRODUCTS
+    from backend.pipeline.kinds import DEFAULT_PRODUCTS, default_products
     from backend.pipeline.planner import plan
     from backend.pipeline.runner import ensure
 
@@ -152,8 +152,9 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
                     lambda: report_budget(train.train_emulator(name, **emulator)),
                 )
             )
+    # then the OOD scores (the app's domain-shift banner) and, for a big survey, the map tiles
     steps.append(products(*DEFAULT_PRODUCTS))
-    steps.append(products("ood"))  # domain shift: the app's banner and colouring read it
+    steps.append(products(*default_products(name)[len(DEFAULT_PRODUCTS) :]))
     return steps
 
 

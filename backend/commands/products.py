@@ -26,8 +26,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--products",
         default=None,
-        help="comma-separated products (default: embeddings,predictions,map,index,scores and "
-        "the evaluation reports made; also mirror_embeddings, "
+        help="comma-separated products (default: embeddings,predictions,map,index,scores,ood, "
+        "tiles when the survey has at least LATENTSKY_TILED_MAP_ABOVE objects, and the "
+        "evaluation reports made; also mirror_embeddings, "
         "predictions:classifier|emulator|autoencoder)",
     )
     p.add_argument("--ensure", action="store_true", help="make what is missing or outdated")
@@ -66,11 +67,12 @@ def format_rows(table: list[tuple[str, ...]]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.pipeline.kinds import DEFAULT_PRODUCTS
+    from backend.pipeline.kinds import default_products
     from backend.pipeline.planner import plan
     from backend.pipeline.runner import ensure
 
-    names = [n for n in (args.products or "").split(",") if n] or [*DEFAULT_PRODUCTS, "evaluation"]
+    asked = [n for n in (args.products or "").split(",") if n]
+    names = asked or [*default_products(args.survey), "evaluation"]
     if args.ensure:
         outcome = ensure(args.survey, names, args.scheduler, report=print)
         print(f"ensure: {len(outcome.records)} product(s) made in {outcome.seconds:.0f} s")

@@ -20,8 +20,6 @@ Handler = Callable[[str, dict[str, Any], Progress], dict[str, Any]]
 
 TRAIN_KINDS = ("encoder", "autoencoder", "classifier", "emulator")
 TRAIN_OPTIONS = ("steps", "epochs", "max_seconds", "batch_size", "seed")
-# made before a new encoder is shown (with a classifier head retrained on its embeddings)
-ENCODER_PRODUCTS = ("embeddings", "map", "index", "scores", "predictions:classifier")
 
 
 def _train(kind: str) -> Handler:
@@ -48,9 +46,11 @@ def _train(kind: str) -> Handler:
                 checkpoint=checkpoint,
             )  # fmt: skip
         elif params.get("activate", True):  # the new encoder's products, before it is shown
+            from backend.pipeline.kinds import encoder_products
+
             checkpoint("products")
             outcome = ensure(
-                survey, ENCODER_PRODUCTS, scheduler, versions={"encoder": version.version},
+                survey, encoder_products(survey), scheduler, versions={"encoder": version.version},
                 checkpoint=checkpoint, progress=progress,
             )  # fmt: skip
             switch.update(retrained_heads(outcome))
@@ -132,11 +132,12 @@ def _products(*names: str) -> Handler:
 
     def run(survey: str, params: dict[str, Any], progress: Progress) -> dict[str, Any]:
         from backend.jobs.context import checkpoint
+        from backend.pipeline.kinds import with_derived
         from backend.pipeline.runner import ensure
 
         versions = {"encoder": params["version"]} if params.get("version") else None
         wanted = tuple(params.get("kinds", ())) if names == ("predictions",) else ()
-        products = [f"predictions:{k}" for k in wanted] or list(names)
+        products = with_derived(survey, [f"predictions:{k}" for k in wanted] or list(names))
         outcome = ensure(
             survey, products, params.get("scheduler"), versions=versions,
             checkpoint=checkpoint, progress=progress,

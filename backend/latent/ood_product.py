@@ -21,6 +21,14 @@ from backend.latent import ood
 from backend.pipeline.kinds import OOD_FILE, OOD_META_FILE
 from backend.pipeline.storage import ProductError, has_embeddings, open_embeddings, publish
 
+#: the verdict of an imported encoder's own survey: its reference is that survey's embeddings
+NO_REFERENCE = "no reference: scored against itself"
+
+
+def is_imported(version: Any) -> bool:
+    """An encoder (or embeddings) imported from elsewhere: what it learnt from is unknown."""
+    return "imported" in (version.meta.get("training") or {})
+
 
 def reference_path(version: Any) -> Path:
     """Where an encoder version (a ``ModelVersion``) keeps its OOD reference."""
@@ -109,6 +117,14 @@ def make_ood(survey: str, encoder: str) -> dict[str, Any]:
         "survey": survey, "encoder": encoder, "reference": reference.source, "k": reference.k,
         **ood.summarise(scores, reference),
     }  # fmt: skip
+    if is_imported(version) and not general_parent(version):
+        # its training data is unknown: the reference is the survey it was imported for
+        summary["note"] = (
+            f"imported encoder: what it learnt from is unknown; the reference is "
+            f"{training_survey(version)}'s embeddings, so that survey is scored against itself"
+        )
+        if own:
+            summary["verdict"] = NO_REFERENCE
     target = Target("ood", survey, "encoder", encoder)
     with publish(target.directory, PRODUCTS["ood"].files) as staging:
         pd.DataFrame({"object_id": ids, "ood_score": scores}).to_parquet(staging / OOD_FILE)

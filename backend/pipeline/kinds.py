@@ -79,8 +79,52 @@ PRODUCTS: dict[str, ProductKind] = {
     )
 }  # fmt: skip
 
-#: What ``ensure`` makes when not told otherwise (and ``prepare`` asks for).
+#: What ``ensure`` makes when not told otherwise; :func:`default_products` adds what depends on
+#: the survey (``prepare``, ``products --ensure`` and the jobs ask for that).
 DEFAULT_PRODUCTS = ("embeddings", "predictions", "map", "index", "scores")
+#: made before a new encoder is shown (with a classifier head retrained on its embeddings)
+ENCODER_PRODUCTS = ("embeddings", "map", "index", "scores", "predictions:classifier")
+#: products remade after others they read: tiles after the map, scores or predictions; the OOD
+#: scores after the embeddings (a product asked for alone stays fresh in the app)
+DERIVED = {"tiles": ("map", "scores", "predictions"), "ood": ("embeddings",)}
+
+
+def is_tiled(survey: str) -> bool:
+    """The survey has at least ``LATENTSKY_TILED_MAP_ABOVE`` objects (its map is drawn from
+    tiles); reads only its ``survey.json``."""
+    from backend.config import tiled_map_threshold
+    from backend.survey.meta import SurveyMeta
+    from backend.survey.store import survey_path
+
+    return SurveyMeta.read(survey_path(survey) / "survey.json").count >= tiled_map_threshold()
+
+
+def derived_products(survey: str) -> tuple[str, ...]:
+    """The products of :data:`DERIVED` that ``survey`` is prepared with: the OOD scores, and the
+    map tiles when :func:`is_tiled`."""
+    return ("ood", "tiles") if is_tiled(survey) else ("ood",)
+
+
+def default_products(survey: str) -> tuple[str, ...]:
+    """What ``survey`` is prepared with: :data:`DEFAULT_PRODUCTS`, the OOD scores (the app's
+    domain-shift banner and colouring) and, for a survey of at least
+    ``LATENTSKY_TILED_MAP_ABOVE`` objects, the map tiles (made after the map, predictions and
+    scores they aggregate)."""
+    return (*DEFAULT_PRODUCTS, *derived_products(survey))
+
+
+def encoder_products(survey: str) -> tuple[str, ...]:
+    """What a new encoder's job makes before the encoder is shown: :data:`ENCODER_PRODUCTS`, its
+    OOD scores and, for a big survey, its map tiles."""
+    return (*ENCODER_PRODUCTS, *derived_products(survey))
+
+
+def with_derived(survey: str, names: list[str] | tuple[str, ...]) -> list[str]:
+    """``names`` (product names, ``predictions:kind`` allowed) and the survey's default products
+    that read one of them (:data:`DERIVED`), so remaking the map also remakes the tiles."""
+    bases = {name.partition(":")[0] for name in names}
+    extra = [d for d in derived_products(survey) if d not in bases and bases & set(DERIVED[d])]
+    return [*names, *extra]
 
 
 @dataclass(frozen=True)

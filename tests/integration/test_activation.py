@@ -55,12 +55,12 @@ def test_a_classifier_is_activated_with_the_encoder_it_reads(two_encoders) -> No
     enc_a, head_a, enc_b, head_b = two_encoders
     plan = plan_activation("hand", "classifier", head_b)
     assert plan.versions == {"classifier": head_b, "encoder": enc_b}
-    assert plan.missing == ["map", "index", "scores"] and not plan.immediate
+    assert plan.missing == ["map", "index", "scores", "ood"] and not plan.immediate
     stages: list[str] = []
     out = activate_job("hand", {"kind": "classifier", "version": head_b}, stages.append, None)
     assert ModelRegistry().active_versions("hand") == {"encoder": enc_b, "classifier": head_b}
     assert out["activated"] == {"classifier": head_b, "encoder": enc_b}
-    for product in ("map", "index", "scores"):
+    for product in ("map", "index", "scores", "ood"):
         assert Target(product, "hand", "encoder", enc_b).exists()
     assert "activating" in stages  # a cancelled job stops before the switch
 
