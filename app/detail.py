@@ -18,9 +18,9 @@ from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX, SurveyData
 from app.labelling import object_labels
 from app.ood import detail_html as ood_detail_html
 from app.safe import guarded, in_thread, message_pane
+from app.skylinks import links_html
 from app.state import AppState
 
-SKY_VIEWER = "https://www.legacysurvey.org/viewer?ra={ra:.6f}&dec={dec:.6f}&zoom=16"
 SKIP_CATALOG = {"object_id"}
 
 
@@ -35,7 +35,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 def sky_html(data: SurveyData, row: pd.Series) -> str:
-    """Coordinates, with a Legacy Survey viewer link only when they are real sky positions."""
+    """Coordinates, with links to sky viewers (Legacy Survey, ESASky, SIMBAD) only when they
+    are real sky positions."""
     if not {"ra", "dec"} <= set(row.index):
         return "<div class='lsd-note'>No sky coordinates in this survey's catalog.</div>"
     ra, dec = float(row["ra"]), float(row["dec"])
@@ -47,11 +48,7 @@ def sky_html(data: SurveyData, row: pd.Series) -> str:
             f"<div class='lsd-note'>{where}: <b>simulated coordinates</b> (GalSim demo survey), "
             "so there is no real sky to look at.</div>"
         )
-    url = SKY_VIEWER.format(ra=ra, dec=dec)
-    return (
-        f"<div>{where} · <a href='{url}' target='_blank' rel='noopener'>"
-        "open in the Legacy Survey sky viewer ↗</a></div>"
-    )
+    return f"<div>{where} · {links_html(ra, dec)}</div>"
 
 
 def _percentiles(data: SurveyData, column: str) -> tuple[float, float]:

@@ -71,6 +71,9 @@ class SelectionPanel(pn.viewable.Viewer):
             ids=lambda: self.data.table["object_id"].to_numpy()[self.indices],
             data=self.data, state=self.state, kind="selection",
         )  # fmt: skip
+        self.state.param.watch(guarded(self._alert)(self._from_sky), "selection")
+        if self.state.selection is not None:  # made on the sky before this tab was opened
+            self._from_sky()
 
     # -- selection ---------------------------------------------------------------------------
     @property
@@ -80,8 +83,23 @@ class SelectionPanel(pn.viewable.Viewer):
 
     def select(self, indices: np.ndarray | Rows, how: str = "") -> None:
         """Show ``indices`` (row numbers, or a :class:`~app.selection.Rows` paged lazily: only
-        the page shown is listed); ``how``: "box", "lasso" or "first" (no map)."""
+        the page shown is listed); ``how``: "box", "lasso", "first" (no map) or "sky" (made in
+        the Sky view). A selection made here ("box", "lasso", a clear) is shared through
+        ``state.share_selection`` for the Sky view."""
         rows = indices if hasattr(indices, "rows") else ArrayRows(np.asarray(indices))
+        if how not in ("first", "sky"):
+            self.state.share_selection(rows, "explore")
+        self._show(rows, how)
+
+    def _from_sky(self, *_: object) -> None:
+        """A selection made on the sky: shown here (the latent map's outline is cleared)."""
+        if self.state.selection_from != "sky":
+            return
+        rows = self.state.selection
+        self._show(rows if rows is not None else ArrayRows(np.zeros(0, np.int64)), "sky")
+        self._on_clear()
+
+    def _show(self, rows: Rows, how: str) -> None:
         self._rows, self._count = rows, int(rows.count())
         self._page, self._how = 0, how
         for widget in (self._download, self._samp, self._clear):
@@ -110,6 +128,7 @@ class SelectionPanel(pn.viewable.Viewer):
             self._text.object = f"**No map yet**: all {n:,} objects in survey order · {shown}"
         elif n:
             via = f" with the {self._how}" if self._how in ("box", "lasso") else ""
+            via = " on the sky" if self._how == "sky" else via
             self._text.object = f"**{n:,} objects selected**{via} · {shown}" + self._ood_note()
         else:
             self._text.object = "**No selection.**"

@@ -31,6 +31,7 @@ TAB_TITLES = {
     "label": "Label",
     "models": "Models & jobs",
     "collections": "Collections",
+    "sky": "Sky",
 }
 HEADER = "#0b1a33"
 CSS = """
@@ -52,6 +53,7 @@ def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
     from app.views.label import LabelView
     from app.views.models import ModelsView
     from app.views.similar import SimilarView
+    from app.views.sky import SkyView
 
     return {
         "explore": lambda d, s: ExploreView(data=d, state=s),
@@ -60,6 +62,7 @@ def _view_builders() -> dict[str, Callable[[SurveyData, AppState], Any]]:
         "label": lambda d, s: LabelView(data=d, state=s),
         "models": lambda d, s: ModelsView(data=d, state=s),
         "collections": lambda d, s: CollectionsView(data=d, state=s),
+        "sky": lambda d, s: SkyView(data=d, state=s),
     }
 
 

@@ -2,13 +2,14 @@
 
 Views never call each other; they watch this object. ``ask_similar`` / ``ask_label`` switch tab
 and hand an object over (the Similar and Label views watch ``similar_from`` / ``label_from``).
+``share_selection`` publishes a map selection (the Explore map's or the Sky view's) to the other.
 """
 
 from __future__ import annotations
 
 import param
 
-TABS = ("explore", "similar", "anomalies", "label", "models", "collections")
+TABS = ("explore", "similar", "anomalies", "label", "models", "collections", "sky")
 DEFAULT_USER = "anonymous"
 
 
@@ -27,6 +28,18 @@ class AppState(param.Parameterized):
     retrain_news = param.String(
         default="", doc="HTML (escaped): a retrain or fine-tune finished without activation"
     )
+
+    selection = param.Parameter(
+        default=None,
+        doc="the objects selected on a map (an app.selection.Rows), None when nothing is",
+    )
+    selection_from = param.String(default="", doc="where the selection was made: explore or sky")
+
+    def share_selection(self, rows: object | None, where: str) -> None:
+        """Publish the selection made on the ``where`` map (``rows``: an
+        :class:`app.selection.Rows`; None or empty clears it) for the other maps."""
+        self.selection_from = where  # set first: watchers of ``selection`` read it
+        self.selection = rows  # an object param: every assignment is an event
 
     def pick(self, index: int | None) -> None:
         """Make ``index`` the picked object (the detail panels follow)."""

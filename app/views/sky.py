@@ -1,0 +1,203 @@
+"""Sky: the survey at its RA/Dec (datashaded objects or a HEALPix density), linked both ways
+with the Explore map through :attr:`AppState.selection`.
+
+A box or lasso on the sky publishes its objects (Explore's selection gallery shows them); a
+selection on the latent map is highlighted here. A click picks the nearest object; its card
+links to the Legacy Survey viewer, ESASky and SIMBAD (links only: :mod:`app.skylinks`).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import param
+
+from app import sky_plots
+from app.data import SurveyData
+from app.safe import guarded, in_thread, message_pane
+from app.selection import ArrayRows, box_indices, lasso_indices
+from app.skylinks import links_html
+from app.state import AppState
+
+OBJECTS, DENSITY = "objects", "HEALPix density"
+TAP_RADIUS = 0.02  # fraction of the survey's larger side
+NO_SKY = (
+    "This survey's catalog has no sky coordinates (no <code>ra</code>/<code>dec</code> columns, "
+    "or none with a value), so there is nothing to show on the sky."
+)
+HELP = """
+**The sky**: every object at its position (RA increases to the left). Pick the **box** or
+**lasso** tool and drag to select objects: the *Explore* tab's gallery shows them. A selection
+made on the latent map in *Explore* is highlighted here in orange. **Click** an object for its
+card with links to sky viewers. *HEALPix density* counts objects per HEALPix pixel.
+"""
+CARD_CSS = """
+.lsk { font: 13px/1.5 system-ui, sans-serif; color: #1f2937; }
+.lsk code { color: #0b1a33; }
+.lsk-dim { color: #6b7280; font-size: 12px; }
+"""
+
+
+class SkyView(pn.viewable.Viewer):
+    """The survey on the sky beside the latent map."""
+
+    data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    layer = param.Selector(
+        default=OBJECTS, objects=[OBJECTS, DENSITY],
+        doc="objects: every object, counted per screen pixel; HEALPix density: objects per "
+        "square degree in HEALPix pixels of an order chosen from the survey's extent",
+    )  # fmt: skip
+    shape = param.List(default=[], precedence=-1, doc="outline of the latest sky selection")
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._alert = message_pane()
+        self.positions = self.data.memo(
+            "sky_positions", lambda: sky_plots.sky_positions(self.data.table)
+        )
+        self.plot: hv.Overlay | None = None
+        if self.positions is None:
+            return
+        pos = self.positions
+        self._where = np.full(len(self.data), -1, dtype=np.int64)  # table row -> position
+        self._where[pos.rows] = np.arange(len(pos))
+        self.order = sky_plots.healpix_order(pos.ra, pos.dec)
+        self._tree: Any = None
+        base = sky_plots.shaded(hv.DynamicMap(pn.bind(self.base, layer=self.param.layer)))
+        marks = hv.DynamicMap(pn.bind(self.highlighted, rows=self.state.param.selection))
+        outline = hv.DynamicMap(
+            pn.bind(self.outline, shape=self.param.shape, rows=self.state.param.selection)
+        )
+        self.plot = base * marks * outline
+        box = hv.streams.BoundsXY(source=base)
+        lasso = hv.streams.Lasso(source=base)
+        tap = hv.streams.Tap(source=base)
+        box.add_subscriber(guarded(self._alert)(self._on_box))
+        lasso.add_subscriber(guarded(self._alert)(self._on_lasso))
+        tap.add_subscriber(guarded(self._alert)(self._on_tap))
+
+    # -- plot pipeline -----------------------------------------------------------------------
+    def base(self, layer: str) -> hv.Element:
+        """The layer chosen: the objects' positions or the HEALPix density image."""
+        pos = self.positions
+        if layer == DENSITY:
+            return self.data.memo(
+                ("sky_density", self.order),
+                lambda: sky_plots.healpix_density(pos.ra, pos.dec, self.order),
+            )
+        return sky_plots.sky_points(pos.ra, pos.dec)
+
+    def selected_positions(self, rows: Any) -> np.ndarray:
+        """Positions (into :attr:`positions`) of the selected rows that have coordinates."""
+        if rows is None or not rows.count():
+            return np.zeros(0, dtype=np.int64)
+        where = self._where[np.asarray(rows.all_rows(), dtype=np.int64)]
+        return where[where >= 0]
+
+    def highlighted(self, rows: Any) -> hv.Points:
+        """The shared selection, drawn on top."""
+        at = self.selected_positions(rows)
+        return sky_plots.highlight(self.positions.ra[at], self.positions.dec[at])
+
+    def outline(self, shape: list, rows: Any) -> hv.Path:
+        """The sky's box or lasso while its selection is the one shared."""
+        mine = self.state.selection_from == "sky" and rows is not None and rows.count() > 0
+        return sky_plots.selection_outline(shape if mine else [])
+
+    # -- selections ----------------------------------------------------------------------------
+    def select_positions(self, at: np.ndarray, shape: list) -> None:
+        """Share the objects at positions ``at`` (sorted table rows) as the sky's selection."""
+        self.shape = shape
+        rows = np.sort(self.positions.rows[at])
+        self.state.share_selection(ArrayRows(rows), "sky")
+
+    def _on_box(self, bounds: tuple | None = None) -> None:
+        if not bounds or None in bounds:
+            return
+        x0, y0, x1, y1 = bounds
+        corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        at = box_indices(self.positions.ra, self.positions.dec, bounds)
+        in_thread(guarded(self._alert)(lambda: self.select_positions(at, corners)))
+
+    def _on_lasso(self, geometry: np.ndarray | None = None) -> None:
+        if geometry is None or len(geometry) < 3:
+            return
+        poly = np.asarray(geometry, dtype=float)
+        at = lasso_indices(self.positions.ra, self.positions.dec, poly)
+        shape = [*map(tuple, poly), tuple(poly[0])]
+        in_thread(guarded(self._alert)(lambda: self.select_positions(at, shape)))
+
+    def nearest(self, ra: float, dec: float, radius: float) -> int | None:
+        """Table row of the object nearest (``ra``, ``dec``) within ``radius`` degrees."""
+        if not np.isfinite([ra, dec, radius]).all():
+            return None
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+
+            self._tree = cKDTree(np.column_stack([self.positions.ra, self.positions.dec]))
+        dist, i = self._tree.query([ra, dec], k=1, distance_upper_bound=radius)
+        return int(self.positions.rows[i]) if np.isfinite(dist) else None
+
+    def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
+        if x is None or y is None:
+            return
+        pos = self.positions
+        side = max(float(np.ptp(pos.ra)), float(np.ptp(pos.dec)), 1e-3)
+        i = self.nearest(x, y, TAP_RADIUS * side)
+        if i is not None:
+            in_thread(guarded(self._alert)(lambda: self.state.pick(i)))
+
+    # -- text --------------------------------------------------------------------------------
+    def count_text(self, rows: Any) -> str:
+        """How many objects are selected, where, and how many of them have a sky position."""
+        n = 0 if rows is None else int(rows.count())
+        if not n:
+            return "**No selection.** Select on the sky here or on the latent map in *Explore*."
+        where = "on the sky" if self.state.selection_from == "sky" else "on the latent map"
+        shown = len(self.selected_positions(rows))
+        missing = f" ({n - shown:,} without a sky position)" if shown < n else ""
+        return f"**{n:,} objects selected** {where}{missing}"
+
+    def card(self, picked: int | None) -> str:
+        """The picked object: id, position and links to sky viewers (escaped)."""
+        if picked is None or not 0 <= picked < len(self.data):
+            return "<div class='lsk lsk-dim'>Click an object on the sky to see its card.</div>"
+        oid = html.escape(self.data.object_id(picked))
+        at = self._where[picked]
+        if at < 0:
+            return f"<div class='lsk'><code>{oid}</code>: no sky position.</div>"
+        ra = float(self.data.table["ra"].iat[picked])
+        dec = float(self.data.table["dec"].iat[picked])
+        where = f"RA {ra:.5f}°, Dec {dec:+.5f}°"
+        if not self.data.has_real_sky:
+            links = "<span class='lsk-dim'>simulated coordinates: no real sky to look at</span>"
+        else:
+            links = links_html(ra, dec)
+        return f"<div class='lsk'><code>{oid}</code> · {where}<br>{links}</div>"
+
+    # -- layout ------------------------------------------------------------------------------
+    def __panel__(self) -> pn.viewable.Viewable:
+        if self.positions is None:
+            return pn.pane.Alert(NO_SKY, alert_type="info", sizing_mode="stretch_width")
+        note = []
+        if not self.data.has_real_sky:
+            note = [pn.pane.Alert(
+                "These are simulated coordinates (GalSim demo survey): the layout is real, the "
+                "sky is not.", alert_type="light", sizing_mode="stretch_width",
+            )]  # fmt: skip
+        layer = pn.widgets.RadioButtonGroup.from_param(self.param.layer, button_type="light")
+        return pn.Column(
+            pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
+            *note,
+            self._alert,
+            pn.Row(layer, pn.pane.Markdown(pn.bind(self.count_text, self.state.param.selection))),
+            pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", linked_axes=False),
+            pn.pane.HTML(pn.bind(self.card, self.state.param.picked), stylesheets=[CARD_CSS],
+                         sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )  # fmt: skip
