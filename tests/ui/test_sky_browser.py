@@ -1,0 +1,38 @@
+"""The Sky tab in a browser: the demo survey is drawn on the sky, and a box drawn there shows
+up as the Explore tab's selection (its count and gallery)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.ui.pages import inside_plot, open_tab, settled_map, tile_ids
+
+pytestmark = pytest.mark.ui
+
+
+def test_the_sky_draws_and_its_box_selection_shows_in_explore(demo_url: str, page: object) -> None:
+    page.goto(demo_url, wait_until="networkidle")
+    page.locator("canvas").first.wait_for(timeout=60_000)  # the latent map is up
+    open_tab(page, "Sky")
+    page.get_by_text("RA increases to the left").first.wait_for(timeout=30_000)
+    box, points = settled_map(page)  # the largest canvas shown: the sky
+    assert len(points) > 50, "the sky shows no objects"
+    x, y = inside_plot(box, *points[len(points) // 2], 100)
+    page.locator("[title='Box Select']").first.click()
+    page.mouse.move(x - 90, y - 90)
+    page.mouse.down()
+    page.mouse.move(x, y, steps=5)
+    page.mouse.move(x + 90, y + 90, steps=5)
+    page.mouse.up()
+    counted = page.get_by_text(re.compile(r"^[\d,]+ objects selected on the sky$"))
+    counted.first.wait_for(timeout=20_000)
+    n = int(re.search(r"([\d,]+) objects selected", counted.first.inner_text())[1].replace(",", ""))
+    assert n > 0
+    open_tab(page, "Explore")
+    shown = page.get_by_text(f"{n:,} objects selected on the sky · showing")
+    shown.first.wait_for(timeout=20_000)  # the latent map's selection count
+    ids = tile_ids(page)
+    assert 0 < len(ids) <= min(n, 48) and all(i.startswith("demo-") for i in ids)
+    assert page.console_errors == []
