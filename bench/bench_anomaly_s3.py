@@ -4,11 +4,12 @@
 
 Needs the survey (catalog column ``anomaly_type``: "" for normal objects), embeddings of its
 active encoder (``python -m backend prepare``) and, when present, the active autoencoder's
-``recon_error`` predictions. Measures, for each scorer and their combination:
+residual predictions (``recon_error``, ``recon_peak``, ``recon_excess``). Measures:
 
-- recall@100 and precision@100 of injected anomalies, overall and per kind, for each scorer,
-  their mean ("combined": the product's ranking, used for the feedback rounds), their max and
-  LOF (not in the product's default set), against an
+- recall@100 and precision@100 of injected anomalies, overall and per kind, for each scorer
+  (LOF included, not in the product's default set), the product's ranking ("combined":
+  ``DEFAULT_SCORERS`` combined by ``DEFAULT_COMBINE``, used for the feedback rounds) and the
+  mean and max of several scorer sets ("combinations"), against an
   isolation forest on raw pixels (4x4 average-pooled) and against random ranking;
 - a simulated user who gives 5 to two anomaly kinds (``--liked``) and 0 to everything else,
   scoring the 10 best unscored objects of the current ranking in 5 rounds (50 labels), through
@@ -35,9 +36,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.db import engine_for
 from backend.feedback import latest_interest, record_interest
-from backend.latent.anomaly import AnomalyRanker, RerankParams
+from backend.latent.anomaly import (
+    DEFAULT_COMBINE,
+    DEFAULT_SCORERS,
+    SCORERS,
+    AnomalyRanker,
+    RerankParams,
+)
 from backend.latent.errors import LatentError
-from backend.latent.pipeline import autoencoder_errors
+from backend.latent.pipeline import autoencoder_scores
 from backend.latent.scorers import isolation_forest, rank_normalise
 from backend.latent.source import resolve_encoder_version
 from backend.products import ProductError, open_embeddings
@@ -48,6 +55,18 @@ RESULTS = Path(__file__).resolve().parent / "results" / "anomaly_s3.json"
 TOP = 100
 ROUNDS, PER_ROUND = 5, 10
 METHODS = (("blend", "knn"), ("blend", "forest"), ("astronomaly", "knn"))
+RESIDUAL_EXTRA = ("recon_peak", "recon_excess")
+COMBINATIONS = (  # scorer sets compared under a mean and a max of their rank percentiles
+    ("recon", "iforest", "knn"),
+    ("recon", "knn"),
+    ("recon_peak", "iforest", "knn"),
+    ("recon_excess", "iforest", "knn"),
+    ("recon", "recon_excess", "iforest", "knn"),
+    ("recon", "recon_peak", "iforest", "knn"),
+    ("recon_excess", "knn"),
+    ("recon_peak", "knn"),
+    ("recon", "recon_excess", "knn"),
+)
 
 
 def fail(message: str) -> None:
@@ -132,6 +151,13 @@ def main() -> None:
     parser.add_argument("--liked", default=None, help="two anomaly kinds the user likes")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--kind-column", default="anomaly_type", help="catalog column of anomaly kinds"
+    )
+    parser.add_argument(
+        "--rare", default=None, help="values of --kind-column that are anomalies (default: any)"
+    )
+    parser.add_argument("--no-feedback", action="store_true", help="skip the feedback rounds")
     args = parser.parse_args()
     started = time.perf_counter()
 
@@ -141,9 +167,12 @@ def main() -> None:
         embeddings = open_embeddings(survey.name, "encoder", version)
     except (SurveyError, LatentError, ProductError) as exc:
         fail(f"{exc} (S3 needs the demo survey and its models: `python -m backend prepare`)")
-    if "anomaly_type" not in survey.catalog.columns:
-        fail(f"survey {survey.name} has no anomaly_type column: S3 needs injected anomalies")
-    kinds = survey.catalog["anomaly_type"].fillna("").astype(str).to_numpy()
+    column = args.kind_column
+    if column not in survey.catalog.columns:
+        fail(f"survey {survey.name} has no {column} column: S3 needs injected anomalies")
+    kinds = survey.catalog[column].fillna("").astype(str).to_numpy()
+    if args.rare:  # a labelled survey: the rare classes are its anomalies, the rest normal
+        kinds = np.where(np.isin(kinds, args.rare.split(",")), kinds, "")
     present = sorted(set(kinds) - {""}, key=lambda k: -(kinds == k).sum())
     if len(present) < 2:
         fail(f"survey {survey.name} has fewer than two kinds of injected anomalies")
@@ -157,24 +186,36 @@ def main() -> None:
     )
 
     notes: list[str] = []
-    recon = autoencoder_errors(survey, notes)
+    residuals = autoencoder_scores(survey, notes, RESIDUAL_EXTRA)
     for note in notes:
         print(note)
     t0 = time.perf_counter()
     ids = survey.catalog["object_id"].to_numpy()
-    ranker = AnomalyRanker.fit(  # what `python -m backend score` makes: recon, iforest, knn
-        embeddings, recon_error=recon, scorers=("iforest", "knn"), object_ids=ids, seed=args.seed
-    )
+    ranker = AnomalyRanker.fit(  # what `python -m backend score` makes (the product's ranking)
+        embeddings, residuals=residuals, scorers=DEFAULT_SCORERS, object_ids=ids,
+        seed=args.seed, combine_with=DEFAULT_COMBINE,
+    )  # fmt: skip
     scoring_s = time.perf_counter() - t0
-    scores = ranker.scores
+    every = AnomalyRanker.fit(  # every scorer, for the table of scorers and combinations
+        embeddings, residuals=residuals, scorers=("recon", *RESIDUAL_EXTRA, "iforest", "knn", "lof"),
+        object_ids=ids, seed=args.seed,
+    ).scores  # fmt: skip
     scorers: dict[str, Any] = {
-        name: top_metrics(scores[name].to_numpy(), kinds) for name in ranker.scorers
+        name: top_metrics(every[name].to_numpy(), kinds) for name in SCORERS if name in every
     }
-    lof = AnomalyRanker.fit(embeddings, scorers=("lof",), seed=args.seed).scores["lof"]
-    scorers["lof"] = top_metrics(lof.to_numpy(), kinds)
-    scorers["combined"] = top_metrics(scores["anomaly"].to_numpy(), kinds)
-    norm = np.vstack([scores[name].to_numpy() for name in ranker.scorers])
-    scorers["combined_max"] = top_metrics(np.nanmax(norm, axis=0), kinds)
+    scorers["combined"] = top_metrics(ranker.scores["anomaly"].to_numpy(), kinds)
+    scorers["combined"]["scorers"] = ranker.scorers
+    scorers["combined"]["combine"] = DEFAULT_COMBINE
+    combinations = {}
+    for names in COMBINATIONS:
+        present_names = [n for n in names if n in every]
+        if len(present_names) < len(names):
+            continue
+        norm = np.vstack([every[n].to_numpy() for n in present_names])
+        for how, value in (("mean", np.nanmean(norm, axis=0)), ("max", np.nanmax(norm, axis=0))):
+            key = f"{how}({'+'.join(present_names)})"
+            combinations[key] = top_metrics(value, kinds)
+            print(f"{key:>48}: recall@100 {combinations[key]['recall']:.3f}")
     scorers["pixel_iforest"] = top_metrics(rank_normalise(pixel_iforest(survey, args.seed)), kinds)
     rng = np.random.default_rng(args.seed)
     scorers["random"] = top_metrics(rng.random(len(survey)), kinds)
@@ -188,7 +229,7 @@ def main() -> None:
     print(f"combined vs pixel isolation forest (recall@100): {ratio:.2f}x (target >= 2x)")
 
     feedback = {}
-    for method, regressor in METHODS:
+    for method, regressor in () if args.no_feedback else METHODS:
         rounds = simulate_user(ranker, kinds, liked, method, regressor, survey.name)
         feedback[f"{method}/{regressor}"] = rounds
         print(f"feedback {method}/{regressor} (liked: {', '.join(sorted(liked))}):")
@@ -205,6 +246,9 @@ def main() -> None:
         "scoring_s": round(scoring_s, 1),
         "top": TOP,
         "scorers": scorers,
+        "combinations": {
+            k: {"recall": v["recall"], "precision": v["precision"]} for k, v in combinations.items()
+        },
         "combined_vs_pixel_iforest_recall": round(ratio, 3),
         "liked": sorted(liked),
         "n_liked": int(np.isin(kinds, list(liked)).sum()),

@@ -47,6 +47,7 @@ from models.inference import (
     predict_targets,
     prepare_for_inference,
     reconstruction_errors,
+    reconstruction_scores,
 )
 from models.mdn import MDNHead, Mixture
 from models.normalize import BandNormalizer, NormalizationConfig, fit_normalization, robust_sigma
@@ -117,6 +118,7 @@ __all__ = [
     "prepare_for_inference",
     "read_rows",
     "reconstruction_errors",
+    "reconstruction_scores",
     "redden",
     "reliability_diagram",
     "robust_sigma",

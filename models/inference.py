@@ -191,6 +191,21 @@ def reconstruction_errors(
     )
 
 
+def reconstruction_scores(
+    model: nn.Module, images: Any, *, bands: Sequence[str] | None = None, **kwargs: Any
+) -> dict[str, np.ndarray]:
+    """Autoencoder residual scores per object, ``{"recon_error", "recon_peak",
+    "recon_excess"}`` each (N,) (:meth:`~models.autoencoder.ConvAutoencoder.residual_scores`)."""
+    fast = prepare_for_inference(model, kwargs.get("device", "auto"))
+    return batched_apply(
+        fast.residual_scores,
+        images,
+        channels=_channels(model, bands, images),
+        desc="reconstruct",
+        **kwargs,
+    )
+
+
 def predict_targets(
     model: nn.Module, images: Any, *, bands: Sequence[str] | None = None, **kwargs: Any
 ) -> dict[str, np.ndarray]:

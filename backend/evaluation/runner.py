@@ -254,7 +254,7 @@ def anomaly_recall(x: np.ndarray, s: EvalSetup, progress: bool = False) -> dict[
 
 def stored_anomaly_recall(s: EvalSetup, version: str) -> dict[str, Any] | None:
     """Recall@100 of the stored ``anomaly.parquet`` of (survey, encoder version), if any."""
-    from backend.latent.anomaly import AnomalyRanker
+    from backend.latent.anomaly import SCORERS, AnomalyRanker
     from backend.latent.source import ANOMALY_FILE, latent_dir
 
     path = latent_dir(s.survey.name, version) / ANOMALY_FILE
@@ -267,7 +267,7 @@ def stored_anomaly_recall(s: EvalSetup, version: str) -> dict[str, Any] | None:
     rare = np.isin(s.y, s.rare_idx)
     return {
         "recall_at_100": m.recall_at_k(table["anomaly"].to_numpy(), rare, m.ANOMALY_K),
-        "scorers": [c for c in ("recon", "iforest", "knn", "lof") if c in table.columns],
+        "scorers": [c for c in SCORERS if c in table.columns],
     }
 
 

@@ -1,10 +1,12 @@
 """Anomaly ranking of a survey and its personalised re-ranking from users' interest scores.
 
-**Scores.** Each scorer (autoencoder reconstruction error when given, isolation forest, kNN
-distance, optionally LOF: :mod:`backend.latent.scorers`) is rank-normalised to [0, 1]; the
-``anomaly`` score is their mean (objects missing a score use the others); ``combine_with="max"``
-takes the largest instead (an object extreme for any one scorer ranks high). The table keeps
-one column per scorer (normalised) and ``<scorer>_raw``.
+**Scores.** Each scorer (the autoencoder's residual scores when given: ``recon`` its mean
+squared residual, ``recon_peak`` its largest pixel, ``recon_excess`` its energy above the
+noise; isolation forest, kNN distance, optionally LOF: :mod:`backend.latent.scorers`) is
+rank-normalised to [0, 1]; the ``anomaly`` score is their mean (``combine_with="mean"``;
+objects missing a score use the others) or their largest (``"max"``: an object extreme for
+any one scorer ranks high). The table keeps one column per scorer (normalised) and
+``<scorer>_raw``.
 
 **Re-ranking** (Lochner & Bassett 2021, Astronomaly's active anomaly detection). Users give
 interest scores 0-5 to some objects. A regressor on the unit embeddings predicts the interest
@@ -38,6 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -66,7 +69,20 @@ from backend.latent.vectors import (
 
 log = logging.getLogger(__name__)
 
-SCORERS = ("recon", "iforest", "knn", "lof")
+SCORERS = ("recon", "recon_peak", "recon_excess", "iforest", "knn", "lof")
+RESIDUAL_SCORERS = {
+    "recon": "recon_error",
+    "recon_peak": "recon_peak",
+    "recon_excess": "recon_excess",
+}
+EMBEDDING_SCORERS = ("iforest", "knn", "lof")
+COMBINE_WITH = ("mean", "max")
+# the product's scorers and their combination, chosen on the demo (S3) and sdss_gz1 (Q3)
+# together with bench/bench_anomaly_s3.py: recall@100 demo / gz1 encoder v0003 / v0001 0.263 /
+# 0.187 / 0.129, against 0.200 / 0.158 / 0.105 for the mean of recon, iforest and kNN and
+# 0.190 / 0.170 / 0.140 with recon_excess added (docs/results.md, issue 9)
+DEFAULT_SCORERS = ("recon_peak", "iforest", "knn")
+DEFAULT_COMBINE = "max"
 MAX_INTEREST = 5
 
 
@@ -119,23 +135,36 @@ class AnomalyRanker:
         combine_with: str = "mean",
         progress: bool = False,
         scheduler: Scheduler = None,
+        residuals: Mapping[str, np.ndarray] | None = None,
     ) -> AnomalyRanker:
-        """Score every row of ``embeddings`` (N, D) with ``scorers`` (+ ``recon_error``);
-        ``combine_with`` "mean" (default) or "max" of the normalised scores. The kNN searches
-        and isolation-forest scores run per partition where ``scheduler`` says."""
+        """Score every row of ``embeddings`` (N, D) with ``scorers``; ``combine_with`` "mean"
+        (default) or "max" of the normalised scores. ``residuals`` are the autoencoder's
+        per-object columns (``recon_error``, ``recon_peak``, ``recon_excess``), each used as
+        its scorer (``recon``, ``recon_peak``, ``recon_excess``) when named in ``scorers``; a
+        ``recon_error`` argument is always used. The kNN searches and isolation-forest scores
+        run per partition where ``scheduler`` says."""
         n = len(embeddings)
         if n < 3:
             raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
-        unknown = set(scorers) - set(SCORERS[1:])
+        unknown = set(scorers) - set(SCORERS)
         if unknown:
-            raise LatentError(f"unknown scorers {sorted(unknown)} (known: {SCORERS[1:]})")
+            raise LatentError(f"unknown scorers {sorted(unknown)} (known: {SCORERS})")
+        columns = dict(residuals or {})
+        wanted = set(scorers)
+        if recon_error is not None:
+            columns["recon_error"] = recon_error
+            wanted.add("recon")
         raw: dict[str, np.ndarray] = {}
         timings: dict[str, float] = {}
-        if recon_error is not None:
-            recon = np.asarray(recon_error, dtype=np.float32).reshape(-1)
-            if len(recon) != n:
-                raise LatentError(f"{len(recon)} reconstruction errors for {n} objects")
-            raw["recon"] = recon
+        for name, column in RESIDUAL_SCORERS.items():
+            if column not in columns or name not in wanted:
+                continue
+            values = np.asarray(columns[column], dtype=np.float32).reshape(-1)
+            if len(values) != n:
+                raise LatentError(
+                    f"{len(values)} reconstruction errors for {n} objects (column {column})"
+                )
+            raw[name] = values
         unit = None
         if {"knn", "lof"} & set(scorers):
             t0 = time.perf_counter()
@@ -277,7 +306,7 @@ def combine(
     """Table of normalised and raw scores, their mean (or max) ``anomaly`` and its ``rank``."""
     if not raw:
         raise LatentError("no anomaly scorer ran")
-    if how not in ("mean", "max"):
+    if how not in COMBINE_WITH:
         raise LatentError(f"scores combine with 'mean' or 'max', not {how!r}")
     n = len(next(iter(raw.values())))
     table = pd.DataFrame({"index": np.arange(n, dtype=np.int64)})

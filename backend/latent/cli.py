@@ -209,11 +209,11 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
 
 @user_errors
 def run_score(args: argparse.Namespace) -> int:
-    from backend.latent.anomaly import AnomalyRanker
+    from backend.latent.anomaly import DEFAULT_SCORERS, AnomalyRanker
     from backend.latent.pipeline import make_scores
     from backend.pipeline.execution import executor
 
-    scorers = ("iforest", "knn", "lof") if args.lof else ("iforest", "knn")
+    scorers = (*DEFAULT_SCORERS, "lof") if args.lof else DEFAULT_SCORERS
     with executor(args.scheduler):  # objects are scored per partition there
         out = make_scores(args.survey, args.model, scorers, progress=True)
     for note in out.notes:

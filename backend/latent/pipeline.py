@@ -16,7 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from backend.latent.anomaly import AnomalyRanker
+from backend.latent.anomaly import (
+    DEFAULT_COMBINE,
+    DEFAULT_SCORERS,
+    RESIDUAL_SCORERS,
+    AnomalyRanker,
+)
 from backend.latent.errors import LatentError
 from backend.latent.projection import LatentMap, MapParams
 from backend.latent.search import SimilarityIndex
@@ -127,9 +132,10 @@ def make_index(
 def make_scores(
     survey_name: str,
     version: str | None = None,
-    scorers: tuple[str, ...] = ("iforest", "knn"),
+    scorers: tuple[str, ...] = DEFAULT_SCORERS,
     progress: bool = False,
     scheduler: Any = None,
+    combine_with: str = DEFAULT_COMBINE,
 ) -> Outcome:
     """Score anomalies and write ``anomaly.parquet`` (then its lineage record)."""
     from backend.pipeline.build import with_scheduler
@@ -138,32 +144,39 @@ def make_scores(
     survey, version, embeddings = _inputs(survey_name, version)
     directory = latent_dir(survey.name, version)
     notes: list[str] = []
-    recon = autoencoder_errors(survey, notes)
+    residuals = autoencoder_scores(survey, notes, scorers)
+    used = tuple(scorers)
+    if residuals and not any(RESIDUAL_SCORERS.get(n) in residuals for n in scorers):
+        used = ("recon", *scorers)  # predictions without the columns asked: the mean residual
     index = None
     if (directory / INDEX_FILE).is_file():
         index = SimilarityIndex.load(directory, embeddings)
         notes.append(f"kNN distances from the saved {index.kind} index")
     ranker = with_scheduler(
-        AnomalyRanker.fit, scheduler, embeddings=embeddings, recon_error=recon,
-        scorers=scorers, object_ids=survey.catalog["object_id"].to_numpy(), index=index,
-        progress=progress,
+        AnomalyRanker.fit, scheduler, embeddings=embeddings, residuals=residuals,
+        scorers=used, object_ids=survey.catalog["object_id"].to_numpy(), index=index,
+        combine_with=combine_with, progress=progress,
     )  # fmt: skip
     ranker.scores.attrs["encoder"] = version
     with publish(directory, PRODUCTS["scores"].files) as staging:
         ranker.save(staging / ANOMALY_FILE)
-    _finish(survey.name, version, "scores", {"scorers": list(scorers)}, started)
+    params = {"scorers": list(scorers), "combine": combine_with}
+    _finish(survey.name, version, "scores", params, started)
     return Outcome(
         survey.name,
         version,
         directory / ANOMALY_FILE,
         time.perf_counter() - started,
         notes,
-        info={"scorers": ranker.scorers},
+        info={"scorers": ranker.scorers, "combined_with": combine_with},
     )
 
 
-def autoencoder_errors(survey: Survey, notes: list[str]) -> np.ndarray | None:
-    """``recon_error`` of the survey's active (else latest) autoencoder, or None (noted)."""
+def autoencoder_scores(
+    survey: Survey, notes: list[str], scorers: tuple[str, ...] = ()
+) -> dict[str, np.ndarray] | None:
+    """The residual columns (``recon_error``, and those of ``scorers`` among ``recon_peak``,
+    ``recon_excess``) of the survey's active (else latest) autoencoder, or None (noted)."""
     registry = ModelRegistry()
     version = registry.active(survey.name, "autoencoder") or registry.latest(
         "autoencoder", survey.name
@@ -186,4 +199,21 @@ def autoencoder_errors(survey: Survey, notes: list[str]) -> np.ndarray | None:
         )
         return None
     notes.append(f"reconstruction errors from autoencoder {version.version}")
-    return table["recon_error"].to_numpy(np.float32)
+    out = {"recon_error": table["recon_error"].to_numpy(np.float32)}
+    for name in ("recon_peak", "recon_excess"):
+        if name not in scorers:
+            continue
+        if name in table.columns:
+            out[name] = table[name].to_numpy(np.float32)
+        else:
+            notes.append(
+                f"autoencoder {version.version} predictions lack {name} (made before it "
+                f"existed): {name} scorer skipped (run `python -m backend predict`)"
+            )
+    return out
+
+
+def autoencoder_errors(survey: Survey, notes: list[str]) -> np.ndarray | None:
+    """``recon_error`` of the survey's active (else latest) autoencoder, or None (noted)."""
+    found = autoencoder_scores(survey, notes)
+    return None if found is None else found["recon_error"]

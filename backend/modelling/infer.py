@@ -34,6 +34,7 @@ from backend.registry import ModelRegistry, ModelVersion
 from backend.survey import Survey, SurveyError
 
 MC_SAMPLES = 30
+RESIDUAL_COLUMNS = ("recon_error", "recon_peak", "recon_excess")  # autoencoder predictions
 #: Rows per task of image models (rounded up to a multiple of the batch size).
 PARTITION_ROWS = 8192
 #: Rows per task of classifiers reading embeddings (a multiple of their 8192-row batches).
@@ -103,7 +104,7 @@ class ImagePartition:
     batch_size: int = 512
 
     def __call__(self, rows: tuple[int, int]) -> np.ndarray | dict[str, np.ndarray]:
-        from models import embed, predict_targets, reconstruction_errors
+        from models import embed, predict_targets, reconstruction_scores
 
         _worker_setup()
         survey = Survey.open(self.survey)
@@ -118,7 +119,7 @@ class ImagePartition:
         if self.op == "emulate":
             return predict_targets(model, survey.images, **kw)
         if self.op == "reconstruct":
-            return reconstruction_errors(model, survey.images, **kw)
+            return reconstruction_scores(model, survey.images, **kw)
         return embed(model, survey.images, mirror=self.op == "embed_mirror", **kw)
 
 
@@ -325,17 +326,18 @@ def predict_autoencoder(
     rows_per_partition: int | None = None,
     batch_size: int = 512,
 ) -> pd.DataFrame:
-    """Reconstruction error per object (an anomaly score)."""
+    """Residual anomaly scores per object: ``recon_error`` (mean squared residual),
+    ``recon_peak`` (its largest pixel) and ``recon_excess`` (the residual above the noise)."""
     model = cached_model(version)
     check_bands(model.bands, survey)
     task = ImagePartition(survey.name, version, "reconstruct", batch_size)
     with executor(scheduler) as ex:
-        errors = _gather(
+        scores = _gather(
             ex, task, len(survey), partition_rows(rows_per_partition, batch_size),
             desc=f"reconstruct {survey.name}" if progress_bar else None,
             resources=model_resources(),
         )  # fmt: skip
-    return pd.DataFrame({"recon_error": errors})
+    return pd.DataFrame({name: scores[name] for name in RESIDUAL_COLUMNS})
 
 
 PREDICTORS = {

@@ -138,8 +138,9 @@ def _latent(step: str) -> Callable[..., dict[str, Any]]:
             pipeline.make_index(target.survey, target.version, given["kind"], scheduler=scheduler)
         else:
             pipeline.make_scores(
-                target.survey, target.version, tuple(given["scorers"]), scheduler=scheduler
-            )
+                target.survey, target.version, tuple(given["scorers"]), scheduler=scheduler,
+                combine_with=given["combine"],
+            )  # fmt: skip
         return read_lineage(target) or {}
 
     return build

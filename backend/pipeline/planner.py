@@ -20,7 +20,6 @@ from backend.pipeline.lineage import content_hashes, file_sha256, read_lineage
 from backend.pipeline.storage import products_root
 
 PENDING = "(being remade)"
-SCORERS = ("iforest", "knn")
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,12 @@ def normal_params(product: str, given: Mapping[str, Any] | None) -> dict[str, An
     if product == "index":
         return {"kind": str(given.get("kind", "auto"))}
     if product == "scores":
-        return {"scorers": list(given.get("scorers", SCORERS))}
+        from backend.latent.anomaly import DEFAULT_COMBINE, DEFAULT_SCORERS
+
+        return {
+            "scorers": list(given.get("scorers", DEFAULT_SCORERS)),
+            "combine": str(given.get("combine", DEFAULT_COMBINE)),
+        }
     if product == "evaluation":
         return given
     return None
@@ -171,6 +175,10 @@ def inputs_of(
         inputs["encoder"] = target.version
     elif target.product == "predictions":
         inputs[target.kind] = target.version
+        if target.kind == "autoencoder":  # predictions made before a column existed are remade
+            from backend.modelling.infer import RESIDUAL_COLUMNS
+
+            inputs["columns"] = ",".join(RESIDUAL_COLUMNS)
         if target.kind == "classifier":
             inputs.update(encoder_products(*classifier_source(target.version)))
     elif target.product in ("map", "index"):
