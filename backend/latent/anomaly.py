@@ -4,9 +4,10 @@
 squared residual, ``recon_peak`` its largest pixel, ``recon_excess`` its energy above the
 noise; isolation forest, kNN distance, optionally LOF: :mod:`backend.latent.scorers`) is
 rank-normalised to [0, 1]; the ``anomaly`` score is their mean (``combine_with="mean"``;
-objects missing a score use the others) or their largest (``"max"``: an object extreme for
-any one scorer ranks high). The table keeps one column per scorer (normalised) and
-``<scorer>_raw``.
+objects missing a score use the others) or the percentile of their largest (``"max"``, the
+product's default: an object extreme for any one scorer ranks high; as a percentile it stays
+spread over [0, 1], which the re-ranking's blend with interest / 5 needs). The table keeps one
+column per scorer (normalised) and ``<scorer>_raw``.
 
 **Re-ranking** (Lochner & Bassett 2021, Astronomaly's active anomaly detection). Users give
 interest scores 0-5 to some objects. A regressor on the unit embeddings predicts the interest
@@ -319,8 +320,8 @@ def combine(
             table[f"{name}_raw"] = np.asarray(raw[name], dtype=np.float32)
     stacked = np.vstack([norm[name] for name in SCORERS if name in norm])
     finite = np.isfinite(stacked)
-    if how == "max":
-        combined = np.where(finite, stacked, 0.0).max(axis=0)
+    if how == "max":  # as a percentile again: the re-ranking blends it with interest / 5
+        combined = rank_normalise(np.where(finite, stacked, 0.0).max(axis=0))
     else:
         combined = np.where(finite, stacked, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
     table["anomaly"] = combined.astype(np.float32)

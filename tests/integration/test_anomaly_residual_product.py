@@ -9,6 +9,7 @@ import json
 import numpy as np
 
 from backend.latent.anomaly import DEFAULT_COMBINE, DEFAULT_SCORERS, AnomalyRanker
+from backend.latent.scorers import rank_normalise
 from backend.latent.source import ANOMALY_FILE, latent_dir
 from backend.pipeline.kinds import Target
 from backend.pipeline.lineage import lineage_path, read_lineage
@@ -38,7 +39,8 @@ def test_residual_columns_reach_the_scores_and_old_predictions_are_remade(
     assert scores.attrs["scorers"] == list(DEFAULT_SCORERS)
     assert scores.attrs["combined_with"] == DEFAULT_COMBINE
     norm = scores[scores.attrs["scorers"]].to_numpy()
-    expected = norm.max(axis=1) if DEFAULT_COMBINE == "max" else norm.mean(axis=1)
+    # max: the percentile of the largest normalised score; mean: their mean
+    expected = rank_normalise(norm.max(axis=1)) if DEFAULT_COMBINE == "max" else norm.mean(axis=1)
     np.testing.assert_allclose(scores["anomaly"], expected, rtol=1e-6)
     np.testing.assert_allclose(scores["recon_peak_raw"], table["recon_peak"], rtol=1e-6)
     record = read_lineage(Target("scores", "tiny", "encoder", encoder))
