@@ -1,0 +1,71 @@
+"""Explore's colour change in the browser (issue 13): the map's figure stays (its canvas is not
+replaced), the picture changes, and hover and box selection still work."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from tests.ui.pages import hover_object, map_box, map_pixels, settled_map, tile_ids
+
+pytestmark = pytest.mark.ui
+
+
+def _map_canvas(page: object) -> object:
+    box = map_box(page)
+    for canvas in page.locator("canvas").all():
+        if canvas.is_visible() and canvas.bounding_box() == box:
+            return canvas.element_handle()
+    raise AssertionError("no map canvas")
+
+
+def _recolour(page: object, option: str) -> np.ndarray:
+    """Choose ``option`` in *Colour by*; the map picture once it changed and settled."""
+    box, _ = settled_map(page)
+    before = map_pixels(page, box)
+    select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
+    select.select_option(label=option)
+    deadline, previous = time.monotonic() + 30, None
+    while time.monotonic() < deadline:
+        now = map_pixels(page, box)
+        if not np.array_equal(now, before):
+            if previous is not None and np.array_equal(previous, now):
+                return now
+            previous = now
+        time.sleep(0.3)
+    raise AssertionError(f"the map did not change to {option!r}")
+
+
+def test_a_colour_change_keeps_the_figure_and_its_tools(demo_url: str, page: object) -> None:
+    page.goto(demo_url, wait_until="networkidle")
+    page.locator("canvas").first.wait_for(timeout=60_000)
+    settled_map(page)
+    select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
+    current = select.evaluate("(s) => s.options[s.selectedIndex].text").strip()
+    if current != "Predicted class":
+        _recolour(page, "Predicted class")
+    canvas = _map_canvas(page)
+    for option in ("Human labels", "Predicted class"):  # categories: same figure, new picture
+        _recolour(page, option)
+        assert canvas.evaluate("(c) => c.isConnected"), f"the figure was rebuilt for {option!r}"
+    _, points = settled_map(page)
+    hover_object(page, points)  # after a change in place, hover still names objects
+    numbers = [o for o in options if o.startswith("Anomaly score")][:2]
+    if len(numbers) == 2:  # the demo's scorers
+        _recolour(page, numbers[0])
+        canvas = _map_canvas(page)  # classes -> numbers: another kind of image, a new figure
+        _recolour(page, numbers[1])
+        assert canvas.evaluate("(c) => c.isConnected"), "the figure was rebuilt between numbers"
+    _, points = settled_map(page)
+    x, y = hover_object(page, points)  # hover still names objects
+    page.locator("[title='Box Select']").first.click()
+    page.mouse.move(x - 80, y - 80)
+    page.mouse.down()
+    page.mouse.move(x + 80, y + 80, steps=8)
+    page.mouse.up()
+    page.get_by_text("objects selected").first.wait_for(timeout=20_000)
+    assert tile_ids(page)
+    assert page.console_errors == []
