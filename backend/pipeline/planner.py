@@ -348,6 +348,12 @@ class _Planner:
                     f"no lineage record, and {_names(remade.values())} is being remade",
                     keys, None, "build",
                 )  # fmt: skip
+            lacking = _lacking_columns(target)
+            if lacking:  # made before these columns existed: remade rather than adopted
+                return Item(
+                    target, "outdated", f"made without a lineage record and without {lacking}",
+                    keys, None, "build",
+                )  # fmt: skip
             return Item(target, "unrecorded", "made without a lineage record", keys, None, "adopt")
         expected = inputs_of(target, self.stamp, lambda t: self._hash(t, remade), self.versions)
         reasons = _differences(record.get("inputs") or {}, expected)
@@ -379,6 +385,19 @@ class _Planner:
                     f"made for encoder {older[-1]}; the encoder is {target.version}"
                 )  # fmt: skip
         return "missing", "not made yet"
+
+
+def _lacking_columns(target: Target) -> str:
+    """The autoencoder residual columns a predictions file lacks ("" when none or not one)."""
+    if target.product != "predictions" or target.kind != "autoencoder":
+        return ""
+    import pyarrow.parquet as pq
+
+    from backend.modelling.infer import RESIDUAL_COLUMNS
+    from backend.pipeline.storage import PREDICTIONS_FILE
+
+    names = set(pq.read_schema(target.directory / PREDICTIONS_FILE).names)
+    return ", ".join(c for c in RESIDUAL_COLUMNS if c not in names)
 
 
 def _differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:

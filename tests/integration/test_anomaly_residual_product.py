@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 
 from backend.latent.anomaly import DEFAULT_COMBINE, DEFAULT_SCORERS, AnomalyRanker
 from backend.latent.scorers import rank_normalise
@@ -59,3 +60,14 @@ def test_residual_columns_reach_the_scores_and_old_predictions_are_remade(
     ensure("tiny", ["scores"], "sync")
     assert "columns" in read_lineage(predictions)["inputs"]
     assert not plan("tiny", ["scores"]).todo
+
+    # predictions made outside the pipeline before the columns existed (no record) are remade,
+    # not adopted as found
+    path = predictions.directory / "predictions.parquet"
+    pd.read_parquet(path)[["object_id", "recon_error"]].to_parquet(path)
+    lineage_path(predictions).unlink()
+    item = {i.key: i for i in plan("tiny", ["scores"]).todo}[predictions.key]
+    assert (item.status, item.action) == ("outdated", "build")
+    assert "recon_peak, recon_excess" in item.reason
+    ensure("tiny", ["scores"], "sync")
+    assert "recon_peak" in read_predictions("tiny", "autoencoder", ae).columns
