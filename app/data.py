@@ -241,7 +241,9 @@ def _add_anomaly(table: pd.DataFrame, name: str, encoder: str, problems: list[st
         problems.append("the anomaly scores do not match the survey rows; rerun score")
         return table
     cols = {"anomaly": ANOMALY, "rank": ANOMALY_RANK}
-    cols.update({s: SCORE_PREFIX + s for s in ("recon", "iforest", "knn", "lof") if s in scores})
+    from backend.latent.anomaly import SCORERS
+
+    cols.update({s: SCORE_PREFIX + s for s in SCORERS if s in scores})
     extra = scores[[c for c in cols if c in scores]].rename(columns=cols).reset_index(drop=True)
     return pd.concat([table, extra], axis=1)
 

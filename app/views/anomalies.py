@@ -27,6 +27,8 @@ from backend.usertext import validate_user_name
 COMBINED = "combined (re-ranked by feedback)"
 SCORER_NAMES = {
     "recon": "autoencoder error",
+    "recon_peak": "autoencoder peak residual",
+    "recon_excess": "autoencoder residual above noise",
     "iforest": "isolation forest",
     "knn": "kNN distance",
     "lof": "local outlier factor",
@@ -36,8 +38,9 @@ GALLERY_SIZE = 48
 TABLE_ROWS = 200
 KEYS = [str(k) for k in INTEREST] + ["ArrowLeft", "ArrowRight"]
 HELP = """
-**Anomaly candidates**, most unusual first: each scorer (autoencoder reconstruction error,
-isolation forest and kNN distance in latent space) is rank-normalised to 0–1 and averaged.
+**Anomaly candidates**, most unusual first: each scorer (the autoencoder's peak residual,
+isolation forest and kNN distance in latent space) is rank-normalised to 0–1; a candidate
+ranks by its highest, so an object extreme for any one scorer comes up.
 Give each candidate an **interest score** from 0 (boring: artefact, known type) to 5
 (fascinating); the list re-ranks at once, pulling up objects like the ones you found
 interesting and pushing down look-alikes of the boring ones (Astronomaly-style active anomaly
