@@ -187,7 +187,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                 "",
                 f"Share of all rare objects in the top 100 of an anomaly ranking "
                 f"(scorers: {escape(', '.join(report.get('settings', {}).get('anomaly_scorers', [])))}, "
-                f"as `python -m backend score`); random expectation "
+                f"on the embeddings; the stored product is `python -m backend score`'s ranking, "
+                f"the autoencoder's residual included); random expectation "
                 f"{_num(report.get('anomaly_random_expectation'))} (100 / N).",
                 "",
             ]

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 PROBE_FRACTIONS = (0.1, 1.0)
 BOOTSTRAP_RESAMPLES = 1000
-ANOMALY_SCORERS = ("iforest", "knn")  # what `python -m backend score` uses by default
+ANOMALY_SCORERS = ("iforest", "knn")  # `score`'s default scorers that read embeddings
 
 
 @dataclass
