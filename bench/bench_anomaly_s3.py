@@ -1,6 +1,8 @@
 """S3: are injected anomalies found in the top 100, and does user feedback focus the list?
 
     .venv/bin/python bench/bench_anomaly_s3.py [--survey demo] [--liked strong_lens,ring_galaxy]
+    .venv/bin/python bench/bench_anomaly_s3.py --survey gz1 --kind-column gz1_label \
+        --rare merger,dont_know --no-feedback --out F   # a labelled survey's rare classes
 
 Needs the survey (catalog column ``anomaly_type``: "" for normal objects), embeddings of its
 active encoder (``python -m backend prepare``) and, when present, the active autoencoder's
