@@ -36,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import latencies_ms  # noqa: E402
 from bench.results_file import merge_results  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "app.json"
@@ -50,14 +51,7 @@ def say(*parts: object) -> None:
 
 def timed(fn: Callable[[int], object], n: int, warmup: int = 2) -> dict[str, float]:
     """Median, p95 and max wall time in ms of ``fn(i)`` over ``n`` calls after warm-up."""
-    for i in range(warmup):
-        fn(i)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
+    ms = latencies_ms(fn, n, warmup)
     return {
         "median_ms": round(float(np.median(ms)), 1),
         "p95_ms": round(float(np.percentile(ms, 95)), 1),

@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from backend.latent.synthetic import clustered_embeddings
 from backend.latent.vectors import cpu_threads, normalize
+from bench.measure import latencies_ms
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latent.json"
 
@@ -40,14 +41,7 @@ def say(*parts: object) -> None:
 
 def latencies(fn: Callable[[int], object], n: int) -> dict[str, float]:
     """Median and p95 wall time in ms of ``fn(i)`` over ``n`` calls (after 5 warm-up calls)."""
-    for i in range(5):
-        fn(i)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
+    ms = latencies_ms(fn, n, warmup=5)
     return {
         "median_ms": round(float(np.median(ms)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -39,6 +38,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import peak_rss_mb
 from bench.results_file import merge_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
@@ -51,10 +51,6 @@ BATCH = 262_144
 
 def say(*parts: object) -> None:
     print(*parts, flush=True)
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def stats(times: list[float]) -> dict[str, float]:

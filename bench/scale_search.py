@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import sys
 import tempfile
@@ -40,6 +39,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.measure import latencies_ms, peak_rss_mb
 from bench.results_file import merge_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scale_search.json"
@@ -90,11 +90,6 @@ class MemorySampler:
         return {f"peak_rss_{k}_mb": round(v, 1) for k, v in self.peak.items()}
 
 
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far (MiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 @contextmanager
 def data_root(home: Path) -> Iterator[None]:
     """``LATENTSKY_HOME`` set to ``home`` for the block."""
@@ -111,14 +106,7 @@ def data_root(home: Path) -> Iterator[None]:
 
 def timed_ms(fn: Callable[[int], object], n: int, warmup: int = 5) -> dict[str, float]:
     """p50 / p95 / max wall time (ms) of ``fn(i)`` over ``n`` calls after ``warmup`` calls."""
-    for i in range(warmup):
-        fn(i)
-    times = []
-    for i in range(n):
-        t0 = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1e3
+    ms = latencies_ms(fn, n, warmup)
     return {
         "p50_ms": round(float(np.percentile(ms, 50)), 3),
         "p95_ms": round(float(np.percentile(ms, 95)), 3),
