@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from captum.attr import IntegratedGradients
 from torch import Tensor, nn
 
+from models.autoencoder import CHI2_1_MEDIAN, NOISE_SIGMAS  # one noise floor for scores and maps
+
 IG_STEPS = 16  # Riemann steps of Integrated Gradients (one batch through the network)
-NOISE_SIGMAS = 2.0  # residuals below a 2-sigma noise deviation are noise (excess_residual)
-CHI2_1_MEDIAN = 0.4549  # median of a chi-squared variable with one degree of freedom
 
 
 def _as_batch(image: np.ndarray | Tensor) -> Tensor:
