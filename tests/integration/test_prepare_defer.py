@@ -23,7 +23,18 @@ PREPARE = [
 
 
 @pytest.fixture
-def tiny_with_targets(home: Path) -> Survey:
+def worker_queue(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs wait in the worker's queue, whatever queue an earlier test built in this process
+    (tests/integration/test_jobs.py builds an immediate one: jobs run inline)."""
+    from backend.jobs import queue
+
+    monkeypatch.setenv("LATENTSKY_HUEY_IMMEDIATE", "0")
+    monkeypatch.setattr(queue, "_huey", None)
+    monkeypatch.setattr(queue, "_task", None)
+
+
+@pytest.fixture
+def tiny_with_targets(home: Path, worker_queue: None) -> Survey:
     n = 120
     catalog = pd.DataFrame(
         {

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from tests.conftest import REPO_ROOT
 from tests.ui.conftest import _free_port, _wait_for_port
@@ -82,14 +83,14 @@ def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     job = insert_job("retrain", "demo", {}, "someone-else")  # as the label loop queues it
     page.locator(".tabulator-cell", has_text="queued").first.wait_for(timeout=15_000)
     cancel = page.get_by_role("button", name="Cancel job")
-    assert cancel.is_enabled()
+    expect(cancel).to_be_enabled(timeout=15_000)  # once the picker has the queued job
     classifiers = served_env["home"] / "models" / "classifier"
     shutil.copytree(classifiers / "v0001", classifiers / "v0002")  # what the worker saved
     finish(job, "succeeded", result={"version": "v0002", "activated": False, "reason": "test"})
     page.locator(".tabulator-cell", has_text="succeeded").first.wait_for(timeout=15_000)
     page.locator(".tabulator-cell", has_text="v0002").first.wait_for(timeout=15_000)
     assert page.locator(".tabulator-cell", has_text="queued").count() == 0
-    assert cancel.is_disabled()
+    expect(cancel).to_be_disabled(timeout=15_000)
     job = insert_job("finetune", "demo", {}, "someone-else")  # finishes while another tab shows
     page.locator(".tabulator-cell", has_text="queued").first.wait_for(timeout=15_000)
     open_tab(page, "Label")
@@ -100,7 +101,7 @@ def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     page.locator(".tabulator-cell", has_text="out of memory").first.wait_for(timeout=15_000)
     page.locator(".tabulator-cell", has_text="v0003").first.wait_for(timeout=15_000)
     assert page.locator(".tabulator-cell", has_text="queued").count() == 0
-    assert cancel.is_disabled()
+    expect(cancel).to_be_disabled(timeout=15_000)
     assert page.console_errors == []
 
 
