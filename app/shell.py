@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -118,6 +119,7 @@ class Shell:
     """One session's page."""
 
     def __init__(self) -> None:
+        self._views_lock = threading.RLock()  # the loading thread and tab clicks build views
         self.state = AppState()
         self._seen_jobs: set[int] | None = None  # finished retrain/fine-tune jobs already told
         self.template = pn.template.BootstrapTemplate(
@@ -267,14 +269,16 @@ class Shell:
         """Load ``name`` (thread pool) and build the tab shown; the others are built when
         first opened. Errors become a message."""
         try:
-            self._data = survey_data(name)
-            self._built: dict[str, Any] = {}
+            data = survey_data(name)
+            with self._views_lock:  # a tab opened meanwhile builds into these, not the old ones
+                self._data = data
+                self._built: dict[str, Any] = {}
+                active = TABS.index(self.state.tab)
+                self.tabs[:] = [(TAB_TITLES[k], self._placeholder()) for k in TABS]
+                self.tabs.active = active
             self._check_jobs(name, announce=False)
-            self.summary.object = survey_summary(self._data)
-            active = TABS.index(self.state.tab)
-            self.tabs[:] = [(TAB_TITLES[k], self._placeholder()) for k in TABS]
-            self.tabs.active = active
             self._ensure_view(self.state.tab)
+            self.summary.object = survey_summary(data)  # last: the page reads as loaded
             self.status.visible = False
             self.update_bar.visible = False
         except Exception as exc:
@@ -293,17 +297,22 @@ class Shell:
 
     def _ensure_view(self, key: str) -> None:
         """Build the view of tab ``key`` the first time it is shown."""
-        data = getattr(self, "_data", None)
-        if data is None or key in self._built:
-            return
-        self._built[key] = None
+        with self._views_lock:
+            data = getattr(self, "_data", None)
+            if data is None or key in self._built:
+                return
+            built = self._built
+            built[key] = None
         try:
             view: Any = _view_builders()[key](data, self.state)
         except Exception as exc:  # one broken view must not take the page down
             log_failure(exc, "building view %s", key, logger=log)
             view = pn.pane.Alert(explain(exc), alert_type="danger")
-        self._built[key] = view
-        self.tabs[TABS.index(key)] = (TAB_TITLES[key], view)
+        with self._views_lock:
+            if built is not self._built:  # another survey was loaded meanwhile
+                return
+            built[key] = view
+            self.tabs[TABS.index(key)] = (TAB_TITLES[key], view)
 
 
 def build() -> pn.template.BootstrapTemplate:

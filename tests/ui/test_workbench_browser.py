@@ -72,6 +72,12 @@ def inside_viewport(page: object, locator: object) -> bool:
     return box is not None and box["x"] >= 0 and box["x"] + box["width"] <= size["width"] + 0.5
 
 
+def next_version(folder: Path) -> str:
+    """The version name a new save in ``folder`` would take (``v0001``...)."""
+    numbers = [int(p.name[1:]) for p in folder.glob("v[0-9]*") if p.name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1:04d}"
+
+
 def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     served_env: dict, page: object
 ) -> None:
@@ -85,21 +91,23 @@ def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     cancel = page.get_by_role("button", name="Cancel job")
     expect(cancel).to_be_enabled(timeout=15_000)  # once the picker has the queued job
     classifiers = served_env["home"] / "models" / "classifier"
-    shutil.copytree(classifiers / "v0001", classifiers / "v0002")  # what the worker saved
-    finish(job, "succeeded", result={"version": "v0002", "activated": False, "reason": "test"})
+    saved = next_version(classifiers)  # earlier browser tests may have saved some already
+    shutil.copytree(classifiers / "v0001", classifiers / saved)  # what the worker saved
+    finish(job, "succeeded", result={"version": saved, "activated": False, "reason": "test"})
     page.locator(".tabulator-cell", has_text="succeeded").first.wait_for(timeout=15_000)
-    page.locator(".tabulator-cell", has_text="v0002").first.wait_for(timeout=15_000)
+    page.locator(".tabulator-cell", has_text=saved).first.wait_for(timeout=15_000)
     assert page.locator(".tabulator-cell", has_text="queued").count() == 0
     expect(cancel).to_be_disabled(timeout=15_000)
     job = insert_job("finetune", "demo", {}, "someone-else")  # finishes while another tab shows
     page.locator(".tabulator-cell", has_text="queued").first.wait_for(timeout=15_000)
     open_tab(page, "Label")
-    shutil.copytree(classifiers / "v0001", classifiers / "v0003")
+    later = next_version(classifiers)
+    shutil.copytree(classifiers / "v0001", classifiers / later)
     finish(job, "failed", error="out of memory")
     page.wait_for_timeout(3000)
     open_tab(page, "Models & jobs")
     page.locator(".tabulator-cell", has_text="out of memory").first.wait_for(timeout=15_000)
-    page.locator(".tabulator-cell", has_text="v0003").first.wait_for(timeout=15_000)
+    page.locator(".tabulator-cell", has_text=later).first.wait_for(timeout=15_000)
     assert page.locator(".tabulator-cell", has_text="queued").count() == 0
     expect(cancel).to_be_disabled(timeout=15_000)
     assert page.console_errors == []
