@@ -125,26 +125,52 @@ def normal_version(autoencoder: nn.Module, x: Tensor) -> Tensor | None:
         return t * norm.scale + norm.offset
 
 
+def _residual_and_floor(autoencoder: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Squared residual (1, C', h, w, float64) in network units and each band's noise floor (1, C'),
+    the floor :func:`excess_residual` applies to the same residual."""
+    with torch.no_grad():
+        target = autoencoder.network_input(x)
+        res = (autoencoder.decode(autoencoder._encode_normalized(target)) - target).pow(2)
+        median = res.double().flatten(-2).quantile(0.5, dim=-1)  # as excess_residual's
+        floor = NOISE_SIGMAS**2 * median / CHI2_1_MEDIAN
+    return res.double(), floor
+
+
+def ordinary_baseline(
+    autoencoder: nn.Module, x: Tensor, residual: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
+    """The object with its departures removed: the autoencoder's reconstruction (in flux units)
+    where a pixel's residual is above the band's noise floor, the cutout itself elsewhere; a
+    blank cutout when the reconstruction cannot be mapped back to fluxes. Pixels the
+    autoencoder reproduces within the noise are already ordinary, so Integrated Gradients from
+    this baseline gives them nothing: from the plain reconstruction, the path moves every pixel
+    by its sky noise (which no autoencoder reconstructs) and a long trail's residual, coupled to
+    every pixel through the decoder, spreads attribution over the whole cutout. ``residual``:
+    the (residual, floor) pair of ``x`` when already computed."""
+    recon = normal_version(autoencoder, x)
+    if recon is None:
+        return torch.zeros_like(x)
+    res, floor = residual if residual is not None else _residual_and_floor(autoencoder, x)
+    return torch.where(res > floor[..., None, None], recon, x)
+
+
 def anomaly_attribution(
     autoencoder: nn.Module, image: np.ndarray, steps: int = IG_STEPS
 ) -> np.ndarray:
     """Integrated Gradients of the object's residual energy above the noise (the
     reconstruction error that :func:`excess_residual` keeps, its noise floor held fixed) from
-    the object as the autoencoder reconstructs it (a blank cutout when that cannot be mapped
-    back to fluxes): which departures from the ordinary version make it anomalous."""
+    :func:`ordinary_baseline`: which departures from the ordinary version make it anomalous."""
     x = _as_batch(image)
-    with torch.no_grad():
-        target = autoencoder.network_input(x)
-        res = (autoencoder.decode(autoencoder._encode_normalized(target)) - target).pow(2)
-        floor = NOISE_SIGMAS**2 * res.median(dim=-1).values.median(dim=-1).values / CHI2_1_MEDIAN
+    res, floor = _residual_and_floor(autoencoder, x)
 
     def forward(batch: Tensor) -> Tensor:
         y = autoencoder.network_input(batch)
         r = (autoencoder.decode(autoencoder._encode_normalized(y)) - y).float().pow(2)
-        return torch.relu(r - floor[..., None, None]).flatten(1).sum(dim=1)
+        return torch.relu(r - floor[..., None, None].float()).flatten(1).sum(dim=1)
 
     with torch.enable_grad():
-        return _integrated_gradients(forward, x, steps, normal_version(autoencoder, x))
+        baseline = ordinary_baseline(autoencoder, x, (res, floor))
+        return _integrated_gradients(forward, x, steps, baseline)
 
 
 def pixel_map(attribution: np.ndarray) -> np.ndarray:
