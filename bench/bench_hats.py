@@ -98,7 +98,7 @@ def main() -> int:
             figures[f"export_{spec}_objects_per_s"] = round(args.n / seconds)
             figures["partitions"] = report.partitions
         t0 = time.perf_counter()
-        ingest_hats(Path(tmp) / "export-sync", "back", progress=False)
+        ingest_hats(Path(tmp) / "export-sync", "back", progress=False, scheduler="sync")
         seconds = time.perf_counter() - t0
         say(f"ingest: {seconds:.1f} s, {args.n / seconds:,.0f} objects/s")
         figures["ingest_s"] = round(seconds, 2)

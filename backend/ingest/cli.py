@@ -132,6 +132,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--chunk-size", type=positive_int, default=256, help="rows read at a time (default 256)"
     )
     _catalog(g)
+    add_scheduler_option(g)  # the rows are read per partition of rows
     g.set_defaults(func=run, ingest=_galaxy10)
 
     h = kinds.add_parser("hdf", help="galaxy stamps from the Hubble Deep Field (scikit-image)")
@@ -149,6 +150,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     h.add_argument(
         "--keep-edges", action="store_true", help="keep stamps crossing the picture edge"
     )
+    add_scheduler_option(h)  # the stamps are cut per partition of detections
     h.set_defaults(func=run, ingest=_hdf)
 
     t = kinds.add_parser(
@@ -162,6 +164,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="folder the cutout_file column is relative to (default: the catalog folder)",
     )
     _common(t)
+    add_scheduler_option(t)  # the cutouts are gathered per partition of objects
     t.set_defaults(func=run, ingest=_hats)
 
 
@@ -222,6 +225,7 @@ def _galaxy10(args: argparse.Namespace) -> IngestReport:
         args.survey,
         size=args.size,
         chunk_size=args.chunk_size,
+        scheduler=args.scheduler,
         **_join_options(args),
         **_base(args),
     )
@@ -237,6 +241,7 @@ def _hdf(args: argparse.Namespace) -> IngestReport:
         threshold=args.threshold,
         min_area=args.min_area,
         keep_edges=args.keep_edges,
+        scheduler=args.scheduler,
         **_base(args),
     )
 
@@ -244,7 +249,9 @@ def _hdf(args: argparse.Namespace) -> IngestReport:
 def _hats(args: argparse.Namespace) -> IngestReport:
     from backend.ingest.hats import ingest_hats
 
-    return ingest_hats(args.path, args.survey, images=args.images, **_base(args))
+    return ingest_hats(
+        args.path, args.survey, images=args.images, scheduler=args.scheduler, **_base(args)
+    )
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,8 @@
 
 The file holds ``images`` (N, 256, 256, 3) uint8 colour pictures, ``ans`` (class index),
 ``ra``, ``dec``, ``redshift`` and ``pxscale`` (arcsec/pixel). The real file is 2.5 GB, so
-images are read ``chunk_size`` rows at a time and never loaded whole. Class indices become
+images are read ``chunk_size`` rows at a time and never loaded whole, per partition of rows
+where ``--scheduler`` says (:mod:`backend.pipeline.execution`). Class indices become
 names in a ``label`` column (``label_id`` keeps the number); every other one-dimensional
 per-object dataset becomes a catalog column too.
 """
@@ -10,6 +11,7 @@ per-object dataset becomes a catalog column too.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from backend.ingest.crossmatch import catalog_join
-from backend.ingest.pipeline import Batch, check_target, write_survey
+from backend.ingest.pipeline import Batch, check_target, partition_rows, write_survey
 from backend.ingest.report import IngestError, IngestReport, Skipped
 from backend.ingest.resize import resample
 
@@ -54,8 +56,13 @@ def ingest_galaxy10(
     root: Path | None = None,
     progress: bool = True,
     description: str = "",
+    scheduler: Any = None,
 ) -> IngestReport:
-    """Ingest a Galaxy10 DECaLS-format HDF5 file; ``size`` downsamples (e.g. 64 or 128)."""
+    """Ingest a Galaxy10 DECaLS-format HDF5 file; ``size`` downsamples (e.g. 64 or 128).
+
+    The pictures are read ``chunk_size`` rows at a time, per partition of rows where
+    ``scheduler`` says; the survey is the same wherever they are read.
+    """
     if size is not None and size < 2:
         raise IngestError(f"--size {size}: must be at least 2 pixels")
     if chunk_size < 1:
@@ -88,7 +95,7 @@ def ingest_galaxy10(
         if pxscale is not None and np.isfinite(pxscale[:n]).any():
             scale = float(np.nanmedian(pxscale[:n])) * width / shape[1]
         return write_survey(
-            _chunks(images, columns, n, shape, chunk_size),
+            _chunks(file, images, columns, n, shape, chunk_size, scheduler),
             report,
             bands=BANDS,
             image_shape=shape,
@@ -148,30 +155,74 @@ def _labels(answers: np.ndarray) -> tuple[np.ndarray, list[Any]]:
 
 
 def _chunks(
+    file: Path,
     images: h5py.Dataset,
     columns: dict[str, np.ndarray],
     n: int,
     shape: tuple[int, int],
     chunk_size: int,
+    scheduler: Any = None,
 ) -> Iterator[Batch | Skipped]:
-    scale = 255.0 if images.dtype == np.uint8 else 1.0
-    for lo in range(0, n, chunk_size):
-        hi = min(lo + chunk_size, n)
+    """The first ``n`` rows, in order: partitions of whole chunks of rows (about
+    :data:`~backend.ingest.pipeline.PARTITION_BYTES` of output pixels each) read where
+    ``scheduler`` says (:mod:`backend.pipeline.execution`; the workers must see the file)."""
+    from backend.pipeline.execution import executor, partitions
+
+    rows = partition_rows(4 * 3 * shape[0] * shape[1], at_least=chunk_size)
+    parts = [
+        (lo, hi, {name: values[lo:hi] for name, values in columns.items()})
+        for lo, hi in partitions(n, rows)
+    ]
+    task = RowsPartition(file.resolve(), images.name, images.dtype == np.uint8, shape, chunk_size)
+    with executor(scheduler) as ex:
+        for items in ex.imap(task, parts):
+            yield from items
+
+
+@dataclass(frozen=True)
+class RowsPartition:
+    """Rows ``[lo, hi)`` of the HDF5 file's images, read ``chunk_size`` rows at a time, as
+    :class:`Batch` items with their catalog rows (or :class:`Skipped` for unreadable rows)."""
+
+    file: Path
+    dataset: str
+    uint8: bool
+    shape: tuple[int, int]
+    chunk_size: int
+
+    def __call__(self, part: tuple[int, int, dict[str, np.ndarray]]) -> list[Batch | Skipped]:
+        lo, hi, columns = part
+        with h5py.File(self.file, "r") as h5:
+            images = h5[self.dataset]
+            return [
+                item
+                for start in range(lo, hi, self.chunk_size)
+                for item in self._chunk(
+                    images, columns, lo, start, min(hi, start + self.chunk_size)
+                )
+            ]
+
+    def _chunk(
+        self,
+        images: h5py.Dataset,
+        columns: dict[str, np.ndarray],
+        first: int,
+        lo: int,
+        hi: int,
+    ) -> list[Batch | Skipped]:
         try:
             block = images[lo:hi]  # (n, H, W, 3): one chunk, never the whole file
         except Exception as exc:  # a corrupt region skips its rows, not the ingestion
-            for i in range(lo, hi):
-                yield Skipped(f"row {i}", f"cannot read the pixels ({exc})")
-            continue
+            return [Skipped(f"row {i}", f"cannot read the pixels ({exc})") for i in range(lo, hi)]
         pixels = np.ascontiguousarray(block.transpose(0, 3, 1, 2), dtype=np.float32)
-        if scale != 1.0:
-            pixels /= scale
-        pixels = resample(pixels, shape)
+        if self.uint8:
+            pixels /= 255.0
+        pixels = resample(pixels, self.shape)
         rows = pd.DataFrame({"object_id": [f"g10-{i:05d}" for i in range(lo, hi)]})
         rows["h5_index"] = np.arange(lo, hi)
         for name, values in columns.items():
             if name == "ans":
-                rows["label_id"], rows["label"] = _labels(values[lo:hi])
+                rows["label_id"], rows["label"] = _labels(values[lo - first : hi - first])
             else:
-                rows[name] = values[lo:hi]
-        yield Batch(pixels, rows, n_inputs=hi - lo)
+                rows[name] = values[lo - first : hi - first]
+        return [Batch(pixels, rows, n_inputs=hi - lo)]

@@ -5,6 +5,9 @@ catalog is used) and its partitions are read in HEALPix order. Each row names it
 two columns: ``cutout_file``, a zarr array (n, C, H, W) relative to the catalog folder (the
 main catalog's, in a collection; or ``--images DIR``), and ``cutout_row``, its row there; the layout ``export --format hats``
 writes (:mod:`backend.hats`). A catalog without those columns is refused: a survey is images.
+The catalog columns are read here; the cutouts are gathered per partition of objects (about
+:data:`~backend.ingest.pipeline.PARTITION_BYTES` of pixels each) where ``--scheduler`` says
+(:mod:`backend.pipeline.execution`), and the survey is the same wherever they are gathered.
 
 A LatentSky export also carries ``latentsky.json`` (bands, display, pixel scale, which columns
 were the catalog and which were model products) and ``survey_index``: then the survey comes back
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +38,11 @@ from backend.hats.layout import (
     HatsError,
     cutout_path,
 )
-from backend.ingest.pipeline import Batch, check_target, write_survey
+from backend.ingest.pipeline import Batch, check_target, partition_rows, write_survey
 from backend.ingest.report import IngestError, IngestReport
 from backend.survey.meta import DisplaySettings
 
 _SPATIAL_INDEX = "_healpix_29"
-_BLOCK_BYTES = 64 * 2**20  # pixels gathered per batch
 
 
 def ingest_hats(
@@ -52,9 +55,11 @@ def ingest_hats(
     root: Path | None = None,
     progress: bool = True,
     description: str = "",
+    scheduler: Any = None,
 ) -> IngestReport:
     """Ingest the HATS catalog at ``path`` with its cutouts (under ``images``, default
-    ``path``) as survey ``survey``."""
+    ``path``) as survey ``survey``. The catalog is read here; the cutouts are gathered per
+    partition of objects where ``scheduler`` says."""
     path = Path(path)
     if not path.exists():
         raise IngestError(f"{path}: no such folder")
@@ -94,9 +99,9 @@ def ingest_hats(
         options={"images": str(image_root), "catalog": catalog.catalog_name},
         notes=notes,
     )
-    step = max(1, _BLOCK_BYTES // (4 * int(np.prod(shape))))
+    step = partition_rows(4 * int(np.prod(shape)))
     return write_survey(
-        _batches(rows, refs, arrays, shape, step),
+        _batches(rows, refs, image_root, shape, step, scheduler),
         report,
         bands=bands,
         image_shape=(shape[1], shape[2]),
@@ -193,11 +198,18 @@ def _survey_order(table: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
 
 
 class _CutoutArrays:
-    """The zarr arrays named by ``cutout_file``, opened once each."""
+    """The zarr arrays named by ``cutout_file``, opened once each (per process: a copy sent to
+    a worker opens its own)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._open: dict[str, zarr.Array] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["root"])
 
     def get(self, relpath: str) -> zarr.Array:
         if relpath not in self._open:
@@ -238,19 +250,41 @@ def _bands_and_shape(
 def _batches(
     rows: pd.DataFrame,
     refs: pd.DataFrame,
-    arrays: _CutoutArrays,
+    image_root: Path,
     shape: tuple[int, int, int],
     step: int,
+    scheduler: Any = None,
 ) -> Iterator[Batch]:
+    """The objects' cutouts, in survey order: partitions of ``step`` objects gathered from the
+    zarr arrays where ``scheduler`` says (:mod:`backend.pipeline.execution`; the workers must
+    see the cutouts); the catalog rows stay here."""
+    from backend.pipeline.execution import executor, partitions
+
     files = refs[CUTOUT_FILE_COLUMN].astype(str).to_numpy()
     at = pd.to_numeric(refs[CUTOUT_ROW_COLUMN], errors="coerce").to_numpy()
-    for lo in range(0, len(rows), step):
-        hi = min(lo + step, len(rows))
-        block = np.empty((hi - lo, *shape), dtype=np.float32)
-        for relpath in pd.unique(files[lo:hi]):
-            mine = np.flatnonzero(files[lo:hi] == relpath)
-            block[mine] = _read_rows(arrays.get(relpath), at[lo:hi][mine], relpath, shape)
-        yield Batch(block, rows.iloc[lo:hi].reset_index(drop=True), n_inputs=hi - lo)
+    parts = partitions(len(rows), step)
+    task = CutoutsPartition(_CutoutArrays(image_root.resolve()), shape)
+    with executor(scheduler) as ex:
+        blocks = ex.imap(task, [(files[lo:hi], at[lo:hi]) for lo, hi in parts])
+        for (lo, hi), block in zip(parts, blocks, strict=True):
+            yield Batch(block, rows.iloc[lo:hi].reset_index(drop=True), n_inputs=hi - lo)
+
+
+@dataclass(frozen=True, eq=False)
+class CutoutsPartition:
+    """Pixels (n, C, H, W) of a partition's objects, given each one's ``cutout_file`` and
+    ``cutout_row``."""
+
+    arrays: _CutoutArrays
+    shape: tuple[int, int, int]
+
+    def __call__(self, refs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        files, at = refs
+        block = np.empty((len(files), *self.shape), dtype=np.float32)
+        for relpath in pd.unique(files):
+            mine = np.flatnonzero(files == relpath)
+            block[mine] = _read_rows(self.arrays.get(relpath), at[mine], relpath, self.shape)
+        return block
 
 
 def _read_rows(

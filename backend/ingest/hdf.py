@@ -12,14 +12,17 @@ instead of the shipped one.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sep
+from numpy.typing import ArrayLike
 
 from backend.ingest.images import PictureError, read_picture
-from backend.ingest.pipeline import Batch, check_target, write_survey
+from backend.ingest.pipeline import Batch, check_target, partition_rows, write_survey
 from backend.ingest.report import IngestError, IngestReport
 
 BANDS = ["R", "G", "B"]
@@ -74,15 +77,13 @@ def cut_stamps(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n, C, size, size) stamps centred on (x, y), zero outside the picture; and a flag
     saying which stamps cross the picture's edge."""
-    _, height, width = picture.shape
     padded = np.pad(picture, ((0, 0), (size, size), (size, size)))
     x0 = np.round(x).astype(int) - size // 2
     y0 = np.round(y).astype(int) - size // 2
     stamps = np.empty((len(x0), picture.shape[0], size, size), np.float32)
     for k, (i, j) in enumerate(zip(x0 + size, y0 + size, strict=True)):
         stamps[k] = padded[:, j : j + size, i : i + size]
-    edge = (x0 < 0) | (y0 < 0) | (x0 + size > width) | (y0 + size > height)
-    return stamps, edge
+    return stamps, stamp_crosses_edge(picture.shape, x, y, size)
 
 
 def ingest_hdf(
@@ -98,11 +99,13 @@ def ingest_hdf(
     root: Path | None = None,
     progress: bool = True,
     description: str = "",
+    scheduler: Any = None,
 ) -> IngestReport:
     """Detect galaxies in the Hubble Deep Field (or the picture at ``path``) and store stamps.
 
     Stamps crossing the picture's edge are left out unless ``keep_edges`` (then zero-padded
-    and flagged in the ``edge`` column).
+    and flagged in the ``edge`` column). Detection runs here, on the whole picture; the stamps
+    are cut per partition of detections where ``scheduler`` says.
     """
     if size < 8:
         raise IngestError(f"--size {size}: stamps need at least 8 pixels")
@@ -113,29 +116,31 @@ def ingest_hdf(
     if min(picture.shape[1:]) < size:
         raise IngestError(f"{origin}: picture {picture.shape[1:]} is smaller than a {size} stamp")
     table = detect(picture, threshold, min_area)
-    stamps, edge = cut_stamps(picture, table["x"].to_numpy(), table["y"].to_numpy(), size)
-    table["edge"] = edge
+    table["edge"] = stamp_crosses_edge(picture.shape, table["x"], table["y"], size)
     report = IngestReport(
         survey=survey,
         kind="hdf",
         source=origin,
         options={"size": size, "threshold": threshold, "min_area": min_area},
     )
+    edge = table["edge"].to_numpy()
     if not keep_edges and edge.any():
         report.notes.append(
             f"{int(edge.sum())} detections whose {size}px stamp crosses the picture edge were "
             "left out (keep them with --keep-edges)"
         )
-        stamps, table = stamps[~edge], table.loc[~edge].reset_index(drop=True)
+        table = table.loc[~edge].reset_index(drop=True)
     if not len(table):
         raise IngestError(
             f"{origin}: no sources detected above {threshold} sigma with {min_area} pixels"
         )
+    if limit is not None:
+        table = table.iloc[:limit]  # no stamp is cut for nothing
     table.insert(0, "object_id", [f"hdf-{i:04d}" for i in range(len(table))])
     table.insert(1, "ra", np.nan)
     table.insert(2, "dec", np.nan)
     return write_survey(
-        _batches(stamps, table),
+        _stamps(picture, table, size, scheduler),
         report,
         bands=BANDS,
         image_shape=(size, size),
@@ -149,7 +154,37 @@ def ingest_hdf(
     )
 
 
-def _batches(stamps: np.ndarray, table: pd.DataFrame, step: int = 256) -> Iterator[Batch]:
-    for lo in range(0, len(table), step):
-        hi = min(lo + step, len(table))
-        yield Batch(stamps[lo:hi], table.iloc[lo:hi], n_inputs=hi - lo)
+def stamp_crosses_edge(shape: tuple[int, ...], x: ArrayLike, y: ArrayLike, size: int) -> np.ndarray:
+    """For a picture of ``shape`` (..., H, W): whether the ``size`` stamp centred on each
+    (x, y) reaches outside it (what :func:`cut_stamps` flags)."""
+    height, width = shape[-2:]
+    x0 = np.round(np.asarray(x, dtype=float)).astype(int) - size // 2
+    y0 = np.round(np.asarray(y, dtype=float)).astype(int) - size // 2
+    return (x0 < 0) | (y0 < 0) | (x0 + size > width) | (y0 + size > height)
+
+
+def _stamps(
+    picture: np.ndarray, table: pd.DataFrame, size: int, scheduler: Any = None
+) -> Iterator[Batch]:
+    """The stamps of ``table``'s detections, in order: partitions of detections (about
+    :data:`~backend.ingest.pipeline.PARTITION_BYTES` of stamps each) cut where ``scheduler``
+    says (:mod:`backend.pipeline.execution`; the picture goes to each worker once)."""
+    from backend.pipeline.execution import executor, partitions
+
+    parts = partitions(len(table), partition_rows(4 * picture.shape[0] * size * size))
+    centres = [(table["x"].to_numpy()[lo:hi], table["y"].to_numpy()[lo:hi]) for lo, hi in parts]
+    task = StampsPartition(picture, size)
+    with executor(scheduler) as ex:
+        for (lo, hi), stamps in zip(parts, ex.imap(task, centres), strict=True):
+            yield Batch(stamps, table.iloc[lo:hi], n_inputs=hi - lo)
+
+
+@dataclass(frozen=True, eq=False)
+class StampsPartition:
+    """``size`` x ``size`` stamps of ``picture`` centred on a partition's (x, y) detections."""
+
+    picture: np.ndarray
+    size: int
+
+    def __call__(self, centres: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        return cut_stamps(self.picture, centres[0], centres[1], self.size)[0]

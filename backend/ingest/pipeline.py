@@ -22,6 +22,16 @@ from backend.ingest.report import REPORT_FILE, IngestReport, Skipped, nothing_us
 from backend.survey import SurveyError, SurveyWriter, survey_path, validate_survey_name
 from backend.survey.meta import DisplaySettings
 
+#: Output pixels one ingestion task (one partition) returns, at most (unless one object is more).
+PARTITION_BYTES = 64 * 2**20
+
+
+def partition_rows(object_bytes: int, at_least: int = 1) -> int:
+    """Objects per ingestion partition: as many as fit in :data:`PARTITION_BYTES` of output
+    pixels (``object_bytes`` each), a multiple of ``at_least`` (a read size), never fewer."""
+    at_least = max(1, int(at_least))
+    return at_least * max(1, PARTITION_BYTES // max(1, at_least * int(object_bytes)))
+
 
 @dataclass
 class Batch:
