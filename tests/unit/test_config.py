@@ -87,3 +87,23 @@ def test_only_config_reads_latentsky_variables() -> None:
             if reads.search(line) and not any(t in line for t in third_party):
                 offenders.append(f"{name}:{number}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_the_readme_table_lists_every_variable_config_reads() -> None:
+    """README's configuration table names every environment variable backend/config.py reads,
+    and no LatentSky variable that it does not read."""
+    import re
+
+    repo = Path(__file__).resolve().parents[2]
+    source = (repo / "backend" / "config.py").read_text()
+    read = set(re.findall(r"\"((?:LATENTSKY|DATABASE|REDIS)_[A-Z0-9_]+)\"", source))
+    assert {"LATENTSKY_HOME", "DATABASE_URL", "LATENTSKY_SCHEDULER", "REDIS_URL"} <= read
+    rows = [
+        line for line in (repo / "README.md").read_text().splitlines() if line.startswith("| `")
+    ]
+    listed = {
+        name for row in rows for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row.split("|")[1])
+    }
+    assert read - listed == set(), "read by backend/config.py, missing from README's table"
+    ours = {name for name in listed if not name.startswith("PANEL_")}
+    assert ours - read == set(), "in README's table, read nowhere by backend/config.py"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -30,8 +32,9 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def test_backend_active_never_imports_backend_jobs() -> None:
-    files = sorted((REPO / "backend" / "active").glob("*.py"))
+@pytest.mark.parametrize("package", ["active", "pipeline"])
+def test_the_pipeline_and_active_learning_never_import_backend_jobs(package: str) -> None:
+    files = sorted((REPO / "backend" / package).rglob("*.py"))
     assert files
     offenders = {
         f"{path.relative_to(REPO)}: {name}"
@@ -39,7 +42,103 @@ def test_backend_active_never_imports_backend_jobs() -> None:
         for name in _imported_modules(path)
         if name == "backend.jobs" or name.startswith("backend.jobs.")
     }
-    assert not offenders, f"backend/active imports backend/jobs: {sorted(offenders)}"
+    assert not offenders, f"backend/{package} imports backend/jobs: {sorted(offenders)}"
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _load_time_imports(path: Path, name: str, modules: set[str]) -> set[str]:
+    """Modules of ``modules`` that importing ``name`` (at ``path``) imports at once: imports
+    at module level (also inside ``if``/``try``; not under ``TYPE_CHECKING``, not inside
+    functions). ``from pkg import sub`` counts as importing ``pkg.sub``; a module's own parent
+    packages, which Python imports first anyway, are not counted unless named."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    named: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If):
+                if "TYPE_CHECKING" not in ast.unparse(node.test):
+                    visit(node.body)
+                    visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, *(h.body for h in node.handlers), node.orelse):
+                    visit(block)
+                visit(node.finalbody)
+            elif isinstance(node, ast.Import):
+                named.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level:
+                    base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    module = ".".join([*base, *([node.module] if node.module else [])])
+                for alias in node.names:
+                    sub = f"{module}.{alias.name}"
+                    named.add(sub if sub in modules else module)
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    found: set[str] = set()
+    for target in named:
+        explicit = True
+        while target:
+            if target in modules and target != name:
+                if explicit or not name.startswith(f"{target}."):
+                    found.add(target)
+                explicit = False
+            target = target.rpartition(".")[0]
+    return found
+
+
+def _import_cycles(root: Path, packages: tuple[str, ...]) -> list[list[str]]:
+    """Groups of modules under ``root/<package>`` that import each other at load time."""
+    paths = {
+        _module_name(path, root): path
+        for package in packages
+        for path in sorted((root / package).rglob("*.py"))
+    }
+    graph = {name: _load_time_imports(path, name, set(paths)) for name, path in paths.items()}
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+    for start in sorted(graph):  # every module: the modules reachable both ways form a cycle
+        if start in done:
+            continue
+        reach = _reachable(graph, start)
+        group = sorted(n for n in reach if start in _reachable(graph, n))
+        done.update(group)
+        if len(group) > 1:
+            cycles.append(group)
+    return cycles
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen, todo = {start}, [start]
+    while todo:
+        for nxt in graph[todo.pop()] - seen:
+            seen.add(nxt)
+            todo.append(nxt)
+    return seen
+
+
+def test_no_module_of_backend_app_or_models_imports_itself_back(tmp_path: Path) -> None:
+    """No import circles: no chain of load-time imports leads from a module back to itself
+    (an import inside a function, made on first use, is how a step reaches a layer above)."""
+    assert _import_cycles(REPO, ("backend", "app", "models")) == []
+    # the check sees a circle through a package's __init__ and one between two modules
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("from pkg.a import A\n")
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import b\nA = 1\n")
+    (tmp_path / "pkg" / "b.py").write_text("import os\n\ndef f():\n    from pkg import a\n")
+    (tmp_path / "pkg" / "c.py").write_text("from pkg import A\n")
+    (tmp_path / "pkg" / "d.py").write_text("from . import e\n")
+    (tmp_path / "pkg" / "e.py").write_text(
+        "try:\n    import pkg.d\nexcept ImportError:\n    pass\n"
+    )
+    assert _import_cycles(tmp_path, ("pkg",)) == [["pkg.d", "pkg.e"]]
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import c\nA = 1\n")
+    assert _import_cycles(tmp_path, ("pkg",)) == [["pkg", "pkg.a", "pkg.c"], ["pkg.d", "pkg.e"]]
 
 
 def test_importing_backend_active_loads_no_job_module() -> None:
