@@ -7,8 +7,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,11 +27,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+def _wait_for_port(
+    port: int, proc: subprocess.Popen, timeout: float = 60.0, log: Path | None = None
+) -> None:
+    """Wait until ``proc`` listens on ``port``; a process that exits first is reported with
+    what it printed (its piped stdout, or the file ``log``)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"panel serve exited early:\n{proc.stdout.read()}")
+            printed = log.read_text(errors="replace")[-4000:] if log else ""
+            if proc.stdout is not None and not proc.stdout.closed:
+                printed = proc.stdout.read()
+            raise RuntimeError(f"panel serve exited early ({proc.returncode}):\n{printed}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -37,34 +46,44 @@ def _wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> 
     raise TimeoutError(f"panel serve did not listen on {port} within {timeout} s")
 
 
-@pytest.fixture
-def serve_app(home: Path) -> Iterator[callable]:
-    """Start the app on a free loopback port against the test's data root; yields a URL maker."""
-    procs: list[subprocess.Popen] = []
+@contextmanager
+def panel_server(env: Mapping[str, str], threads: int = 2) -> Iterator[str]:
+    """Serve the app with ``panel serve`` on a free 127.0.0.1 port, with ``env`` over this
+    process's environment; yields its base URL and stops the server on exit.
 
-    def start() -> str:
-        port = _free_port()
-        panel = Path(sys.executable).with_name("panel")
-        cmd = [
-            str(panel), "serve", "app/main.py", "--address", "127.0.0.1", "--port", str(port),
-            "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
-            "--num-threads", "2",
-        ]  # fmt: skip
-        env = {**os.environ, "LATENTSKY_HOME": str(home)}
-        proc = subprocess.Popen(
-            cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        procs.append(proc)
-        _wait_for_port(port, proc)
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for proc in procs:
-        proc.terminate()
+    The server's output goes to a temporary file (a pipe nobody reads would fill and stall a
+    chatty server); a server that exits before listening is reported with its last lines."""
+    port = _free_port()
+    cmd = [
+        str(Path(sys.executable).with_name("panel")), "serve", "app/main.py",
+        "--address", "127.0.0.1", "--port", str(port),
+        "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
+        "--num-threads", str(threads),
+    ]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="latentsky-serve-") as tmp:
+        log = Path(tmp) / "panel.log"
+        with log.open("w") as out:
+            proc = subprocess.Popen(
+                cmd, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+            )
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            _wait_for_port(port, proc, log=log)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def serve_app(home: Path) -> Iterator[Callable[[], str]]:
+    """Start the app on a free loopback port against the test's data root; yields a URL maker
+    (each call starts one more server; all stop at the end of the test)."""
+    with ExitStack() as servers:
+        yield lambda: servers.enter_context(panel_server({"LATENTSKY_HOME": str(home)}))
 
 
 def _is_outside(url: str) -> bool:
@@ -163,28 +182,11 @@ def ui_database(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def demo_url(demo_home: Path, ui_database: str) -> Iterator[str]:
     """The app served once for the session against ``demo_home``."""
-    port = _free_port()
-    panel = Path(sys.executable).with_name("panel")
-    cmd = [
-        str(panel), "serve", "app/main.py", "--address", "127.0.0.1", "--port", str(port),
-        "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
-        "--num-threads", "4",
-    ]  # fmt: skip
-    env = {**os.environ, "LATENTSKY_HOME": str(demo_home), "DATABASE_URL": ui_database}
+    env = {"LATENTSKY_HOME": str(demo_home), "DATABASE_URL": ui_database}
     if os.environ.get("LATENTSKY_UI_HOME"):  # a shared data root: its job queue is not ours
         env["LATENTSKY_RETRAIN_EVERY"] = "1000000000"
-    proc = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        _wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}/main"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with panel_server(env, threads=4) as url:
+        yield f"{url}/main"
 
 
 @pytest.fixture

@@ -3,19 +3,15 @@ table's hidden columns, a bad upload's error and stale results, the page at 1280
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import REPO_ROOT
-from tests.ui.conftest import _free_port, _wait_for_port
+from tests.ui.conftest import panel_server
 from tests.ui.pages import map_box, open_tab, wait_tile_ids
 
 pytestmark = pytest.mark.ui
@@ -28,28 +24,11 @@ def workbench(demo_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     root = tmp_path_factory.mktemp("workbench")
     home = root / "home"
     shutil.copytree(demo_home, home, ignore=shutil.ignore_patterns("*.lock", "latentsky.db*"))
-    env = {**os.environ, "LATENTSKY_HOME": str(home)}
+    env = {"LATENTSKY_HOME": str(home)}
     env["DATABASE_URL"] = f"sqlite:///{root / 'latentsky.db'}"
     env["LATENTSKY_RETRAIN_EVERY"] = "1000000000"
-    port = _free_port()
-    cmd = [
-        str(Path(sys.executable).with_name("panel")), "serve", "app/main.py",
-        "--address", "127.0.0.1", "--port", str(port),
-        "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
-        "--num-threads", "2",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
-        _wait_for_port(port, proc)
-        yield {"url": f"http://127.0.0.1:{port}/main", "env": env, "home": home}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with panel_server(env) as url:
+        yield {"url": f"{url}/main", "env": env, "home": home}
 
 
 @pytest.fixture
