@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from app.data import SurveyData
-from app.plots import MIN_ALPHA, SPREAD, MapStyle, map_opts, map_points, render_view
+from app.plots import MIN_ALPHA, SPREAD, MapStyle, map_frame, map_opts, map_points, render_view
 from app.safe import in_thread
 from app.shading import count_categories, shade
 from backend.latent.errors import LatentError
@@ -65,7 +65,7 @@ class ServerMap:
         self.on_error = on_error
         self.draw = draw or (lambda v: render_view(self.points, self.style, *v))
         view: View = (tuple(x_range), tuple(y_range), DEFAULT_WIDTH, style.height)
-        self.pipe = hv.streams.Pipe(data=self.draw(view))
+        self.pipe = hv.streams.Pipe(data=map_frame(self.draw(view), style))
         self.dmap = hv.DynamicMap(_identity, streams=[self.pipe])
         self.ranges = hv.streams.RangeXY(source=self.dmap)
         self.size = hv.streams.PlotSize(source=self.dmap)
@@ -107,14 +107,15 @@ class ServerMap:
         points: hv.Points | None = None,
         draw: Callable[[View], hv.Element] | None = None,
     ) -> None:
-        """Colour the same map otherwise: the view shown is drawn again in ``style`` and pushed
-        through the same Pipe, so the browser keeps its plot and only gets the new image."""
+        """Colour the same map otherwise, in any kind of colouring: the view shown is drawn
+        again in ``style`` and pushed through the same Pipe, so the browser keeps its plot and
+        only gets the new image (see :func:`app.plots.map_frame`)."""
         with self._lock:
             self.points, self.style = points, style
             self.draw = draw or (lambda v: render_view(self.points, self.style, *v))
             self._generation += 1
             view, generation = self._wanted, self._generation
-        element = self.draw(view)
+        element = map_frame(self.draw(view), style)
         with self._lock:
             if generation != self._generation:  # restyled again meanwhile: that one wins
                 return
@@ -125,12 +126,17 @@ class ServerMap:
         """Draw the newest wanted view until nothing newer is waiting (thread pool)."""
         while True:
             with self._lock:
-                view, generation = self._wanted, self._generation
+                view, generation, draw, style = (
+                    self._wanted,
+                    self._generation,
+                    self.draw,
+                    self.style,
+                )
                 if self._current():
                     self._busy = False
                     return
             try:
-                element = self.draw(view)
+                element = map_frame(draw(view), style)
             except Exception as exc:  # a failed draw must leave the map usable
                 log.exception("map aggregation failed")
                 with self._lock:

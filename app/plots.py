@@ -7,7 +7,7 @@ image of the current view, whatever the number of objects.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import datashader as ds
@@ -125,6 +125,78 @@ def title_colour_bar(plot: Any, element: hv.Element) -> None:
         bar.title = plot.clabel
 
 
+def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
+    """One frame of the map, the same two layers whatever the colouring: an RGB picture
+    (categories, shaded on the server) under a colour-mapped image (numbers, or counts for
+    density); the layer a colouring does not use is empty. Every colouring thus updates the
+    same Bokeh figure, glyphs and colour bar (:class:`ColourBarHook` shows the bar and picks
+    the mapper), so changing the colouring, even between kinds, sends only new data."""
+    x0, y0, x1, y1 = element.bounds.lbrt()
+    base = map_opts(replace(style, kind="cat"))  # the figure's options, no colour mapping
+    if style.kind == "cat":
+        rgb = element
+        empty = hv.Dimension("v", range=(0.0, 1.0))
+        image = hv.Image(np.full((1, 1), np.nan), bounds=(x0, y0, x1, y1), vdims=[empty])
+    else:
+        rgb = hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=(x0, y0, x1, y1), vdims=list("RGBA"))
+        image = element
+    image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
+                  "clabel": style.clabel or " ", "cnorm": "linear",
+                  "clim": _clim(style),
+                  "hooks": [ColourBarHook(style.kind)]}  # fmt: skip
+    return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
+
+
+def _clim(style: MapStyle) -> tuple[float, float]:
+    """The colour range option of a frame: numbers' robust range, density's from the data
+    (NaN: HoloViews takes the image's range), any finite range for the empty layer."""
+    if style.kind == "num" and style.clim:
+        return style.clim
+    return (np.nan, np.nan) if style.kind != "cat" else (0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ColourBarHook:
+    """Bokeh hook of the map's colour-mapped layer: the colour bar shows for numbers and
+    density only, titled by ``clabel``; density maps by histogram equalisation, numbers
+    linearly. HoloViews keeps the mapper it built first, so the hook swaps the glyph's and the
+    bar's mapper between that (linear) one and an equalising twin that copies its palette and
+    range."""
+
+    kind: str
+
+    def __call__(self, plot: Any, element: hv.Element) -> None:
+        from bokeh.models import EqHistColorMapper
+
+        linear = plot.handles.get("color_mapper")
+        glyph = plot.handles.get("glyph")
+        if linear is None or glyph is None:
+            return
+        mapper = linear
+        if self.kind == "count":
+            mapper = plot.handles.get("eq_hist_color_mapper")
+            same = {k: getattr(linear, k) for k in ("palette", "low", "high", "nan_color")}
+            if mapper is None:
+                mapper = EqHistColorMapper(rescale_discrete_levels=True, **same)
+                plot.handles["eq_hist_color_mapper"] = mapper
+            changed = {k: v for k, v in same.items() if getattr(mapper, k) != v}
+            if changed:
+                mapper.update(**changed)
+        if glyph.color_mapper is not mapper:
+            glyph.color_mapper = mapper
+        bar = plot.handles.get("colorbar")
+        if bar is None:
+            return
+        if bar.color_mapper is not mapper:
+            bar.color_mapper = mapper
+        shown = self.kind != "cat"
+        if bar.visible != shown:
+            bar.visible = shown
+        title = plot.clabel if shown and plot.clabel else ""
+        if bar.title != title:
+            bar.title = title
+
+
 def marker_overlay(
     x: Sequence[float], y: Sequence[float], *, colour: str = ACCENT, size: int = 9,
     marker: str = "circle", label: str = "",
@@ -135,6 +207,17 @@ def marker_overlay(
         color=colour, size=size, marker=marker, line_color="white", line_width=1.2,
         fill_alpha=0.9, tools=[],
     )  # fmt: skip
+
+
+MAX_SHARED = 20_000  # objects of a shared selection drawn one by one; beyond, an even sample
+
+
+def shared_selection(x: np.ndarray, y: np.ndarray) -> hv.Points:
+    """Objects selected on another map (the sky), drawn on top of the latent map: small
+    orange dots, an even sample beyond ``MAX_SHARED``."""
+    step = max(1, -(-len(x) // MAX_SHARED))
+    pts = hv.Points((np.asarray(x[::step], float), np.asarray(y[::step], float)), ["x", "y"])
+    return pts.opts(color=ACCENT, size=4, line_color=None, alpha=0.9, tools=[])
 
 
 def reliability_diagram(rel: dict[str, list[float]]) -> hv.Overlay:

@@ -71,11 +71,11 @@ LEGEND_CSS = """
 
 
 def in_place(old: plots.MapStyle, new: plots.MapStyle) -> bool:
-    """Whether a map drawn in ``old`` can be recoloured to ``new`` by pushing a new image
-    through its Pipe: the same kind of element and colour mapper (categories: RGB images
-    with the page's legend; numbers: images whose mapper, range and colour bar title
-    update in place). Density (eq_hist) and numbers (linear) need another mapper."""
-    return old.kind == new.kind and old.colorbar == new.colorbar and old.height == new.height
+    """Whether a map drawn in ``old`` can be recoloured to ``new`` by pushing a new frame
+    through its Pipe: any change of colouring, between kinds too (every frame has the same
+    layers, see :func:`app.plots.map_frame`), as long as the figure keeps its colour bar and
+    height."""
+    return old.colorbar == new.colorbar and old.height == new.height
 
 
 class ExploreView(pn.viewable.Viewer):
@@ -236,8 +236,9 @@ class ExploreView(pn.viewable.Viewer):
         shaded = self._server_map.dmap
         outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
+        shared = hv.DynamicMap(pn.bind(self.sky_selection, rows=self.state.param.selection))
         self._attach_streams(shaded)
-        self._map.object = shaded * outline * marker
+        self._map.object = shaded * shared * outline * marker
 
     def _recolour(self) -> None:
         self._build_map()
@@ -254,6 +255,14 @@ class ExploreView(pn.viewable.Viewer):
         tap.add_subscriber(guarded(self._alert)(self._on_tap))
         pointer.add_subscriber(guarded(self._alert)(self._on_pointer))
         ranges.add_subscriber(self._on_range)
+
+    def sky_selection(self, rows: Any) -> hv.Points:
+        """The objects selected on the sky (``state.selection`` shared by the Sky view) at
+        their places on the latent map; nothing for a selection made here (its outline and
+        gallery show it)."""
+        shared = self.state.selection_from == "sky" and rows is not None and rows.count() > 0
+        at = np.asarray(rows.all_rows(), dtype=np.int64) if shared else np.zeros(0, np.int64)
+        return plots.shared_selection(self.data.x[at], self.data.y[at])
 
     @staticmethod
     def _outline(data: list) -> hv.Path:

@@ -12,7 +12,9 @@ from app.data import SurveyData
 from tests.unit.test_tiled_explore import explore, survey_data  # noqa: F401  (fixture)
 
 
-def _rgba(element: hv.Element) -> np.ndarray:
+def _rgba(frame: hv.Overlay) -> np.ndarray:
+    """The categories' picture of a map frame (its RGB layer)."""
+    (element,) = [e for e in frame if isinstance(e, hv.RGB)]
     return np.dstack([element.dimension_values(d, flat=False) for d in element.vdims])
 
 
@@ -29,7 +31,7 @@ def test_a_class_colouring_change_keeps_the_plot_and_sends_the_new_image(
     assert view._map.object is plot, "the map's plot was replaced"
     assert view._server_map is server and server.dmap is dmap  # same streams, same Pipe
     labels_image = server.pipe.data
-    assert isinstance(labels_image, hv.RGB) and labels_image is not kind_image
+    assert labels_image is not kind_image
     before, after = _rgba(kind_image), _rgba(labels_image)
     assert before.shape == after.shape
     drawn = after[..., 3] > 0
@@ -64,3 +66,46 @@ def test_a_number_colouring_change_updates_the_mapper_and_colour_bar_of_the_same
     assert bar.title == second.label
     assert (bar.color_mapper.low, bar.color_mapper.high) == pytest.approx(clim)
     assert list(bar.color_mapper.palette) != palette  # viridis -> plasma
+
+
+def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
+    survey_data: SurveyData,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Classes -> a number -> density -> classes: one Bokeh figure all along; its colour bar
+    shows for the number (titled, linear mapper on the number's range) and density (titled,
+    histogram-equalised mapper), and hides for classes, whose picture is back as it was."""
+    import holoviews.plotting.bokeh  # noqa: F401
+    from bokeh.models import ColorBar, EqHistColorMapper, LinearColorMapper
+    from bokeh.models import Image as ImageGlyph
+
+    view = explore(survey_data, monkeypatch)
+    view.colour.value = "catalog:kind"
+    classes = _rgba(view._server_map.pipe.data)
+    plot = hv.renderer("bokeh").get_plot(view._map.object)
+    figure, pane = plot.state, view._map.object
+    (bar,) = figure.select(ColorBar)
+    layer = next(p for p in plot.subplots.values() if isinstance(p.handles["glyph"], ImageGlyph))
+    glyph, source = layer.handles["glyph"], layer.handles["source"]
+    assert not bar.visible
+    number = next(s for s in view._specs.values() if s.kind == "num" and s.column == "mag")
+    view.colour.value = number.key
+    assert view._map.object is pane and plot.state is figure, "a new figure for a number"
+    assert bar.visible and bar.title == number.label
+    assert isinstance(glyph.color_mapper, LinearColorMapper)
+    assert bar.color_mapper is glyph.color_mapper
+    _, _, clim = view._colour_values(number)
+    assert (glyph.color_mapper.low, glyph.color_mapper.high) == pytest.approx(clim)
+    drawn = np.isfinite(source.data["image"][0]).sum()
+    assert drawn > 100
+    view.colour.value = "density"
+    assert view._map.object is pane and plot.state is figure, "a new figure for density"
+    assert bar.visible and bar.title == "objects per pixel"
+    assert isinstance(glyph.color_mapper, EqHistColorMapper)
+    assert bar.color_mapper is glyph.color_mapper
+    assert list(glyph.color_mapper.palette) == list(layer.handles["color_mapper"].palette)
+    view.colour.value = "catalog:kind"
+    assert view._map.object is pane and plot.state is figure, "a new figure for classes"
+    assert not bar.visible
+    assert not np.isfinite(source.data["image"][0]).any()  # number layer empty
+    np.testing.assert_array_equal(_rgba(view._server_map.pipe.data), classes)
