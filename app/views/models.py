@@ -355,6 +355,9 @@ class ModelsView(pn.viewable.Viewer):
             for k, label in names.items()
             if isinstance(m.get(k), int | float)
         ]
+        ref = (version.meta.get("training") or {}).get("ood_reference")
+        if ref:  # an imported encoder: its OOD reference is a survey itself
+            cards.append(("OOD reference", f"{ref['survey']} itself ({ref['objects']} objects)"))
         return [("version", f"{version.kind} {version.version}"), *cards]
 
     @staticmethod

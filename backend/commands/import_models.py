@@ -32,6 +32,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     enc.add_argument("--mean", help="per-channel mean subtracted (comma-separated, or one value)")
     enc.add_argument("--std", help="per-channel std divided by (comma-separated, or one value)")
     enc.add_argument("--embedding-dim", type=int, help="expected embedding size (checked)")
+    enc.add_argument(
+        "--reference-survey",
+        help="survey whose bulk the OOD score measures distance to (default: --survey); a "
+        "stratified sample of it is embedded and stored with the model",
+    )
     enc.add_argument("--activate", action="store_true", help="make it the survey's encoder")
     enc.set_defaults(func=run_encoder)
 
@@ -80,6 +85,7 @@ def run_encoder(args: argparse.Namespace) -> int:
         mean=_floats(args.mean, "--mean"),
         std=_floats(args.std, "--std"),
         embedding_dim=args.embedding_dim,
+        reference_survey=args.reference_survey,
     )
     version, notes = import_encoder(req, activate=args.activate)
     cfg = version.config
@@ -88,6 +94,11 @@ def run_encoder(args: argparse.Namespace) -> int:
         f"imported {args.format} encoder {args.path} as encoder {version.version} for survey "
         f"{args.survey}: input {','.join(cfg['input_channels'])} at {side}x{side} px, "
         f"{cfg['embedding_dim']}-d embeddings{' (active)' if args.activate else ''}"
+    )
+    ref = version.meta["training"]["ood_reference"]
+    print(
+        f"  OOD reference: {ref['survey']} itself ({ref['objects']} of {ref['of']} objects, "
+        "stratified): OOD scores measure distance to that survey's bulk"
     )
     for note in notes:
         print(f"  note: {note}")

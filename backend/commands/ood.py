@@ -44,10 +44,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.survey:
         raise UserError("ood needs --survey (or --general-reference CORPUS)")
     versions = {"encoder": args.encoder} if args.encoder else None
-    ensure(args.survey, ("ood",), versions=versions)
+    outcome = ensure(args.survey, ("ood",), versions=versions)
     encoder = args.encoder or resolve_versions(args.survey).encoder
-    found = read_ood(args.survey, encoder)
-    assert found is not None  # ensure made it or raised
+    found = read_ood(args.survey, encoder) if encoder else None
+    if found is None:  # not made: the plan says why (no encoder, no reference)
+        raise UserError("; ".join(outcome.plan.notes) or f"no ood product for {args.survey}")
     scores, summary = found
     print(f"survey {args.survey}, encoder {encoder}: {summary['verdict']}")
     print(f"  reference: {summary['reference']} (k = {summary['k']})")

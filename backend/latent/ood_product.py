@@ -20,9 +20,12 @@ import pandas as pd
 from backend.latent import ood
 from backend.pipeline.kinds import OOD_FILE, OOD_META_FILE
 from backend.pipeline.storage import ProductError, has_embeddings, open_embeddings, publish
+from backend.rowtable import ROW_GROUP
 
 #: the verdict of an imported encoder's own survey: its reference is that survey's embeddings
 NO_REFERENCE = "no reference: scored against itself"
+#: objects of a survey embedded for an imported encoder's reference (a stratified sample)
+IMPORT_SAMPLE = 2000
 
 
 def is_imported(version: Any) -> bool:
@@ -36,8 +39,71 @@ def reference_path(version: Any) -> Path:
 
 
 def training_survey(version: Any) -> str:
-    """The survey an encoder version was trained on (its own survey when not recorded)."""
-    return str((version.meta.get("training") or {}).get("survey") or version.meta.get("survey"))
+    """The survey an encoder version's reference is drawn from: the survey it was trained on
+    (for an imported encoder, the survey its reference was built from at import; its own
+    survey when not recorded)."""
+    training = version.meta.get("training") or {}
+    imported = training.get("ood_reference") or {}
+    return str(imported.get("survey") or training.get("survey") or version.meta.get("survey"))
+
+
+def stratified_rows(n: int, size: int, seed: int = 0) -> np.ndarray:
+    """``min(n, size)`` sorted rows of an ``n``-row catalog, one drawn at random from each of
+    as many equal runs of the catalog order, so that every part of the survey (its files, sky
+    regions, ingest batches) is in the sample in proportion."""
+    size = min(int(n), int(size))
+    if size <= 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.linspace(0, n, size + 1)
+    lo, hi = np.ceil(edges[:-1]).astype(np.int64), np.ceil(edges[1:]).astype(np.int64)
+    hi = np.maximum(hi, lo + 1)
+    rng = np.random.default_rng(seed)
+    return np.minimum(lo + (rng.random(size) * (hi - lo)).astype(np.int64), n - 1)
+
+
+def survey_reference(
+    model: Any, survey: Any, *, role: str, max_rows: int = IMPORT_SAMPLE, batch_size: int = 256
+) -> tuple[ood.OODReference, dict[str, Any]]:
+    """The OOD reference of an imported encoder (``model``, whose training data is unknown)
+    from a stratified sample (:func:`stratified_rows`) of ``survey`` (a ``Survey``) embedded
+    with it, and the record the model's metadata keeps of it. ``role`` says why this survey
+    (the survey it was imported for, or the one the user named). Raises ``UserError`` when the
+    survey cannot be read by the model or is too small."""
+    from backend.errors import UserError
+    from models import embed
+
+    rows = stratified_rows(len(survey), max_rows)
+    if len(rows) < 2:
+        raise UserError(
+            f"survey {survey.name} has {len(survey)} object(s): an OOD reference needs 2 or more"
+        )
+    try:
+        vectors = np.concatenate([
+            embed(model.eval(), survey.cutouts(rows[lo : lo + batch_size]), bands=survey.bands,
+                  device="cpu", batch_size=batch_size)
+            for lo in range(0, len(rows), batch_size)
+        ])  # fmt: skip
+    except Exception as exc:  # whatever the foreign network raises on this survey's cutouts
+        text = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise UserError(
+            f"survey {survey.name} ({role}): the encoder cannot embed its cutouts for an OOD "
+            f"reference: {type(exc).__name__}: {text}"
+        ) from None
+    source = (
+        f"{survey.name} itself ({role}): stratified sample of {len(rows)} of {len(survey)} "
+        "objects; scores measure distance to that survey's bulk"
+    )
+    reference = ood.build_reference(vectors, source=source, max_rows=len(rows))
+    reference = ood.OODReference(
+        reference.vectors, reference.quantiles, reference.k, source, rows[reference.rows]
+    )
+    record = {
+        "survey": survey.name, "role": role, "objects": len(rows), "of": len(survey),
+        "sample": "stratified over the catalog order", "file": ood.REFERENCE_FILE,
+        "meaning": f"what the encoder learnt from is unknown: the reference is {survey.name} "
+        "itself, so OOD scores measure distance to that survey's bulk",
+    }  # fmt: skip
+    return reference, record
 
 
 def save_reference_for(version: Any, embeddings: np.ndarray | None = None) -> ood.OODReference:
@@ -87,6 +153,32 @@ def reference_for(version: Any) -> ood.OODReference:
     return save_reference_for(version)
 
 
+def reference_problem(encoder: str, survey: str) -> str | None:
+    """Why encoder ``encoder`` has no OOD reference for ``survey``'s ``ood`` product and none
+    can be made (one line), or None when it has one or one will be made as
+    :func:`reference_for` does (from ``survey``'s own embeddings when it is the training
+    survey, else from the training survey's embeddings, which must exist)."""
+    from backend.registry import ModelRegistry
+
+    version = ModelRegistry().get("encoder", encoder)
+    if reference_path(version).is_file():
+        return None
+    general = general_parent(version)
+    if general:
+        from backend.modelling.general import general_encoder_dir
+
+        if (general_encoder_dir(general) / ood.REFERENCE_FILE).is_file():
+            return None
+    source = training_survey(version)
+    if source == survey or has_embeddings(source, "encoder", encoder):
+        return None
+    return (
+        f"encoder {encoder} has no OOD reference and its training survey {source} has no "
+        f"embeddings of it (run `python -m backend embed --survey {source} --model {encoder}` "
+        "if that survey is still here)"
+    )
+
+
 def reference_after_embedding(survey: str, encoder: str) -> None:
     """Store an encoder's reference once its training survey is embedded (the pipeline calls
     this after each embeddings product; cheap when the reference exists or does not apply)."""
@@ -118,16 +210,18 @@ def make_ood(survey: str, encoder: str) -> dict[str, Any]:
         **ood.summarise(scores, reference),
     }  # fmt: skip
     if is_imported(version) and not general_parent(version):
-        # its training data is unknown: the reference is the survey it was imported for
+        # its training data is unknown: the reference is a survey's own embeddings
         summary["note"] = (
             f"imported encoder: what it learnt from is unknown; the reference is "
-            f"{training_survey(version)}'s embeddings, so that survey is scored against itself"
+            f"{training_survey(version)} itself, so scores measure distance to that survey's bulk"
         )
         if own:
             summary["verdict"] = NO_REFERENCE
     target = Target("ood", survey, "encoder", encoder)
     with publish(target.directory, PRODUCTS["ood"].files) as staging:
-        pd.DataFrame({"object_id": ids, "ood_score": scores}).to_parquet(staging / OOD_FILE)
+        pd.DataFrame({"object_id": ids, "ood_score": scores}).to_parquet(
+            staging / OOD_FILE, row_group_size=ROW_GROUP
+        )
         (staging / OOD_META_FILE).write_text(json.dumps(summary, indent=2) + "\n")
     record(target, None, time.perf_counter() - started)
     return summary

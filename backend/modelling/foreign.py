@@ -9,6 +9,7 @@ TorchScript and ONNX files are copied into the version folder; timm weights go i
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from backend.errors import UserError
+from backend.latent import ood
 from backend.registry import ModelRegistry, ModelVersion
 from backend.survey import Survey
 
@@ -46,6 +48,7 @@ class EncoderRequest:
     mean: list[float] | None = None
     std: list[float] | None = None
     embedding_dim: int | None = None
+    reference_survey: str | None = None  # OOD reference drawn from it (default: ``survey``)
 
 
 @dataclass
@@ -102,14 +105,30 @@ def import_encoder(
     if req.fmt in STORED_FILES:
         config["file"] = STORED_FILES[req.fmt]
         extra[STORED_FILES[req.fmt]] = path
+    reference, reference_record = _reference(req, model, survey)
     registry = ModelRegistry()
-    version = registry.save(
-        "encoder", state, config, survey=survey.name,
-        training={"imported": provenance}, extra_files=extra,
-    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        extra[ood.REFERENCE_FILE] = Path(tmp) / ood.REFERENCE_FILE
+        ood.save_reference(reference, extra[ood.REFERENCE_FILE])
+        version = registry.save(
+            "encoder", state, config, survey=survey.name, extra_files=extra,
+            training={"imported": provenance, "ood_reference": reference_record},
+        )  # fmt: skip
     if activate:
         registry.set_active(survey.name, "encoder", version.version)
     return version, list(provenance.get("notes", []))
+
+
+def _reference(req: EncoderRequest, model: Any, survey: Survey) -> tuple[Any, dict[str, Any]]:
+    """The OOD reference stored with the imported encoder: a stratified sample of the survey it
+    is imported for, or of ``--reference-survey`` (its training data is unknown)."""
+    from backend.latent.ood_product import survey_reference
+
+    if req.reference_survey in (None, survey.name):
+        return survey_reference(model, survey, role="the survey it was imported for")
+    return survey_reference(
+        model, Survey.open(req.reference_survey), role="given as --reference-survey"
+    )
 
 
 # -- timm --------------------------------------------------------------------------------------

@@ -261,6 +261,13 @@ class _Planner:
                 f"`python -m backend prepare --survey {self.survey}`)"
             )
             return []
+        if product == "ood":  # skipped, with its reason, when no reference can be had
+            from backend.latent.ood_product import reference_problem
+
+            why = reference_problem(encoder, self.survey)
+            if why:
+                self.notes.append(f"no ood for survey {self.survey}: {why}")
+                return []
         return [Target(product, self.survey, "encoder", encoder)]
 
     # -- what a target reads ---------------------------------------------------------------------
