@@ -88,6 +88,9 @@ def column_kind(values: pd.Series) -> str | None:
     if pd.api.types.is_bool_dtype(values):
         return "cat"
     if pd.api.types.is_numeric_dtype(values):
+        span = values.value_range() if hasattr(values, "value_range") else None
+        if span is not None:  # a paged column: from the file's statistics, nothing read
+            return "num" if np.isfinite(span).all() and span[0] < span[1] else None
         finite = np.isfinite(values.to_numpy(dtype=float, na_value=np.nan))
         if not finite.any() or np.nanmin(values[finite]) == np.nanmax(values[finite]):
             return None

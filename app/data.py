@@ -79,6 +79,24 @@ class SurveyData:
     def __len__(self) -> int:
         return len(self.table)
 
+    @property
+    def paged(self) -> bool:
+        """True when the table is read row group by row group (a big survey: :func:`open_paged`)."""
+        return not isinstance(self.table, pd.DataFrame)
+
+    def number_values(self, column: str, whole: bool = True) -> tuple[Any, tuple[float, float]]:
+        """(float values per object, 1st-99th percentile range) of a numeric column. A paged
+        table's values are read per object as asked (``values[i]``) and its range comes from a
+        sample of row groups, unless ``whole`` (a colouring drawn from every point)."""
+        from app.colouring import robust_range
+
+        col = self.table[column]
+        if self.paged and not whole:
+            sample = self.table.sample(column).astype(np.float64)  # type: ignore[union-attr]
+            return col.to_numpy(), robust_range(sample)
+        values = col.to_numpy(dtype=np.float32, na_value=np.nan)
+        return values, robust_range(values)
+
     def thumb(self, index: int, size: int | None = None, band: str | None = None) -> str:
         """URL of the PNG of object ``index`` (colour, or one band)."""
         stamp = hashlib.sha1(self.survey.meta.created.encode()).hexdigest()[:8]
@@ -161,8 +179,13 @@ def _mtime(path: Path) -> tuple[str, int]:
 
 
 def load_survey_data(name: str) -> SurveyData:
-    """Read the catalog, map, predictions and anomaly scores of ``name`` (slow for big surveys)."""
+    """Read the catalog, map, predictions and anomaly scores of ``name``; a survey of at least
+    ``LATENTSKY_TILED_MAP_ABOVE`` objects is opened without reading them (:func:`open_paged`)."""
+    from backend.config import tiled_map_threshold
+
     survey = get_survey(name)
+    if len(survey) >= tiled_map_threshold():
+        return open_paged(survey)
     table = survey.catalog.reset_index(drop=True).copy()
     problems: list[str] = []
     registry = ModelRegistry()
@@ -194,6 +217,116 @@ def load_survey_data(name: str) -> SurveyData:
         table, summary = _add_ood(table, name, encoder, problems)
     log.info("loaded survey %s: %d objects, problems: %s", name, len(table), problems)
     return SurveyData(survey, encoder, versions, table, x, y, problems, summary)
+
+
+def open_paged(survey: Survey) -> SurveyData:
+    """A big survey's data without reading its tables or map (bounded memory and first load):
+    ``table`` is a :class:`backend.rowtable.RowTable` over the catalog, the predictions in use,
+    the anomaly scores and the OOD scores, whose rows are read on demand, row group by row
+    group; ``x``/``y`` are views of the memory-mapped ``map.npy`` (the Explore view draws and
+    selects from the map tiles)."""
+    from backend.pipeline.storage import PREDICTIONS_FILE, product_dir
+    from backend.rowtable import RowTable, RowTableError, Source, parquet_columns, parquet_rows
+
+    name, n = survey.name, len(survey)
+    problems: list[str] = []
+    catalog = survey.path / "catalog.parquet"
+    sources = [Source(catalog, {c: c for c in parquet_columns(catalog)})]
+    taken = set(sources[0].columns)
+    registry = ModelRegistry()
+    versions: dict[str, str] = {}
+    encoder = _encoder_version(name, problems)
+    if encoder:
+        versions["encoder"] = encoder
+
+    def add(path: Path, columns: dict[str, str], missing: str, mismatch: str) -> bool:
+        if not path.is_file():
+            problems.append(missing)
+            return False
+        try:
+            rows = parquet_rows(path)
+        except RowTableError as exc:
+            problems.append(str(exc))
+            return False
+        if rows != n:
+            problems.append(mismatch)
+            return False
+        new = {t: f for t, f in columns.items() if t not in taken}
+        taken.update(new)
+        sources.append(Source(path, new))
+        return True
+
+    for kind in PREDICTION_KINDS:
+        version = registry.active(name, kind) or registry.latest(kind, name)
+        if version is None:
+            continue
+        versions[kind] = version.version
+        path = product_dir(name, kind, version.version) / PREDICTIONS_FILE
+        cols = {c: c for c in parquet_columns(path)} if path.is_file() else {}
+        add(path, cols, f"no {kind} predictions: run `python -m backend predict --survey {name}`",
+            f"{kind} {version.version} predictions do not match the survey rows")  # fmt: skip
+    x = y = summary = None
+    if encoder:
+        x, y = _mapped_coords(name, encoder, n, problems)
+        folder = product_dir(name, "encoder", encoder)
+        scores = folder / "anomaly.parquet"
+        add(scores, _score_columns(parquet_columns(scores)) if scores.is_file() else {},
+            f"no anomaly scores yet: run `python -m backend score --survey {name}`",
+            "the anomaly scores do not match the survey rows; rerun score")  # fmt: skip
+        summary = _ood_summary(folder, n, add, problems)
+    table = RowTable(sources, n)
+    log.info("opened survey %s: %d objects, paged; problems: %s", name, n, problems)
+    return SurveyData(survey, encoder, versions, table, x, y, problems, summary)  # type: ignore[arg-type]
+
+
+def _score_columns(names: list[str]) -> dict[str, str]:
+    """{table column: scores file column} of the anomaly columns the views read."""
+    from backend.latent.anomaly import SCORERS
+
+    cols = {"anomaly": ANOMALY, "rank": ANOMALY_RANK} | {s: SCORE_PREFIX + s for s in SCORERS}
+    return {table: file for file, table in cols.items() if file in names}
+
+
+def _mapped_coords(
+    name: str, encoder: str, n: int, problems: list[str]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """x and y of the memory-mapped ``map.npy`` (nothing read until used)."""
+    from backend.latent.source import MAP_FILE, latent_dir
+
+    path = latent_dir(name, encoder) / MAP_FILE
+    if not path.is_file():
+        problems.append(f"no 2-D map yet: run `python -m backend map --survey {name}`")
+        return None, None
+    try:
+        xy = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        problems.append(f"the map cannot be read: {path}: {exc}")
+        return None, None
+    if xy.shape != (n, 2):
+        problems.append(f"the map has shape {xy.shape} for {n:,} objects; rerun map")
+        return None, None
+    return xy[:, 0], xy[:, 1]
+
+
+def _ood_summary(
+    folder: Path, n: int, add: Callable[..., bool], problems: list[str]
+) -> dict[str, Any] | None:
+    """The ood product's summary (its banner in ``problems``) and its score column added."""
+    import json
+
+    from app.ood import OOD, survey_warning
+    from backend.pipeline.kinds import OOD_FILE, OOD_META_FILE
+
+    if not (folder / OOD_FILE).is_file() or not (folder / OOD_META_FILE).is_file():
+        return None
+    mismatch = "the OOD scores do not match the survey rows; rerun ood"
+    if not add(folder / OOD_FILE, {OOD: "ood_score"}, mismatch, mismatch):
+        return None
+    summary = json.loads((folder / OOD_META_FILE).read_text())
+    warning = survey_warning(summary)
+    if warning:
+        problems.append(warning)
+    return summary
 
 
 def _encoder_version(name: str, problems: list[str]) -> str | None:

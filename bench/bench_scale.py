@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -120,14 +121,58 @@ def make_encoder(n: int, dim: int = 128) -> str:
     return version.version
 
 
-def write_map(version: str, xy: np.ndarray) -> None:
-    """The clustered positions as the encoder's map coordinates (``map.npy``)."""
-    from backend.atomic import atomic_write
-    from backend.latent.source import MAP_FILE, latent_dir
+def write_map(version: str, xy: np.ndarray, landmarks: int = 2_000) -> None:
+    """The clustered positions as the encoder's map product (``map.npy``; landmarks: a random
+    sample of rows with their embeddings and positions, so new objects can be placed), with
+    the lineage records of the embeddings (adopted) and the map: the planner sees them current."""
+    from backend.latent.projection import LatentMap, MapParams
+    from backend.latent.source import latent_dir
+    from backend.pipeline.build import record
+    from backend.pipeline.kinds import Target
+    from backend.pipeline.storage import open_embeddings
 
-    path = latent_dir(SURVEY, version) / MAP_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda tmp: np.save(open(tmp, "wb"), xy))  # noqa: SIM115
+    n = len(xy)
+    rows = np.sort(np.random.default_rng(3).choice(n, min(landmarks, n), replace=False))
+    vectors = np.asarray(open_embeddings(SURVEY, "encoder", version)[rows])
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    latent = LatentMap(xy, rows, unit, xy[rows], MapParams(n_landmarks=len(rows)), {"n": n})
+    latent.save(latent_dir(SURVEY, version))
+    record(Target("embeddings", SURVEY, "encoder", version), None, None, adopted=True)
+    record(Target("map", SURVEY, "encoder", version), asdict(latent.params), None)
+
+
+def write_scores(version: str, n: int, mag: np.ndarray, seed: int = 2) -> None:
+    """Anomaly scores of N objects without scoring them (two synthetic scorers, the combined
+    score and its rank, as ``combine`` makes them), chunk by chunk, written as the pipeline's
+    product; then its lineage record."""
+    from backend.latent.anomaly import AnomalyRanker, combine
+    from backend.latent.source import ANOMALY_FILE, latent_dir
+    from backend.pipeline.build import record
+    from backend.pipeline.kinds import Target
+
+    rng = np.random.default_rng(seed)
+    raw = {"iforest": rng.random(n, dtype=np.float32), "knn": np.abs(mag - 18).astype(np.float32)}
+    ids = np.char.add("s", np.char.zfill(np.arange(n).astype(str), 9)).astype(object)
+    AnomalyRanker(combine(raw, ids)).save(latent_dir(SURVEY, version) / ANOMALY_FILE)
+    record(Target("scores", SURVEY, "encoder", version), {"scorers": sorted(raw)}, None)
+
+
+def build_survey(n: int, dim: int = 128, scores: bool = False) -> str:
+    """The synthetic survey of N objects in the current data root (``LATENTSKY_HOME``): survey,
+    encoder embeddings (``dim``), map, (synthetic anomaly scores,) and the map tiles through the
+    pipeline (``make_tiles``, ``mag`` pre-aggregated); returns the encoder version. Browser
+    tests build one (tests/ui/test_big_survey_browser.py)."""
+    from backend.latent.tiles_product import make_tiles
+
+    xy, cls, mag = map_positions(n)
+    make_survey(n, xy, cls, mag)
+    version = make_encoder(n, dim)
+    write_map(version, xy)
+    if scores:
+        write_scores(version, n, mag)
+    make_tiles(SURVEY, version, numeric_columns=("mag",))
+    return version
 
 
 # -- measurements --------------------------------------------------------------------------------

@@ -72,6 +72,7 @@ class AnomaliesView(pn.viewable.Viewer):
         self._lock = threading.RLock()
         self._ranker = None
         self._ranked = pd.DataFrame()
+        self._plain = False  # no interest scores: the list reads the scores file page by page
         self._list = RankedList.empty()  # paged: rows are made only for what is shown
         self._cursor = 0
         self._reranking = False
@@ -156,33 +157,29 @@ class AnomaliesView(pn.viewable.Viewer):
         team = bool(self.team.value)
         self._ranking_note.object = ranking_note(team, self.state.user_name)
         interest = latest_interest(self.data.name, user=None if team else self.state.user_name)
-        if len(interest):
-            ranked = self._ranker.reranked(interest)  # in row order: the list pages through it
-        else:  # the plain scores are the same for every session
-            ranked = self.data.memo("anomaly_table", self._plain_table)
-        with self._lock:
-            self._ranked = ranked
+        ranked = self._ranker.reranked(interest) if len(interest) else None  # in row order
+        with self._lock:  # None: the plain scores, listed from the file (plain_listing)
+            self._ranked = pd.DataFrame() if ranked is None else ranked
+            self._plain = ranked is None
         self._refilter(keep=None)
-
-    def _plain_table(self) -> pd.DataFrame:
-        """The scores with ``final`` = ``anomaly`` and no interest (columns shared, not copied)."""
-        scores = self._ranker.scores
-        return scores.assign(final=scores["anomaly"], interest=np.float32(np.nan))
 
     def _refilter(self, keep: int | None = -1) -> None:
         """Apply the scorer and 'hide scored' filters; the cursor goes to ``keep`` (an object
         index) when still listed, else to the top (None) or stays in place (-1). The list is
         ranked by partial selection, page by page (:class:`backend.latent.paging.RankedList`)."""
         with self._lock:
-            ranked = self._ranked
-            if ranked.empty:
+            ranked, unscored = self._ranked, None
+            if self._plain:  # nobody's interest: every object unscored, nothing re-ranked
+                self._list = self._ranker.plain_listing(self.scorer.value)
+            elif ranked.empty:
                 self._list = RankedList.empty()
             else:
                 unscored = ranked["interest"].isna().to_numpy()
                 only = unscored if self.hide_scored.value else None
                 self._list = self._ranker.listing(ranked, self.scorer.value, only)
             if keep is None:  # the best candidate nobody has scored yet
-                first = self._list.first_where(unscored) if len(self._list) else None
+                listed = len(self._list) and unscored is not None
+                first = self._list.first_where(unscored) if listed else None
                 self._cursor = first or 0
             elif keep >= 0:
                 where = self._list.position_of(keep) if len(self._list) else None

@@ -19,7 +19,6 @@ from app.colouring import (
     ColourSpec,
     categorical,
     colour_specs,
-    robust_range,
 )
 from app.data import SurveyData
 from app.detail import DetailPanel
@@ -150,9 +149,8 @@ class ExploreView(pn.viewable.Viewer):
             values, key = self.data.memo(("cat", spec.key), lambda: categorical(column, colours))
             return values, key, None
 
-        def numbers() -> tuple[np.ndarray, tuple[float, float]]:
-            values = column.to_numpy(dtype=np.float32, na_value=np.nan)
-            return values, robust_range(values)
+        def numbers() -> tuple[np.ndarray, tuple[float, float]]:  # tiled: read per object
+            return self.data.number_values(spec.column, whole=self._tile_layer(spec) is None)
 
         values, clim = self.data.memo(("num", spec.key), numbers)
         return values, {}, clim

@@ -50,7 +50,7 @@ import pandas as pd
 
 from backend.atomic import atomic_write
 from backend.latent.errors import LatentError, MissingProductError
-from backend.latent.paging import RankedList, rank_of
+from backend.latent.paging import ColumnRanking, RankedList, rank_of
 from backend.latent.scorers import (
     Scheduler,
     isolation_forest,
@@ -67,6 +67,7 @@ from backend.latent.vectors import (
     small_ip_index,
     unit_rows,
 )
+from backend.rowtable import ROW_GROUP, RowTable, Source, parquet_columns, parquet_rows
 
 log = logging.getLogger(__name__)
 
@@ -105,21 +106,48 @@ class AnomalyRanker:
     Thread-safe: the unit embeddings used by re-ranking are computed once under a lock.
     """
 
-    def __init__(self, scores: pd.DataFrame, embeddings: np.ndarray | None = None) -> None:
-        if "anomaly" not in scores.columns:
-            raise LatentError("an anomaly table needs an 'anomaly' column")
-        self.scores = scores.reset_index(drop=True)
+    def __init__(
+        self,
+        scores: pd.DataFrame | None,
+        embeddings: np.ndarray | None = None,
+        path: Path | None = None,
+    ) -> None:
+        """``scores`` in memory, or ``path``: a scores file read when :attr:`scores` is first
+        asked for (its length, scorers and :meth:`plain_listing` read only its metadata and
+        the columns listed)."""
+        columns = list(scores.columns) if scores is not None else parquet_columns(Path(path))
+        if "anomaly" not in columns:
+            where = f"{path}: " if scores is None else ""
+            raise LatentError(f"{where}an anomaly table needs an 'anomaly' column")
+        self._scores = None if scores is None else scores.reset_index(drop=True)
+        self._columns = columns
+        self.path = None if path is None else Path(path)
         self.embeddings = embeddings
         self._unit: np.ndarray | None = None
         self._ids: pd.Index | None = None
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        """The whole score table (read from the file on first use)."""
+        with self._read_lock:
+            if self._scores is None:
+                self._scores = pd.read_parquet(self.path).reset_index(drop=True)
+            return self._scores
+
+    @scores.setter
+    def scores(self, table: pd.DataFrame) -> None:
+        self._scores, self._columns = table.reset_index(drop=True), list(table.columns)
 
     def __len__(self) -> int:
-        return len(self.scores)
+        if self._scores is None:
+            return parquet_rows(self.path)
+        return len(self._scores)
 
     @property
     def scorers(self) -> list[str]:
-        return [s for s in SCORERS if s in self.scores.columns]
+        return [s for s in SCORERS if s in self._columns]
 
     # -- scoring -----------------------------------------------------------------------------
     @classmethod
@@ -206,6 +234,20 @@ class AnomalyRanker:
         pages are sorted when asked for."""
         return RankedList(self.scores if table is None else table, by, keep=only)
 
+    def plain_listing(self, by: str = "final") -> RankedList | ColumnRanking:
+        """The scores ranked by ``by`` (``final`` = ``anomaly``: no interest scores), pages with
+        ``final`` and ``interest`` (NaN) columns. From the file when it was not read: one pass
+        over the one column ranked by, by row group, and the rows of each page
+        (:class:`backend.latent.paging.ColumnRanking`); never the whole table."""
+        column = "anomaly" if by == "final" else by
+        if self._scores is not None or self.path is None:
+            table = self.scores.assign(final=self.scores["anomaly"], interest=np.float32(np.nan))
+            return RankedList(table, by)
+        table = RowTable([Source(self.path, {c: c for c in self._columns})], len(self))
+        return ColumnRanking(
+            table, column, constant={"interest": np.float32(np.nan)}, aliases={"final": "anomaly"}
+        )
+
     @staticmethod
     def rank_of(table: pd.DataFrame, row: int, by: str = "final") -> int:
         """1-based rank of table row ``row`` among all objects by ``by`` (highest first, ties by
@@ -291,14 +333,17 @@ class AnomalyRanker:
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> None:
         """Write the score table as parquet (atomically); attrs travel in its metadata."""
-        atomic_write(Path(path), lambda tmp: self.scores.to_parquet(tmp, index=False))
+        atomic_write(
+            Path(path),
+            lambda tmp: self.scores.to_parquet(tmp, index=False, row_group_size=ROW_GROUP),
+        )
 
     @classmethod
     def load(cls, path: Path, embeddings: np.ndarray | None = None) -> AnomalyRanker:
         path = Path(path)
         if not path.is_file():
             raise MissingProductError(f"no anomaly scores at {path}; run `python -m backend score`")
-        return cls(pd.read_parquet(path), embeddings)
+        return cls(None, embeddings, path=path)
 
 
 def combine(

@@ -10,9 +10,13 @@ best value first, ties by row, missing values (NaN) last.
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from backend.rowtable import RowTable
 
 
 def sort_key(values: np.ndarray, descending: bool = True) -> np.ndarray:
@@ -122,3 +126,86 @@ class RankedList:
             best = int(np.flatnonzero(listed)[0])
         row = best if self._rows is None else int(self._rows[best])
         return self.position_of(row)
+
+
+class ColumnRanking:
+    """:class:`RankedList`'s list read from a :class:`backend.rowtable.RowTable` without
+    holding its column: the first ``stop`` rows come from one pass over the column, row group
+    by row group, keeping the best ``stop`` by partial selection (memory: a row group and the
+    prefix); pages read only their rows. Same order as :class:`RankedList` (best first, ties
+    by row, NaN last). Every page gets the ``constant`` columns (e.g. no interest yet) and
+    copies of columns under other names (``aliases``)."""
+
+    def __init__(
+        self,
+        table: RowTable,
+        by: str,
+        *,
+        descending: bool = True,
+        constant: dict[str, object] | None = None,
+        aliases: dict[str, str] | None = None,
+    ) -> None:
+        self.table, self.by, self.descending = table, by, descending
+        self.constant = dict(constant or {})
+        self.aliases = dict(aliases or {})  # page column -> table column it copies
+        self._order = np.empty(0, np.int64)
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def _top(self, stop: int) -> np.ndarray:
+        best_key = np.empty(0, np.float64)
+        best_row = np.empty(0, np.int64)
+        for start, values in self.table.iter_column(self.by):
+            key = sort_key(np.asarray(values), self.descending)
+            local = top_order(key, stop)
+            keys = np.concatenate([best_key, key[local].astype(np.float64)])
+            rows = np.concatenate([best_row, start + local])
+            keep = top_order(keys, stop)  # earlier rows first among ties: position order
+            best_key, best_row = keys[keep], rows[keep]
+        return best_row
+
+    def order(self, stop: int) -> np.ndarray:
+        """Table rows of the first ``stop`` entries of the list."""
+        stop = max(0, min(int(stop), len(self)))
+        with self._lock:
+            if stop > len(self._order):
+                grow = min(len(self), max(stop, 2 * len(self._order), 64))
+                self._order = self._top(grow)
+            return self._order[:stop]
+
+    def page(self, start: int, stop: int) -> pd.DataFrame:
+        """Entries ``start`` to ``stop`` (exclusive) of the list, as table rows."""
+        rows = self.order(stop)[max(0, int(start)) :]
+        frame = self.table.rows(rows)
+        for name, source in self.aliases.items():
+            frame[name] = frame[source]
+        for name, value in self.constant.items():
+            frame[name] = value
+        return frame
+
+    def row(self, position: int) -> pd.Series:
+        """Entry ``position`` of the list."""
+        return self.page(position, position + 1).iloc[0]
+
+    def position_of(self, row: int) -> int | None:
+        """Where table row ``row`` stands in the list; one pass over the column, no sort."""
+        if not 0 <= row < len(self):
+            return None
+        at = sort_key(self.table.values(self.by, [row]).to_numpy(), self.descending)[0]
+        before = 0
+        for start, values in self.table.iter_column(self.by):
+            key = sort_key(np.asarray(values), self.descending)
+            before += int(np.count_nonzero(key < at))
+            if start < row:
+                before += int(np.count_nonzero(key[: max(0, row - start)] == at))
+        return before
+
+    def first_where(self, mask: np.ndarray) -> int | None:
+        """Position of the best entry whose table row is true in ``mask``."""
+        rows = np.flatnonzero(np.asarray(mask, bool))
+        if not len(rows):
+            return None
+        key = sort_key(self.table.values(self.by, rows).to_numpy(), self.descending)
+        return self.position_of(int(rows[top_order(key, 1)[0]]))

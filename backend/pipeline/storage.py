@@ -32,6 +32,7 @@ from numpy.lib.format import open_memmap
 from backend.atomic import atomic_write, pid_alive
 from backend.config import get_settings
 from backend.errors import UserError
+from backend.rowtable import ROW_GROUP
 from backend.survey.meta import validate_survey_name
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -131,7 +132,7 @@ def write_predictions(
     survey: str, kind: str, version: str, table: pd.DataFrame, root: Path | None = None
 ) -> Path:
     path = product_dir(survey, kind, version, root) / PREDICTIONS_FILE
-    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False, row_group_size=ROW_GROUP))
     return path
 
 

@@ -22,6 +22,7 @@ from zarr.codecs import BloscCodec, BloscShuffle
 
 from backend.atomic import pid_alive
 from backend.config import get_settings
+from backend.rowtable import ROW_GROUP
 from backend.survey.meta import DisplaySettings, SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import default_display
 
@@ -196,7 +197,7 @@ class SurveyWriter:
             description=self.description,
             extra=self.extra,
         )
-        catalog.to_parquet(self.tmp_path / "catalog.parquet", index=False)
+        catalog.to_parquet(self.tmp_path / "catalog.parquet", index=False, row_group_size=ROW_GROUP)
         meta.write(self.tmp_path / "survey.json")
         for name, content in self._files.items():
             (self.tmp_path / name).write_bytes(content)

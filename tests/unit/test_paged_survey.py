@@ -1,0 +1,200 @@
+"""A survey above ``LATENTSKY_TILED_MAP_ABOVE`` opens in the app without reading its tables or
+its map (issue 12): rows are read on demand, row group by row group, and every view works."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import holoviews.plotting.bokeh  # noqa: F401  (options of the map images)
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import data as app_data
+from app.selection import box_indices
+from app.state import AppState
+from backend.latent.anomaly import AnomalyRanker
+from backend.latent.paging import ColumnRanking, RankedList
+from backend.latent.service import clear_cache as clear_services
+from backend.rowtable import RowTable, RowTableError, Source
+from backend.survey import Survey
+from bench.bench_scale import SURVEY, build_survey
+
+N = 6_000
+GROUP = 500  # rows per parquet row group in these tests (the pipeline writes 65,536)
+
+
+@pytest.fixture
+def big(home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """bench_scale's synthetic survey (map, scores, tiles) of N objects, above the threshold."""
+    for module in ("backend.survey.writer", "backend.pipeline.storage", "backend.latent.anomaly"):
+        monkeypatch.setattr(f"{module}.ROW_GROUP", GROUP)
+    monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", str(N // 2))
+    version = build_survey(N, dim=8, scores=True)
+    app_data.clear_cache()
+    clear_services()
+    yield version
+    app_data.clear_cache()
+    clear_services()
+
+
+def _no_whole_reads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bool]:
+    """Reading the whole catalog or a whole scores file fails the test while ``guard["on"]``."""
+    guard = {"on": True}
+    whole = Survey.catalog.func  # type: ignore[attr-defined]
+
+    def refuse(self: Survey) -> pd.DataFrame:
+        assert not guard["on"], "the whole catalog was read"
+        return whole(self)
+
+    monkeypatch.setattr(Survey, "catalog", property(refuse))
+    read_parquet = pd.read_parquet
+
+    def refuse_parquet(*args: object, **kwargs: object) -> pd.DataFrame:
+        assert not guard["on"], f"a whole parquet file was read: {args}"
+        return read_parquet(*args, **kwargs)
+
+    monkeypatch.setattr("backend.latent.anomaly.pd.read_parquet", refuse_parquet)
+    return guard
+
+
+def test_a_big_survey_opens_without_reading_its_tables_or_map(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = Survey.open(SURVEY).catalog.copy()  # the truth, read before the spies
+    xy = np.load(Path(app_data.get_settings().home) / f"products/{SURVEY}/encoder-{big}/map.npy")
+    _no_whole_reads(monkeypatch)
+    data = app_data.survey_data(SURVEY)
+    assert data.paged and len(data) == N and not data.problems
+    assert data.table.reads == {"groups": 0, "rows": 0, "full_columns": 0}
+    assert isinstance(data.x, np.memmap)  # the map is mapped, not loaded
+    assert {"true_class", "mag", "anomaly_score", "anomaly_rank", "score_knn"} <= set(data.table)
+    rows = [4_321, 7, 2_500, 7]
+    got = data.table.iloc[rows]
+    pd.testing.assert_frame_equal(
+        got[catalog.columns].reset_index(drop=True), catalog.iloc[rows].reset_index(drop=True)
+    )
+    assert data.object_id(4_321) == catalog["object_id"].iat[4_321]
+    assert data.table.reads["groups"] <= 3 * len(data.table.columns)  # groups of 3 rows only
+    assert data.table.reads["full_columns"] == 0
+    np.testing.assert_array_equal(data.x[rows], xy[rows, 0])
+
+
+def test_every_view_works_on_a_paged_survey(big: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.shell import _view_builders
+    from app.views.explore import ExploreView
+
+    xy = np.load(Path(app_data.get_settings().home) / f"products/{SURVEY}/encoder-{big}/map.npy")
+    guard = _no_whole_reads(monkeypatch)
+    monkeypatch.setattr("app.views.explore.schema_for", lambda name: _NoSchema())
+    data = app_data.survey_data(SURVEY)
+    views = {}
+    bounded = ("explore", "similar", "anomalies", "models", "collections")
+    for name, make in sorted(_view_builders().items(), key=lambda kv: kv[0] not in bounded):
+        guard["on"] = name in bounded  # the label queue and the sky read whole columns (left)
+        views[name] = make(data, AppState(survey=SURVEY))
+        views[name].__panel__()
+        if name in bounded:
+            assert data.table.reads["full_columns"] == 0, name
+    guard["on"] = True
+    explore: ExploreView = views["explore"]
+    assert explore._tiled is not None  # drawn and selected on from the tiles
+    bounds = (-4.0, -4.0, 3.0, 2.0)
+    expected = box_indices(xy[:, 0], xy[:, 1], bounds)
+    explore._on_box(bounds)
+    _wait(lambda: explore.selection._count == len(expected) > 48)
+    shown = [item["index"] for item in explore.selection._gallery.items]
+    assert len(shown) == 48 and set(shown) <= set(expected.tolist())
+    ids = {item["id"] for item in explore.selection._gallery.items}
+    assert ids == {data.object_id(i) for i in shown}
+    whole = data.table.reads["full_columns"]  # the label queue's and the sky's
+    explore.colour.value = "anomaly_score"  # tiled sums: values read per object, range sampled
+    assert "mean per pixel" in explore._legend.object
+    assert data.table.reads["full_columns"] == whole
+    i = int(expected[0])
+    assert explore._value_text(i).endswith(f"{data.table['anomaly_score'].iat[i]:.3g}")
+
+
+def test_a_file_with_other_rows_is_a_problem_not_a_crash(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.latent.source import ANOMALY_FILE, latent_dir
+
+    path = latent_dir(SURVEY, big) / ANOMALY_FILE
+    pd.read_parquet(path).iloc[:100].to_parquet(path)
+    data = app_data.survey_data(SURVEY)
+    assert data.problems == ["the anomaly scores do not match the survey rows; rerun score"]
+    assert "anomaly_score" not in data.table
+    with pytest.raises(RowTableError, match=r"anomaly\.parquet: 100 rows for 6,000 objects"):
+        RowTable([Source(path, {"anomaly": "anomaly"})], N)
+
+
+# -- the anomaly list --------------------------------------------------------------------------
+def test_a_ranking_from_the_file_equals_a_full_sort(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    score = rng.integers(0, 50, 5_000).astype(np.float32)  # many ties
+    score[rng.choice(5_000, 300, replace=False)] = np.nan
+    table = pd.DataFrame({"index": np.arange(5_000), "score": score})
+    path = tmp_path / "scores.parquet"
+    table.to_parquet(path, row_group_size=700)
+    rows = RowTable([Source(path, {c: c for c in table})], len(table))
+    paged = ColumnRanking(rows, "score")
+    full = RankedList(table, "score")
+    for start, stop in ((0, 48), (48, 96), (4_900, 5_000)):
+        pd.testing.assert_frame_equal(paged.page(start, stop), full.page(start, stop))
+    for row in (0, 17, int(np.flatnonzero(np.isnan(score))[3])):
+        assert paged.position_of(row) == full.position_of(row)
+    mask = np.zeros(5_000, bool)
+    mask[[10, 2_000, 4_444]] = True
+    assert paged.first_where(mask) == full.first_where(mask)
+    ascending = ColumnRanking(rows, "score", descending=False).page(0, 20)
+    pd.testing.assert_frame_equal(ascending, RankedList(table, "score", descending=False).page(0, 20))
+
+
+def test_the_anomaly_list_reads_one_column_and_its_first_page(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.views.anomalies import GALLERY_SIZE, TABLE_ROWS, AnomaliesView
+    from backend.latent.source import ANOMALY_FILE, latent_dir
+
+    truth = pd.read_parquet(latent_dir(SURVEY, big) / ANOMALY_FILE)
+    best = truth.sort_values("rank").head(GALLERY_SIZE)
+    _no_whole_reads(monkeypatch)
+    made: list[ColumnRanking] = []
+    original = AnomalyRanker.plain_listing
+
+    def spy(self: AnomalyRanker, by: str = "final") -> object:
+        made.append(original(self, by))
+        return made[-1]
+
+    monkeypatch.setattr(AnomalyRanker, "plain_listing", spy)
+    view = AnomaliesView(data=app_data.survey_data(SURVEY), state=AppState(survey=SURVEY))
+    assert [item["id"] for item in view._gallery.items] == best["object_id"].tolist()
+    assert view.current() == int(best["index"].iat[0])
+    assert view._table.value["rank"].tolist()[:5] == [1, 2, 3, 4, 5]
+    listing = made[-1]
+    assert isinstance(listing, ColumnRanking)
+    reads = listing.table.reads
+    assert reads["full_columns"] == 0
+    # values read: those of the pages shown (each column of the table's and the gallery's
+    # first page, the current candidate and the next two), not the survey's
+    assert reads["rows"] <= (TABLE_ROWS + GALLERY_SIZE + 5) * len(listing.table.columns) < 2 * N
+    view.scorer.value = "knn"  # another scorer: its own column, its own first page
+    assert view._table.value["object_id"].iat[0] == truth.sort_values(
+        ["knn", "index"], ascending=[False, True]
+    )["object_id"].iat[0]
+
+
+class _NoSchema:
+    def colour_key(self) -> dict[str, str]:
+        return {}
+
+
+def _wait(ok: object, timeout: float = 20.0) -> None:
+    import time
+
+    end = time.monotonic() + timeout
+    while not ok():  # type: ignore[operator]
+        if time.monotonic() > end:
+            raise AssertionError("timed out")
+        time.sleep(0.05)
