@@ -37,6 +37,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="survey whose bulk the OOD score measures distance to (default: --survey); a "
         "stratified sample of it is embedded and stored with the model",
     )
+    enc.add_argument(
+        "--reference-size", type=int, metavar="N",
+        help="objects in that sample (default 2000; fewer: a quicker import, a coarser reference)",
+    )  # fmt: skip
     enc.add_argument("--activate", action="store_true", help="make it the survey's encoder")
     enc.set_defaults(func=run_encoder)
 
@@ -86,6 +90,7 @@ def run_encoder(args: argparse.Namespace) -> int:
         std=_floats(args.std, "--std"),
         embedding_dim=args.embedding_dim,
         reference_survey=args.reference_survey,
+        reference_size=args.reference_size,
     )
     version, notes = import_encoder(req, activate=args.activate)
     cfg = version.config

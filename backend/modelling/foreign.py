@@ -49,6 +49,7 @@ class EncoderRequest:
     std: list[float] | None = None
     embedding_dim: int | None = None
     reference_survey: str | None = None  # OOD reference drawn from it (default: ``survey``)
+    reference_size: int | None = None  # objects in it (default: ood_product.IMPORT_SAMPLE)
 
 
 @dataclass
@@ -122,12 +123,15 @@ def import_encoder(
 def _reference(req: EncoderRequest, model: Any, survey: Survey) -> tuple[Any, dict[str, Any]]:
     """The OOD reference stored with the imported encoder: a stratified sample of the survey it
     is imported for, or of ``--reference-survey`` (its training data is unknown)."""
-    from backend.latent.ood_product import survey_reference
+    from backend.latent.ood_product import IMPORT_SAMPLE, survey_reference
 
+    size = IMPORT_SAMPLE if req.reference_size is None else int(req.reference_size)
+    if size < 2:
+        raise ImportModelError(f"--reference-size {size}: an OOD reference needs 2 or more")
     if req.reference_survey in (None, survey.name):
-        return survey_reference(model, survey, role="the survey it was imported for")
+        return survey_reference(model, survey, role="the survey it was imported for", max_rows=size)
     return survey_reference(
-        model, Survey.open(req.reference_survey), role="given as --reference-survey"
+        model, Survey.open(req.reference_survey), role="given as --reference-survey", max_rows=size
     )
 
 

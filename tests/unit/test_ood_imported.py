@@ -86,8 +86,12 @@ def test_reference_survey_given_by_the_user(
     assert_refused(
         import_args(path, "torchscript", "--reference-survey", "nowhere"), home, capsys, "nowhere"
     )
-    assert main(import_args(path, "torchscript", "--activate", "--reference-survey", "other")) == 0
-    assert "OOD reference: other itself (60 of 60 objects" in capsys.readouterr().out
+    assert_refused(
+        import_args(path, "torchscript", "--reference-size", "1"), home, capsys, "--reference-size"
+    )
+    argv = ["--activate", "--reference-survey", "other", "--reference-size", "40"]
+    assert main(import_args(path, "torchscript", *argv)) == 0
+    assert "OOD reference: other itself (40 of 60 objects" in capsys.readouterr().out
     version = ModelRegistry().get("encoder", "v0001")
     assert version.meta["training"]["ood_reference"]["role"] == "given as --reference-survey"
 
