@@ -217,7 +217,8 @@ class TiledMap:
             with np.errstate(invalid="ignore", divide="ignore"):
                 image = _image(np.where(n > 0, total / n, np.nan), grid, "v")
         else:
-            image = _image(self._counts(grid, deep), grid, "Count")
+            counts = self._counts(grid, deep)  # empty pixels are not drawn (NaN), as untiled
+            image = _image(np.where(counts > 0, counts, np.nan), grid, "Count")
         return hd.dynspread(image, dynamic=False, **SPREAD).opts(**map_opts(style))
 
     def _points(self, grid: ViewGrid, columns: list[str]) -> dict[str, np.ndarray]:

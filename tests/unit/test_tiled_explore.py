@@ -88,7 +88,9 @@ def test_a_deep_view_is_drawn_from_its_partitions_only(survey_data: SurveyData) 
     before = tiled.tiles.reads["partitions"]
     image = tiled.draw(MapStyle("count"), Colouring(), view)
     inside = (x >= cx - 0.2) & (x < cx + 0.2) & (y >= cy - 0.14) & (y < cy + 0.14)
-    assert np.nansum(_planes(image)) == inside.sum() > 0
+    assert inside.sum() > 0
+    every = render_view(map_points(x, y), MapStyle("count"), *view)  # the same picture
+    np.testing.assert_array_equal(_planes(image), _planes(every))
     read = tiled.tiles.reads["partitions"] - before
     assert 0 < read < tiled.tiles.partitions / 3
 
@@ -151,3 +153,16 @@ def test_explore_colours_by_a_tiled_class_with_counts_from_the_tiles(
     assert view._values[0] == (survey_data.table["kind"].iat[0] or "none")
     view.colour.value = "catalog:mag"  # not tiled: drawn from every point (or the partitions)
     assert "mean per pixel" in view._legend.object
+
+
+def test_empty_pixels_of_a_tiled_density_are_not_drawn(survey_data: SurveyData) -> None:
+    """A pixel without objects is transparent (NaN), as in the map drawn from every point (it
+    was a count of 0, painted in the colour map's lowest colour)."""
+    tiled: TiledMap = survey_data._memo["tiled_map"]
+    e = tiled.tiles.extent
+    for view in (((e.x0, e.x1), (e.y0, e.y1), 256, 256), ((-1.0, 1.0), (-1.0, 1.0), 800, 560)):
+        got = _planes(tiled.draw(MapStyle("count"), Colouring(), view))[..., 0]
+        points = map_points(survey_data.x, survey_data.y)
+        want = _planes(render_view(points, MapStyle("count"), *view))[..., 0]
+        assert np.isnan(got).any() and (np.nan_to_num(got) > 0).any()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
