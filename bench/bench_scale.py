@@ -307,6 +307,70 @@ def search_and_lists(home: Path) -> dict[str, Any]:
     return out
 
 
+def current_rss_mb() -> float:
+    """Resident memory of this process now (MiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure_app(home: Path, eager: bool = False) -> dict[str, Any]:
+    """The app's side of a built survey (``--measure-app HOME``, e.g. a ``--keep`` root or the
+    big-survey browser test's): opening it paged (``app.data``), the Explore view, a box
+    selection's first page of ids, and the anomaly list's first page read from the scores file
+    (``AnomalyRanker.plain_listing``); seconds, values read and the RSS each step adds.
+    ``eager``: opening it by reading its whole table and map (as below the threshold) only."""
+    import holoviews.plotting.bokeh  # noqa: F401  (the map images' options, as in the app)
+
+    os.environ["LATENTSKY_HOME"] = str(home)
+    from app import data as app_data
+    from app.state import AppState
+    from app.views.explore import ExploreView
+    from backend.latent.anomaly import AnomalyRanker
+    from backend.latent.source import ANOMALY_FILE, latent_dir
+    from backend.latent.tiles import box_polygon
+
+    n = app_data.get_survey(SURVEY).meta.count
+    os.environ["LATENTSKY_TILED_MAP_ABOVE"] = str(n + 1 if eager else max(1, n // 2))
+    out: dict[str, Any] = {"points": n, "rss_mb_start": round(current_rss_mb(), 1)}
+    if eager:
+        _, s = timed(lambda: app_data.load_survey_data(SURVEY))
+        return {**out, "open_s": round(s, 3), "peak_rss_mb": round(peak_rss_mb(), 1),
+                "rss_mb_after": round(current_rss_mb(), 1),
+                "load_avg": [round(v, 2) for v in os.getloadavg()]}  # fmt: skip
+    data, s = timed(lambda: app_data.survey_data(SURVEY))
+    out["open_s"] = round(s, 3)
+    out["open_rss_added_mb"] = round(current_rss_mb() - out["rss_mb_start"], 1)
+    out["paged"] = data.paged
+    rss = current_rss_mb()
+    view, s = timed(lambda: ExploreView(data=data, state=AppState(survey=SURVEY)))
+    out["explore_view_s"] = round(s, 3)
+    out["explore_rss_added_mb"] = round(current_rss_mb() - rss, 1)
+    tiles = view._tiled.tiles
+    e = tiles.extent
+    cx, cy = e.x0 + e.width / 2, e.y0 + e.height / 2
+    sel = tiles.select(
+        box_polygon((cx - e.width / 8, cy - e.height / 8, cx + e.width / 8, cy + e.height / 8))
+    )
+    count, s = timed(sel.count)
+    out["box_count"] = {"objects": count, "s": round(s, 3)}
+    rows, s = timed(lambda: sel.rows(0, 48))
+    _ids, s2 = timed(lambda: [data.object_id(int(i)) for i in rows])
+    out["box_first_48_ids_s"] = round(s + s2, 3)
+    rss = current_rss_mb()
+    ranker = AnomalyRanker.load(latent_dir(SURVEY, data.encoder) / ANOMALY_FILE)
+    listing = ranker.plain_listing()
+    _page, s = timed(lambda: listing.page(0, 48))
+    out["anomaly_first_page_s"] = round(s, 3)
+    out["anomaly_first_page_rss_added_mb"] = round(current_rss_mb() - rss, 1)
+    out["anomaly_reads"] = dict(listing.table.reads)
+    out["table_reads"] = dict(data.table.reads)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    return out
+
+
 def run(n: int, keep: Path | None, index: bool) -> dict[str, Any]:
     home = keep or Path(tempfile.mkdtemp(prefix="bench-scale-", dir=os.environ.get("TMPDIR")))
     old = os.environ.get("LATENTSKY_HOME")
@@ -389,14 +453,26 @@ def run_map_only(n: int, keep: Path | None) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--points", type=int, required=True, help="number of objects")
+    parser.add_argument("--points", type=int, help="number of objects (required to build)")
     parser.add_argument("--json", type=Path, default=RESULTS, help="results file to merge into")
     parser.add_argument("--keep", type=Path, help="data root to build in (kept)")
     parser.add_argument("--no-index", action="store_true", help="skip the index and search")
     parser.add_argument(
         "--map-only", action="store_true", help="only the tiles of N map points (no survey)"
     )
+    parser.add_argument("--measure-app", type=Path, help="measure the app on a built data root")
+    parser.add_argument(
+        "--eager", action="store_true", help="with --measure-app: the whole-table load instead"
+    )
     args = parser.parse_args(argv)
+    if not args.measure_app and not args.points:
+        parser.error("--points is required (unless --measure-app)")
+    if args.measure_app:
+        figures = measure_app(args.measure_app, args.eager)
+        say(json.dumps(figures, indent=2))
+        kind = "eager" if args.eager else "paged"
+        merge_results(args.json, f"app_{kind}_{figures['points']}", figures)
+        return 0
     if args.map_only:
         figures = run_map_only(args.points, args.keep)
     else:
