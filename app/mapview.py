@@ -43,13 +43,23 @@ def home_view(x: np.ndarray, y: np.ndarray, pad: float = 0.04) -> tuple[tuple, t
     return ranges[0], ranges[1]
 
 
-def _identity(data: hv.Element) -> hv.Element:
-    return data
+def _picture(data: hv.Overlay) -> hv.Element:
+    """The RGB layer of a map frame (:func:`app.plots.map_frame`)."""
+    return data.get(0)
+
+
+def _colours(data: hv.Overlay) -> hv.Element:
+    """The colour-mapped layer of a map frame."""
+    return data.get(1)
 
 
 class ServerMap:
     """``dmap`` shows ``points`` styled by ``style`` (or what ``draw(view)`` returns: a tiled
-    map); attach selection streams to ``dmap``."""
+    map); attach selection streams to ``source``.
+
+    Each frame's two layers (:func:`app.plots.map_frame`) are two DynamicMaps on the same
+    Pipe, shown together as ``dmap``: HoloViews links streams only to a DynamicMap that
+    returns an element, and ``source`` (the picture layer) is one."""
 
     def __init__(
         self,
@@ -66,9 +76,10 @@ class ServerMap:
         self.draw = draw or (lambda v: render_view(self.points, self.style, *v))
         view: View = (tuple(x_range), tuple(y_range), DEFAULT_WIDTH, style.height)
         self.pipe = hv.streams.Pipe(data=map_frame(self.draw(view), style))
-        self.dmap = hv.DynamicMap(_identity, streams=[self.pipe])
-        self.ranges = hv.streams.RangeXY(source=self.dmap)
-        self.size = hv.streams.PlotSize(source=self.dmap)
+        self.source = hv.DynamicMap(_picture, streams=[self.pipe])
+        self.dmap = self.source * hv.DynamicMap(_colours, streams=[self.pipe])
+        self.ranges = hv.streams.RangeXY(source=self.source)
+        self.size = hv.streams.PlotSize(source=self.source)
         self.ranges.add_subscriber(self._on_view)
         self.size.add_subscriber(self._on_view)
         self._lock = threading.Lock()

@@ -6,6 +6,7 @@ image of the current view, whatever the number of objects.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -96,6 +97,27 @@ def render_view(
     else:
         image = hd.rasterize(points, aggregator=aggregator(style.kind), **view)
     return hd.dynspread(image, dynamic=False, **SPREAD).opts(**map_opts(style))
+
+
+_warmed: set[tuple[str, ...]] = set()
+_warm_lock = threading.Lock()
+
+
+def warm_up(x: np.ndarray, y: np.ndarray) -> None:
+    """Compile datashader's kernels for the density and number colourings of a map whose
+    positions have the dtypes of ``x``, ``y`` (a tiny view, once per process and dtypes):
+    the first of each otherwise costs seconds of numba compilation in the user's first
+    change of colouring. Run it on a worker thread once the first map is drawn."""
+    key = (str(np.asarray(x).dtype), str(np.asarray(y).dtype))
+    with _warm_lock:
+        if key in _warmed:
+            return
+        _warmed.add(key)
+        xs, ys = np.asarray(x)[:2], np.asarray(y)[:2]
+        values = np.zeros(len(xs), dtype=np.float32)  # numbers are coloured as float32
+        for kind, v in (("count", None), ("num", values)):
+            style = MapStyle(kind)
+            render_view(map_points(xs, ys, v), style, (-1.0, 1.0), (-1.0, 1.0), 8, 8)
 
 
 def map_opts(style: MapStyle) -> dict[str, Any]:

@@ -125,6 +125,8 @@ class ExploreView(pn.viewable.Viewer):
         self._tiled = self.data.memo("tiled_map", lambda: tiled_map(self.data))
         if self.data.has_map:
             self._build_map()
+            # the first change of colouring need not wait for numba compilation
+            in_thread(lambda: plots.warm_up(self.data.x, self.data.y))
         else:
             self.selection.select(np.arange(len(self.data)), "first")
 
@@ -235,7 +237,7 @@ class ExploreView(pn.viewable.Viewer):
         outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
         shared = hv.DynamicMap(pn.bind(self.sky_selection, rows=self.state.param.selection))
-        self._attach_streams(shaded)
+        self._attach_streams(self._server_map.source)
         self._map.object = shaded * shared * outline * marker
 
     def _recolour(self) -> None:

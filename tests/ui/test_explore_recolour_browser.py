@@ -1,5 +1,6 @@
 """Explore's colour change in the browser (issue 13): the map's figure stays (its canvas is not
-replaced), the picture changes, and hover and box selection still work."""
+replaced), between kinds of colouring too, the picture changes, and hover, tap and box
+selection still work."""
 
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ def test_a_colour_change_keeps_the_figure_and_its_tools(demo_url: str, page: obj
     _, points = settled_map(page)
     hover_object(page, points)  # after a change in place, hover still names objects
     numbers = [o for o in options if o.startswith("Anomaly score")][:2]
-    if len(numbers) == 2:  # the demo's scorers
-        _recolour(page, numbers[0])
-        canvas = _map_canvas(page)  # classes -> numbers: another kind of image, a new figure
-        _recolour(page, numbers[1])
-        assert canvas.evaluate("(c) => c.isConnected"), "the figure was rebuilt between numbers"
+    assert len(numbers) == 2, options  # the demo's scorers
+    # classes -> numbers -> density -> classes: other kinds of image, still the same figure
+    for option in (*numbers, "Density (objects per pixel)", "Predicted class"):
+        _recolour(page, option)
+        assert canvas.evaluate("(c) => c.isConnected"), f"the figure was rebuilt for {option!r}"
     _, points = settled_map(page)
     x, y = hover_object(page, points)  # hover still names objects
     page.locator("[title='Box Select']").first.click()
@@ -68,4 +69,27 @@ def test_a_colour_change_keeps_the_figure_and_its_tools(demo_url: str, page: obj
     page.mouse.up()
     page.get_by_text("objects selected").first.wait_for(timeout=20_000)
     assert tile_ids(page)
+    assert page.console_errors == []
+
+
+def test_a_click_right_after_a_change_of_colouring_kind_opens_the_details(
+    demo_url: str, page: object
+) -> None:
+    """A change between kinds rebuilt the figure, and a click on the new one opened nothing:
+    the details panel opens for a click as soon as the new picture is drawn."""
+    page.goto(demo_url, wait_until="networkidle")
+    page.locator("canvas").first.wait_for(timeout=60_000)
+    _, points = settled_map(page)
+    x, y = hover_object(page, points)  # a spot with an object under it (the view is kept)
+    page.mouse.move(5, 5)
+    select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
+    current = select.evaluate("(s) => s.options[s.selectedIndex].text").strip()
+    number = next(o for o in options if o.startswith("Anomaly score"))
+    assert current != number
+    _recolour(page, number)
+    page.mouse.click(x, y)
+    title = page.locator(".lsd-title")
+    title.wait_for(timeout=20_000)
+    assert title.inner_text().startswith("demo-")
     assert page.console_errors == []

@@ -12,6 +12,15 @@ from app.data import SurveyData
 from tests.unit.test_tiled_explore import explore, survey_data  # noqa: F401  (fixture)
 
 
+def _linked_streams(plot: object) -> set[str]:
+    """Names of the streams linked to a rendered plot's figure (Bokeh callbacks)."""
+    found = {type(s).__name__ for cb in getattr(plot, "callbacks", []) for s in cb.streams}
+    subplots = getattr(plot, "subplots", None)
+    for sub in subplots.values() if isinstance(subplots, dict) else []:
+        found |= _linked_streams(sub)
+    return found
+
+
 def _rgba(frame: hv.Overlay) -> np.ndarray:
     """The categories' picture of a map frame (its RGB layer)."""
     (element,) = [e for e in frame if isinstance(e, hv.RGB)]
@@ -84,6 +93,8 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     classes = _rgba(view._server_map.pipe.data)
     plot = hv.renderer("bokeh").get_plot(view._map.object)
     figure, pane = plot.state, view._map.object
+    wanted = {"Tap", "PointerXY", "BoundsXY", "Lasso", "RangeXY", "PlotSize"}
+    assert wanted <= _linked_streams(plot), "the map's tools reach no stream"
     (bar,) = figure.select(ColorBar)
     layer = next(p for p in plot.subplots.values() if isinstance(p.handles["glyph"], ImageGlyph))
     glyph, source = layer.handles["glyph"], layer.handles["source"]
@@ -109,3 +120,23 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     assert not bar.visible
     assert not np.isfinite(source.data["image"][0]).any()  # number layer empty
     np.testing.assert_array_equal(_rgba(view._server_map.pipe.data), classes)
+
+
+def test_the_map_kernels_are_compiled_once_per_process_and_dtypes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """warm_up renders a tiny density and number view (datashader compiles its kernels then,
+    not in the user's first change of colouring), once per dtypes of the positions."""
+    from app import plots
+
+    calls: list[tuple[str, str]] = []
+    monkeypatch.setattr(plots, "_warmed", set())
+    monkeypatch.setattr(
+        plots, "render_view", lambda points, style, *view: calls.append((style.kind, view))
+    )
+    x32 = np.arange(5, dtype=np.float32)
+    plots.warm_up(x32, x32)
+    plots.warm_up(x32 + 1, x32)  # same dtypes: nothing more to compile
+    assert [kind for kind, _ in calls] == ["count", "num"]
+    plots.warm_up(x32.astype(np.float64), x32)
+    assert [kind for kind, _ in calls] == ["count", "num", "count", "num"]
