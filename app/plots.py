@@ -6,6 +6,7 @@ image of the current view, whatever the number of objects.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -103,21 +104,38 @@ _warmed: set[tuple[str, ...]] = set()
 _warm_lock = threading.Lock()
 
 
+def _dtypes(x: np.ndarray, y: np.ndarray) -> tuple[str, str]:
+    return str(np.asarray(x).dtype), str(np.asarray(y).dtype)
+
+
 def warm_up(x: np.ndarray, y: np.ndarray) -> None:
     """Compile datashader's kernels for the density and number colourings of a map whose
     positions have the dtypes of ``x``, ``y`` (a tiny view, once per process and dtypes):
     the first of each otherwise costs seconds of numba compilation in the user's first
-    change of colouring. Run it on a worker thread once the first map is drawn."""
-    key = (str(np.asarray(x).dtype), str(np.asarray(y).dtype))
+    change of colouring."""
     with _warm_lock:
-        if key in _warmed:
+        if _dtypes(x, y) in _warmed:
             return
-        _warmed.add(key)
+        _warmed.add(_dtypes(x, y))
         xs, ys = np.asarray(x)[:2], np.asarray(y)[:2]
         values = np.zeros(len(xs), dtype=np.float32)  # numbers are coloured as float32
         for kind, v in (("count", None), ("num", values)):
-            style = MapStyle(kind)
-            render_view(map_points(xs, ys, v), style, (-1.0, 1.0), (-1.0, 1.0), 8, 8)
+            render_view(map_points(xs, ys, v), MapStyle(kind), (-1.0, 1.0), (-1.0, 1.0), 8, 8)
+
+
+def warm_up_later(x: np.ndarray, y: np.ndarray) -> None:
+    """:func:`warm_up` on a daemon thread of its own (not the server's pool, and not blocking
+    a notebook), unless done already."""
+    if _dtypes(x, y) in _warmed:
+        return
+
+    def run() -> None:
+        try:
+            warm_up(x, y)
+        except Exception:  # only a speed-up: the first change of colouring compiles instead
+            logging.getLogger(__name__).exception("map kernels not compiled ahead")
+
+    threading.Thread(target=run, name="latentsky-map-warm-up", daemon=True).start()
 
 
 def map_opts(style: MapStyle) -> dict[str, Any]:

@@ -126,7 +126,7 @@ class ExploreView(pn.viewable.Viewer):
         if self.data.has_map:
             self._build_map()
             # the first change of colouring need not wait for numba compilation
-            in_thread(lambda: plots.warm_up(self.data.x, self.data.y))
+            plots.warm_up_later(self.data.x, self.data.y)
         else:
             self.selection.select(np.arange(len(self.data)), "first")
 
