@@ -57,6 +57,11 @@ WINDOW_PER_WORKER, MIN_WINDOW = 4, 16
 #: worker may get a thread arena whose freed pages go back to the OS, and every batch's
 #: activations fault in fresh pages (48,000 cutouts: 1.8 M page faults against 13 k, +17% CPU).
 WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
+#: Dask settings of a local cluster's workers: no statistical profiler. It samples the task
+#: thread's stack every 10 ms for the dashboard's profile page, which local clusters do not
+#: serve; one worker embedding 12,000 cutouts spent +10% CPU against the plain path with it,
+#: +5.5% without it (and 0.027 against 0.018 CPU-s per idle second).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 #: Seconds to wait for a ``tcp://`` scheduler to answer.
 CONNECT_TIMEOUT_S = 10
 OPTION = "--scheduler"
@@ -409,8 +414,8 @@ def _open(spec: SchedulerSpec) -> Iterator[Executor]:
                 **dask.config.get("distributed.nanny.pre-spawn-environ", {}),
                 **WORKER_ENVIRON,
             }
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-                cluster = _local_cluster(spec)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ, **WORKER_CONFIG}):
+                cluster = _local_cluster(spec)  # its nannies hand this config to the workers
             opened.append(cluster)
             client = Client(cluster)
             opened.append(client)

@@ -85,6 +85,14 @@ def test_many_partitions_come_back_in_order_through_a_small_window(
         assert ex.map(_square_slowly, []) == []
         # one malloc arena in the workers (set before they start: see WORKER_ENVIRON)
         assert ex.map(os.environ.get, ["MALLOC_ARENA_MAX"] * 2) == ["1", "1"]
+        # and no statistical profiler sampling their task threads (see WORKER_CONFIG)
+        assert ex.map(_worker_setting, ["distributed.worker.profile.enabled"] * 2) == [False] * 2
+
+
+def _worker_setting(key: str) -> object:
+    import dask
+
+    return dask.config.get(key)
 
 
 def test_one_partition_runs_in_process_without_starting_a_cluster() -> None:
