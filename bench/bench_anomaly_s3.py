@@ -6,7 +6,8 @@
 
 Needs the survey (catalog column ``anomaly_type``: "" for normal objects), embeddings of its
 active encoder (``python -m backend prepare``) and, when present, the active autoencoder's
-residual predictions (``recon_error``, ``recon_peak``, ``recon_excess``). Measures:
+residual predictions (``recon_error``, ``recon_peak``, ``recon_excess``); the cutouts' pixel
+scores (``sharpness``, ``asymmetry``) are computed here, as ``score`` does. Measures:
 
 - recall@100 and precision@100 of injected anomalies, overall and per kind, for each scorer
   (LOF included, not in the product's default set), the product's ranking ("combined":
@@ -41,11 +42,13 @@ from backend.feedback import latest_interest, record_interest
 from backend.latent.anomaly import (
     DEFAULT_COMBINE,
     DEFAULT_SCORERS,
+    PIXEL_SCORERS,
     SCORERS,
     AnomalyRanker,
     RerankParams,
 )
 from backend.latent.errors import LatentError
+from backend.latent.image_scores import image_scores
 from backend.latent.pipeline import autoencoder_scores
 from backend.latent.scorers import isolation_forest, rank_normalise
 from backend.latent.source import resolve_encoder_version
@@ -59,12 +62,19 @@ ROUNDS, PER_ROUND = 5, 10
 METHODS = (("blend", "knn"), ("blend", "forest"), ("astronomaly", "knn"))
 RESIDUAL_EXTRA = ("recon_peak", "recon_excess")
 COMBINATIONS = (  # scorer sets compared under a mean and a max of their rank percentiles
+    ("knn", "sharpness", "asymmetry"),
+    ("iforest", "knn", "sharpness", "asymmetry"),
+    ("recon_peak", "knn", "sharpness", "asymmetry"),
+    ("recon_peak", "iforest", "knn", "sharpness", "asymmetry"),
+    ("recon_peak", "iforest", "knn", "sharpness"),
+    ("iforest", "knn", "sharpness"),
+    ("knn", "sharpness"),
+    ("knn", "asymmetry"),
     ("recon", "iforest", "knn"),
     ("recon", "knn"),
     ("recon_peak", "iforest", "knn"),
     ("recon_excess", "iforest", "knn"),
     ("recon", "recon_excess", "iforest", "knn"),
-    ("recon", "recon_peak", "iforest", "knn"),
     ("recon_excess", "knn"),
     ("recon_peak", "knn"),
     ("recon", "recon_excess", "knn"),
@@ -189,18 +199,22 @@ def main() -> None:
 
     notes: list[str] = []
     residuals = autoencoder_scores(survey, notes, RESIDUAL_EXTRA)
+    t0 = time.perf_counter()
+    pixels, psf = image_scores(survey)
+    pixel_s = time.perf_counter() - t0
+    notes.append(f"pixel scores in {pixel_s:.1f} s: PSF sharpness {psf['q_psf']:.3f}")
     for note in notes:
         print(note)
     t0 = time.perf_counter()
     ids = survey.catalog["object_id"].to_numpy()
     ranker = AnomalyRanker.fit(  # what `python -m backend score` makes (the product's ranking)
         embeddings, residuals=residuals, scorers=DEFAULT_SCORERS, object_ids=ids,
-        seed=args.seed, combine_with=DEFAULT_COMBINE,
+        seed=args.seed, combine_with=DEFAULT_COMBINE, pixels=pixels,
     )  # fmt: skip
-    scoring_s = time.perf_counter() - t0
+    scoring_s = time.perf_counter() - t0 + pixel_s
     every = AnomalyRanker.fit(  # every scorer, for the table of scorers and combinations
-        embeddings, residuals=residuals, scorers=("recon", *RESIDUAL_EXTRA, "iforest", "knn", "lof"),
-        object_ids=ids, seed=args.seed,
+        embeddings, residuals=residuals, object_ids=ids, seed=args.seed, pixels=pixels,
+        scorers=("recon", *RESIDUAL_EXTRA, "iforest", "knn", "lof", *PIXEL_SCORERS),
     ).scores  # fmt: skip
     scorers: dict[str, Any] = {
         name: top_metrics(every[name].to_numpy(), kinds) for name in SCORERS if name in every
@@ -246,6 +260,8 @@ def main() -> None:
         "kinds": {k: int((kinds == k).sum()) for k in present},
         "notes": notes,
         "scoring_s": round(scoring_s, 1),
+        "pixel_scores_s": round(pixel_s, 1),
+        "psf": psf,
         "top": TOP,
         "scorers": scorers,
         "combinations": {

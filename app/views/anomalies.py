@@ -32,14 +32,17 @@ SCORER_NAMES = {
     "iforest": "isolation forest",
     "knn": "kNN distance",
     "lof": "local outlier factor",
+    "sharpness": "sharper than the PSF",
+    "asymmetry": "rotational asymmetry",
 }
 INTEREST = {0: "boring", 1: "meh", 2: "somewhat", 3: "interesting", 4: "very", 5: "fascinating"}
 GALLERY_SIZE = 48
 TABLE_ROWS = 200
 KEYS = [str(k) for k in INTEREST] + ["ArrowLeft", "ArrowRight"]
 HELP = """
-**Anomaly candidates**, most unusual first: each scorer (the autoencoder's peak residual,
-isolation forest and kNN distance in latent space) is rank-normalised to 0–1; a candidate
+**Anomaly candidates**, most unusual first: each scorer (kNN distance in latent space, and
+on the pixels: sharpness beyond the PSF, as of cosmic rays and hot pixels, and rotational
+asymmetry, as of mergers, blends and transients) is rank-normalised to 0–1; a candidate
 ranks by its highest, so an object extreme for any one scorer comes up.
 Give each candidate an **interest score** from 0 (boring: artefact, known type) to 5
 (fascinating); the list re-ranks at once, pulling up objects like the ones you found

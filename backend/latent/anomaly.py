@@ -2,7 +2,9 @@
 
 **Scores.** Each scorer (the autoencoder's residual scores when given: ``recon`` its mean
 squared residual, ``recon_peak`` its largest pixel, ``recon_excess`` its energy above the
-noise; isolation forest, kNN distance, optionally LOF: :mod:`backend.latent.scorers`) is
+noise; isolation forest, kNN distance, optionally LOF: :mod:`backend.latent.scorers`; the
+cutouts' own ``sharpness``, sharper than the PSF, and ``asymmetry``, CAS rotational asymmetry:
+:mod:`backend.latent.morphology`) is
 rank-normalised to [0, 1]; the ``anomaly`` score is their mean (``combine_with="mean"``;
 objects missing a score use the others) or the percentile of their largest (``"max"``, the
 product's default: an object extreme for any one scorer ranks high; as a percentile it stays
@@ -71,19 +73,22 @@ from backend.rowtable import ROW_GROUP, RowTable, Source, parquet_columns, parqu
 
 log = logging.getLogger(__name__)
 
-SCORERS = ("recon", "recon_peak", "recon_excess", "iforest", "knn", "lof")
+SCORERS = (
+    "recon", "recon_peak", "recon_excess", "iforest", "knn", "lof", "sharpness", "asymmetry",
+)  # fmt: skip
 RESIDUAL_SCORERS = {
     "recon": "recon_error",
     "recon_peak": "recon_peak",
     "recon_excess": "recon_excess",
 }
 EMBEDDING_SCORERS = ("iforest", "knn", "lof")
+PIXEL_SCORERS = ("sharpness", "asymmetry")  # computed on the cutouts (image_scores)
 COMBINE_WITH = ("mean", "max")
 # the product's scorers and their combination, chosen on the demo (S3) and sdss_gz1 (Q3)
-# together with bench/bench_anomaly_s3.py: recall@100 demo / gz1 encoder v0003 / v0001 0.263 /
-# 0.187 / 0.129, against 0.200 / 0.158 / 0.105 for the mean of recon, iforest and kNN and
-# 0.190 / 0.170 / 0.140 with recon_excess added (docs/results.md, issue 9)
-DEFAULT_SCORERS = ("recon_peak", "iforest", "knn")
+# together with bench/bench_anomaly_s3.py: recall@100 demo / gz1 encoder v0003 / v0001 0.505 /
+# 0.205 / 0.228 for the max of kNN, sharpness and asymmetry, against 0.263 / 0.187 / 0.129 for
+# the max of recon_peak, iforest and kNN (docs/results.md, issue 9)
+DEFAULT_SCORERS = ("knn", "sharpness", "asymmetry")
 DEFAULT_COMBINE = "max"
 MAX_INTEREST = 5
 
@@ -165,13 +170,16 @@ class AnomalyRanker:
         progress: bool = False,
         scheduler: Scheduler = None,
         residuals: Mapping[str, np.ndarray] | None = None,
+        pixels: Mapping[str, np.ndarray] | None = None,
     ) -> AnomalyRanker:
         """Score every row of ``embeddings`` (N, D) with ``scorers``; ``combine_with`` "mean"
         (default) or "max" of the normalised scores. ``residuals`` are the autoencoder's
         per-object columns (``recon_error``, ``recon_peak``, ``recon_excess``), each used as
         its scorer (``recon``, ``recon_peak``, ``recon_excess``) when named in ``scorers``; a
-        ``recon_error`` argument is always used. The kNN searches and isolation-forest scores
-        run per partition where ``scheduler`` says."""
+        ``recon_error`` argument is always used. ``pixels`` are the cutouts' raw scores
+        (``sharpness``, ``asymmetry``: :func:`backend.latent.image_scores.image_scores`), needed
+        when named in ``scorers``. The kNN searches and isolation-forest scores run per
+        partition where ``scheduler`` says."""
         n = len(embeddings)
         if n < 3:
             raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
@@ -193,6 +201,15 @@ class AnomalyRanker:
                 raise LatentError(
                     f"{len(values)} reconstruction errors for {n} objects (column {column})"
                 )
+            raw[name] = values
+        for name in PIXEL_SCORERS:
+            if name not in wanted:
+                continue
+            if pixels is None or name not in pixels:
+                raise LatentError(f"scorer {name} needs the cutouts' {name} scores (pixels)")
+            values = np.asarray(pixels[name], dtype=np.float32).reshape(-1)
+            if len(values) != n:
+                raise LatentError(f"{len(values)} {name} scores for {n} objects")
             raw[name] = values
         unit = None
         if {"knn", "lof"} & set(scorers):

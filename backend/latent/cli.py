@@ -202,6 +202,12 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="rank a survey's objects by anomaly score")
     _common(p)
     p.add_argument("--lof", action="store_true", help="add the local outlier factor scorer")
+    p.add_argument(
+        "--scorers",
+        default=None,
+        help="comma-separated scorers (default: knn,sharpness,asymmetry; also recon, "
+        "recon_peak, recon_excess, iforest, lof)",
+    )
     p.add_argument("--top", type=int, default=10, help="print this many top objects (10)")
     add_scheduler_option(p)
     p.set_defaults(func=run_score)
@@ -209,11 +215,18 @@ def add_score_parser(sub: argparse._SubParsersAction) -> None:
 
 @user_errors
 def run_score(args: argparse.Namespace) -> int:
-    from backend.latent.anomaly import DEFAULT_SCORERS, AnomalyRanker
+    from backend.latent.anomaly import DEFAULT_SCORERS, SCORERS, AnomalyRanker
     from backend.latent.pipeline import make_scores
     from backend.pipeline.execution import executor
 
-    scorers = (*DEFAULT_SCORERS, "lof") if args.lof else DEFAULT_SCORERS
+    scorers = DEFAULT_SCORERS
+    if args.scorers:
+        scorers = tuple(dict.fromkeys(n.strip() for n in args.scorers.split(",") if n.strip()))
+        unknown = [n for n in scorers if n not in SCORERS]
+        if unknown or not scorers:
+            raise UserError(f"--scorers: unknown {unknown} (known: {', '.join(SCORERS)})")
+    if args.lof and "lof" not in scorers:
+        scorers = (*scorers, "lof")
     with executor(args.scheduler):  # objects are scored per partition there
         out = make_scores(args.survey, args.model, scorers, progress=True)
     for note in out.notes:

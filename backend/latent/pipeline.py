@@ -19,10 +19,12 @@ import numpy as np
 from backend.latent.anomaly import (
     DEFAULT_COMBINE,
     DEFAULT_SCORERS,
+    PIXEL_SCORERS,
     RESIDUAL_SCORERS,
     AnomalyRanker,
 )
 from backend.latent.errors import LatentError
+from backend.latent.image_scores import image_scores
 from backend.latent.projection import LatentMap, MapParams
 from backend.latent.search import SimilarityIndex
 from backend.latent.source import (
@@ -144,10 +146,18 @@ def make_scores(
     survey, version, embeddings = _inputs(survey_name, version)
     directory = latent_dir(survey.name, version)
     notes: list[str] = []
-    residuals = autoencoder_scores(survey, notes, scorers)
+    asked = [RESIDUAL_SCORERS[n] for n in scorers if n in RESIDUAL_SCORERS]
+    residuals = autoencoder_scores(survey, notes, scorers) if asked else None
     used = tuple(scorers)
-    if residuals and not any(RESIDUAL_SCORERS.get(n) in residuals for n in scorers):
+    if residuals and asked and not any(c in residuals for c in asked):
         used = ("recon", *scorers)  # predictions without the columns asked: the mean residual
+    pixels, psf = None, {}
+    if set(PIXEL_SCORERS) & set(scorers):
+        pixels, psf = image_scores(survey, scheduler, progress)
+        notes.append(
+            f"pixel scores: PSF sharpness {psf['q_psf']:.2f} measured (limit {psf['q_limit']:.2f},"
+            f" PSF sigma {psf['psf_sigma']:.2f} px)"
+        )
     index = None
     if (directory / INDEX_FILE).is_file():
         index = SimilarityIndex.load(directory, embeddings)
@@ -155,9 +165,11 @@ def make_scores(
     ranker = with_scheduler(
         AnomalyRanker.fit, scheduler, embeddings=embeddings, residuals=residuals,
         scorers=used, object_ids=survey.catalog["object_id"].to_numpy(), index=index,
-        combine_with=combine_with, progress=progress,
+        combine_with=combine_with, progress=progress, pixels=pixels,
     )  # fmt: skip
     ranker.scores.attrs["encoder"] = version
+    if psf:
+        ranker.scores.attrs["pixel_scores"] = psf
     with publish(directory, PRODUCTS["scores"].files) as staging:
         ranker.save(staging / ANOMALY_FILE)
     params = {"scorers": list(scorers), "combine": combine_with}

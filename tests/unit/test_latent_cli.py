@@ -64,11 +64,19 @@ def test_map_index_search_score(
     assert cli.main(["search", "--survey", "tiny", *examples, "--dedupe-arcsec", "2"]) == 0
     assert "2 positive / 1 negative" in capsys.readouterr().out
 
-    assert cli.main(["score", "--survey", "tiny", "--lof"]) == 0
+    assert cli.main(["score", "--survey", "tiny", "--lof"]) == 0  # default scorers and LOF
     out = capsys.readouterr().out
-    assert "no autoencoder for this survey" in out and "kNN distances from the saved" in out
+    assert "pixel scores: PSF sharpness" in out and "kNN distances from the saved" in out
     scores = pd.read_parquet(product / "anomaly.parquet")
-    assert len(scores) == 150 and {"iforest", "knn", "lof", "anomaly", "rank"} <= set(scores)
+    assert len(scores) == 150
+    assert {"knn", "sharpness", "asymmetry", "lof", "anomaly", "rank"} <= set(scores)
+    assert set(scores.attrs["pixel_scores"]) == {"q_psf", "q_limit", "psf_sigma"}
+    assert cli.main(["score", "--survey", "tiny", "--scorers", "recon,iforest,knn"]) == 0
+    assert "no autoencoder for this survey" in capsys.readouterr().out
+    scores = pd.read_parquet(product / "anomaly.parquet")
+    assert scores.attrs["scorers"] == ["iforest", "knn"]
+    assert cli.main(["score", "--survey", "tiny", "--scorers", "knn,magic"]) == 2
+    assert "--scorers: unknown ['magic']" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -122,7 +130,8 @@ def test_score_uses_the_autoencoder_errors(
     registry.set_active("tiny", "autoencoder", ae.version)
     errors = np.linspace(0, 1, 150).astype(np.float32)
     write_predictions("tiny", "autoencoder", ae.version, pd.DataFrame({"recon_error": errors}))
-    assert cli.main(["score", "--survey", "tiny"]) == 0
+    # predictions without the recon_peak column asked for: the mean residual stands in
+    assert cli.main(["score", "--survey", "tiny", "--scorers", "recon_peak,iforest,knn"]) == 0
     assert f"reconstruction errors from autoencoder {ae.version}" in capsys.readouterr().out
     scores = pd.read_parquet(home / "products" / "tiny" / "encoder-v0001" / "anomaly.parquet")
     np.testing.assert_allclose(scores["recon_raw"], errors)
