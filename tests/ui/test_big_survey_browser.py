@@ -2,7 +2,7 @@
 on from its map tiles, the anomaly list read page by page.
 
 The survey is ``bench/bench_scale.py``'s, built once per session: ``LATENTSKY_UI_BIG_POINTS``
-objects (default 300,000, so that the suite stays in its time budget), with the tiled-map
+objects (default 200,000, so that the suite stays in its time budget), with the tiled-map
 threshold below it. The issue's 10^7 run is the same test with the variable set::
 
     LATENTSKY_UI_BIG_POINTS=10000000 OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q \\
@@ -35,7 +35,7 @@ from tests.ui.pages import (
 
 pytestmark = pytest.mark.ui
 
-POINTS = int(os.environ.get("LATENTSKY_UI_BIG_POINTS", "300000"))
+POINTS = int(os.environ.get("LATENTSKY_UI_BIG_POINTS", "200000"))
 TIMINGS: dict[str, float] = {}  # printed at the end of the run (-s): the manual 10^7 figures
 
 
