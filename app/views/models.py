@@ -207,29 +207,164 @@ def metric_cards(items: list[tuple[str, str]]) -> str:
     )
 
 
-class ModelsView(pn.viewable.Viewer):
-    """Versions table, per-version diagnostics, labels so far, and the (future) job queue."""
+def version_options(versions: list[ModelVersion], active: dict[str, str]) -> dict[str, str]:
+    """The version picker's choices: label ("classifier v0002 (active)", "… · refused by the
+    gate") -> ``kind/version``."""
+    marks = {True: " (active)", False: ""}
+    return {
+        f"{v.kind} {v.version}{marks[active.get(v.kind) == v.version]}"
+        + (f" · {GATE_REFUSED}" if v.gate and not v.gate.get("activate") else ""): (
+            f"{v.kind}/{v.version}"
+        )
+        for v in versions
+    }
 
-    data = param.ClassSelector(class_=SurveyData)
-    state = param.ClassSelector(class_=AppState)
+
+def default_version(versions: list[ModelVersion], active: dict[str, str]) -> str | None:
+    """The version shown first: the active classifier, else the first version, else None."""
+    if "classifier" in active:
+        return f"classifier/{active['classifier']}"
+    return next((f"{v.kind}/{v.version}" for v in versions), None)
+
+
+def version_cards(version: ModelVersion) -> list[tuple[str, str]]:
+    """(label, value) of a version's headline metrics."""
+    m = version.metrics
+    names = {
+        "accuracy": "accuracy (held-out)", "ece": "ECE (calibrated)",
+        "ece_uncalibrated": "ECE before calibration", "temperature": "temperature",
+        "nmad_redshift": "photo-z NMAD", "loss": "train loss", "val_loss": "val loss",
+        "recon_error_median": "median recon. error", "n_held_out": "held-out objects",
+    }  # fmt: skip
+    cards = [
+        (label, f"{m[k]:.4g}") for k, label in names.items() if isinstance(m.get(k), int | float)
+    ]
+    ref = (version.meta.get("training") or {}).get("ood_reference")
+    if ref:  # an imported encoder: its OOD reference is a survey itself
+        cards.append(("OOD reference", f"{ref['survey']} itself ({ref['objects']} objects)"))
+    return [("version", f"{version.kind} {version.version}"), *cards]
+
+
+def learning_rounds(chain: list[ModelVersion]) -> pd.DataFrame:
+    """Accuracy and training labels of each retraining round of a lineage, oldest first."""
+    rows = []
+    for k, v in enumerate(chain):
+        labels = (v.meta.get("training") or {}).get("labels") or {}
+        rows.append({"round": k, "version": v.version, "accuracy": v.metrics.get("accuracy"),
+                     "labels": labels.get("n_train")})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def emulator_table(metrics: dict[str, Any]) -> pn.widgets.Tabulator:
+    """Coverage and errors of an emulator's properties."""
+    rows = []
+    for name, scores in metrics.items():
+        if isinstance(scores, dict) and "coverage_68" in scores:
+            row = {"property": name}
+            row.update({k: v for k, v in scores.items() if isinstance(v, int | float)})
+            rows.append(row)
+    return data_table(pd.DataFrame(rows).round(4))
+
+
+def version_figures(version: ModelVersion, versions: list[ModelVersion]) -> list[Any]:
+    """A version's diagnostic plots: reliability (classifiers), PIT histograms (emulators),
+    the training curve and the learning curve over its retraining rounds."""
+    figures: list[Any] = []
+    metrics = version.metrics
+    if version.kind == "classifier" and metrics.get("reliability"):
+        figures.append(plots.reliability_diagram(metrics["reliability"]))
+    if version.kind == "emulator":
+        for name, scores in metrics.items():
+            if isinstance(scores, dict) and scores.get("pit_histogram"):
+                figures.append(plots.pit_histogram(name, scores["pit_histogram"]))
+    history = ((version.meta.get("training") or {}).get("result") or {}).get("history") or []
+    curve = plots.training_curve(history, f"training: {version.kind} {version.version}")
+    if curve is not None:
+        figures.append(curve)
+    chain = lineage(versions, version)
+    if len(chain) > 1 and version.kind == "classifier":
+        figures.append(plots.learning_curve(learning_rounds(chain), "accuracy"))
+    return figures
+
+
+def version_details(
+    version: ModelVersion | None, versions: list[ModelVersion], is_active: bool
+) -> list[Any]:
+    """The details of the picked version (panes): metric cards, the gate's verdict, its
+    figures and, for emulators, the property table."""
+    if version is None:
+        return [pn.pane.Markdown("No model versions for this survey yet.")]
+    parts: list[Any] = [pn.pane.HTML(metric_cards(version_cards(version)))]
+    if version.gate:
+        parts.append(pn.pane.HTML(gate_html(version.gate, is_active), sizing_mode="stretch_width"))
+    if version.kind == "classifier" and len(lineage(versions, version)) < 2:
+        parts.append(pn.pane.Markdown(
+            "*Learning curve: appears after the first retraining round (a version with a "
+            "parent).*", styles={"color": "#6b7280"},
+        ))  # fmt: skip
+    figures = version_figures(version, versions)
+    if figures:
+        panes = [pn.pane.HoloViews(f, margin=(4, 8), sizing_mode="fixed") for f in figures]
+        parts.append(pn.GridBox(*panes, ncols=2, sizing_mode="fixed"))
+    if version.kind == "emulator":
+        parts.append(emulator_table(version.metrics))
+    return parts
+
+
+def labels_summary(survey: str) -> tuple[str, str, Any]:
+    """(Markdown: how many current labels from how many users, and the vote fractions;
+    Markdown: the labellers' agreement; bar chart of labels per class, or None)."""
+    schema = schema_for(survey)
+    store = label_store()
+    current = store.current(survey, task=schema.task)
+    counts = current["value"].value_counts() if len(current) else pd.Series(dtype=int)
+    users = current["user"].nunique() if len(current) else 0
+    text = (
+        f"**{len(current):,} labels** from {users} user(s) on this survey "
+        f"(current labels, one per user and object)."
+    )
+    votes = store.votes(survey, task=schema.task)
+    if len(votes):
+        sources = ", ".join(md(s) for s in sorted(votes["source"].unique()))
+        text += (
+            f" Vote fractions ({sources}) for {votes['object_id'].nunique():,} objects count "
+            "as one more labeller each."
+        )
+    agreement = agreement_markdown(store.agreement(survey, task=schema.task))
+    names = schema.names
+    chart = (
+        plots.class_counts(names, [int(counts.get(n, 0)) for n in names], schema.colour_key())
+        if len(current)
+        else None
+    )
+    return text, agreement, chart
+
+
+class ModelsView(pn.viewable.Viewer):
+    """Versions table, per-version diagnostics, labels so far, and the job queue.
+
+    The user's choice is :attr:`version`; what the registry says is :attr:`versions` and
+    :attr:`active` (re-read by :meth:`refresh_versions`); the details, the activation button
+    and the label summary follow them through ``param.depends``."""
+
+    data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    version = param.Selector(
+        default=None, objects=[], allow_None=True,
+        doc="the version shown, kind/version: its details, and what *Activate* makes active",
+    )  # fmt: skip
+    versions = param.List(default=[], precedence=-1, doc="the survey's versions, as last read")
+    active = param.Dict(default={}, precedence=-1, doc="kind -> active version, as last read")
+    labels_round = param.Integer(
+        default=0, precedence=-1, doc="bumped when the label summary is drawn again"
+    )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
         self.registry = ModelRegistry()
-        self.versions = self.registry.list(survey=self.data.name)
-        active = self.registry.active_versions(self.data.name)
-        self.table = versions_table(self.versions, active)
-        self._table = data_table(self.table, formatters={"gate": {"type": "html"}})
-        default = next(
-            (f"{k}/{v}" for k, v in active.items() if k == "classifier"),
-            next((f"{v.kind}/{v.version}" for v in self.versions), None),
-        )
-        self.pick = pn.widgets.Select(
-            name="Version", options=self._options(), value=default, width=260
-        )
-        self._detail = pn.Column(sizing_mode="stretch_width")
-        self.pick.param.watch(guarded(self._alert)(self._on_pick), "value")
+        self._table = data_table(pd.DataFrame(), formatters={"gate": {"type": "html"}})
+        self.pick = pn.widgets.Select.from_param(self.param.version, name="Version", width=260)
         self.activate = pn.widgets.Button(
             name="Activate this version", button_type="warning", width=200, align="end"
         )
@@ -238,43 +373,36 @@ class ModelsView(pn.viewable.Viewer):
         self.activate.on_click(lambda _: in_thread(guarded(self._activation)(self.activate_picked)))
         self.jobs = JobsPanel(survey=self.data.name, state=self.state)
         self.jobs.on_finished = guarded(self._alert)(self.refresh_versions)
-        self._labels = pn.pane.HoloViews(None, sizing_mode="stretch_width")
-        self._labels_text = pn.pane.Markdown("")
-        self._agreement = pn.pane.Markdown("", styles={"font-size": "12.5px"})
         self._download_labels = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._labels_file),
             filename=file_name(f"{self.data.name}-labels", "CSV"),
             label="Download labels (CSV)", button_type="light", width=200,
         )  # fmt: skip
-        self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
         self._labels_stale = False
         self.evaluation = EvaluationPanel(survey=self.data.name)
-        self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
-        self._show()
-        self._show_labels()
+        self.refresh_versions()
+        self._activate_button()
 
-    def _options(self) -> dict[str, str]:
-        active = self.registry.active_versions(self.data.name)
-        marks = {True: " (active)", False: ""}
-        return {
-            f"{v.kind} {v.version}{marks[active.get(v.kind) == v.version]}"
-            + (
-                " · refused by the gate" if v.gate and not v.gate.get("activate") else ""
-            ): f"{v.kind}/{v.version}"
-            for v in self.versions
-        }
+    _cards = staticmethod(version_cards)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The versions table shown."""
+        return self._table.value
 
     def refresh_versions(self) -> None:
         """Re-read the survey's versions (a job finished, a version was activated, the tab was
-        opened): table, picker and the details of the version picked."""
-        self.versions = self.registry.list(survey=self.data.name)
-        self.table = versions_table(self.versions, self.registry.active_versions(self.data.name))
-        self._table.value = self.table
-        value = self.pick.value
-        self.pick.options = self._options()
-        if value in self.pick.options.values():
-            self.pick.value = value
-        self._show()
+        opened): table, picker and the details of the version picked follow."""
+        versions = self.registry.list(survey=self.data.name)
+        active = self.registry.active_versions(self.data.name)
+        options = version_options(versions, active)
+        keep = self.version if self.version in options.values() else None
+        self.param.version.objects = options
+        with param.parameterized.batch_call_watchers(self):
+            self.param.update(
+                versions=versions, active=active, version=keep or default_version(versions, active)
+            )
+        self._table.value = versions_table(versions, active)
 
     def activate_picked(self) -> None:
         """Make the picked version active (whatever the gate said): a person's choice."""
@@ -286,139 +414,70 @@ class ModelsView(pn.viewable.Viewer):
         say(self._activation, html.escape(text), "success")
         self.refresh_versions()
 
-    def _on_pick(self, event: param.parameterized.Event) -> None:
-        self._activation.visible = False
-        self._show()
-
     def _version(self) -> ModelVersion | None:
-        if not self.pick.value:
+        if not self.version:
             return None
-        kind, version = self.pick.value.split("/")
-        return self.registry.get(kind, version)
+        kind, version = self.version.split("/")
+        return next(
+            (v for v in self.versions if v.kind == kind and v.version == version), None
+        ) or self.registry.get(kind, version)
 
-    def _show(self) -> None:
+    def _is_active(self, version: ModelVersion | None) -> bool:
+        return version is not None and self.active.get(version.kind) == version.version
+
+    @param.depends("version", watch=True)
+    def _forget_activation(self) -> None:
+        """Another version picked: the previous activation's message goes."""
+        self._activation.visible = False
+
+    @param.depends("version", "active", watch=True)
+    def _activate_button(self) -> None:
         version = self._version()
-        if version is None:
-            self.activate.disabled = True
-            self._detail[:] = [pn.pane.Markdown("No model versions for this survey yet.")]
-            return
-        is_active = self.registry.active_versions(self.data.name).get(version.kind) == (
-            version.version
-        )
+        is_active = self._is_active(version)
         self.activate.param.update(
-            disabled=is_active or self._activate_why is not None,
+            disabled=version is None or is_active or self._activate_why is not None,
             name="Active" if is_active else "Activate this version",
         )
-        parts: list[Any] = [pn.pane.HTML(metric_cards(self._cards(version)))]
-        if version.gate:
-            parts.append(
-                pn.pane.HTML(gate_html(version.gate, is_active), sizing_mode="stretch_width")
-            )
-        figures: list[Any] = []
-        metrics = version.metrics
-        if version.kind == "classifier" and metrics.get("reliability"):
-            figures.append(plots.reliability_diagram(metrics["reliability"]))
-        if version.kind == "emulator":
-            for name, scores in metrics.items():
-                if isinstance(scores, dict) and scores.get("pit_histogram"):
-                    figures.append(plots.pit_histogram(name, scores["pit_histogram"]))
-        history = ((version.meta.get("training") or {}).get("result") or {}).get("history") or []
-        curve = plots.training_curve(history, f"training: {version.kind} {version.version}")
-        if curve is not None:
-            figures.append(curve)
-        chain = lineage(self.versions, version)
-        if len(chain) > 1 and version.kind == "classifier":
-            figures.append(plots.learning_curve(self._rounds(chain), "accuracy"))
-        elif version.kind == "classifier":
-            parts.append(pn.pane.Markdown(
-                "*Learning curve: appears after the first retraining round (a version with a "
-                "parent).*", styles={"color": "#6b7280"},
-            ))  # fmt: skip
-        if figures:
-            panes = [pn.pane.HoloViews(f, margin=(4, 8), sizing_mode="fixed") for f in figures]
-            parts.append(pn.GridBox(*panes, ncols=2, sizing_mode="fixed"))
-        if version.kind == "emulator":
-            parts.append(self._emulator_table(metrics))
-        self._detail[:] = parts
 
-    @staticmethod
-    def _cards(version: ModelVersion) -> list[tuple[str, str]]:
-        m = version.metrics
-        names = {
-            "accuracy": "accuracy (held-out)", "ece": "ECE (calibrated)",
-            "ece_uncalibrated": "ECE before calibration", "temperature": "temperature",
-            "nmad_redshift": "photo-z NMAD", "loss": "train loss", "val_loss": "val loss",
-            "recon_error_median": "median recon. error", "n_held_out": "held-out objects",
-        }  # fmt: skip
-        cards = [
-            (label, f"{m[k]:.4g}")
-            for k, label in names.items()
-            if isinstance(m.get(k), int | float)
-        ]
-        ref = (version.meta.get("training") or {}).get("ood_reference")
-        if ref:  # an imported encoder: its OOD reference is a survey itself
-            cards.append(("OOD reference", f"{ref['survey']} itself ({ref['objects']} objects)"))
-        return [("version", f"{version.kind} {version.version}"), *cards]
+    @param.depends("version", "versions", "active")
+    def details(self) -> pn.Column:
+        """The picked version's details (rebuilt when the pick or the registry changes)."""
+        version = self._version()
+        parts = version_details(version, self.versions, self._is_active(version))
+        return pn.Column(*parts, sizing_mode="stretch_width")
 
-    @staticmethod
-    def _rounds(chain: list[ModelVersion]) -> pd.DataFrame:
-        rows = []
-        for k, v in enumerate(chain):
-            labels = (v.meta.get("training") or {}).get("labels") or {}
-            rows.append({"round": k, "version": v.version, "accuracy": v.metrics.get("accuracy"),
-                         "labels": labels.get("n_train")})  # fmt: skip
-        return pd.DataFrame(rows)
+    @param.depends("labels_round")
+    def labels(self) -> pn.Column:
+        """Labels collected: counts, chart and agreement (drawn again on ``labels_round``)."""
+        text, agreement, chart = labels_summary(self.data.name)
+        chart_pane = [pn.pane.HoloViews(chart, sizing_mode="stretch_width")] if chart else []
+        return pn.Column(
+            pn.pane.Markdown(text), *chart_pane,
+            pn.pane.Markdown(agreement, styles={"font-size": "12.5px"}),
+            sizing_mode="stretch_width",
+        )  # fmt: skip
 
-    @staticmethod
-    def _emulator_table(metrics: dict[str, Any]) -> pn.widgets.Tabulator:
-        rows = []
-        for name, scores in metrics.items():
-            if isinstance(scores, dict) and "coverage_68" in scores:
-                row = {"property": name}
-                row.update({k: v for k, v in scores.items() if isinstance(v, int | float)})
-                rows.append(row)
-        return data_table(pd.DataFrame(rows).round(4))
-
-    def _on_tab(self, event: param.parameterized.Event) -> None:
+    @param.depends("state.tab", watch=True)
+    def _on_tab(self) -> None:
         """Re-read the versions and the evaluation report (they may have been remade) whenever
-        the tab opens."""
-        if event.new == "models":
-            self.refresh_versions()
-            self.evaluation.refresh(reread_tasks=True)
+        the tab opens; draw labels given meanwhile."""
+        if self.state.tab != "models":
+            return
+        guarded(self._alert)(self.refresh_versions)()
+        guarded(self._alert)(lambda: self.evaluation.refresh(reread_tasks=True))()
+        self._labels_if_shown()
 
-    def _on_labels(self, event: param.parameterized.Event) -> None:
-        """Redraw the label counts when they changed, once this tab is shown."""
-        if event.name == "labels_changed":
-            self._labels_stale = True
+    @param.depends("state.labels_changed", watch=True)
+    def _on_labels(self) -> None:
+        """Labels changed: the summary is drawn again now if the tab is shown, else when it
+        opens."""
+        self._labels_stale = True
+        self._labels_if_shown()
+
+    def _labels_if_shown(self) -> None:
         if self._labels_stale and self.state.tab == "models":
             self._labels_stale = False
-            self._show_labels()
-
-    def _show_labels(self) -> None:
-        schema = schema_for(self.data.name)
-        current = label_store().current(self.data.name, task=schema.task)
-        counts = current["value"].value_counts() if len(current) else pd.Series(dtype=int)
-        users = current["user"].nunique() if len(current) else 0
-        self._labels_text.object = (
-            f"**{len(current):,} labels** from {users} user(s) on this survey "
-            f"(current labels, one per user and object)."
-        )
-        votes = label_store().votes(self.data.name, task=schema.task)
-        if len(votes):
-            sources = ", ".join(md(s) for s in sorted(votes["source"].unique()))
-            self._labels_text.object += (
-                f" Vote fractions ({sources}) for {votes['object_id'].nunique():,} objects count "
-                "as one more labeller each."
-            )
-        self._agreement.object = agreement_markdown(
-            label_store().agreement(self.data.name, task=schema.task)
-        )
-        names = schema.names
-        self._labels.object = (
-            plots.class_counts(names, [int(counts.get(n, 0)) for n in names], schema.colour_key())
-            if len(current)
-            else None
-        )
+            self.labels_round += 1
 
     def _labels_file(self) -> io.BytesIO:
         """Every current label (one per object and user) with who gave it and when."""
@@ -430,9 +489,7 @@ class ModelsView(pn.viewable.Viewer):
             heading("Jobs"),
             self.jobs,
             heading("Labels collected"),
-            self._labels_text,
-            self._labels,
-            self._agreement,
+            pn.panel(self.labels),
             self._download_labels,
             width=420,
             sizing_mode="fixed",
@@ -442,7 +499,7 @@ class ModelsView(pn.viewable.Viewer):
             self._table,
             pn.Row(self.pick, self.activate),
             self._activation,
-            self._detail,
+            pn.panel(self.details),
             heading("Evaluation"),
             self.evaluation,
             sizing_mode="stretch_width",
