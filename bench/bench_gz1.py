@@ -113,6 +113,7 @@ def direction_task(survey: str, steps: int, variant: str) -> dict[str, Any]:
 
 RECIPE_VARIANTS = {  # name: (recipe, merge cw/acw into spiral)
     "labels+ssl": ("labels+ssl", True),
+    "supervised": ("supervised", True),
     "labels": ("labels", True),
     "labels+supcon": ("labels+supcon", True),
     "labels, mirror-equivariant 6 classes": ("labels", False),
@@ -143,7 +144,7 @@ def recipe_task(survey: str, steps: int, variant: str, encoder: str | None) -> d
     labels = np.array([classes.index(n) for n in names], np.int64)
     t0 = time.perf_counter()
     version = finetune_encoder(survey, labels, classes, split.train_rows, encoder_version=encoder,
-                               steps=steps, flip=merged, task=f"recipe {variant}",
+                               steps=steps or None, flip=merged, task=f"recipe {variant}",
                                mirror_pairs=pairs, recipe=recipe, progress_bar=True)  # fmt: skip
     seconds = round(time.perf_counter() - t0, 1)
     embed_survey(survey, version.version, progress_bar=False)
@@ -195,7 +196,7 @@ def main() -> None:
         help="only compare fine-tune recipes (these, default all) on an already prepared "
         "survey; writes bench/results/gz1_recipes.json",
     )  # fmt: skip
-    parser.add_argument("--recipe-steps", type=int, default=800)
+    parser.add_argument("--recipe-steps", type=int, default=800)  # 0: each recipe's default
     parser.add_argument("--recipe-encoder", help="encoder version to start from (default: active)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "gz1.json")
     parser.add_argument(

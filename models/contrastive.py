@@ -139,6 +139,13 @@ class SimCLREncoder(ImageModel):
         )
         return self.normalizer(views)
 
+    def augmented_view(self, x: Tensor) -> Tensor:
+        """One augmented, normalised view (B, C', H', W') of raw cutouts ``x``."""
+        self.check_input(x)
+        x = self.adapter(x)
+        noise = self.augmenter.noise_level(x) if self.augmenter.cfg.noise_sigma[1] > 0 else None
+        return self.normalizer(self.augmenter(x, noise_reference=noise))
+
     def view_features(self, x: Tensor) -> Tensor:
         """Backbone features (2B, D) of :meth:`augmented_views` (one 2B forward pass)."""
         return self.backbone(self.augmented_views(x))

@@ -53,6 +53,7 @@ class LabelFineTuner(nn.Module):
         class_weights: list[float] | None = None,
         mirror_permutation: list[int] | None = None,
         supcon_weight: float = 0.0,
+        views: int = 2,
     ) -> None:
         super().__init__()
         if n_classes < 2:
@@ -63,6 +64,11 @@ class LabelFineTuner(nn.Module):
         self.head = MLPHead(encoder.embedding_dim, n_classes, hidden, dropout)
         self.ssl_weight = float(ssl_weight)
         self.supcon_weight = float(supcon_weight)
+        if views not in (1, 2) or (views == 1 and (ssl_weight > 0 or supcon_weight > 0)):
+            raise ValueError(
+                "one view per cutout only without NT-Xent and SupCon (they pair views)"
+            )
+        self.views = views
         weights = None if class_weights is None else torch.tensor(class_weights, dtype=torch.float)
         self.register_buffer("class_weights", weights, persistent=False)
         if mirror_permutation is not None and sorted(mirror_permutation) != list(range(n_classes)):
@@ -86,14 +92,15 @@ class LabelFineTuner(nn.Module):
 
     def training_loss(self, batch: dict[str, Any]) -> Tensor:
         enc = self.encoder
-        views = enc.augmented_views(batch["inputs"])
+        x = batch["inputs"]
+        views = enc.augmented_views(x) if self.views == 2 else enc.augmented_view(x)
         h = enc.backbone(views)
         targets = batch["targets"].float()
         labelled = targets.sum(dim=1) > 0
         loss = h.new_zeros((), dtype=torch.float32)
         if bool(labelled.any()):
-            both = torch.cat([labelled, labelled])
-            t = torch.cat([targets, targets])[both]
+            both = torch.cat([labelled] * self.views)
+            t = torch.cat([targets] * self.views)[both]
             logits = self._logits(views[both], h[both])
             loss = loss + soft_cross_entropy(logits, t, self.class_weights)
             if self.supcon_weight > 0:  # the embedding itself: neighbours share the class

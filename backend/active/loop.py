@@ -293,7 +293,7 @@ def finetune_and_maybe_activate(
     flip = bool(params.get("flip", schema.mirror_symmetric))
     encoder = finetune_encoder(
         survey, labels, classes, split.train_rows, encoder_version=params.get("encoder"),
-        steps=int(params.get("steps", 300)), flip=flip, task=task, progress=progress,
+        steps=params.get("steps"), flip=flip, task=task, progress=progress,
         progress_bar=False, mirror_pairs=pairs,
         soft_targets=vote_targets(store, survey, task, classes, ids)[0],
     )  # fmt: skip

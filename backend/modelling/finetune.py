@@ -39,8 +39,53 @@ RECIPES = {
     "labels": "labels only",
     "labels+supcon": "labels + supervised contrastive",
     "labels+ssl": "labels + NT-Xent",
+    "supervised": "labels only, square-root class-balanced batches, label smoothing, lr 1e-3",
 }
 DEFAULT_RECIPE = "labels+ssl"
+SUPERVISED_MIN_LABELS = 1000  # labelled training objects from which "supervised" is the default
+RECIPE_STEPS = {"supervised": 2000}  # default budgets; other recipes 300 steps
+RECIPE_LR = {"supervised": 1e-3}  # other recipes 3e-4
+LABEL_SMOOTHING = 0.1
+
+
+def default_recipe(n_train: int, mirror_equivariant: bool) -> str:
+    """The recipe a task gets when none is asked for (see :func:`finetune_encoder`)."""
+    if mirror_equivariant:
+        return "labels"
+    return "supervised" if n_train >= SUPERVISED_MIN_LABELS else DEFAULT_RECIPE
+
+
+def task_augment(base: Any, *, flip: bool, mirror_equivariant: bool) -> Any:
+    """The fine-tune's augmentations: the encoder's own, with flips exactly when the task is
+    mirror-symmetric (``flip``), even if the encoder's self-supervised training did not flip
+    (general-v1 keeps winding information; a morphology task does not need it); a
+    mirror-equivariant task never flips and zooms at most 10%."""
+    augment = replace(base, flip=bool(flip and not mirror_equivariant))
+    if mirror_equivariant:
+        augment = replace(augment, zoom=min(augment.zoom, 0.1))
+    return augment
+
+
+def sqrt_balanced_rows(
+    train_rows: np.ndarray, labels: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Training rows resampled so each class appears in proportion to the square root of its
+    count (rare classes repeated, common ones subsampled; as many rows as before), and the
+    per-class loss weights (mean 1) that make the expected loss class-balanced."""
+    rng = np.random.default_rng(seed)
+    y = labels[train_rows]
+    classes, counts = np.unique(y, return_counts=True)
+    share = np.sqrt(counts) / np.sqrt(counts).sum()
+    quota = np.maximum(1, np.round(share * len(train_rows))).astype(int)
+    parts = []
+    for c, q in zip(classes, quota, strict=True):
+        members = train_rows[y == c]
+        reps = int(np.ceil(q / len(members)))
+        parts.append(rng.permutation(np.tile(members, reps))[:q])
+    weights = np.zeros(int(labels.max()) + 1, np.float64)
+    weights[classes] = 1.0 / quota
+    weights[classes] /= weights[classes].mean()
+    return np.concatenate(parts).astype(np.int64), weights
 
 
 def balanced_rows(
@@ -63,9 +108,9 @@ def finetune_encoder(
     train_rows: np.ndarray,
     *,
     encoder_version: str | None = None,
-    steps: int = 300,
+    steps: int | None = None,
     batch_size: int | None = None,
-    lr: float = 3e-4,
+    lr: float | None = None,
     ssl_weight: float | None = None,
     flip: bool = True,
     seed: int = 0,
@@ -82,7 +127,13 @@ def finetune_encoder(
     target of the training rows where they are non-zero; rows of the validation part (labelled
     rows outside ``train_rows``) are never trained on, whatever their votes.
 
-    Recipes (``None`` picks the task's default): a morphology task trains on batches of 128,
+    Recipes (``None`` picks the task's default): a morphology task with at least
+    ``SUPERVISED_MIN_LABELS`` training labels trains ``supervised``: labels only, batches of 64
+    drawn square-root class-balanced with loss weights that make them balanced, label
+    smoothing 0.1, lr 1e-3, a linear head, flips when the task is mirror-symmetric, 2,000
+    steps. On sdss_gz1 (5,331 labels, 5 classes) it lifted precision@10 of spirals from 0.41
+    to 0.57 and of mergers from 0.10 to 0.33 over the regularised recipe (docs/results.md).
+    With fewer labels a morphology task trains on batches of 128,
     half unlabelled, with NT-Xent (``ssl_weight`` 0.5) and an MLP head. A mirror-equivariant
     task (``mirror_pairs``, e.g. spiral winding) learns a faint signal that the regulariser
     drowns: it trains on its labels only (batches of 64, ``ssl_weight`` 0), with zoom 0.1 and
@@ -136,17 +187,24 @@ def finetune_encoder(
         perm = mirror_permutation(classes, mirror_pairs) if mirror_pairs else None
     except ValueError as exc:
         raise SurveyError(f"survey {survey.name}, task {task}: {exc}") from exc
-    recipe = recipe or ("labels" if perm is not None else DEFAULT_RECIPE)
+    recipe = recipe or default_recipe(len(train_rows), perm is not None)
     if recipe not in RECIPES:
         raise SurveyError(f"unknown fine-tune recipe {recipe!r}; choose from {sorted(RECIPES)}")
-    focused = recipe in ("labels", "labels+supcon")  # labels only (see the docstring)
+    steps = RECIPE_STEPS.get(recipe, 300) if steps is None else int(steps)
+    lr = RECIPE_LR.get(recipe, 3e-4) if lr is None else float(lr)
+    focused = recipe in ("labels", "labels+supcon", "supervised")  # labels only (docstring)
     ssl_weight = (0.0 if focused else 0.5) if ssl_weight is None else float(ssl_weight)
     batch_size = (64 if focused else 128) if batch_size is None else int(batch_size)
     if focused:
         rows = train_rows
-    augment = replace(base_aug, flip=bool(flip and base_aug.flip and perm is None))
-    if perm is not None:
-        augment = replace(augment, zoom=min(augment.zoom, 0.1))
+    if recipe == "supervised":
+        rows, balanced = sqrt_balanced_rows(train_rows, labels, seed)
+        weights = np.ones(len(classes))
+        weights[: len(balanced)] = np.where(balanced > 0, balanced, 1.0)
+        weights = weights.tolist()
+        hard = targets.max(axis=1) == 1.0  # one-hot rows (vote fractions stay as they are)
+        targets[hard] = targets[hard] * (1 - LABEL_SMOOTHING) + LABEL_SMOOTHING / len(classes)
+    augment = task_augment(base_aug, flip=flip, mirror_equivariant=perm is not None)
     model = LabelFineTuner(
         encoder,
         len(classes),
@@ -156,6 +214,7 @@ def finetune_encoder(
         mirror_permutation=perm,
         hidden=() if focused else (256,),
         supcon_weight=1.0 if recipe == "labels+supcon" else 0.0,
+        views=1 if recipe == "supervised" else 2,  # one view: half the cost of a step
     )
     cfg = TrainConfig(
         max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, block_size=1,

@@ -68,3 +68,23 @@ def test_unlabelled_rows_only_train_the_contrastive_part() -> None:
     assert float(model.training_loss(batch)) == 0.0  # nothing labelled, no regulariser
     model.ssl_weight = 1.0
     assert float(model.training_loss(batch)) > 0.0
+
+
+def test_one_view_per_cutout_learns_the_labels_and_refuses_paired_losses() -> None:
+    images, labels = _mirror_pairs(128)
+    torch.manual_seed(0)
+    encoder = SimCLREncoder(["a", "b"], backbone=TINY, augment=AugmentConfig.geometric())
+    augment = AugmentConfig(rotation_deg=180.0, flip=False, jitter_pixels=0)
+    model = LabelFineTuner(encoder, 2, ssl_weight=0.0, augment=augment, hidden=(), views=1)
+    targets = np.eye(2, dtype=np.float32)[labels]
+    seen: list[int] = []
+    model.encoder.backbone.register_forward_hook(lambda m, i, o: seen.append(len(i[0])))
+    cfg = TrainConfig(max_steps=150, batch_size=32, lr=3e-3, progress_bar=False, device="cpu",
+                      block_size=1)  # fmt: skip
+    fit(model, ArrayDataset(images, targets), cfg)
+    assert seen[0] == 32  # one view of each cutout, not two
+    with torch.no_grad():
+        accuracy = (model.eval()(torch.from_numpy(images)).argmax(1).numpy() == labels).mean()
+    assert accuracy > 0.9
+    with pytest.raises(ValueError, match="one view"):
+        LabelFineTuner(encoder, 2, ssl_weight=0.5, views=1)
