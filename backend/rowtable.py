@@ -2,8 +2,8 @@
 
 A survey of 10^7-10^8 objects has a catalog, predictions and anomaly scores far bigger than the
 web app should hold. :class:`RowTable` joins such files (same rows, in survey order) as one
-table whose rows are read on demand, one row group of the columns asked for at a time (a small
-LRU keeps the groups last read), and whose counts and value ranges come from the parquet
+table whose rows are read on demand, one row group of the columns asked for at a time (an LRU of
+192 MB keeps the groups last read), and whose counts and value ranges come from the parquet
 metadata. :class:`LazyColumn` offers the part of a :class:`pandas.Series` the views use: one
 value (``iat``), some rows (``iloc``, ``to_numpy()[rows]``); anything else reads the column
 (once per call: callers keep what they need).
@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from backend.errors import UserError
 
 ROW_GROUP = 65_536  # rows per parquet row group of the files the pipeline writes
-CACHE_GROUPS = 96  # (file, row group, column) entries kept
+CACHE_BYTES = 192 * 2**20  # decoded row-group columns kept (text counted at 64 B a value)
 
 
 class RowTableError(UserError, ValueError):
@@ -91,7 +91,7 @@ class RowTable:
     returned, one per row and column) and ``full_columns`` (columns read whole: what a
     survey-wide answer needs)."""
 
-    def __init__(self, sources: Sequence[Source], n_rows: int, cache_groups: int = CACHE_GROUPS):
+    def __init__(self, sources: Sequence[Source], n_rows: int, cache_bytes: int = CACHE_BYTES):
         self.n_rows = int(n_rows)
         self._files = [_File(s, self.n_rows) for s in sources]
         self._where: dict[str, tuple[int, str]] = {}
@@ -99,7 +99,7 @@ class RowTable:
             for name, column in source.columns.items():
                 self._where.setdefault(name, (k, column))
         self._cache: OrderedDict[tuple[int, int, str], pd.Series] = OrderedDict()
-        self._cache_limit = cache_groups
+        self._cache_limit, self._cache_bytes = cache_bytes, 0
         self._lock = threading.Lock()
         self.reads = {"groups": 0, "rows": 0, "full_columns": 0}
 
@@ -149,9 +149,12 @@ class RowTable:
         got = self._files[k].read_group(group, name)
         with self._lock:
             self.reads["groups"] += 1
-            self._cache[key] = got
-            while len(self._cache) > self._cache_limit:
-                self._cache.popitem(last=False)
+            if key not in self._cache:
+                self._cache[key] = got
+                self._cache_bytes += _size(got)
+            while self._cache_bytes > self._cache_limit and len(self._cache) > 1:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= _size(old)
         return got
 
     def _check(self, rows: Any) -> np.ndarray:
@@ -306,6 +309,11 @@ class ColumnArray:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return np.asarray(self.column.series().to_numpy(), dtype=dtype)
+
+
+def _size(values: pd.Series) -> int:
+    """Bytes a decoded column holds (text: 64 B a value, its pointer and string)."""
+    return len(values) * 64 if values.dtype == object else int(values.nbytes)
 
 
 def _positions(rows: Any, n: int) -> np.ndarray | int:

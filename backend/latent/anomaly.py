@@ -132,6 +132,8 @@ class AnomalyRanker:
         self._ids: pd.Index | None = None
         self._lock = threading.Lock()
         self._read_lock = threading.Lock()
+        self._rows: RowTable | None = None  # the scores file, paged (plain_listing)
+        self._listings: dict[str, ColumnRanking] = {}
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -260,10 +262,17 @@ class AnomalyRanker:
         if self._scores is not None or self.path is None:
             table = self.scores.assign(final=self.scores["anomaly"], interest=np.float32(np.nan))
             return RankedList(table, by)
-        table = RowTable([Source(self.path, {c: c for c in self._columns})], len(self))
-        return ColumnRanking(
-            table, column, constant={"interest": np.float32(np.nan)}, aliases={"final": "anomaly"}
-        )
+        with self._lock:  # one per column, shared by the sessions (order and first rows kept)
+            if column not in self._listings:
+                if self._rows is None:
+                    self._rows = RowTable(
+                        [Source(self.path, {c: c for c in self._columns})], len(self)
+                    )
+                self._listings[column] = ColumnRanking(
+                    self._rows, column, constant={"interest": np.float32(np.nan)},
+                    aliases={"final": "anomaly"},
+                )  # fmt: skip
+            return self._listings[column]
 
     @staticmethod
     def rank_of(table: pd.DataFrame, row: int, by: str = "final") -> int:

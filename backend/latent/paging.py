@@ -128,6 +128,9 @@ class RankedList:
         return self.position_of(row)
 
 
+HEAD_ROWS = 256  # rows of a ColumnRanking's first entries it keeps
+
+
 class ColumnRanking:
     """:class:`RankedList`'s list read from a :class:`backend.rowtable.RowTable` without
     holding its column: the first ``stop`` rows come from one pass over the column, row group
@@ -149,6 +152,7 @@ class ColumnRanking:
         self.constant = dict(constant or {})
         self.aliases = dict(aliases or {})  # page column -> table column it copies
         self._order = np.empty(0, np.int64)
+        self._head = pd.DataFrame()  # the rows of the first entries, read once
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -176,9 +180,22 @@ class ColumnRanking:
             return self._order[:stop]
 
     def page(self, start: int, stop: int) -> pd.DataFrame:
-        """Entries ``start`` to ``stop`` (exclusive) of the list, as table rows."""
-        rows = self.order(stop)[max(0, int(start)) :]
-        frame = self.table.rows(rows)
+        """Entries ``start`` to ``stop`` (exclusive) of the list, as table rows (those of the
+        first :data:`HEAD_ROWS` entries read once and kept: every session's first pages)."""
+        start = max(0, int(start))
+        order = self.order(stop)
+        with self._lock:
+            head = self._head
+        if len(order) > len(head) and len(head) < HEAD_ROWS:
+            more = self.table.rows(order[len(head) : HEAD_ROWS])
+            head = pd.concat([head, more], ignore_index=True) if len(head) else more
+            with self._lock:
+                if len(head) > len(self._head):
+                    self._head = head
+        if len(order) <= len(head):
+            frame = head.iloc[start : len(order)].reset_index(drop=True)
+        else:
+            frame = self.table.rows(order[start:])
         for name, source in self.aliases.items():
             frame[name] = frame[source]
         for name, value in self.constant.items():

@@ -192,11 +192,14 @@ def test_the_anomaly_list_reads_one_column_and_its_first_page(
     assert view._table.value["rank"].tolist()[:5] == [1, 2, 3, 4, 5]
     listing = made[-1]
     assert isinstance(listing, ColumnRanking)
-    reads = listing.table.reads
+    reads = dict(listing.table.reads)
     assert reads["full_columns"] == 0
     # values read: those of the pages shown (each column of the table's and the gallery's
     # first page, the current candidate and the next two), not the survey's
     assert reads["rows"] <= (TABLE_ROWS + GALLERY_SIZE + 5) * len(listing.table.columns) < 2 * N
+    again = AnomaliesView(data=app_data.survey_data(SURVEY), state=AppState(survey=SURVEY))
+    assert made[-1] is listing and listing.table.reads == reads  # shared: nothing read again
+    assert [item["id"] for item in again._gallery.items] == best["object_id"].tolist()
     view.scorer.value = "knn"  # another scorer: its own column, its own first page
     assert (
         view._table.value["object_id"].iat[0]
