@@ -20,7 +20,8 @@ from backend.pipeline.kinds import Target
 from backend.pipeline.lineage import stamp
 from backend.products import ProductError, open_embeddings, read_predictions
 from backend.registry import ModelRegistry
-from backend.survey import Survey
+from backend.survey import Survey, SurveyError
+from backend.survey.ids import IdLookup, id_lookup
 
 
 class LabelQueue:
@@ -51,7 +52,6 @@ class LabelQueue:
         self._label_count = -1
         self._version: str | None = None
         self._refreshes = 0
-        self._ids: pd.Index | None = None
         self._read: tuple[tuple[str, str | None], pd.DataFrame | None] | None = None
 
     # -- state ---------------------------------------------------------------------------------
@@ -70,15 +70,19 @@ class LabelQueue:
             return
         ids = self.store.current(self.survey.name, task=self.task, user=user)["object_id"]
         labelled = np.zeros(len(self.survey), bool)
-        rows = self._id_index().get_indexer(pd.Index(ids.astype(str).unique()))
+        rows = self._ids().rows_of(ids.astype(str).unique())
         labelled[rows[rows >= 0]] = True  # ids of objects no longer in the survey are ignored
         self._labelled, self._label_count = labelled, count
 
-    def _id_index(self) -> pd.Index:
-        """The survey's object ids as an index (built once per queue: lookups, not a scan)."""
-        if self._ids is None:
-            self._ids = pd.Index(self.survey.catalog["object_id"].astype(str))
-        return self._ids
+    def _ids(self) -> IdLookup:
+        """The survey's id look-ups, shared by the process (never the catalog in memory)."""
+        return id_lookup(self.survey.path / "catalog.parquet")
+
+    def _row_of(self, object_id: str) -> int:
+        row = int(self._ids().rows_of([object_id])[0])
+        if row < 0:
+            raise SurveyError(f"survey {self.survey.name}: unknown object id {object_id!r}")
+        return row
 
     def _predictions(self, version: str) -> pd.DataFrame | None:
         """The classifier's predictions, read again only when the product changed (a refresh
@@ -135,14 +139,14 @@ class LabelQueue:
                     break
                 self._refresh()
             out = self._batch[:n]
-            return [str(i) for i in self._id_index()[out]]
+            return [str(i) for i in self._ids().ids_of(out)]
 
     def skip(self, object_id: str) -> None:
         """Never offer ``object_id`` again in this queue."""
         with self._lock:
-            self._skipped.add(self.survey.index_of(object_id))
+            self._skipped.add(self._row_of(object_id))
 
     def mark_labelled(self, object_id: str) -> None:
         """Drop ``object_id`` now (the store will say so too at the next sync)."""
         with self._lock:
-            self._labelled[self.survey.index_of(object_id)] = True
+            self._labelled[self._row_of(object_id)] = True

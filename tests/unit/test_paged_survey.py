@@ -220,3 +220,39 @@ def _wait(ok: object, timeout: float = 60.0) -> None:
         if time.monotonic() > end:
             raise AssertionError("timed out")
         time.sleep(0.05)
+
+
+# -- id look-ups: the label queue without the catalog ------------------------------------------
+def test_id_lookups_match_the_catalog_without_holding_it(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.survey import ids as survey_ids
+
+    catalog = Survey.open(SURVEY).catalog
+    path = Survey.open(SURVEY).path / "catalog.parquet"
+    lookup = survey_ids.IdLookup(path)
+    rows = np.array([5_999, 0, 1_234, 501])
+    wanted = catalog["object_id"].to_numpy()[rows]
+    np.testing.assert_array_equal(lookup.ids_of(rows), wanted)
+    np.testing.assert_array_equal(lookup.rows_of([*wanted, "nope"]), [*rows, -1])
+    # ids whose hashes are shared (a coarse hash here) are told apart by reading their rows
+    monkeypatch.setattr(survey_ids, "_hash", lambda ids: np.asarray(
+        [hash(str(i)) % 7 for i in ids], dtype=np.uint64))  # fmt: skip
+    coarse = survey_ids.IdLookup(path)
+    np.testing.assert_array_equal(coarse.rows_of([*wanted, "nope"]), [*rows, -1])
+
+
+def test_the_label_queue_never_reads_the_catalog(big: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.active.queue import LabelQueue
+    from backend.survey import SurveyError
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    _no_whole_reads(monkeypatch)
+    queue = LabelQueue(SURVEY, "ada", batch_size=8)
+    first = queue.next(3)
+    assert len(first) == 3 and set(first) <= set(catalog["object_id"])
+    queue.skip(first[0])
+    queue.mark_labelled(first[1])
+    assert not {first[0], first[1]} & set(queue.next(8))
+    with pytest.raises(SurveyError, match="unknown object id 'nope'"):
+        queue.skip("nope")
