@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from backend.latent.anomaly import PIXEL_SCORERS
 from backend.latent.morphology import (
     SAMPLE,
     pixel_scores,
@@ -22,7 +23,7 @@ from backend.latent.morphology import (
 from backend.pipeline.execution import executor, partitions
 from backend.survey import Survey
 
-IMAGE_SCORERS = ("sharpness", "asymmetry")
+IMAGE_SCORERS = PIXEL_SCORERS  # what pixel_scores returns
 PARTITION_ROWS = 65536  # ~1 ms a 64x64x4 cutout: a 10k survey runs in this process, no cluster
 BATCH = 256  # cutouts per numpy pass (a 64x64x4 batch is ~17 MB per temporary)
 

@@ -139,7 +139,9 @@ def make_scores(
     scheduler: Any = None,
     combine_with: str = DEFAULT_COMBINE,
 ) -> Outcome:
-    """Score anomalies and write ``anomaly.parquet`` (then its lineage record)."""
+    """Score anomalies and write ``anomaly.parquet`` (then its lineage record). Pixel scorers
+    read the survey's cutouts (per partition where ``scheduler`` says); residual scorers read
+    the active autoencoder's predictions, only when asked for."""
     from backend.pipeline.build import with_scheduler
 
     started = time.perf_counter()
