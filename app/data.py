@@ -84,6 +84,16 @@ class SurveyData:
         """True when the table is read row group by row group (a big survey: :func:`open_paged`)."""
         return not isinstance(self.table, pd.DataFrame)
 
+    def id_index(self) -> pd.Index | PagedIds:
+        """Rows of object ids (``get_indexer``), ids of rows (``ids[i]``) and ``len``: a
+        :class:`pandas.Index` of the ids, or for a paged survey the process's hash look-ups
+        (:class:`PagedIds`; the ids are never held)."""
+        if self.paged:
+            from backend.survey.ids import id_lookup
+
+            return PagedIds(id_lookup(self.survey.path / "catalog.parquet"))
+        return pd.Index(self.table["object_id"].astype(str))
+
     def number_values(self, column: str, whole: bool = True) -> tuple[Any, tuple[float, float]]:
         """(float values per object, 1st-99th percentile range) of a numeric column. A paged
         table's values are read per object as asked (``values[i]``) and its range comes from a
@@ -120,6 +130,23 @@ class SurveyData:
             if self._tree is None:
                 self._tree = cKDTree(np.column_stack([self.x, self.y]), balanced_tree=False)
             return self._tree
+
+
+class PagedIds:
+    """What the label queue asks of an id index (``get_indexer``, ``ids[i]``, ``len``), from
+    :class:`backend.survey.ids.IdLookup`."""
+
+    def __init__(self, lookup: Any) -> None:
+        self.lookup = lookup
+
+    def get_indexer(self, ids: Any) -> np.ndarray:
+        return self.lookup.rows_of(list(ids))
+
+    def __getitem__(self, row: int) -> str:
+        return str(self.lookup.ids_of([int(row)])[0])
+
+    def __len__(self) -> int:
+        return len(self.lookup)
 
 
 _cache: dict[tuple, SurveyData] = {}

@@ -7,7 +7,6 @@ import threading
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import panel as pn
 import param
 
@@ -63,7 +62,7 @@ class LabelView(pn.viewable.Viewer):
         self._known = dict(
             zip(current["object_id"].astype(str), current["value"].astype(str), strict=True)
         )
-        ids = self.data.memo("id_index", lambda: pd.Index(self.data.table["object_id"].astype(str)))
+        ids = self.data.memo("id_index", self.data.id_index)  # paged: look-ups, not the ids
         self.queue = make_queue(
             self.data.name, self.state.user_name, self.data.table, ids, set(self._known)
         )

@@ -162,7 +162,7 @@ class SimilaritySearch:
             keep = (ids >= 0) & ~np.isin(ids, excluded)
             sims, ids = sims[keep], ids[keep]
             if dedupe_arcsec:
-                rows = self.survey.catalog.iloc[ids]
+                rows = self.survey.catalog_rows(ids)
                 if not {"ra", "dec"} <= set(rows.columns):
                     raise LatentError(f"survey {self.survey.name} has no ra/dec to dedupe on")
                 mask = dedupe_on_sky(rows["ra"].to_numpy(), rows["dec"].to_numpy(), dedupe_arcsec)
@@ -174,7 +174,7 @@ class SimilaritySearch:
 
     # -- results -----------------------------------------------------------------------------
     def _object_id(self, i: int) -> str:
-        return str(self.survey.catalog["object_id"].iloc[i])
+        return str(self.survey.catalog_rows([i])["object_id"].iat[0])
 
     def _table(self, ids: np.ndarray, sims: np.ndarray, query: dict[str, Any]) -> pd.DataFrame:
         rows = self.survey.catalog_rows(ids)

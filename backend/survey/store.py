@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,9 @@ import zarr
 from backend.config import get_settings, thumb_cache_bytes
 from backend.survey.meta import SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import png_bytes, to_mono, to_rgb
+
+if TYPE_CHECKING:
+    from backend.rowtable import RowTable
 
 
 def thumbnail_cache_bytes() -> int:
@@ -163,8 +167,30 @@ class Survey:
     def _id_index(self) -> pd.Index:
         return pd.Index(self.catalog["object_id"].to_numpy())
 
+    @property
+    def paged(self) -> bool:
+        """True when rows and ids are read from the catalog file on demand (a survey of at
+        least ``LATENTSKY_TILED_MAP_ABOVE`` objects whose catalog was not loaded)."""
+        from backend.config import tiled_map_threshold
+
+        return "catalog" not in self.__dict__ and len(self) >= tiled_map_threshold()
+
+    @cached_property
+    def _rows(self) -> RowTable:
+        from backend.rowtable import RowTable, Source, parquet_columns
+
+        path = self.path / "catalog.parquet"
+        return RowTable([Source(path, {c: c for c in parquet_columns(path)})], len(self))
+
     def index_of(self, object_id: str) -> int:
         """Row index of ``object_id``; raises :class:`SurveyError` when unknown."""
+        if self.paged:  # hash look-ups shared by the process, not the catalog's ids
+            from backend.survey.ids import id_lookup
+
+            loc = int(id_lookup(self.path / "catalog.parquet").rows_of([object_id])[0])
+            if loc < 0:
+                raise SurveyError(f"survey {self.name}: unknown object id {object_id!r}")
+            return loc
         try:
             loc = self._id_index.get_loc(str(object_id))
         except KeyError:
@@ -172,9 +198,10 @@ class Survey:
         return int(loc)
 
     def catalog_rows(self, indices: Sequence[int] | np.ndarray) -> pd.DataFrame:
-        """Catalog rows for ``indices`` (in the order given), with an ``index`` column."""
+        """Catalog rows for ``indices`` (in the order given), with an ``index`` column (of a
+        paged survey: read from their row groups only)."""
         idx = self._check_indices(indices)
-        rows = self.catalog.iloc[idx].copy()
+        rows = self._rows.rows(idx) if self.paged else self.catalog.iloc[idx].copy()
         rows.insert(0, "index", idx)
         return rows.reset_index(drop=True)
 

@@ -105,9 +105,9 @@ def test_every_view_works_on_a_paged_survey(big: str, monkeypatch: pytest.Monkey
     monkeypatch.setattr("app.views.explore.schema_for", lambda name: _NoSchema())
     data = app_data.survey_data(SURVEY)
     views = {}
-    bounded = ("explore", "similar", "anomalies", "models", "collections")
+    bounded = ("explore", "similar", "anomalies", "label", "models", "collections")
     for name, make in sorted(_view_builders().items(), key=lambda kv: kv[0] not in bounded):
-        guard["on"] = name in bounded  # the label queue and the sky read whole columns (left)
+        guard["on"] = name in bounded  # the Sky view reads ra and dec whole (left)
         views[name] = make(data, AppState(survey=SURVEY))
         views[name].__panel__()
         if name in bounded:
@@ -256,3 +256,25 @@ def test_the_label_queue_never_reads_the_catalog(big: str, monkeypatch: pytest.M
     assert not {first[0], first[1]} & set(queue.next(8))
     with pytest.raises(SurveyError, match="unknown object id 'nope'"):
         queue.skip("nope")
+
+
+def test_catalog_rows_and_ids_of_a_big_survey_come_from_their_row_groups(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.latent.service import latent_services
+    from backend.survey import SurveyError
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    _no_whole_reads(monkeypatch)
+    survey = Survey.open(SURVEY)
+    assert survey.paged
+    got = survey.catalog_rows([4_000, 3])
+    pd.testing.assert_frame_equal(
+        got.drop(columns="index"), catalog.iloc[[4_000, 3]].reset_index(drop=True)
+    )
+    assert got["index"].tolist() == [4_000, 3]
+    assert survey.index_of(catalog["object_id"].iat[5_432]) == 5_432
+    with pytest.raises(SurveyError, match="unknown object id 'nope'"):
+        survey.index_of("nope")
+    similar = latent_services(SURVEY).search().by_object(17, k=5)  # the Similar view's query
+    assert len(similar) == 5 and similar.attrs["query"]["object_id"] == catalog["object_id"].iat[17]
