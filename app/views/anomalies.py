@@ -65,8 +65,19 @@ def ranking_note(team: bool, user: str) -> str:
 class AnomaliesView(pn.viewable.Viewer):
     """Current candidate with interest buttons and keys; ranked gallery and table; export."""
 
-    data = param.ClassSelector(class_=SurveyData)
-    state = param.ClassSelector(class_=AppState)
+    data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    rank_by = param.Selector(
+        default="final", objects=["final"],
+        doc="what the list ranks by: final (every scorer combined, re-ranked by interest) or "
+        "one scorer's rank percentile",
+    )  # fmt: skip
+    unscored_only = param.Boolean(
+        default=True, doc="list only objects nobody (or, without team ranking, you) scored yet"
+    )
+    team_ranking = param.Boolean(
+        default=False, doc="re-rank by everyone's latest interest scores, not only yours"
+    )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -81,12 +92,13 @@ class AnomaliesView(pn.viewable.Viewer):
         self._reranking = False
         scorers = self._load_ranker()
         options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
-        self.scorer = pn.widgets.Select(name="Rank by", options=options, value="final", width=300)
-        self.hide_scored = pn.widgets.Checkbox(name="hide objects already scored", value=True)
-        self.team = pn.widgets.Checkbox(name="team ranking", value=False)
-        self._ranking_note = pn.pane.HTML(
-            ranking_note(False, self.state.user_name), sizing_mode="stretch_width"
+        self.param.rank_by.objects = options
+        self.scorer = pn.widgets.Select.from_param(self.param.rank_by, name="Rank by", width=300)
+        self.hide_scored = pn.widgets.Checkbox.from_param(
+            self.param.unscored_only, name="hide objects already scored"
         )
+        self.team = pn.widgets.Checkbox.from_param(self.param.team_ranking, name="team ranking")
+        self._ranking_note = pn.pane.HTML(self.ranking_text, sizing_mode="stretch_width")
         self._stage = CutoutStage(size=256)
         self._bands = pn.pane.HTML("")
         self._scores = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
@@ -132,9 +144,6 @@ class AnomaliesView(pn.viewable.Viewer):
         self._save = SaveCollection(
             ids=self._top_ids, data=self.data, state=self.state, kind="anomalies"
         )
-        self.scorer.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
-        self.hide_scored.param.watch(guarded(self._alert)(lambda e: self._refilter()), "value")
-        self.team.param.watch(guarded(self._alert)(lambda e: self._rerank()), "value")
         if self._ranker is not None:
             self._rerank()
 
@@ -154,11 +163,25 @@ class AnomaliesView(pn.viewable.Viewer):
             return []
         return self._ranker.scorers
 
+    @param.depends("team_ranking", "state.user")
+    def ranking_text(self) -> str:
+        """Whose interest scores re-rank the list (HTML, escaped)."""
+        return ranking_note(self.team_ranking, self.state.user_name)
+
+    @param.depends("rank_by", "unscored_only", watch=True)
+    def _on_filters(self) -> None:
+        if self._ranker is not None:
+            guarded(self._alert)(self._refilter)()
+
+    @param.depends("team_ranking", watch=True)
+    def _on_team(self) -> None:
+        if self._ranker is not None:
+            guarded(self._alert)(self._rerank)()
+
     def _rerank(self) -> None:
         """Re-rank with this user's latest interest scores (or, as chosen, everyone's), then
         refresh the list."""
-        team = bool(self.team.value)
-        self._ranking_note.object = ranking_note(team, self.state.user_name)
+        team = self.team_ranking
         interest = latest_interest(self.data.name, user=None if team else self.state.user_name)
         ranked = self._ranker.reranked(interest) if len(interest) else None  # in row order
         with self._lock:  # None: the plain scores, listed from the file (plain_listing)
@@ -173,13 +196,13 @@ class AnomaliesView(pn.viewable.Viewer):
         with self._lock:
             ranked, unscored = self._ranked, None
             if self._plain:  # nobody's interest: every object unscored, nothing re-ranked
-                self._list = self._ranker.plain_listing(self.scorer.value)
+                self._list = self._ranker.plain_listing(self.rank_by)
             elif ranked.empty:
                 self._list = RankedList.empty()
             else:
                 unscored = ranked["interest"].isna().to_numpy()
-                only = unscored if self.hide_scored.value else None
-                self._list = self._ranker.listing(ranked, self.scorer.value, only)
+                only = unscored if self.unscored_only else None
+                self._list = self._ranker.listing(ranked, self.rank_by, only)
             if keep is None:  # the best candidate nobody has scored yet
                 listed = len(self._list) and unscored is not None
                 first = self._list.first_where(unscored) if listed else None
@@ -286,7 +309,7 @@ class AnomaliesView(pn.viewable.Viewer):
         self._table.value = self._table_frame(listing.page(0, TABLE_ROWS))
 
     def _sort_col(self) -> str:
-        return self.scorer.value
+        return self.rank_by
 
     def _band_strip(self, index: int) -> str:
         imgs = "".join(
