@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="comma-separated products (default: embeddings,predictions,map,index,scores,ood, "
         "tiles when the survey has at least LATENTSKY_TILED_MAP_ABOVE objects, and the "
-        "evaluation reports made; also mirror_embeddings, "
+        "evaluation reports made, and the pixel_scores the scores read; also mirror_embeddings, "
         "predictions:classifier|emulator|autoencoder)",
     )
     p.add_argument("--ensure", action="store_true", help="make what is missing or outdated")

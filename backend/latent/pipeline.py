@@ -24,7 +24,7 @@ from backend.latent.anomaly import (
     AnomalyRanker,
 )
 from backend.latent.errors import LatentError
-from backend.latent.image_scores import image_scores
+from backend.latent.image_scores import survey_pixel_scores
 from backend.latent.projection import LatentMap, MapParams
 from backend.latent.search import SimilarityIndex
 from backend.latent.source import (
@@ -140,8 +140,9 @@ def make_scores(
     combine_with: str = DEFAULT_COMBINE,
 ) -> Outcome:
     """Score anomalies and write ``anomaly.parquet`` (then its lineage record). Pixel scorers
-    read the survey's cutouts (per partition where ``scheduler`` says); residual scorers read
-    the active autoencoder's predictions, only when asked for."""
+    read the survey's ``pixel_scores`` product, made first (per partition where ``scheduler``
+    says) only when missing or outdated; residual scorers read the active autoencoder's
+    predictions, only when asked for."""
     from backend.pipeline.build import with_scheduler
 
     started = time.perf_counter()
@@ -155,10 +156,11 @@ def make_scores(
         used = ("recon", *scorers)  # predictions without the columns asked: the mean residual
     pixels, psf = None, {}
     if set(PIXEL_SCORERS) & set(scorers):
-        pixels, psf = image_scores(survey, scheduler, progress)
+        pixels, psf, made = survey_pixel_scores(survey, scheduler, progress)
         notes.append(
-            f"pixel scores: PSF sharpness {psf['q_psf']:.2f} measured (limit {psf['q_limit']:.2f},"
-            f" PSF sigma {psf['psf_sigma']:.2f} px)"
+            f"pixel scores {'computed' if made else 'read from the survey product'}: PSF "
+            f"sharpness {psf['q_psf']:.2f} (limit {psf['q_limit']:.2f}, PSF sigma "
+            f"{psf['psf_sigma']:.2f} px)"
         )
     index = None
     if (directory / INDEX_FILE).is_file():

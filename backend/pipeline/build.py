@@ -28,10 +28,10 @@ from backend.pipeline.storage import ProductError
 Progress = Callable[[dict[str, Any]], Any]
 
 
-def current_inputs(target: Target) -> dict[str, Any]:
-    """What ``target`` is made from, as things are on disk now."""
+def current_inputs(target: Target, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What ``target`` is made from, as things are on disk now (made with ``params``)."""
     return inputs_of(
-        target, survey_stamp(target.survey), hash_on_disk, resolve_versions(target.survey)
+        target, survey_stamp(target.survey), hash_on_disk, resolve_versions(target.survey), params
     )
 
 
@@ -39,7 +39,8 @@ def record(
     target: Target, params: dict[str, Any] | None, seconds: float | None, *, adopted: bool = False
 ) -> dict[str, Any]:
     """Write ``target``'s lineage record from the state on disk (after its files)."""
-    return write_lineage(target, current_inputs(target), params, seconds, adopted=adopted)
+    inputs = current_inputs(target, params)
+    return write_lineage(target, inputs, params, seconds, adopted=adopted)
 
 
 def with_scheduler(fn: Callable[..., Any], scheduler: Any, **kwargs: Any) -> Any:
@@ -66,7 +67,10 @@ def is_current(target: Target, wanted: dict[str, Any] | None = None) -> bool:
     parameters are ``wanted``, when given): another process may have made it while this one
     waited for the lock."""
     rec = read_lineage(target)
-    if rec is None or not target.exists() or rec.get("inputs") != current_inputs(target):
+    if rec is None or not target.exists():
+        return False
+    made_with = normal_params(target.product, wanted) if wanted is not None else rec.get("params")
+    if rec.get("inputs") != current_inputs(target, made_with):
         return False
     return wanted is None or rec.get("params") == normal_params(target.product, wanted)
 
@@ -146,6 +150,13 @@ def _latent(step: str) -> Callable[..., dict[str, Any]]:
     return build
 
 
+def _pixel_scores(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
+    from backend.latent.image_scores import make_pixel_scores
+
+    make_pixel_scores(target.survey, scheduler)
+    return read_lineage(target) or {}
+
+
 def _tiles(target: Target, params: Any, scheduler: Any, progress: Any) -> dict:
     from backend.latent.tiles_product import make_tiles
 
@@ -190,6 +201,7 @@ BUILDERS: dict[str, Callable[..., dict[str, Any]]] = {
     "predictions": _predictions,
     "map": _latent("map"),
     "index": _latent("index"),
+    "pixel_scores": _pixel_scores,
     "scores": _latent("scores"),
     "tiles": _tiles,
     "ood": _ood,

@@ -14,6 +14,7 @@ from backend.pipeline import storage
 PREDICTION_KINDS = ("classifier", "emulator", "autoencoder")
 TILES_FILE, TILES_META_FILE = "tiles.zarr.zip", "tiles.json"  # backend.latent.tiles_product
 OOD_FILE, OOD_META_FILE = "ood.parquet", "ood.json"  # backend.latent.ood_product
+PIXEL_SCORES_FILE = "pixel_scores.parquet"  # backend.latent.image_scores
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class ProductKind:
 
     name: str
     description: str
-    subject: str  # "encoder", "model" (a classifier, emulator or autoencoder) or "task"
+    subject: str  # "encoder", "model" (classifier, emulator, autoencoder), "task" or "survey"
     files: tuple[str, ...]  # written together; the product exists when all of them do
     reads: tuple[str, ...]  # what it is made from (documentation and the listing)
     command: str  # how a user makes it alone
@@ -57,8 +58,14 @@ PRODUCTS: dict[str, ProductKind] = {
             (storage.INDEX_DATA_FILE,),
         ),
         ProductKind(
+            "pixel_scores", "pixel anomaly scores of every cutout (sharpness, asymmetry)",
+            "survey", (PIXEL_SCORES_FILE,), ("survey images", "pixel scorers' parameters and code"),
+            "score",
+        ),
+        ProductKind(
             "scores", "anomaly scores and ranking", "encoder", (storage.ANOMALY_FILE,),
-            ("embeddings", "index (when present)", "autoencoder predictions (when present)"),
+            ("embeddings", "index (when present)", "autoencoder predictions (when present)",
+             "pixel scores (when its scorers are used)"),
             "score",
         ),
         ProductKind(
@@ -130,7 +137,8 @@ def with_derived(survey: str, names: list[str] | tuple[str, ...]) -> list[str]:
 @dataclass(frozen=True)
 class Target:
     """One product: ``product`` of ``survey`` for model ``kind`` ``version`` (or, for an
-    evaluation, ``kind`` "task" and ``version`` the task name)."""
+    evaluation, ``kind`` "task" and ``version`` the task name; for a product of the survey's
+    images alone, :func:`survey_target`)."""
 
     product: str
     survey: str
@@ -149,6 +157,8 @@ class Target:
     def directory(self) -> Path:
         if self.product == "evaluation":
             return storage.evaluation_dir(self.survey, self.version)
+        if self.kind == "survey":  # a product of the survey's images alone, not of a model
+            return storage.survey_products_dir(self.survey)
         return storage.product_dir(self.survey, self.kind, self.version)
 
     @property
@@ -168,7 +178,15 @@ class Target:
     def __str__(self) -> str:
         if self.product == "evaluation":
             return f"evaluation of task {self.version}"
+        if self.kind == "survey":
+            return f"{self.product} of survey {self.survey}"
         return f"{self.product} of {self.kind} {self.version}"
+
+
+def survey_target(product: str, survey: str) -> Target:
+    """The product ``product`` of ``survey``'s images alone (kind "survey", version the survey's
+    name), e.g. its pixel scores, whatever the models."""
+    return Target(product, survey, "survey", survey)
 
 
 def check_product(name: str) -> tuple[str, str | None]:

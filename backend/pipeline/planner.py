@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from backend.pipeline.kinds import DEFAULT_PRODUCTS, PREDICTION_KINDS, Target, check_product
+from backend.pipeline.kinds import (
+    DEFAULT_PRODUCTS,
+    PREDICTION_KINDS,
+    Target,
+    check_product,
+    survey_target,
+)
 from backend.pipeline.lineage import content_hashes, file_sha256, read_lineage
 from backend.pipeline.storage import products_root
 
@@ -98,6 +104,25 @@ def survey_stamp(survey: str) -> str:
     return f"{s.meta.created}|{len(s)}"
 
 
+def images_stamp(survey: str) -> str:
+    """What identifies the survey's images: their shape, type and when their array was written
+    (a re-ingest or any rewrite changes it)."""
+    from backend.survey import Survey
+
+    s = Survey.open(survey)
+    folder = s.path / "images.zarr"
+    return f"{s.images.shape}|{s.images.dtype}|{folder.stat().st_mtime_ns}"
+
+
+def uses_pixel_scores(params: Mapping[str, Any] | None) -> bool:
+    """Whether a scores product made with ``params`` (None: the defaults) reads the pixel
+    scores."""
+    from backend.latent.anomaly import PIXEL_SCORERS
+
+    scorers = (normal_params("scores", params) or {})["scorers"]
+    return bool(set(PIXEL_SCORERS) & set(scorers))
+
+
 def normal_params(product: str, given: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The parameters a product is made with, complete (defaults filled in); None for products
     without parameters."""
@@ -153,10 +178,16 @@ def refused_head(survey: str, classifier: str, encoder: str) -> Any:
 
 
 def inputs_of(
-    target: Target, stamp: str, hash_of: Callable[[Target], str | None], versions: Versions
+    target: Target,
+    stamp: str,
+    hash_of: Callable[[Target], str | None],
+    versions: Versions,
+    params: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What ``target`` is made from: the survey, model versions (``versions``: those in use)
-    and the content hash of each product it reads (``hash_of``; None when it does not exist)."""
+    and the content hash of each product it reads (``hash_of``; None when it does not exist);
+    ``params``: those it is (to be) made with, where they decide what it reads (the scores'
+    scorers: the pixel scores only when a pixel scorer is used)."""
     inputs: dict[str, Any] = {"survey": stamp}
     survey = target.survey
 
@@ -171,7 +202,12 @@ def inputs_of(
             )
         return out
 
-    if target.product in ("embeddings", "mirror_embeddings"):
+    if target.product == "pixel_scores":
+        from backend.latent.image_scores import scorer_identity
+
+        inputs["images"] = images_stamp(survey)
+        inputs["scorers"] = scorer_identity()
+    elif target.product in ("embeddings", "mirror_embeddings"):
         inputs["encoder"] = target.version
     elif target.product == "predictions":
         inputs[target.kind] = target.version
@@ -194,6 +230,8 @@ def inputs_of(
         if autoencoder:
             ae = hash_of(Target("predictions", survey, "autoencoder", autoencoder))
             inputs["autoencoder_predictions"] = f"{autoencoder}:{ae}" if ae else None
+        if uses_pixel_scores(params):
+            inputs["pixel_scores"] = hash_of(survey_target("pixel_scores", survey))
     elif target.product == "tiles":
         inputs["encoder"] = target.version
         inputs["map"] = hash_of(Target("map", survey, "encoder", target.version))
@@ -255,6 +293,8 @@ class _Planner:
             root = products_root(self.survey) / "evaluation"
             tasks = sorted(p.parent.name for p in root.glob("*/report.json"))
             return [Target(product, self.survey, "task", task) for task in tasks]
+        if product == "pixel_scores":
+            return [survey_target(product, self.survey)]
         if encoder is None:
             self.notes.append(
                 f"no encoder for survey {self.survey}: no {product} (train one with "
@@ -292,6 +332,8 @@ class _Planner:
                     preds = Target("predictions", s, "autoencoder", ae)
                     if preds.key in self.requested or preds.exists():
                         out.append(preds)
+                if uses_pixel_scores(self._scores_params(target)):
+                    out.append(survey_target("pixel_scores", s))
             return out
         if product == "tiles":
             out = [enc("map", target.version)]
@@ -304,6 +346,14 @@ class _Planner:
             clf = self.versions.models.get("classifier")
             return out + ([Target("predictions", s, "classifier", clf)] if clf else [])
         return []
+
+    def _scores_params(self, target: Target) -> dict[str, Any] | None:
+        """The parameters ``target`` (scores) is to be made with: those asked for, else those
+        it was made with (kept), else None (the defaults)."""
+        wanted = self.params.get(target.product)
+        if wanted is not None:
+            return dict(wanted)
+        return (read_lineage(target) or {}).get("params")
 
     def _head_encoder(self, classifier: str, source: str) -> str:
         """The encoder whose embeddings the classifier's predictions should read: its own,
@@ -362,7 +412,10 @@ class _Planner:
                     keys, None, "build",
                 )  # fmt: skip
             return Item(target, "unrecorded", "made without a lineage record", keys, None, "adopt")
-        expected = inputs_of(target, self.stamp, lambda t: self._hash(t, remade), self.versions)
+        made_with = self._scores_params(target) if target.product == "scores" else None
+        expected = inputs_of(
+            target, self.stamp, lambda t: self._hash(t, remade), self.versions, made_with
+        )
         reasons = _differences(record.get("inputs") or {}, expected)
         wanted = self.params.get(target.product)
         if wanted is not None and record.get("params") != normal_params(target.product, wanted):

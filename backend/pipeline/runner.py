@@ -113,13 +113,15 @@ def lineage(
     named as in :data:`backend.pipeline.kinds.PRODUCTS`; predictions take ``kind``
     (classifier, emulator, autoencoder; "predictions:classifier" works too), an evaluation
     ``version`` = its task (default "class")."""
-    from backend.pipeline.kinds import check_product
+    from backend.pipeline.kinds import PRODUCTS, check_product, survey_target
     from backend.pipeline.planner import resolve_versions
 
     name, qualifier = check_product(product)
     kind = kind or qualifier
     if name == "evaluation":
         return read_lineage(Target(name, survey, "task", version or "class"))
+    if PRODUCTS[name].subject == "survey":
+        return read_lineage(survey_target(name, survey))
     if name == "predictions":
         if kind is None:
             raise ValueError("lineage of predictions needs the model kind")

@@ -2,6 +2,7 @@
 
 Layout under ``$LATENTSKY_HOME/products/<survey>/``::
 
+    survey/pixel_scores.parquet             pixel anomaly scores of every cutout (no model)
     <kind>-<version>/embeddings.npy         (N, D) float32, memory-mappable (encoder versions)
     <kind>-<version>/embeddings_mirror.npy  the same of the cutouts' mirror images
     <kind>-<version>/predictions.parquet    one row per object, in survey order
@@ -61,6 +62,11 @@ def products_root(survey: str, root: Path | None = None) -> Path:
 def product_dir(survey: str, kind: str, version: str, root: Path | None = None) -> Path:
     """Folder of the products of one (survey, model kind, version)."""
     return products_root(survey, root) / f"{kind}-{version}"
+
+
+def survey_products_dir(survey: str) -> Path:
+    """Folder of the products of a survey's images alone (no model): ``products/<survey>/survey/``."""
+    return products_root(survey) / "survey"
 
 
 def evaluation_dir(survey: str, task: str) -> Path:

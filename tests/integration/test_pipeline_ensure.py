@@ -50,7 +50,7 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
     encoder = registry.active("tiny", "encoder").version
     untouched = plan("tiny")  # a fresh survey with an encoder: every product is to be made
     assert [(i.target.product, i.status) for i in untouched.todo] == [
-        (p, "missing") for p in LATENT
+        (p, "missing") for p in ("embeddings", "map", "index", "pixel_scores", "scores")
     ] and untouched.requested == [t.key for t in _latent_targets(encoder)]
     ensure("tiny", ["embeddings"], "sync")  # the classifier head reads them
     classifier = _classifier()
@@ -59,7 +59,7 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
     todo = {item.key: item for item in fresh.todo}
     assert set(todo) == {
         f"map/encoder-{encoder}", f"index/encoder-{encoder}", f"scores/encoder-{encoder}",
-        f"predictions/classifier-{classifier}",
+        f"predictions/classifier-{classifier}", "pixel_scores/survey-tiny",
     }  # fmt: skip
     assert all(item.status == "missing" and item.action == "build" for item in todo.values())
     assert fresh.items[f"embeddings/encoder-{encoder}"].status == "current"
@@ -83,6 +83,7 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
     assert lineage("tiny", "map")["params"]["n_landmarks"] > 0
     scores = lineage("tiny", "scores")
     assert scores["inputs"]["index"] == lineage("tiny", "index")["content_hash"]
+    assert scores["inputs"]["pixel_scores"] == lineage("tiny", "pixel_scores")["content_hash"]
     assert lineage("tiny", "predictions:classifier")["inputs"]["encoder"] == encoder
 
     clear_cache()
@@ -94,7 +95,7 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
     new = registry.active("tiny", "encoder").version
     assert new != encoder
     stale = {item.target.product: item for item in plan("tiny").todo}
-    assert set(stale) == {"embeddings", "map", "index", "scores", "predictions"}
+    assert set(stale) == {"embeddings", "map", "index", "scores", "predictions"}  # not pixels
     for product in ("map", "index", "scores"):
         assert stale[product].status == "outdated"
         assert f"made for encoder {encoder}" in stale[product].reason

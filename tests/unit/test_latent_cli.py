@@ -66,11 +66,13 @@ def test_map_index_search_score(
 
     assert cli.main(["score", "--survey", "tiny", "--lof"]) == 0  # default scorers and LOF
     out = capsys.readouterr().out
-    assert "pixel scores: PSF sharpness" in out and "kNN distances from the saved" in out
+    assert "pixel scores computed: PSF sharpness" in out and "kNN distances from the saved" in out
     scores = pd.read_parquet(product / "anomaly.parquet")
     assert len(scores) == 150
     assert {"knn", "sharpness", "asymmetry", "lof", "anomaly", "rank"} <= set(scores)
     assert set(scores.attrs["pixel_scores"]) == {"q_psf", "q_limit", "psf_sigma"}
+    assert cli.main(["score", "--survey", "tiny"]) == 0  # the survey's pixel scores are kept
+    assert "pixel scores read from the survey product" in capsys.readouterr().out
     assert cli.main(["score", "--survey", "tiny", "--scorers", "recon,iforest,knn"]) == 0
     assert "no autoencoder for this survey" in capsys.readouterr().out
     scores = pd.read_parquet(product / "anomaly.parquet")

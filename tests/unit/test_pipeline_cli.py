@@ -25,7 +25,7 @@ def test_products_lists_status_and_reason_and_ensure_makes_them(
     args = ["products", "--survey", "tiny", "--products", "index,scores", "--ensure"]
     assert main([*args, "--scheduler", "sync"]) == 0
     out = capsys.readouterr().out
-    assert "ensure: 3 product(s) made" in out
+    assert "ensure: 4 product(s) made" in out  # embeddings recorded, index, pixel scores, scores
     listing = [line for line in out.splitlines() if line.startswith(("index", "scores"))]
     assert len(listing) == 2 and all("current" in line and "up to date" in line for line in listing)
 
