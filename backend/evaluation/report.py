@@ -182,21 +182,31 @@ def render_markdown(report: dict[str, Any]) -> str:
             rows.append(("*all rare queries*", lambda r: _dig(r, "rare_retrieval.map")))
             out += _family(reps, rows)
             n_rare = _dig(reps[0], "anomaly.n_rare")
+            embedding_only = report.get("settings", {}).get("anomaly_scorers", [])
             out += [
                 f"## Anomaly recall@100 of the {_num(n_rare)} rare objects",
                 "",
-                f"Share of all rare objects in the top 100 of an anomaly ranking "
-                f"(scorers: {escape(', '.join(report.get('settings', {}).get('anomaly_scorers', [])))}, "
-                f"on the embeddings; the stored product is `python -m backend score`'s ranking, "
-                f"the autoencoder's residual included); random expectation "
+                f"Share of all rare objects in the top 100 of an anomaly ranking. The "
+                f"embedding-only ranking (scorers: {escape(', '.join(embedding_only))}) is fitted "
+                f"on each representation alike, to compare them; the stored product is "
+                f"`python -m backend score`'s ranking, the one the app shows, with its own "
+                f"scorers (named in its row; its pixel scorers do not depend on the encoder). "
+                f"Random expectation "
                 f"{_num(report.get('anomaly_random_expectation'))} (100 / N).",
                 "",
             ]
-            rows = [("scored on this representation", lambda r: _dig(r, "anomaly.recall_at_100"))]
-            if any(_dig(r, "anomaly.stored") for r in reps):
-                rows.append(
-                    ("stored anomaly product", lambda r: _dig(r, "anomaly.stored.recall_at_100"))
+            rows = [
+                (
+                    f"embedding-only ({escape(' + '.join(embedding_only))})",
+                    lambda r: _dig(r, "anomaly.recall_at_100"),
                 )
+            ]
+            stored = [_dig(r, "anomaly.stored.scorers") for r in reps]
+            stored_scorers = next((s for s in stored if s), None)
+            if any(_dig(r, "anomaly.stored") for r in reps):
+                label = "stored anomaly product (`score`"
+                label += f": {escape(' + '.join(stored_scorers))})" if stored_scorers else ")"
+                rows.append((label, lambda r: _dig(r, "anomaly.stored.recall_at_100")))
             out += _family(reps, rows)
     classifiers = report.get("classifiers", [])
     if classifiers:

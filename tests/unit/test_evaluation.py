@@ -307,6 +307,7 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
 
     markdown = (folder / "report.md").read_text()
     assert "<b>" not in markdown and "&lt;b&gt;odd\\|one&lt;/b&gt;" in markdown
+    assert "| embedding-only (iforest + knn) |" in markdown  # named for what it is
     first = report["created"], report["split"]["n_val"]
 
     # Again, without the merge and with a stored anomaly ranking: the old report moves to
@@ -327,7 +328,10 @@ def test_evaluate_command_writes_the_report_and_keeps_the_previous_one(
     stored = again["representations"][0]["anomaly"]["stored"]
     assert stored["scorers"] == ["knn", "sharpness", "asymmetry"]
     assert 0 <= stored["recall_at_100"] <= 1
-    assert "stored anomaly product" in (folder / "report.md").read_text()
+    assert (
+        "stored anomaly product (`score`: knn + sharpness + asymmetry)"
+        in (folder / "report.md").read_text()
+    )
     assert again["split"]["n_val"] == split["n_val"]  # the stored split is reused
     assert again["classes"] == [ODD, "narrow", "wide"]
     assert again["classifiers"][0]["unmatched_classes"] == ["star"]
