@@ -2,6 +2,7 @@
 overhead at one worker against the plain single-process path.
 
     .venv/bin/python bench/bench_pipeline.py [--n 12000] [--simulated 2000] [--repeats 2]
+        [--worker-profiler]
 
 Simulates ``--simulated`` GalSim galaxies (4 bands, 64 px) and writes a survey of ``--n``
 cutouts by repeating them (embedding cost does not depend on the pixels), trains the default
@@ -13,7 +14,9 @@ encoder architecture for one step, then times, best of ``--repeats``:
   write, one torch thread;
 - ``local:1`` / ``local:2``: ``embed_survey`` on a ``LocalCluster`` of 1 / 2 single-threaded
   worker processes, warm (cluster started, torch imported and the model loaded on the workers
-  by a first run, whose time is reported as ``cold_seconds``).
+  by a first run, whose time is reported as ``cold_seconds``). ``--worker-profiler`` starts
+  them with Dask's statistical profiler, which local clusters turn off
+  (:data:`backend.pipeline.execution.WORKER_CONFIG`), to measure what it costs.
 
 Targets (issue 11): 2 workers >= 1.7x one worker on 2 idle cores; one worker's overhead
 <= 10% against the plain path. The machine is shared: the load average before and after each
@@ -107,6 +110,9 @@ def main() -> int:
     parser.add_argument("--rows-per-partition", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--results", type=Path, default=RESULTS, help="JSON file written")
+    parser.add_argument(
+        "--worker-profiler", action="store_true", help="local workers keep Dask's profiler on"
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     os.environ["LATENTSKY_HOME"] = str(home)  # before any worker process starts
@@ -122,11 +128,14 @@ def run(args: argparse.Namespace) -> int:
 
     from backend.modelling import infer, train
     from backend.modelling.common import load_model
+    from backend.pipeline import execution
     from backend.pipeline.execution import executor
     from backend.registry import ModelRegistry
     from backend.survey import Survey
     from models import embed
 
+    if args.worker_profiler:
+        execution.WORKER_CONFIG = {"distributed.worker.profile.enabled": True}
     t0 = time.perf_counter()
     make_survey(args.n, args.simulated, args.seed)
     prep_s = time.perf_counter() - t0
@@ -182,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         "image_shape": list(survey.image_shape),
         "batch_size": args.batch_size,
         "rows_per_partition": args.rows_per_partition,
+        "worker_profiler": args.worker_profiler,
         "encoder": "SimCLR default architecture (1 training step), 128-d",
         "runs": figures,
         "speedup_2_vs_1_workers": round(speedup, 3),

@@ -59,8 +59,9 @@ WINDOW_PER_WORKER, MIN_WINDOW = 4, 16
 WORKER_ENVIRON = {"MALLOC_ARENA_MAX": "1"}
 #: Dask settings of a local cluster's workers: no statistical profiler. It samples the task
 #: thread's stack every 10 ms for the dashboard's profile page, which local clusters do not
-#: serve; one worker embedding 12,000 cutouts spent +10% CPU against the plain path with it,
-#: +5.5% without it (and 0.027 against 0.018 CPU-s per idle second).
+#: serve: an idle worker spent 0.027 CPU-s per second with it, 0.018 without; on a whole
+#: embedding the difference was within the shared machine's noise (one worker, 12,000 cutouts:
+#: +10% / +5.5% CPU against the plain path in one paired run, +4.0% / +4.5% in another).
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 #: Seconds to wait for a ``tcp://`` scheduler to answer.
 CONNECT_TIMEOUT_S = 10
