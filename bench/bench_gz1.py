@@ -114,6 +114,7 @@ def direction_task(survey: str, steps: int, variant: str) -> dict[str, Any]:
 RECIPE_VARIANTS = {  # name: (recipe, merge cw/acw into spiral)
     "labels+ssl": ("labels+ssl", True),
     "supervised": ("supervised", True),
+    "supervised, mirror-equivariant 6 classes": ("supervised", False),
     "labels": ("labels", True),
     "labels+supcon": ("labels+supcon", True),
     "labels, mirror-equivariant 6 classes": ("labels", False),

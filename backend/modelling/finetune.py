@@ -50,9 +50,9 @@ LABEL_SMOOTHING = 0.1
 
 def default_recipe(n_train: int, mirror_equivariant: bool) -> str:
     """The recipe a task gets when none is asked for (see :func:`finetune_encoder`)."""
-    if mirror_equivariant:
-        return "labels"
-    return "supervised" if n_train >= SUPERVISED_MIN_LABELS else DEFAULT_RECIPE
+    if n_train >= SUPERVISED_MIN_LABELS:
+        return "supervised"
+    return "labels" if mirror_equivariant else DEFAULT_RECIPE
 
 
 def task_augment(base: Any, *, flip: bool, mirror_equivariant: bool) -> Any:
@@ -131,8 +131,9 @@ def finetune_encoder(
     ``SUPERVISED_MIN_LABELS`` training labels trains ``supervised``: labels only, batches of 64
     drawn square-root class-balanced with loss weights that make them balanced, label
     smoothing 0.1, lr 1e-3, a linear head, flips when the task is mirror-symmetric, 2,000
-    steps. On sdss_gz1 (5,331 labels, 5 classes) it lifted precision@10 of spirals from 0.41
-    to 0.57 and of mergers from 0.10 to 0.33 over the regularised recipe (docs/results.md).
+    steps (a mirror-equivariant task keeps its equivariant head and no flips). On sdss_gz1
+    (5,331 labels) it lifted precision@10 of spirals from 0.41 to 0.54-0.57 and of mergers
+    from 0.10 to 0.26-0.27 over the regularised recipe (docs/results.md).
     With fewer labels a morphology task trains on batches of 128,
     half unlabelled, with NT-Xent (``ssl_weight`` 0.5) and an MLP head. A mirror-equivariant
     task (``mirror_pairs``, e.g. spiral winding) learns a faint signal that the regulariser

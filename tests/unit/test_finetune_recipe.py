@@ -17,7 +17,8 @@ from models.augment import AugmentConfig
 def test_many_labels_get_the_supervised_recipe_few_keep_the_regulariser() -> None:
     assert default_recipe(SUPERVISED_MIN_LABELS, mirror_equivariant=False) == "supervised"
     assert default_recipe(SUPERVISED_MIN_LABELS - 1, mirror_equivariant=False) == "labels+ssl"
-    assert default_recipe(10_000, mirror_equivariant=True) == "labels"
+    assert default_recipe(SUPERVISED_MIN_LABELS, mirror_equivariant=True) == "supervised"
+    assert default_recipe(SUPERVISED_MIN_LABELS - 1, mirror_equivariant=True) == "labels"
 
 
 def test_batches_are_square_root_balanced_and_the_loss_weights_balance_them() -> None:
