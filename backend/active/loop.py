@@ -296,6 +296,7 @@ def finetune_and_maybe_activate(
         steps=params.get("steps"), flip=flip, task=task, progress=progress,
         progress_bar=False, mirror_pairs=pairs,
         soft_targets=vote_targets(store, survey, task, classes, ids)[0],
+        recipe=params.get("recipe"),
     )  # fmt: skip
     checkpoint("embedding")
     scheduler, candidate = params.get("scheduler"), {"encoder": encoder.version}

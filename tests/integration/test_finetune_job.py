@@ -92,3 +92,21 @@ def test_a_task_whose_mirror_swaps_classes_gets_mirror_equivariant_models(
     assert mirrored.shape == embeddings.shape and not np.allclose(mirrored, embeddings)
     table = read_predictions("tiny", "classifier", classifier.version)
     assert len(table) == len(tiny_survey) and set(table["pred_class"]) <= {"big", "small"}
+
+
+def test_the_job_takes_its_recipe_from_the_params(tiny_survey: Survey) -> None:
+    from backend.active.loop import finetune_and_maybe_activate
+    from backend.modelling import infer, train
+    from backend.modelling.finetune import RECIPES
+    from backend.registry import ModelRegistry
+    from backend.survey import SurveyError
+
+    train.train_encoder("tiny", init="scratch", steps=2, batch_size=32, progress_bar=False)
+    infer.embed_survey("tiny", progress_bar=False)
+    params = {"label_column": "size_class", "steps": 3, "recipe": "supervised"}
+    result = finetune_and_maybe_activate("tiny", params)
+    training = ModelRegistry().get("encoder", result["encoder"]).meta["training"]
+    assert training["recipe"] == RECIPES["supervised"]
+    assert training["budget"]["steps"] == 3 and training["ssl_weight"] == 0.0
+    with pytest.raises(SurveyError, match="unknown fine-tune recipe 'fancy'"):
+        finetune_and_maybe_activate("tiny", {**params, "recipe": "fancy"})
