@@ -52,7 +52,14 @@ import pandas as pd
 
 from backend.atomic import atomic_write
 from backend.latent.errors import LatentError, MissingProductError
-from backend.latent.paging import ColumnRanking, RankedList, rank_of
+from backend.latent.paging import (
+    TOP_KEY,
+    ColumnRanking,
+    RankedList,
+    rank_of,
+    read_top,
+    top_metadata,
+)
 from backend.latent.scorers import (
     Scheduler,
     isolation_forest,
@@ -270,7 +277,7 @@ class AnomalyRanker:
                     )
                 self._listings[column] = ColumnRanking(
                     self._rows, column, constant={"interest": np.float32(np.nan)},
-                    aliases={"final": "anomaly"},
+                    aliases={"final": "anomaly"}, top=read_top(self.path, column),
                 )  # fmt: skip
             return self._listings[column]
 
@@ -358,11 +365,24 @@ class AnomalyRanker:
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> None:
-        """Write the score table as parquet (atomically); attrs travel in its metadata."""
-        atomic_write(
-            Path(path),
-            lambda tmp: self.scores.to_parquet(tmp, index=False, row_group_size=ROW_GROUP),
-        )
+        """Write the score table as parquet (atomically); attrs travel in its metadata, with
+        the first :data:`~backend.latent.paging.TOP_ROWS` of the ranking by ``anomaly`` and
+        by each scorer (:func:`~backend.latent.paging.top_metadata`: a list's first pages)."""
+        import json
+
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        def write(tmp: Path) -> None:
+            table = pa.Table.from_pandas(self.scores, preserve_index=False)
+            meta = dict(table.schema.metadata or {})
+            if self.scores.attrs:
+                meta[b"PANDAS_ATTRS"] = json.dumps(self.scores.attrs).encode()
+            meta[TOP_KEY.encode()] = top_metadata(self.scores, ["anomaly", *self.scorers])
+            table = table.replace_schema_metadata(meta)
+            pq.write_table(table, tmp, row_group_size=ROW_GROUP)
+
+        atomic_write(Path(path), write)
 
     @classmethod
     def load(cls, path: Path, embeddings: np.ndarray | None = None) -> AnomalyRanker:

@@ -9,14 +9,25 @@ best value first, ties by row, missing values (NaN) last.
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from backend.rowtable import RowTable
+
+TOP_ROWS = 10_000  # entries of each ranking stored sorted with a scores file
+TOP_KEY = "latentsky.top"  # the parquet schema metadata key that holds them
 
 
 def sort_key(values: np.ndarray, descending: bool = True) -> np.ndarray:
@@ -131,13 +142,73 @@ class RankedList:
 HEAD_ROWS = 256  # rows of a ColumnRanking's first entries it keeps
 
 
+@dataclass(frozen=True)
+class StoredTop:
+    """The first entries of a ranking as written with its file: their table ``rows`` (best
+    first) and the table rows of the first :data:`HEAD_ROWS` of them (``head``)."""
+
+    rows: np.ndarray
+    head: pd.DataFrame
+
+
+def _ipc(frame: pd.DataFrame) -> bytes:
+    table = pa.Table.from_pandas(frame, preserve_index=False).replace_schema_metadata(None)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def top_metadata(table: pd.DataFrame, columns: Sequence[str], k: int | None = None) -> bytes:
+    """The first ``k`` entries of ``table`` ranked by each of ``columns`` (highest first, ties
+    by row, NaN last; default :data:`TOP_ROWS`), with the rows of their first
+    :data:`HEAD_ROWS`: the value of
+    :data:`TOP_KEY` in the metadata of the file holding ``table`` (:func:`read_top`)."""
+    stored = {}
+    for column in columns:
+        rows = top_order(sort_key(table[column].to_numpy()), TOP_ROWS if k is None else k)
+        head = table.iloc[rows[:HEAD_ROWS]].reset_index(drop=True)
+        packed = zlib.compress(rows.astype("<i8").tobytes())
+        stored[column] = {
+            "rows": base64.b64encode(packed).decode(),
+            "head": base64.b64encode(_ipc(head)).decode(),
+        }
+    return json.dumps({"format": 1, "n": len(table), "columns": stored}).encode()
+
+
+def read_top(path: Path, column: str) -> StoredTop | None:
+    """The first entries of the file's ranking by ``column`` (highest first) stored in its
+    metadata by :func:`top_metadata`; None when absent (an older file) or not for its rows."""
+    try:
+        meta = pq.ParquetFile(path).schema_arrow.metadata or {}
+        found = meta.get(TOP_KEY.encode())
+        if found is None:
+            return None
+        top = json.loads(found)
+        entry = top["columns"].get(column)
+        if top.get("format") != 1 or entry is None:
+            return None
+        rows = np.frombuffer(zlib.decompress(base64.b64decode(entry["rows"])), "<i8")
+        reader = pa.ipc.open_stream(base64.b64decode(entry["head"]))
+        head = reader.read_all().to_pandas()
+    except (OSError, ValueError, KeyError, zlib.error, pa.ArrowException):
+        return None
+    n = pq.ParquetFile(path).metadata.num_rows
+    if top.get("n") != n or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
+        return None
+    head = pd.DataFrame({c: head[c].to_numpy() for c in head.columns}, columns=head.columns)
+    return StoredTop(rows.astype(np.int64), head)
+
+
 class ColumnRanking:
     """:class:`RankedList`'s list read from a :class:`backend.rowtable.RowTable` without
     holding its column: the first ``stop`` rows come from one pass over the column, row group
     by row group, keeping the best ``stop`` by partial selection (memory: a row group and the
     prefix); pages read only their rows. Same order as :class:`RankedList` (best first, ties
     by row, NaN last). Every page gets the ``constant`` columns (e.g. no interest yet) and
-    copies of columns under other names (``aliases``)."""
+    copies of columns under other names (``aliases``). A ``top`` stored with the file
+    (:func:`read_top`, descending only) serves the first pages without reading the column or
+    the rows of its head."""
 
     def __init__(
         self,
@@ -147,12 +218,17 @@ class ColumnRanking:
         descending: bool = True,
         constant: dict[str, object] | None = None,
         aliases: dict[str, str] | None = None,
+        top: StoredTop | None = None,
     ) -> None:
         self.table, self.by, self.descending = table, by, descending
         self.constant = dict(constant or {})
         self.aliases = dict(aliases or {})  # page column -> table column it copies
         self._order = np.empty(0, np.int64)
         self._head = pd.DataFrame()  # the rows of the first entries, read once
+        if top is not None and descending:
+            self._order = top.rows[: len(table)]
+            if list(top.head.columns) == list(table.columns):
+                self._head = top.head
         self._lock = threading.Lock()
 
     def __len__(self) -> int:

@@ -278,3 +278,60 @@ def test_catalog_rows_and_ids_of_a_big_survey_come_from_their_row_groups(
         survey.index_of("nope")
     similar = latent_services(SURVEY).search().by_object(17, k=5)  # the Similar view's query
     assert len(similar) == 5 and similar.attrs["query"]["object_id"] == catalog["object_id"].iat[17]
+
+
+# -- the anomaly list's first pages from the top stored with the scores ------------------------
+def _scores_table(n: int = 5_000) -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    anomaly = rng.integers(0, 40, n).astype(np.float32)  # many ties
+    anomaly[rng.choice(n, 200, replace=False)] = np.nan
+    return pd.DataFrame({
+        "index": np.arange(n), "object_id": [f"o{i:05d}" for i in range(n)],
+        "anomaly": anomaly, "knn": rng.random(n, dtype=np.float32),
+    })  # fmt: skip
+
+
+def test_the_first_pages_come_from_the_top_stored_with_the_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.latent import paging
+
+    monkeypatch.setattr("backend.latent.anomaly.ROW_GROUP", 600)
+    monkeypatch.setattr(paging, "TOP_ROWS", 1_000)
+    table = _scores_table()
+    path = tmp_path / "anomaly.parquet"
+    AnomalyRanker(table).save(path)
+    full = RankedList(table.assign(final=table["anomaly"], interest=np.float32(np.nan)), "anomaly")
+    listing = AnomalyRanker.load(path).plain_listing()
+    assert isinstance(listing, ColumnRanking)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("the ranked column was read")
+
+    monkeypatch.setattr(RowTable, "iter_column", refuse)
+    for start, stop in ((0, 48), (48, 96), (200, 300), (900, 1_000)):
+        pd.testing.assert_frame_equal(listing.page(start, stop), full.page(start, stop))
+    assert listing.table.reads["full_columns"] == 0
+    fresh = AnomalyRanker.load(path).plain_listing()
+    fresh.page(0, 48)
+    assert fresh.table.reads == {"groups": 0, "rows": 0, "full_columns": 0}  # nothing read
+    knn = AnomalyRanker.load(path).plain_listing("knn").page(0, 48)
+    assert knn["index"].tolist() == table.sort_values("knn", ascending=False)["index"][:48].tolist()
+    monkeypatch.undo()
+    # beyond the stored top, and for a file written without one: the pass over the column
+    pd.testing.assert_frame_equal(listing.page(1_000, 1_048), full.page(1_000, 1_048))
+    table.to_parquet(path, row_group_size=600)
+    old = AnomalyRanker.load(path).plain_listing()
+    assert paging.read_top(path, "anomaly") is None
+    pd.testing.assert_frame_equal(old.page(0, 48), full.page(0, 48))
+    assert old.table.reads["groups"] >= 9  # the column's row groups
+
+
+def test_a_scores_file_keeps_its_attrs_and_table_with_the_stored_top(tmp_path: Path) -> None:
+    table = _scores_table(300)
+    table.attrs["encoder"] = "v0007"
+    path = tmp_path / "anomaly.parquet"
+    AnomalyRanker(table).save(path)
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, table)
+    assert back.attrs["encoder"] == "v0007"
