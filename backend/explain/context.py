@@ -90,11 +90,29 @@ def _labels(survey: Survey, classifier_meta: dict[str, Any]) -> pd.Series | None
     return catalog["object_id"].map(by_id).fillna("").astype(str)
 
 
+class NotExplainableError(UserError):
+    """The survey's encoder has no network of LatentSky's to explain with."""
+
+
+def _check_explainable(enc: Any) -> None:
+    """Refuse, in one line, an encoder whose kind no model of LatentSky's builds (vectors
+    imported with no network: ``imported``, ``imported_embeddings``)."""
+    from models.factory import FOREIGN_KINDS, MODEL_CLASSES
+
+    kind = str(enc.config.get("kind", ""))
+    if kind == "imported_embeddings" or kind not in (*MODEL_CLASSES, *FOREIGN_KINDS):
+        raise NotExplainableError(
+            f"explanations need a LatentSky encoder; encoder {enc.version} is of kind "
+            f"{kind!r} (embeddings made elsewhere)"
+        )
+
+
 def load_context(survey_name: str) -> ExplainContext:
     """Load the survey's active models and products (CPU, eval mode)."""
     survey = Survey.open(survey_name)
     registry = ModelRegistry()
     enc = resolve_version(registry, survey_name, "encoder")
+    _check_explainable(enc)
     ctx = ExplainContext(
         survey=survey,
         encoder_version=enc.version,

@@ -335,3 +335,18 @@ def test_a_scores_file_keeps_its_attrs_and_table_with_the_stored_top(tmp_path: P
     back = pd.read_parquet(path)
     pd.testing.assert_frame_equal(back, table)
     assert back.attrs["encoder"] == "v0007"
+
+
+def test_an_imported_encoder_gets_one_line_instead_of_an_explanation(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.detail import DetailPanel
+
+    data = app_data.survey_data(SURVEY)
+    state = AppState(survey=SURVEY)
+    panel = DetailPanel(data=data, state=state)
+    state.picked = 42
+    note = panel._why.object
+    assert "lsd-explain-note" in note and "Traceback" not in note
+    assert "explanations need a LatentSky encoder" in note and "imported" in note
+    assert not panel._alert.object  # no error shown
