@@ -94,6 +94,28 @@ class SurveyData:
             return PagedIds(id_lookup(self.survey.path / "catalog.parquet"))
         return pd.Index(self.table["object_id"].astype(str))
 
+    def label_categories(
+        self, colours: dict[str, str] | None, missing: str
+    ) -> tuple[pd.Categorical, dict[str, str]]:
+        """(per-row majority human label or ``missing``, colour per category) for the *Human
+        labels* colouring. Labels are few: a paged survey finds the labelled rows by id
+        look-up and holds one small code per object, never its ids."""
+        from app.colouring import categorical
+        from app.labelling import consensus_column, label_store
+
+        if not self.paged:
+            raw = consensus_column(self.name, self.table["object_id"], missing)
+            return categorical(raw, colours, missing=missing)
+        votes = label_store().consensus(self.name)
+        rows = self.id_index().get_indexer(votes["object_id"].astype(str).tolist())
+        ok = rows >= 0
+        labelled = votes["value"].to_numpy(dtype=object)[ok]
+        small, key = categorical(np.append(labelled, missing), colours, missing=missing)
+        kinds = list(small.categories)
+        codes = np.full(len(self), kinds.index(missing), dtype=np.min_scalar_type(len(kinds)))
+        codes[rows[ok]] = small.codes[:-1]
+        return pd.Categorical.from_codes(codes, categories=kinds), key
+
     def number_values(self, column: str, whole: bool = True) -> tuple[Any, tuple[float, float]]:
         """(float values per object, 1st-99th percentile range) of a numeric column. A paged
         table's values are read per object as asked (``values[i]``) and its range comes from a

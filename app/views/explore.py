@@ -22,7 +22,7 @@ from app.colouring import (
 )
 from app.data import SurveyData
 from app.detail import DetailPanel
-from app.labelling import consensus_column, schema_for
+from app.labelling import schema_for
 from app.mapview import Colouring, RowCategories, ServerMap, home_view, tile_categories, tiled_map
 from app.safe import explain, guarded, heading, in_thread, message_pane, say
 from app.selection import ArrayRows, box_indices, lasso_indices
@@ -142,8 +142,7 @@ class ExploreView(pn.viewable.Viewer):
         if spec.kind == "count":
             return None, {}, None
         if spec.key == LABELS.key:
-            raw = consensus_column(self.data.name, self.data.table["object_id"], UNLABELLED)
-            values, key = categorical(raw, self._class_colours(), missing=UNLABELLED)
+            values, key = self.data.label_categories(self._class_colours(), UNLABELLED)
             return values, key, None
         column = self.data.table[spec.column]
         if spec.kind == "cat":

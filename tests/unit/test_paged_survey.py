@@ -350,3 +350,28 @@ def test_an_imported_encoder_gets_one_line_instead_of_an_explanation(
     assert "lsd-explain-note" in note and "Traceback" not in note
     assert "explanations need a LatentSky encoder" in note and "imported" in note
     assert not panel._alert.object  # no error shown
+
+
+def test_the_human_labels_colouring_reads_no_ids(big: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.colouring import UNLABELLED, categorical
+    from app.labelling import consensus_column, label_store
+    from app.views.explore import ExploreView
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    ids = catalog["object_id"]
+    for row, value in ((10, "spiral"), (4_000, "merger"), (5_999, "spiral")):
+        label_store().add(SURVEY, ids.iat[row], value, user="ada")
+    expected, expected_key = categorical(
+        consensus_column(SURVEY, ids, UNLABELLED), {}, missing=UNLABELLED
+    )
+    _no_whole_reads(monkeypatch)
+    monkeypatch.setattr("app.views.explore.schema_for", lambda name: _NoSchema())
+    data = app_data.survey_data(SURVEY)
+    values, key = data.label_categories({}, UNLABELLED)
+    assert list(values.categories) == list(expected.categories) and key == expected_key
+    np.testing.assert_array_equal(np.asarray(values.codes), np.asarray(expected.codes))
+    assert np.asarray(values.codes).itemsize == 1  # one byte an object
+    explore = ExploreView(data=data, state=AppState(survey=SURVEY))
+    explore.colour.value = "labels"
+    assert "spiral" in explore._legend.object
+    assert data.table.reads["full_columns"] == 0
