@@ -90,10 +90,13 @@ def healpix_order(ra: np.ndarray, dec: np.ndarray) -> int:
     return int(np.clip(order, 0, MAX_ORDER))
 
 
-def healpix_density(ra: np.ndarray, dec: np.ndarray, order: int, grid: int = GRID) -> hv.Image:
+def healpix_density(
+    ra: np.ndarray, dec: np.ndarray, order: int, grid: int = GRID, scale: float = 1.0
+) -> hv.Image:
     """Objects per square degree in the HEALPix pixel (``order``) of each cell of a ``grid`` wide
-    RA/Dec image over the survey (RA may be unwrapped: taken modulo 360 for HEALPix)."""
-    counts = np.bincount(healpix_pixels(order, ra, dec))
+    RA/Dec image over the survey (RA may be unwrapped: taken modulo 360 for HEALPix); each
+    position counts ``scale`` objects (a sample's)."""
+    counts = np.bincount(healpix_pixels(order, ra, dec)) * float(scale)
     x0, x1 = float(ra.min()), float(ra.max())
     y0, y1 = float(dec.min()), float(dec.max())
     pad = max(x1 - x0, y1 - y0, 1e-3) * 0.02

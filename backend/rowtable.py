@@ -227,6 +227,19 @@ class RowTable:
         parts = [self._group(k, int(g), name).to_numpy() for g in picked]
         return np.concatenate(parts) if parts else np.empty(0)
 
+    def sample_rows(
+        self, columns: Sequence[str], groups: int = 16
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """(rows, their values of ``columns``) of up to ``groups`` whole row groups (of the
+        first column's file) spread over the table: a bounded sample, the same each time."""
+        k, _ = self._where[columns[0]]
+        starts = self._files[k].starts
+        n_groups = len(starts) - 1
+        picked = np.unique(np.linspace(0, n_groups - 1, min(groups, n_groups)).astype(int))
+        parts = [np.arange(starts[g], starts[g + 1]) for g in picked]
+        rows = np.concatenate(parts).astype(np.int64) if parts else np.empty(0, np.int64)
+        return rows, self.rows(rows, columns)
+
     def value_range(self, column: str) -> tuple[float, float] | None:
         """(min, max) of a numeric column from the files' statistics; None when unknown."""
         k, name = self._where[column]

@@ -25,6 +25,7 @@ from app.state import AppState
 
 OBJECTS, DENSITY = "objects", "HEALPix density"
 TAP_RADIUS = 0.02  # fraction of the survey's larger side
+SAMPLE_GROUPS = 16  # row groups a paged survey's sky reads (~1M objects of 65,536-row groups)
 NO_SKY = (
     "This survey's catalog has no sky coordinates (no <code>ra</code>/<code>dec</code> columns, "
     "or none with a value), so there is nothing to show on the sky."
@@ -57,15 +58,12 @@ class SkyView(pn.viewable.Viewer):
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
-        self.positions = self.data.memo(
-            "sky_positions", lambda: sky_plots.sky_positions(self.data.table)
-        )
+        self.positions = self.data.memo("sky_positions", lambda: sky_positions_of(self.data))
+        self.sampled = self.data.paged  # a big survey's sky: a bounded sample of its rows
         self.plot: hv.Overlay | None = None
         if self.positions is None:
             return
         pos = self.positions
-        self._where = np.full(len(self.data), -1, dtype=np.int64)  # table row -> position
-        self._where[pos.rows] = np.arange(len(pos))
         self.order = sky_plots.healpix_order(pos.ra, pos.dec)
         self._tree: Any = None
         base = sky_plots.shaded(hv.DynamicMap(pn.bind(self.base, layer=self.param.layer)))
@@ -86,17 +84,26 @@ class SkyView(pn.viewable.Viewer):
         """The layer chosen: the objects' positions or the HEALPix density image."""
         pos = self.positions
         if layer == DENSITY:
+            scale = len(self.data) / max(1, len(pos)) if self.sampled else 1.0
             return self.data.memo(
                 ("sky_density", self.order),
-                lambda: sky_plots.healpix_density(pos.ra, pos.dec, self.order),
+                lambda: sky_plots.healpix_density(pos.ra, pos.dec, self.order, scale=scale),
             )
         return sky_plots.sky_points(pos.ra, pos.dec)
+
+    def position_of(self, rows: np.ndarray) -> np.ndarray:
+        """Positions (into :attr:`positions`) of table ``rows``; -1 where none (no coordinates,
+        or not in a big survey's sample). The positions' rows are sorted: a binary search."""
+        rows = np.asarray(rows, dtype=np.int64)
+        have = self.positions.rows
+        at = np.minimum(np.searchsorted(have, rows), max(0, len(have) - 1))
+        return np.where(have[at] == rows, at, -1) if len(have) else np.full(len(rows), -1)
 
     def selected_positions(self, rows: Any) -> np.ndarray:
         """Positions (into :attr:`positions`) of the selected rows that have coordinates."""
         if rows is None or not rows.count():
             return np.zeros(0, dtype=np.int64)
-        where = self._where[np.asarray(rows.all_rows(), dtype=np.int64)]
+        where = self.position_of(np.asarray(rows.all_rows(), dtype=np.int64))
         return where[where >= 0]
 
     def highlighted(self, rows: Any) -> hv.Points:
@@ -160,7 +167,8 @@ class SkyView(pn.viewable.Viewer):
             return "**No selection.** Select on the sky here or on the latent map in *Explore*."
         where = "on the sky" if self.state.selection_from == "sky" else "on the latent map"
         shown = len(self.selected_positions(rows))
-        missing = f" ({n - shown:,} without a sky position)" if shown < n else ""
+        without = "outside the sky's sample" if self.sampled else "without a sky position"
+        missing = f" ({n - shown:,} {without})" if shown < n else ""
         return f"**{n:,} objects selected** {where}{missing}"
 
     def card(self, picked: int | None) -> str:
@@ -168,11 +176,9 @@ class SkyView(pn.viewable.Viewer):
         if picked is None or not 0 <= picked < len(self.data):
             return "<div class='lsk lsk-dim'>Click an object on the sky to see its card.</div>"
         oid = html.escape(self.data.object_id(picked))
-        at = self._where[picked]
-        if at < 0:
+        ra, dec = (_number(self.data.table[c].iat[picked]) for c in ("ra", "dec"))
+        if not (np.isfinite([ra, dec]).all() and abs(dec) <= 90):
             return f"<div class='lsk'><code>{oid}</code>: no sky position.</div>"
-        ra = float(self.data.table["ra"].iat[picked])
-        dec = float(self.data.table["dec"].iat[picked])
         where = f"RA {ra:.5f}°, Dec {dec:+.5f}°"
         if not self.data.has_real_sky:
             links = "<span class='lsk-dim'>simulated coordinates: no real sky to look at</span>"
@@ -185,6 +191,13 @@ class SkyView(pn.viewable.Viewer):
         if self.positions is None:
             return pn.pane.Alert(NO_SKY, alert_type="info", sizing_mode="stretch_width")
         note = []
+        if self.sampled:
+            note.append(pn.pane.Alert(
+                f"A big survey: the sky shows a sample of {len(self.positions):,} of its "
+                f"{len(self.data):,} objects ({SAMPLE_GROUPS} row groups spread over the "
+                "catalog); selections here select from that sample.",
+                alert_type="light", sizing_mode="stretch_width",
+            ))  # fmt: skip
         if not self.data.has_real_sky:
             note = [pn.pane.Alert(
                 "These are simulated coordinates (GalSim demo survey): the layout is real, the "
@@ -201,3 +214,25 @@ class SkyView(pn.viewable.Viewer):
                          sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )  # fmt: skip
+
+
+def sky_positions_of(data: SurveyData) -> sky_plots.SkyPositions | None:
+    """The sky positions drawn: every object's, or for a paged (big) survey those of
+    :data:`SAMPLE_GROUPS` row groups spread over its catalog (a bounded read)."""
+    if not data.paged:
+        return sky_plots.sky_positions(data.table)
+    if not {"ra", "dec"} <= set(data.table.columns):
+        return None
+    rows, frame = data.table.sample_rows(["ra", "dec"], SAMPLE_GROUPS)  # type: ignore[union-attr]
+    found = sky_plots.sky_positions(frame)
+    if found is None:
+        return None
+    return sky_plots.SkyPositions(found.ra, found.dec, rows[found.rows])
+
+
+def _number(value: Any) -> float:
+    """A catalog value as a float (NaN when it is not a number)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")

@@ -105,9 +105,9 @@ def test_every_view_works_on_a_paged_survey(big: str, monkeypatch: pytest.Monkey
     monkeypatch.setattr("app.views.explore.schema_for", lambda name: _NoSchema())
     data = app_data.survey_data(SURVEY)
     views = {}
-    bounded = ("explore", "similar", "anomalies", "label", "models", "collections")
+    bounded = ("explore", "similar", "anomalies", "label", "models", "collections", "sky")
     for name, make in sorted(_view_builders().items(), key=lambda kv: kv[0] not in bounded):
-        guard["on"] = name in bounded  # the Sky view reads ra and dec whole (left)
+        guard["on"] = name in bounded
         views[name] = make(data, AppState(survey=SURVEY))
         views[name].__panel__()
         if name in bounded:
@@ -375,3 +375,29 @@ def test_the_human_labels_colouring_reads_no_ids(big: str, monkeypatch: pytest.M
     explore.colour.value = "labels"
     assert "spiral" in explore._legend.object
     assert data.table.reads["full_columns"] == 0
+
+
+def test_the_sky_of_a_paged_survey_reads_a_bounded_sample(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.selection import ArrayRows
+    from app.views import sky
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    _no_whole_reads(monkeypatch)
+    monkeypatch.setattr(sky, "SAMPLE_GROUPS", 3)
+    data = app_data.survey_data(SURVEY)
+    state = AppState(survey=SURVEY)
+    view = sky.SkyView(data=data, state=state)
+    view.__panel__()
+    pos = view.positions
+    assert len(pos) == 3 * GROUP and data.table.reads["full_columns"] == 0
+    np.testing.assert_array_equal(pos.dec, catalog["dec"].to_numpy()[pos.rows])
+    assert pos.rows[0] == 0 and pos.rows[-1] == N - 1  # groups spread: first and last
+    outside = int(np.setdiff1d(np.arange(N), pos.rows)[7])
+    assert f"RA {catalog['ra'].iat[outside]:.5f}" in view.card(outside)  # read by row
+    state.share_selection(ArrayRows(np.array([pos.rows[5], outside])), "explore")
+    assert "1 outside the sky's sample" in view.count_text(state.selection)
+    np.testing.assert_array_equal(view.selected_positions(state.selection), [5])
+    density = view.base(sky.DENSITY)  # counts of the sample scaled to the survey
+    assert data.table.reads["full_columns"] == 0 and density is not None
