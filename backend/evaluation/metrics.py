@@ -17,6 +17,9 @@ PRECISION_K = 10
 RETRIEVAL_K = 100
 ANOMALY_K = 100
 PROBE_MAX_ITER = 2000
+# inverse regularisation strengths a probe chooses from by cross-validation on its training rows
+PROBE_CS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+PROBE_FOLDS = 5
 
 
 # -- classification ------------------------------------------------------------------------------
@@ -146,29 +149,42 @@ def linear_probe(
     max_iter: int = PROBE_MAX_ITER,
 ) -> dict[str, float]:
     """Logistic regression (standardised features, balanced class weights) fitted on
-    ``train_rows`` and scored on ``val_rows``."""
-    from sklearn.linear_model import LogisticRegression
+    ``train_rows`` and scored on ``val_rows``. Its regularisation is chosen from ``PROBE_CS``
+    by stratified cross-validation (balanced accuracy) on the training rows alone: an encoder
+    fine-tuned on those very rows separates them perfectly, and an unregularised probe then
+    overfits them (on sdss_gz1: 0.65 on validation with C = 1, 0.71 with the chosen C).
+    With fewer than two members in some class, C = 1."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+    from sklearn.model_selection import StratifiedKFold
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     x_train = np.asarray(features[train_rows], dtype=np.float64)
     y_train = labels[train_rows]
     truth = labels[val_rows]
+    chosen = None
     if len(np.unique(y_train)) < 2:
         pred = np.full(len(val_rows), y_train[0] if len(y_train) else -1)
     else:
-        clf = make_pipeline(
-            StandardScaler(),
-            LogisticRegression(class_weight="balanced", max_iter=max_iter),
-        )
+        folds = min(PROBE_FOLDS, int(np.unique(y_train, return_counts=True)[1].min()))
+        if folds >= 2:
+            model = LogisticRegressionCV(
+                Cs=list(PROBE_CS), cv=StratifiedKFold(folds, shuffle=True, random_state=0),
+                class_weight="balanced", scoring="balanced_accuracy", max_iter=max_iter,
+            )  # fmt: skip
+        else:
+            model = LogisticRegression(class_weight="balanced", max_iter=max_iter)
+        clf = make_pipeline(StandardScaler(), model)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # convergence warnings on tiny or separable sets
             clf.fit(x_train, y_train)
         pred = clf.predict(np.asarray(features[val_rows], dtype=np.float64))
+        chosen = float(model.C_[0]) if folds >= 2 else 1.0
     return {
         "n_train": len(train_rows),
         "accuracy": accuracy(truth, pred),
         "balanced_accuracy": balanced_accuracy(truth, pred),
+        "C": chosen,
     }
 
 

@@ -377,3 +377,18 @@ def test_evaluate_errors_are_one_line(blobs: Survey, capsys: pytest.CaptureFixtu
         assert main([*base, *extra]) == 2, extra
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_the_probe_chooses_its_regularisation_on_the_training_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 600)
+    x = rng.normal(size=(600, 300))
+    x[:, :5] += 0.6 * (2 * y - 1)[:, None]
+    train, val = np.arange(150), np.arange(150, 600)
+    probe = m.linear_probe(x, y, train, val)
+    assert probe["C"] in m.PROBE_CS and probe["balanced_accuracy"] > 0.7
+    shuffled = y.copy()
+    shuffled[val] = rng.permutation(y[val])  # the validation part cannot steer the choice
+    assert m.linear_probe(x, shuffled, train, val)["C"] == probe["C"]
+    few = m.linear_probe(x, np.r_[1, np.zeros(599, int)], train, val)  # one member: no CV
+    assert few["C"] == 1.0
