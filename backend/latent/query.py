@@ -19,7 +19,7 @@ from astropy.coordinates import SkyCoord
 from backend.latent.errors import LatentError
 from backend.latent.images import EmbedFn, check_embeddings, validate_cutouts
 from backend.latent.search import MAX_K, SimilarityIndex, check_k
-from backend.latent.sky import SkyIndex, dedupe_on_sky, parse_position
+from backend.latent.sky import PagedSkyIndex, SkyIndex, dedupe_on_sky, parse_position
 from backend.latent.vectors import normalize
 from backend.survey import Survey
 from backend.survey.meta import SurveyError
@@ -40,12 +40,18 @@ class SimilaritySearch:
         self.survey = survey
         self.embeddings = embeddings
         self.index = index
-        self._sky: SkyIndex | None = None
+        self._sky: SkyIndex | PagedSkyIndex | None = None
 
     @property
-    def sky(self) -> SkyIndex:
+    def sky(self) -> SkyIndex | PagedSkyIndex:
+        """The sky look-ups: a tree of the catalog's positions, or for a paged (big) survey
+        cone searches over its catalog file's row groups (:class:`PagedSkyIndex`)."""
         if self._sky is None:  # a benign race: two threads may both build it once
-            self._sky = SkyIndex.from_catalog(self.survey.catalog, f"survey {self.survey.name}")
+            name = f"survey {self.survey.name}"
+            if self.survey.paged:
+                self._sky = PagedSkyIndex(self.survey.path / "catalog.parquet", name)
+            else:
+                self._sky = SkyIndex.from_catalog(self.survey.catalog, name)
         return self._sky
 
     # -- object references -------------------------------------------------------------------

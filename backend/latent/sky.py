@@ -7,11 +7,15 @@ Positions are unit vectors on the sphere in a :class:`scipy.spatial.cKDTree`; a 
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import astropy.units as u
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from astropy.coordinates import Angle, SkyCoord
 from scipy.spatial import cKDTree
 
@@ -111,6 +115,96 @@ class SkyIndex:
         xyz = unit_vectors(position.ra.deg, position.dec.deg)[0]
         dist, i = self.tree.query(xyz, k=1)
         return int(self.rows[i]), float(arcsec_from_chord(dist))
+
+
+class PagedSkyIndex:
+    """:class:`SkyIndex`'s look-ups over a catalog file read row group by row group (a big
+    survey's: no tree, no whole column): a cone search reads only the row groups whose RA/Dec
+    statistics may hold a point within the radius, and of each only the rows in the cone's Dec
+    band are measured; memory is one row group. ``reads`` counts the row groups read."""
+
+    def __init__(self, path: Path, name: str = "survey") -> None:
+        self.path = Path(path)
+        self.file = pq.ParquetFile(self.path)
+        names = self.file.schema_arrow.names
+        if not {"ra", "dec"} <= set(names):
+            raise LatentError(f"{name} has no sky positions (no ra/dec columns in its catalog)")
+        meta = self.file.metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        self.starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        at = [names.index("ra"), names.index("dec")]
+        self.boxes = [_group_box(meta.row_group(g), at) for g in range(meta.num_row_groups)]
+        self.reads = 0
+        self._lock = threading.Lock()  # a ParquetFile is not thread-safe
+
+    def _groups_near(self, ra: float, dec: float, radius_deg: float) -> list[int]:
+        """Row groups whose RA/Dec box (from their statistics) may reach the cone."""
+        near = []
+        for g, box in enumerate(self.boxes):
+            if box is None:
+                near.append(g)
+                continue
+            ra0, ra1, dec0, dec1 = box
+            if dec < dec0 - radius_deg or dec > dec1 + radius_deg:
+                continue
+            if abs(dec) + radius_deg >= 89.0 or ra1 - ra0 >= 360.0:
+                near.append(g)
+                continue
+            reach = radius_deg / np.cos(np.radians(abs(dec) + radius_deg))
+            gap = min((ra0 - ra) % 360.0, (ra - ra1) % 360.0)  # 0 <= gap when outside
+            inside = (ra - ra0) % 360.0 <= (ra1 - ra0)
+            if inside or gap <= reach:
+                near.append(g)
+        return near
+
+    def _scan(self, groups: list[int], position: SkyCoord, bound: float) -> tuple[int, float]:
+        """(row, chord) of the nearest position in ``groups`` closer than chord ``bound``."""
+        q = unit_vectors(position.ra.deg, position.dec.deg)[0]
+        band = np.degrees(2 * np.arcsin(min(bound / 2, 1.0))) if np.isfinite(bound) else 180.0
+        best_row, best = -1, bound
+        for g in groups:
+            with self._lock:
+                part = self.file.read_row_group(g, columns=["ra", "dec"])
+                self.reads += 1
+            ra = np.asarray(part.column("ra").to_numpy(zero_copy_only=False), np.float64)
+            dec = np.asarray(part.column("dec").to_numpy(zero_copy_only=False), np.float64)
+            ok = np.flatnonzero(np.isfinite(ra) & (np.abs(dec - position.dec.deg) <= band))
+            if not len(ok):
+                continue
+            dist = np.linalg.norm(unit_vectors(ra[ok], dec[ok]) - q, axis=1)
+            i = int(np.argmin(dist))
+            if dist[i] < best:
+                best_row, best = int(self.starts[g] + ok[i]), float(dist[i])
+        return best_row, best
+
+    def nearest(self, position: SkyCoord, radius_arcsec: float) -> tuple[int, float] | None:
+        """(row, separation in arcsec) of the nearest object within the radius, else None."""
+        if not radius_arcsec > 0:
+            raise LatentError(f"search radius must be positive, got {radius_arcsec} arcsec")
+        bound = chord(radius_arcsec)
+        groups = self._groups_near(position.ra.deg, position.dec.deg, radius_arcsec / 3600.0)
+        row, dist = self._scan(groups, position, bound * (1 + 1e-12))
+        if row < 0 or dist > bound:
+            return None
+        return row, float(arcsec_from_chord(dist))
+
+    def nearest_any(self, position: SkyCoord) -> tuple[int, float] | None:
+        """(row, separation in arcsec) of the nearest object at any distance (every group)."""
+        row, dist = self._scan(list(range(len(self.boxes))), position, np.inf)
+        return None if row < 0 else (row, float(arcsec_from_chord(dist)))
+
+
+def _group_box(group: Any, at: list[int]) -> tuple[float, float, float, float] | None:
+    """(RA min, RA max, Dec min, Dec max) of a row group from its statistics, else None."""
+    box = []
+    for i in at:
+        stats = group.column(i).statistics
+        if stats is None or not stats.has_min_max or stats.null_count:
+            return None
+        box += [float(stats.min), float(stats.max)]
+    if not np.isfinite(box).all():
+        return None
+    return box[0], box[1], box[2], box[3]
 
 
 def dedupe_on_sky(ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcsec: float) -> np.ndarray:

@@ -401,3 +401,48 @@ def test_the_sky_of_a_paged_survey_reads_a_bounded_sample(
     np.testing.assert_array_equal(view.selected_positions(state.selection), [5])
     density = view.base(sky.DENSITY)  # counts of the sample scaled to the survey
     assert data.table.reads["full_columns"] == 0 and density is not None
+
+
+def test_a_cone_search_over_row_groups_equals_the_sky_tree(tmp_path: Path) -> None:
+    from astropy.coordinates import SkyCoord
+
+    from backend.latent.sky import PagedSkyIndex, SkyIndex
+
+    rng = np.random.default_rng(3)
+    n = 8_000
+    ra = rng.uniform(355.0, 365.0, n) % 360.0  # across RA 0
+    dec = np.sort(rng.uniform(-5.0, 5.0, n))  # sorted: row groups hold Dec bands
+    ra[17] = np.nan
+    path = tmp_path / "catalog.parquet"
+    pd.DataFrame({"ra": ra, "dec": dec}).to_parquet(path, row_group_size=500)
+    tree, paged = SkyIndex(ra, dec), PagedSkyIndex(path)
+    for k in range(30):
+        at = SkyCoord(float(rng.uniform(354, 366) % 360), float(rng.uniform(-5.5, 5.5)), unit="deg")
+        radius = 60.0 if k % 2 else 600.0
+        got, want = paged.nearest(at, radius), tree.nearest(at, radius)
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert got[0] == want[0] and got[1] == pytest.approx(want[1], abs=1e-6)
+        assert paged.nearest_any(at)[0] == tree.nearest_any(at)[0]
+    paged.reads = 0
+    paged.nearest(SkyCoord(0.0, 0.0, unit="deg"), 60.0)
+    assert 1 <= paged.reads <= 2  # of 16 row groups: those of the cone's Dec band
+
+
+def test_a_search_by_sky_position_reads_no_catalog(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.latent.service import latent_services
+    from backend.latent.sky import PagedSkyIndex
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    _no_whole_reads(monkeypatch)
+    query = latent_services(SURVEY).search()
+    row = 4_321
+    where = f"{catalog['ra'].iat[row]} {catalog['dec'].iat[row]}"
+    found = query.by_position(where, k=5, radius_arcsec=1.0)
+    assert isinstance(query.sky, PagedSkyIndex)
+    assert found.attrs["query"]["separation_arcsec"] < 1e-6
+    hit = found.attrs["query"]["index"]
+    assert (catalog["ra"].iat[hit], catalog["dec"].iat[hit]) == (
+        catalog["ra"].iat[row], catalog["dec"].iat[row])  # fmt: skip
