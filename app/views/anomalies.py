@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
+from panel.io import hold
 
 from app.auth import require_session, restrict
 from app.data import SurveyData
@@ -21,7 +22,7 @@ from app.views.collections import SaveCollection
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, data_table, kbd
 from backend.feedback import FeedbackError, latest_interest, record_interest
 from backend.latent.errors import LatentError
-from backend.latent.paging import RankedList
+from backend.latent.paging import ColumnRanking, RankedList
 from backend.usertext import validate_user_name
 
 COMBINED = "combined (re-ranked by feedback)"
@@ -62,6 +63,63 @@ def ranking_note(team: bool, user: str) -> str:
     return f"<div style='font-size:12px;color:#475569'>Ranking re-ranked by {whose}.</div>"
 
 
+def status_markdown(listed: int, scored: int, cursor: int) -> str:
+    """The list's header: candidates listed, scored so far, which one is shown."""
+    if not listed:
+        return "**No candidates left** with these filters."
+    return (
+        f"**{listed:,} candidates** listed · {scored:,} scored so far (all users) · "
+        f"showing #{cursor + 1:,} of this list"
+    )
+
+
+def band_strip(thumbs: list[tuple[str, str]]) -> str:
+    """One small cutout per band, captioned: ``thumbs`` is (band, url) in band order."""
+    imgs = "".join(
+        f"<figure style='margin:0;text-align:center'><img src='{html.escape(url)}' "
+        f"width='60' height='60' style='border-radius:3px'><figcaption style='font-size:11px;"
+        f"color:#6b7280'>{html.escape(band)}</figcaption></figure>"
+        for band, url in thumbs
+    )
+    return f"<div style='display:flex;gap:4px'>{imgs}</div>"
+
+
+def breakdown_html(row: pd.Series, scorers: list[str], rank: int) -> str:
+    """A candidate's final score, its rank among all objects, interest given and predicted,
+    and one bar per scorer (rank percentile, raw value)."""
+    bars = []
+    for s in scorers:
+        v = float(row[s]) if np.isfinite(row[s]) else 0.0
+        raw = row.get(f"{s}_raw", np.nan)
+        bars.append(
+            f"<div class='lsa-bar'><span>{html.escape(SCORER_NAMES.get(s, s))}</span>"
+            f"<i style='width:{100 * v:.0f}%'></i><b>{v:.2f}</b>"
+            f"<small>raw {float(raw):.3g}</small></div>"
+        )
+    interest = row.get("interest")
+    given = f"{interest:.1f}" if isinstance(interest, float) and np.isfinite(interest) else "—"
+    pred = row.get("interest_pred", np.nan)
+    pred_text = f" · predicted interest {pred:.1f}" if np.isfinite(pred) else ""
+    return (
+        "<style>.lsa-bar{display:grid;grid-template-columns:120px 1fr 34px 70px;gap:6px;"
+        "align-items:center;font:13px system-ui}.lsa-bar i{display:block;height:10px;"
+        "border-radius:3px;background:#7c3aed}.lsa-bar small{color:#6b7280}</style>"
+        f"<div style='font:14px system-ui;margin-bottom:4px'>final score "
+        f"<b>{float(row['final']):.3f}</b> (rank {rank:,} of all objects) · anomaly "
+        f"{float(row['anomaly']):.3f}{pred_text} · your/average interest {given}</div>"
+        + "".join(bars)
+    )
+
+
+def interest_ack(object_id: str, score: int, user: str, reranked: bool) -> str:
+    """What an interest score did (escaped): stored, and whether the list is re-ranked yet."""
+    done = "list re-ranked." if reranked else "re-ranking…"
+    return (
+        f"✓ {html.escape(object_id)}: interest {score} ({INTEREST[score]}) stored for "
+        f"{html.escape(user)}; {done}"
+    )
+
+
 class AnomaliesView(pn.viewable.Viewer):
     """Current candidate with interest buttons and keys; ranked gallery and table; export."""
 
@@ -78,8 +136,20 @@ class AnomaliesView(pn.viewable.Viewer):
     team_ranking = param.Boolean(
         default=False, doc="re-rank by everyone's latest interest scores, not only yours"
     )
+    candidates = param.ClassSelector(
+        class_=(RankedList, ColumnRanking), default=None, allow_None=True,
+        doc="the candidates listed now, ranked and filtered (paged: rows made when shown)",
+    )  # fmt: skip
+    cursor = param.Integer(
+        default=0, bounds=(0, None), doc="position in the list of the candidate shown (0: top)"
+    )
+    fmt = param.Selector(default="CSV", objects=list(FORMATS), doc="the download's file format")
+    top_n = param.Integer(
+        default=GALLERY_SIZE, bounds=(1, 10_000), doc="how many of the top candidates to save"
+    )
 
     def __init__(self, **params: Any) -> None:
+        params.setdefault("candidates", RankedList.empty())  # before the watchers exist
         super().__init__(**params)
         self._alert = message_pane()
         self._ack = message_pane()
@@ -87,9 +157,6 @@ class AnomaliesView(pn.viewable.Viewer):
         self._ranker = None
         self._ranked = pd.DataFrame()
         self._plain = False  # no interest scores: the list reads the scores file page by page
-        self._list = RankedList.empty()  # paged: rows are made only for what is shown
-        self._cursor = 0
-        self._reranking = False
         scorers = self._load_ranker()
         options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
         self.param.rank_by.objects = options
@@ -100,8 +167,8 @@ class AnomaliesView(pn.viewable.Viewer):
         self.team = pn.widgets.Checkbox.from_param(self.param.team_ranking, name="team ranking")
         self._ranking_note = pn.pane.HTML(self.ranking_text, sizing_mode="stretch_width")
         self._stage = CutoutStage(size=256)
-        self._bands = pn.pane.HTML("")
-        self._scores = pn.pane.HTML("", sizing_mode="stretch_width", min_width=320)
+        self._bands = pn.pane.HTML(self.band_text)
+        self._scores = pn.pane.HTML(self.scores_text, sizing_mode="stretch_width", min_width=320)
         self._buttons = [
             pn.widgets.Button(name=f"{k} · {v}", width=112, button_type="default")
             for k, v in INTEREST.items()
@@ -125,22 +192,20 @@ class AnomaliesView(pn.viewable.Viewer):
             )
             say(self._ack, why, "info")
         self._gallery = ThumbGallery(
-            size=80, empty_text="No candidates.", sizing_mode="stretch_width"
-        )
+            items=self.gallery_items, size=80, empty_text="No candidates.",
+            sizing_mode="stretch_width",
+        )  # fmt: skip
         self._gallery.on_action(guarded(self._alert)(self._gallery_action))
-        self._status = pn.pane.Markdown("", margin=(0, 10))
+        self._status = pn.pane.Markdown(self.status_text, margin=(0, 10))
         self._table = data_table(pd.DataFrame(), height=320, selectable=False)
         self._table.on_click(guarded(self._alert)(self._table_click))
-        self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
+        self._fmt = pn.widgets.Select.from_param(self.param.fmt, name="", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename="anomalies.csv",
             label="Download candidates", button_type="success", width=190,
         )  # fmt: skip
-        self._fmt.param.watch(lambda e: self._update_filename(), "value")
         self._update_filename()
-        self._top_n = pn.widgets.IntInput(
-            name="Top N to save", value=GALLERY_SIZE, start=1, end=10_000
-        )
+        self._top_n = pn.widgets.IntInput.from_param(self.param.top_n, name="Top N to save")
         self._save = SaveCollection(
             ids=self._top_ids, data=self.data, state=self.state, kind="anomalies"
         )
@@ -196,29 +261,30 @@ class AnomaliesView(pn.viewable.Viewer):
         with self._lock:
             ranked, unscored = self._ranked, None
             if self._plain:  # nobody's interest: every object unscored, nothing re-ranked
-                self._list = self._ranker.plain_listing(self.rank_by)
+                listing = self._ranker.plain_listing(self.rank_by)
             elif ranked.empty:
-                self._list = RankedList.empty()
+                listing = RankedList.empty()
             else:
                 unscored = ranked["interest"].isna().to_numpy()
                 only = unscored if self.unscored_only else None
-                self._list = self._ranker.listing(ranked, self.rank_by, only)
+                listing = self._ranker.listing(ranked, self.rank_by, only)
+            cursor = self.cursor
             if keep is None:  # the best candidate nobody has scored yet
-                listed = len(self._list) and unscored is not None
-                first = self._list.first_where(unscored) if listed else None
-                self._cursor = first or 0
+                listed = len(listing) and unscored is not None
+                cursor = (listing.first_where(unscored) if listed else None) or 0
             elif keep >= 0:
-                where = self._list.position_of(keep) if len(self._list) else None
-                self._cursor = where or 0
-            self._cursor = int(np.clip(self._cursor, 0, max(len(self._list) - 1, 0)))
-        self._show()
+                cursor = (listing.position_of(keep) if len(listing) else None) or 0
+            cursor = int(np.clip(cursor, 0, max(len(listing) - 1, 0)))
+            with hold():
+                self.param.update(candidates=listing, cursor=cursor)
 
     def current(self) -> int | None:
         """Row index of the candidate shown."""
         with self._lock:
-            if not len(self._list):
-                return None
-            return int(self._list.row(self._cursor)["index"])
+            listing, cursor = self.candidates, self.cursor
+        if listing is None or not len(listing):
+            return None
+        return int(listing.row(cursor)["index"])
 
     # -- actions -----------------------------------------------------------------------------
     def give(self, score: int) -> None:
@@ -230,17 +296,15 @@ class AnomaliesView(pn.viewable.Viewer):
         object_id = self.data.object_id(index)
         user = validate_user_name(self.state.user_name, error=FeedbackError)  # as labels' names
         record_interest(self.data.survey, object_id, score, user)
-        say(self._ack, f"✓ {html.escape(object_id)}: interest {score} ({INTEREST[score]}) "
-            f"stored for {html.escape(user)}; re-ranking…", "success")  # fmt: skip
+        say(self._ack, interest_ack(object_id, score, user, reranked=False), "success")
         self._rerank()
-        self._ack.object = self._ack.object.replace("re-ranking…", "list re-ranked.")
+        say(self._ack, interest_ack(object_id, score, user, reranked=True), "success")
 
     def move(self, step: int) -> None:
+        """Show the candidate ``step`` places down (up when negative) the list."""
         with self._lock:
-            if not len(self._list):
-                return
-            self._cursor = int(np.clip(self._cursor + step, 0, len(self._list) - 1))
-        self._show()
+            if len(self.candidates):
+                self.cursor = int(np.clip(self.cursor + step, 0, len(self.candidates) - 1))
 
     def _ask_similar(self) -> None:
         index = self.current()
@@ -266,89 +330,75 @@ class AnomaliesView(pn.viewable.Viewer):
 
     def _jump(self, index: int) -> None:
         with self._lock:
-            where = self._list.position_of(index)
+            where = self.candidates.position_of(index)
             if where is not None:
-                self._cursor = where
-        self._show()
+                self.cursor = where
 
-    # -- display -----------------------------------------------------------------------------
-    def _show(self) -> None:
-        index = self.current()
-        with self._lock:
-            listing = self._list
-            cursor = self._cursor
-        n = len(listing)
+    # -- display: param.depends methods over the pure builders ------------------------------
+    @param.depends("candidates", "cursor")
+    def status_text(self) -> str:
+        """The list's header (Markdown)."""
+        listing = self.candidates
         scored = int(self._ranked["interest"].notna().sum()) if len(self._ranked) else 0
-        self._status.object = (
-            f"**{n:,} candidates** listed · {scored:,} scored so far (all users) · "
-            f"showing #{cursor + 1:,} of this list" if n else "**No candidates left** with these filters."
-        )  # fmt: skip
-        self._prev.disabled = cursor <= 0
-        self._next.disabled = cursor >= n - 1
+        return status_markdown(len(listing) if listing is not None else 0, scored, self.cursor)
+
+    @param.depends("candidates", "cursor")
+    def band_text(self) -> str:
+        """The shown candidate's cutout in each band (HTML)."""
+        index = self.current()
         if index is None:
-            self._stage.param.update(url="", object_id="", caption="")
-            self._scores.object = ""
-            self._bands.object = ""
-        else:
-            upcoming = listing.page(cursor + 1, cursor + 3)["index"].astype(int).tolist()
-            self._stage.param.update(
-                url=self.data.thumb(index, 256),
-                object_id=self.data.object_id(index),
-                prefetch=[self.data.thumb(i, 256) for i in upcoming],
-                caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
-            )
-            self._bands.object = self._band_strip(index)
-            self._scores.object = self._breakdown(listing.row(cursor))
-        top = listing.page(0, GALLERY_SIZE)
-        self._gallery.items = [
+            return ""
+        return band_strip([(b, self.data.thumb(index, 60, b)) for b in self.data.survey.bands])
+
+    @param.depends("candidates", "cursor")
+    def scores_text(self) -> str:
+        """The shown candidate's scores (HTML)."""
+        listing = self.candidates
+        if self._ranker is None or listing is None or not len(listing):
+            return ""
+        row = listing.row(self.cursor)
+        rank = int(row["rank"]) if "rank" in row else self._final_rank(int(row["index"]))
+        return breakdown_html(row, self._ranker.scorers, rank)
+
+    @param.depends("candidates", "cursor")
+    def gallery_items(self) -> list[dict[str, Any]]:
+        """The top candidates as gallery items, the shown one marked."""
+        listing, index = self.candidates, self.current()
+        if listing is None:
+            return []
+        return [
             {"index": int(r.index), "id": str(r.object_id), "url": self.data.thumb(int(r.index), 80),
-             "caption": f"#{k + 1} · {getattr(r, self._sort_col()):.3f}", "sub": "",
+             "caption": f"#{k + 1} · {getattr(r, self.rank_by):.3f}", "sub": "",
              "current": int(r.index) == index}
-            for k, r in enumerate(top.itertuples())
+            for k, r in enumerate(listing.page(0, GALLERY_SIZE).itertuples())
         ]  # fmt: skip
-        self._table.value = self._table_frame(listing.page(0, TABLE_ROWS))
 
-    def _sort_col(self) -> str:
-        return self.rank_by
-
-    def _band_strip(self, index: int) -> str:
-        imgs = "".join(
-            f"<figure style='margin:0;text-align:center'><img src='{self.data.thumb(index, 60, b)}' "
-            f"width='60' height='60' style='border-radius:3px'><figcaption style='font-size:11px;"
-            f"color:#6b7280'>{html.escape(b)}</figcaption></figure>"
-            for b in self.data.survey.bands
-        )
-        return f"<div style='display:flex;gap:4px'>{imgs}</div>"
+    @param.depends("candidates", "cursor", watch=True)
+    def _show(self) -> None:
+        """The big cutout, previous/next and the table follow the list and the cursor."""
+        listing, cursor, index = self.candidates, self.cursor, self.current()
+        n = len(listing)
+        with hold():
+            self._prev.disabled = cursor <= 0
+            self._next.disabled = cursor >= n - 1
+            if index is None:
+                self._stage.param.update(url="", object_id="", caption="", prefetch=[])
+            else:
+                upcoming = listing.page(cursor + 1, cursor + 3)["index"].astype(int).tolist()
+                self._stage.param.update(
+                    url=self.data.thumb(index, 256),
+                    object_id=self.data.object_id(index),
+                    prefetch=[self.data.thumb(i, 256) for i in upcoming],
+                    caption=f"<code>{html.escape(self.data.object_id(index))}</code> · "
+                    f"row {index:,}",
+                )
+            self._table.value = self._table_frame(listing.page(0, TABLE_ROWS))
 
     def _final_rank(self, row: int) -> int:
         """The shown object's rank among all by ``final`` (O(N), no survey-wide sort)."""
         with self._lock:
             ranked = self._ranked
         return self._ranker.rank_of(ranked, row) if len(ranked) else 0
-
-    def _breakdown(self, row: pd.Series) -> str:
-        bars = []
-        for s in self._ranker.scorers:
-            v = float(row[s]) if np.isfinite(row[s]) else 0.0
-            raw = row.get(f"{s}_raw", np.nan)
-            bars.append(
-                f"<div class='lsa-bar'><span>{SCORER_NAMES.get(s, s)}</span>"
-                f"<i style='width:{100 * v:.0f}%'></i><b>{v:.2f}</b>"
-                f"<small>raw {float(raw):.3g}</small></div>"
-            )
-        interest = row.get("interest")
-        given = f"{interest:.1f}" if isinstance(interest, float) and np.isfinite(interest) else "—"
-        pred = row.get("interest_pred", np.nan)
-        pred_text = f" · predicted interest {pred:.1f}" if np.isfinite(pred) else ""
-        rank = int(row["rank"]) if "rank" in row else self._final_rank(int(row["index"]))
-        return (
-            "<style>.lsa-bar{display:grid;grid-template-columns:120px 1fr 34px 70px;gap:6px;"
-            "align-items:center;font:13px system-ui}.lsa-bar i{display:block;height:10px;"
-            "border-radius:3px;background:#7c3aed}.lsa-bar small{color:#6b7280}</style>"
-            f"<div style='font:14px system-ui;margin-bottom:4px'>final score "
-            f"<b>{float(row['final']):.3f}</b> (rank {rank:,} of all objects) · anomaly {float(row['anomaly']):.3f}"
-            f"{pred_text} · your/average interest {given}</div>" + "".join(bars)
-        )
 
     def _table_frame(self, listing: pd.DataFrame) -> pd.DataFrame:
         cols = ["rank", "index", "object_id", "final", "anomaly", *self._ranker.scorers, "interest"]
@@ -363,23 +413,24 @@ class AnomaliesView(pn.viewable.Viewer):
     def _top_ids(self) -> list[str]:
         """The ids of the top N candidates of the list shown (a collection to save)."""
         with self._lock:
-            listing = self._list
-        return listing.page(0, int(self._top_n.value))["object_id"].astype(str).tolist()
+            listing = self.candidates
+        return listing.page(0, int(self.top_n))["object_id"].astype(str).tolist()
 
     # -- export ------------------------------------------------------------------------------
+    @param.depends("fmt", watch=True)
     def _update_filename(self) -> None:
-        self._download.filename = file_name(f"{self.data.name}-anomalies", self._fmt.value)
+        self._download.filename = file_name(f"{self.data.name}-anomalies", self.fmt)
 
     def _export_file(self) -> io.BytesIO:
         with self._lock:
-            listing = self._list
+            listing = self.candidates
         if not len(listing):
             raise LatentError("no candidates to export")
         rows = listing.page(0, 10_000)
         catalog = self.data.table.iloc[rows["index"].to_numpy()].reset_index(drop=True)
         extra = [c for c in catalog.columns if c not in rows.columns]
         table = pd.concat([rows.reset_index(drop=True), catalog[extra]], axis=1)
-        return table_bytes(table, self._fmt.value)
+        return table_bytes(table, self.fmt)
 
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:

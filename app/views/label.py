@@ -1,14 +1,23 @@
-"""Label: a queue of galaxies to classify with number keys; every label is stored at once."""
+"""Label: a queue of galaxies to classify with number keys; every label is stored at once.
+
+The view's state is its params (the object shown, the band, what the last action did, the
+session's counts, the neighbours); its panes are ``param.depends`` methods over the pure
+builders below, so the same view runs in a notebook, a test or the served app. Storing, undoing
+and the retrain schedule are the backend's (``LabelStore``, ``maybe_schedule_retrain``).
+"""
 
 from __future__ import annotations
 
 import html
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
+from panel.io import hold
 
 from app.auth import require_session, restrict
 from app.data import SurveyData
@@ -42,21 +51,141 @@ itself (*Models & jobs*). The band buttons and the nearest neighbours help with 
 """
 
 
+# -- pure builders ----------------------------------------------------------------------------
+def stage_content(
+    index: int | None, object_id: str, url: str, prefetch: list[str]
+) -> dict[str, Any]:
+    """The big cutout's params for the object at row ``index`` (None: the queue is empty)."""
+    if index is None:
+        return {"url": "", "object_id": "", "prefetch": [], "caption": "Nothing left to label. 🎉"}
+    return {
+        "url": url,
+        "object_id": object_id,
+        "prefetch": prefetch,
+        "caption": f"<code>{html.escape(object_id)}</code> · row {index:,}",
+    }
+
+
+def why_html(row: pd.Series | None, reason: str) -> str:
+    """Why this object is asked: the classifier's guess and entropy, and the queue's order."""
+    if row is None:
+        return ""
+    parts = []
+    if "pred_class" in row.index:
+        parts.append(
+            f"classifier says <b>{html.escape(str(row['pred_class']))}</b> "
+            f"(p = {float(row.get('pred_confidence', np.nan)):.2f})"
+        )
+    if "entropy" in row.index:
+        parts.append(f"entropy {float(row['entropy']):.2f}")
+    return (
+        f"<div class='lsa-why'>{' · '.join(parts)}<br><span>queue: {html.escape(reason)}"
+        "</span></div>"
+    )
+
+
+def progress_html(session: int, total: int, remaining: int) -> str:
+    """The session's and the survey's label counts and what is left in the queue."""
+    return (
+        f"<div class='lsa-prog'><b>{session}</b> labelled by you this session · "
+        f"<b>{total:,}</b> labelled objects in this survey · "
+        f"<b>{remaining:,}</b> objects left in the queue</div>"
+    )
+
+
+def stored_html(object_id: str, value: str, colour: str, event: int, user: str) -> str:
+    """The acknowledgement of a stored label (every user-given string escaped)."""
+    return (
+        f"<div class='lsa-ack'>✓ stored <code>{html.escape(object_id)}</code> → "
+        f"<b style='color:{html.escape(colour)}'>{html.escape(value)}</b> (label #{event}, "
+        f"{html.escape(user)})</div>"
+    )
+
+
+def skipped_html(object_id: str) -> str:
+    return f"<div class='lsa-ack'>skipped <code>{html.escape(object_id)}</code></div>"
+
+
+def undone_html(object_id: str | None, value: str = "") -> str:
+    """The acknowledgement of an undo (``object_id`` None: there was nothing to undo)."""
+    if object_id is None:
+        return "<div class='lsa-ack'>nothing to undo</div>"
+    return (
+        f"<div class='lsa-ack'>↶ undid <code>{html.escape(object_id)}</code> → "
+        f"{html.escape(value)}</div>"
+    )
+
+
+def gate_html(news: str) -> str:
+    """A retrain that finished without activating its version, and why (HTML from the state)."""
+    return f"<div class='lsa-gate' role='status'>{news}</div>" if news else ""
+
+
+def neighbour_items(
+    result: pd.DataFrame, known: dict[str, str], schema: LabelSchema, thumb: Callable[[int], str]
+) -> list[dict[str, Any]]:
+    """Gallery items of similarity results (``index``, ``object_id``, ``rank``, ``similarity``):
+    rank, similarity to 3 decimals and, for labelled ones, the label in its class colour."""
+    items = []
+    for row in result.itertuples():
+        i = int(row.index)
+        label = known.get(str(row.object_id))
+        sim = f"#{int(row.rank)} · sim {float(row.similarity):.3f}"
+        sub = f"{sim} · labelled {label}" if label else sim
+        colour = schema.by_name[label].colour if label in schema.by_name else None
+        items.append(
+            {"index": i, "id": str(row.object_id), "url": thumb(i), "caption": str(row.object_id),
+             "sub": sub, "colour": colour}
+        )  # fmt: skip
+    return items
+
+
+def key_bindings(schema: LabelSchema, may_label: bool) -> tuple[list[str], str]:
+    """(keys listened to, their hint): class keys, space, backspace; a viewer only skips."""
+    if not may_label:
+        return [" "], f"{kbd('space')} skip"
+    keys = [c.key for c in schema.classes if c.key]
+    hint = (
+        f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · {kbd('⌫')} undo"
+        if keys else f"{kbd('space')} skip · {kbd('⌫')} undo"
+    )  # fmt: skip
+    return [*keys, " ", "Backspace"], hint
+
+
 class LabelView(pn.viewable.Viewer):
     """Big cutout with band toggles, class buttons + keys, skip/undo, progress, neighbours."""
 
-    data = param.ClassSelector(class_=SurveyData)
-    state = param.ClassSelector(class_=AppState)
+    data = param.ClassSelector(class_=SurveyData, doc="the survey labelled")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    band = param.Selector(
+        default=COLOUR, objects=[COLOUR],
+        doc="what the big cutout shows: the colour composite or one of the survey's bands",
+    )  # fmt: skip
+    current = param.Integer(
+        default=None, allow_None=True,
+        doc="row index of the object to label now (None: nothing left in the queue)",
+    )  # fmt: skip
+    session_count = param.Integer(
+        default=0, bounds=(0, None), doc="labels given in this view, less those undone"
+    )
+    labelled_total = param.Integer(
+        default=0, bounds=(0, None), doc="objects of the survey with a current label (this task)"
+    )
+    remaining = param.Integer(default=0, bounds=(0, None), doc="objects left in the queue")
+    queue_reason = param.String(default="", doc="how the queue's order is chosen")
+    last_action = param.String(
+        default="", doc="what the last label, skip or undo did (HTML, escaped)"
+    )
+    neighbours = param.List(
+        default=[], doc="the current object's nearest neighbours in latent space (gallery items)"
+    )
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
         self._notice = message_pane()
-        self._gate_notice = pn.pane.HTML(
-            "", visible=False, sizing_mode="stretch_width", stylesheets=[CSS]
-        )
-        self._ack = pn.pane.HTML("", sizing_mode="stretch_width", min_height=28, stylesheets=[CSS])
         self._lock = threading.RLock()
+        self.param.band.objects = [COLOUR, *self.data.survey.bands]
         self.schema: LabelSchema = schema_for(self.data.name)
         current = label_store().current(self.data.name, task=self.schema.task)
         self._known = dict(
@@ -66,14 +195,10 @@ class LabelView(pn.viewable.Viewer):
         self.queue = make_queue(
             self.data.name, self.state.user_name, self.data.table, ids, set(self._known)
         )
-        self._session_count = 0
-        self._current: int | None = None
-        self.band = pn.widgets.RadioButtonGroup(
-            options=[COLOUR, *self.data.survey.bands], value=COLOUR, button_type="light"
+        self.band_choice = pn.widgets.RadioButtonGroup.from_param(
+            self.param.band, name="", button_type="light"
         )
         self._stage = CutoutStage(size=STAGE_SIZE)
-        self._why = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
-        self._progress = pn.pane.HTML("", sizing_mode="stretch_width", stylesheets=[CSS])
         self._class_box = pn.FlexBox()
         self._skip = pn.widgets.Button(name="skip (space)", width=130)
         self._undo = pn.widgets.Button(name="undo (backspace)", width=150)
@@ -95,13 +220,21 @@ class LabelView(pn.viewable.Viewer):
         if why := restrict("label", [self._undo]):
             say(self._notice, why, "info")
         self._keys.on_key(guarded(self._alert)(self._on_key))
-        self._neighbours = ThumbGallery(size=72, empty_text="", sizing_mode="stretch_width")
+        self._neighbours = ThumbGallery(
+            items=self.param.neighbours, size=72, empty_text="", sizing_mode="stretch_width"
+        )
         self._neighbours.on_action(guarded(self._alert)(self._neighbour_action))
-        self.band.param.watch(guarded(self._alert)(lambda e: self._show_stage()), "value")
-        self.state.param.watch(guarded(self._alert)(self._on_request), "label_from")
-        self.state.param.watch(guarded(self._alert)(self._on_list), "label_list")
-        self.state.param.watch(guarded(self._alert)(self._on_retrain_news), "retrain_news")
-        self._on_retrain_news()
+        self._why = pn.pane.HTML(self.why_text, sizing_mode="stretch_width", stylesheets=[CSS])
+        self._progress = pn.pane.HTML(
+            self.progress_text, sizing_mode="stretch_width", stylesheets=[CSS]
+        )
+        self._ack = pn.pane.HTML(
+            self.param.last_action, sizing_mode="stretch_width", min_height=28, stylesheets=[CSS]
+        )
+        self._gate_notice = pn.pane.HTML(
+            self.gate_text, visible=self.gate_shown, sizing_mode="stretch_width",
+            stylesheets=[CSS],
+        )  # fmt: skip
         for index in reversed(self.state.label_list[:LIST_FRONT]):  # a collection to label
             self.queue.reopen(index)
         if self.state.label_from is not None:
@@ -124,15 +257,9 @@ class LabelView(pn.viewable.Viewer):
             buttons.append(button)
         self._buttons = buttons
         self._class_box.objects = buttons
-        keys = [c.key for c in self.schema.classes if c.key]
-        if restrict("label", buttons):  # a viewer: the keys only skip
-            self._keys.keys, self._keys.hint = [" "], f"{kbd('space')} skip"
-            return
-        self._keys.keys = [*keys, " ", "Backspace"]
-        self._keys.hint = (
-            f"Keys: {kbd(keys[0])}–{kbd(keys[-1])} class · {kbd('space')} skip · {kbd('⌫')} undo"
-            if keys else f"{kbd('space')} skip · {kbd('⌫')} undo"
-        )  # fmt: skip
+        viewer = bool(restrict("label", buttons))  # a viewer: the keys only skip
+        keys, hint = key_bindings(self.schema, may_label=not viewer)
+        self._keys.param.update(keys=keys, hint=hint)
 
     def set_classes(self, names: list[str]) -> None:
         """Make ``names`` this survey's classes (saved in the data root for every user)."""
@@ -157,7 +284,7 @@ class LabelView(pn.viewable.Viewer):
         """Store ``value`` for the current object (committed), then show the next one."""
         require_session("label")
         with self._lock:
-            index = self._current
+            index = self.current
             if index is None:
                 return
             object_id = self.data.object_id(index)
@@ -166,25 +293,20 @@ class LabelView(pn.viewable.Viewer):
                 task=self.schema.task, source="ui", schema=self.schema,
             )  # fmt: skip
             self.queue.finish(index)
-            self._session_count += 1
             self._known[object_id] = value
-            self._advance()
-        colour = self.schema.by_name[value].colour
-        self._ack.object = (
-            f"<div class='lsa-ack'>✓ stored <code>{html.escape(object_id)}</code> → "
-            f"<b style='color:{colour}'>{html.escape(value)}</b> (label #{event}, "
-            f"{html.escape(self.state.user_name)})</div>"
-        )
+            colour = self.schema.by_name[value].colour
+            ack = stored_html(object_id, value, colour, event, self.state.user_name)
+            self._advance(session_count=self.session_count + 1, last_action=ack)
         self._after_change(object_id)
 
     def skip(self) -> None:
+        """Pass over the current object (it comes back in a later session)."""
         with self._lock:
-            if self._current is None:
+            if self.current is None:
                 return
-            skipped = self.data.object_id(self._current)
-            self.queue.finish(self._current, skipped=True)
-            self._advance()
-        self._ack.object = f"<div class='lsa-ack'>skipped <code>{html.escape(skipped)}</code></div>"
+            skipped = self.data.object_id(self.current)
+            self.queue.finish(self.current, skipped=True)
+            self._advance(last_action=skipped_html(skipped))
         self._after_change()
 
     def undo(self) -> None:
@@ -195,18 +317,16 @@ class LabelView(pn.viewable.Viewer):
                 self.data.name, user=self.state.user_name, task=self.schema.task
             )
             if undone is None:
-                self._ack.object = "<div class='lsa-ack'>nothing to undo</div>"
+                self.last_action = undone_html(None)
                 return
-            index = self.data.survey.index_of(undone["object_id"])
-            self.queue.reopen(index)
-            self._session_count = max(0, self._session_count - 1)
-            self._known.pop(str(undone["object_id"]), None)
-            self._advance()
-        self._ack.object = (
-            f"<div class='lsa-ack'>↶ undid <code>{html.escape(undone['object_id'])}</code> → "
-            f"{html.escape(str(undone['value']))}</div>"
-        )
-        self._after_change(str(undone["object_id"]))
+            object_id = str(undone["object_id"])
+            self.queue.reopen(self.data.survey.index_of(object_id))
+            self._known.pop(object_id, None)
+            self._advance(
+                session_count=max(0, self.session_count - 1),
+                last_action=undone_html(object_id, str(undone["value"])),
+            )
+        self._after_change(object_id)
 
     def _on_key(self, key: str) -> None:
         if key == " ":
@@ -218,7 +338,9 @@ class LabelView(pn.viewable.Viewer):
                 if cls.key == key:
                     in_thread(guarded(self._alert)(lambda v=cls.name: self.give(v)))
 
-    def _on_request(self, *_: object) -> None:
+    @param.depends("state.label_from", watch=True)
+    def _on_request(self) -> None:
+        """An object asked for elsewhere ("label it"): shown next."""
         if self.state.label_from is None:
             return
         with self._lock:
@@ -226,7 +348,8 @@ class LabelView(pn.viewable.Viewer):
             self._advance()
         self._after_change()
 
-    def _on_list(self, *_: object) -> None:
+    @param.depends("state.label_list", watch=True)
+    def _on_list(self) -> None:
         """Objects asked for in order (a collection): the first ``LIST_FRONT`` go in front."""
         with self._lock:
             for index in reversed(self.state.label_list[:LIST_FRONT]):
@@ -234,40 +357,50 @@ class LabelView(pn.viewable.Viewer):
             self._advance()
         self._after_change()
 
-    def _on_retrain_news(self, *_: object) -> None:
-        """A retrain (every N labels, or asked for) finished without activating its version:
-        say so and why, beside the controls (no dialog: labelling goes on)."""
-        news = self.state.retrain_news
-        self._gate_notice.param.update(
-            object=f"<div class='lsa-gate' role='status'>{news}</div>" if news else "",
-            visible=bool(news),
-        )
+    @param.depends("state.retrain_news")
+    def gate_text(self) -> str:
+        """A retrain (every N labels, or asked for) that finished without activating its
+        version, and why, beside the controls (no dialog: labelling goes on)."""
+        return gate_html(self.state.retrain_news)
+
+    @param.depends("state.retrain_news")
+    def gate_shown(self) -> bool:
+        return bool(self.state.retrain_news)
 
     def _neighbour_action(self, action: str, index: int) -> None:
         if action == "open":
             self.state.pick(index)
 
     # -- display -----------------------------------------------------------------------------
-    def _advance(self) -> None:
-        """Show the queue's current object (the picture first: it is what the user waits for)."""
-        self._current = self.queue.current()
-        self._show_stage()
+    def _advance(self, **changes: Any) -> None:
+        """Show the queue's current object, with ``changes`` to other params in the same batch
+        (the picture first: it is what the user waits for)."""
+        with hold():
+            self.param.update(current=self.queue.current(), **changes)
 
     def _url(self, index: int) -> str:
-        band = None if self.band.value == COLOUR else self.band.value
+        band = None if self.band == COLOUR else self.band
         return self.data.thumb(index, 256, band)
 
+    @param.depends("current", "band", watch=True)
     def _show_stage(self) -> None:
-        index = self._current
+        index = self.current
         if index is None:
-            self._stage.param.update(url="", object_id="", caption="Nothing left to label. 🎉")
+            self._stage.param.update(**stage_content(None, "", "", []))
             return
-        self._stage.param.update(
-            url=self._url(index),
-            object_id=self.data.object_id(index),
-            prefetch=[self._url(i) for i in self.queue.upcoming(2)],
-            caption=f"<code>{html.escape(self.data.object_id(index))}</code> · row {index:,}",
-        )
+        prefetch = [self._url(i) for i in self.queue.upcoming(2)]
+        content = stage_content(index, self.data.object_id(index), self._url(index), prefetch)
+        self._stage.param.update(**content)
+
+    @param.depends("current", "queue_reason")
+    def why_text(self) -> str:
+        """Why the current object is asked (HTML)."""
+        row = None if self.current is None else self.data.table.iloc[self.current]
+        return why_html(row, self.queue_reason)
+
+    @param.depends("session_count", "labelled_total", "remaining")
+    def progress_text(self) -> str:
+        return progress_html(self.session_count, self.labelled_total, self.remaining)
 
     def _maybe_retrain(self) -> None:
         """Every N new labels the backend queues a classifier retrain (``backend.active.loop``)."""
@@ -284,9 +417,15 @@ class LabelView(pn.viewable.Viewer):
             )
 
     def _refresh_text(self) -> None:
-        self._why.object = self._why_html(self._current)
-        self._progress.object = self._progress_html()
-        self._neighbours.items = self._neighbour_items(self._current)
+        """The queue's counts and reason, the survey's label count and the neighbours."""
+        items = self._neighbour_items(self.current)
+        with hold():
+            self.param.update(
+                labelled_total=len(self._known),
+                remaining=self.queue.remaining,
+                queue_reason=self.queue.reason,
+                neighbours=items,
+            )
 
     def _after_change(self, labelled: str | None = None) -> None:
         """The slower parts after each action, once the next picture is on its way: text,
@@ -300,31 +439,6 @@ class LabelView(pn.viewable.Viewer):
                 self._maybe_retrain()
 
         in_thread(guarded(self._alert)(work))
-
-    def _why_html(self, index: int | None) -> str:
-        if index is None:
-            return ""
-        row = self.data.table.iloc[index]
-        parts = []
-        if "pred_class" in row.index:
-            parts.append(
-                f"classifier says <b>{html.escape(str(row['pred_class']))}</b> "
-                f"(p = {float(row.get('pred_confidence', np.nan)):.2f})"
-            )
-        if "entropy" in row.index:
-            parts.append(f"entropy {float(row['entropy']):.2f}")
-        return (
-            f"<div class='lsa-why'>{' · '.join(parts)}<br><span>queue: {self.queue.reason}"
-            "</span></div>"
-        )
-
-    def _progress_html(self) -> str:
-        total = len(self._known)
-        return (
-            f"<div class='lsa-prog'><b>{self._session_count}</b> labelled by you this session · "
-            f"<b>{total:,}</b> labelled objects in this survey · "
-            f"<b>{self.queue.remaining:,}</b> objects left in the queue</div>"
-        )
 
     def _neighbour_items(self, index: int | None) -> list[dict[str, Any]]:
         if index is None or not self.data.encoder:
@@ -343,23 +457,12 @@ class LabelView(pn.viewable.Viewer):
         known = dict(
             zip(current["object_id"].astype(str), current["value"].astype(str), strict=False)
         )
-        items = []
-        for row in result.itertuples():
-            i = int(row.index)
-            label = known.get(str(row.object_id))
-            sim = f"#{int(row.rank)} · sim {float(row.similarity):.3f}"
-            sub = f"{sim} · labelled {label}" if label else sim
-            colour = self.schema.by_name[label].colour if label in self.schema.by_name else None
-            items.append(
-                {"index": i, "id": str(row.object_id), "url": self.data.thumb(i, 72),
-                 "caption": str(row.object_id), "sub": sub, "colour": colour}
-            )  # fmt: skip
-        return items
+        return neighbour_items(result, known, self.schema, lambda i: self.data.thumb(i, 72))
 
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         left = pn.Column(
-            self.band, self._stage, self._why, width=STAGE_SIZE + 40, sizing_mode="fixed"
+            self.band_choice, self._stage, self._why, width=STAGE_SIZE + 40, sizing_mode="fixed"
         )
         right = pn.Column(
             heading("Class"),

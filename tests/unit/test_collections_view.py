@@ -65,7 +65,7 @@ def test_save_reopen_export_and_label_in_saved_order(data: SurveyData) -> None:
     before = LabelView(data=data, state=state)  # a Label tab already open
     view.label()
     assert state.tab == "label" and state.label_list == [42, 7, 99]
-    assert before.queue.current() == 42 and before._current == 42
+    assert before.queue.current() == 42 and before.current == 42
     label = LabelView(data=data, state=state)  # built after the request: the queue starts there
     order = []
     for _ in range(3):
@@ -161,7 +161,7 @@ def test_the_top_n_anomaly_candidates_save_in_rank_order(tiny_survey: Survey) ->
     view._top_n.value = 5
     view._save.title = "top five"
     view._save.save()
-    shown = view._list.page(0, 5)
+    shown = view.candidates.page(0, 5)
     saved = store.get("tiny", "top five")
     assert saved.kind == "anomalies" and saved.object_ids == tuple(shown["object_id"])
     assert (np.diff(shown[view.scorer.value].to_numpy()) <= 0).all()  # best first

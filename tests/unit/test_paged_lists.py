@@ -116,8 +116,8 @@ def test_anomalies_view_shows_pages_of_the_ranking(
     view.give(0)  # the candidate shown gets an interest score: the list re-ranks
     scored = int(full["index"].iat[77])
     view.hide_scored.value = True
-    assert len(view._list) == len(tiny_survey) - 1
-    assert view._list.position_of(scored) is None
+    assert len(view.candidates) == len(tiny_survey) - 1
+    assert view.candidates.position_of(scored) is None
     assert scored not in view._table.value["index"].tolist()
 
 
