@@ -365,9 +365,38 @@ def measure_app(home: Path, eager: bool = False) -> dict[str, Any]:
     out["anomaly_first_page_s"] = round(s, 3)
     out["anomaly_first_page_rss_added_mb"] = round(current_rss_mb() - rss, 1)
     out["anomaly_reads"] = dict(listing.table.reads)
+    out.update(measure_paged_views(data))
     out["table_reads"] = dict(data.table.reads)
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    return out
+
+
+def measure_paged_views(data: Any) -> dict[str, Any]:
+    """A paged survey's Sky view (its bounded sample), a cone search by sky position over the
+    catalog's row groups (1 arcsec, at a third of the rows) and the *Human labels* colouring
+    (codes from the label store's few labels); seconds and what each read."""
+    from app.colouring import UNLABELLED
+    from app.labelling import label_store
+    from app.state import AppState
+    from app.views.sky import SkyView
+    from backend.latent.sky import PagedSkyIndex, parse_position
+
+    out: dict[str, Any] = {}
+    full = data.table.reads["full_columns"]
+    sky, s = timed(lambda: SkyView(data=data, state=AppState(survey=SURVEY)))
+    out["sky_view_s"] = round(s, 3)
+    out["sky_sample_objects"] = 0 if sky.positions is None else len(sky.positions)
+    cone = PagedSkyIndex(data.survey.path / "catalog.parquet")
+    row = len(data) // 3
+    ra, dec = (float(data.table[c].iat[row]) for c in ("ra", "dec"))
+    hit, s = timed(lambda: cone.nearest(parse_position(f"{ra} {dec}"), 1.0))
+    out["sky_search"] = {"s": round(s, 3), "row_groups_read": cone.reads,
+                         "row_groups": len(cone.boxes), "found": hit is not None}  # fmt: skip
+    label_store()  # opened (its database migrated) once per process, as in a server
+    (_values, _key), s = timed(lambda: data.label_categories({}, UNLABELLED))
+    out["labels_colouring_s"] = round(s, 3)
+    out["views_full_columns_read"] = data.table.reads["full_columns"] - full
     return out
 
 
