@@ -137,10 +137,11 @@ class ActiveQueue:
 
     LOOK_AHEAD = 12
 
-    def __init__(self, survey: str, user: str, ids: pd.Index) -> None:
+    def __init__(self, survey: str, user: str, ids: pd.Index, strategy: str | None = None) -> None:
+        from backend.active.acquisition import DEFAULT_STRATEGY
         from backend.active.queue import LabelQueue as BackendQueue
 
-        self.backend = BackendQueue(survey, user)  # the backend's default strategy
+        self.backend = BackendQueue(survey, user, strategy=strategy or DEFAULT_STRATEGY)
         self.strategy = str(self.backend.strategy)
         self.ids = ids
         self.done: set[int] = set()
@@ -196,13 +197,19 @@ class ActiveQueue:
 
 
 def make_queue(
-    survey: str, user: str, table: pd.DataFrame, ids: pd.Index, labelled: set[str]
+    survey: str,
+    user: str,
+    table: pd.DataFrame,
+    ids: pd.Index,
+    labelled: set[str],
+    strategy: str | None = None,
 ) -> ActiveQueue | LabelQueue:
-    """The active-learning queue when the survey has embeddings, else :class:`LabelQueue`."""
+    """The active-learning queue (acquisition ``strategy``, default the backend's) when the
+    survey has embeddings, else :class:`LabelQueue`."""
     from backend.products import ProductError
 
     try:
-        return ActiveQueue(survey, user, ids)
+        return ActiveQueue(survey, user, ids, strategy)
     except (ImportError, ProductError, ValueError) as exc:
         log.info("active-learning queue unavailable for %s (%s): simple queue", survey, exc)
     order, reason = queue_order(table)

@@ -25,6 +25,7 @@ from app.labelling import label_store, make_queue, save_and_load_schema, schema_
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
+from backend.active.acquisition import DEFAULT_STRATEGY, STRATEGIES
 from backend.labels import LabelSchema
 from backend.latent.errors import LatentError
 
@@ -161,6 +162,12 @@ class LabelView(pn.viewable.Viewer):
         default=COLOUR, objects=[COLOUR],
         doc="what the big cutout shows: the colour composite or one of the survey's bands",
     )  # fmt: skip
+    strategy = param.Selector(
+        default=DEFAULT_STRATEGY, objects=list(STRATEGIES),
+        doc="how the active-learning queue picks what to label next from the active classifier: "
+        "bald, entropy or margin (uncertainty, diversified) or random; a survey without "
+        "embeddings has the simple queue (most uncertain first) whatever is chosen",
+    )  # fmt: skip
     current = param.Integer(
         default=None, allow_None=True,
         doc="row index of the object to label now (None: nothing left in the queue)",
@@ -192,8 +199,10 @@ class LabelView(pn.viewable.Viewer):
             zip(current["object_id"].astype(str), current["value"].astype(str), strict=True)
         )
         ids = self.data.memo("id_index", self.data.id_index)  # paged: look-ups, not the ids
-        self.queue = make_queue(
-            self.data.name, self.state.user_name, self.data.table, ids, set(self._known)
+        self._ids = ids
+        self.queue = self._make_queue()
+        self.strategy_choice = pn.widgets.Select.from_param(
+            self.param.strategy, name="Queue by (active learning)", width=200
         )
         self.band_choice = pn.widgets.RadioButtonGroup.from_param(
             self.param.band, name="", button_type="light"
@@ -241,6 +250,20 @@ class LabelView(pn.viewable.Viewer):
             self.queue.reopen(self.state.label_from)
         self._advance()
         self._refresh_text()
+
+    def _make_queue(self) -> Any:
+        return make_queue(
+            self.data.name, self.state.user_name, self.data.table, self._ids, set(self._known),
+            strategy=self.strategy,
+        )  # fmt: skip
+
+    @param.depends("strategy", watch=True)
+    def _on_strategy(self) -> None:
+        """Another acquisition strategy: a new queue from it (labelled objects stay out)."""
+        with self._lock:
+            self.queue = self._make_queue()
+            self._advance()
+        self._after_change()
 
     def _build_class_controls(self) -> None:
         """Class buttons and key shortcuts from ``self.schema``."""
@@ -462,8 +485,9 @@ class LabelView(pn.viewable.Viewer):
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         left = pn.Column(
-            self.band_choice, self._stage, self._why, width=STAGE_SIZE + 40, sizing_mode="fixed"
-        )
+            self.band_choice, self._stage, self._why, self.strategy_choice,
+            width=STAGE_SIZE + 40, sizing_mode="fixed",
+        )  # fmt: skip
         right = pn.Column(
             heading("Class"),
             self._class_box,

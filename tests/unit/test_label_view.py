@@ -144,3 +144,18 @@ def test_hostile_user_name_and_text_stay_text(data: SurveyData) -> None:
     )
     items = neighbour_items(result, {}, view.schema, lambda i: f"/t/{i}")
     assert items[0]["id"] == "<i>o</i>" and items[0]["sub"] == "#1 · sim 0.900"
+
+
+def test_the_queue_strategy_is_a_param_that_rebuilds_the_queue(data: SurveyData) -> None:
+    from backend.active.acquisition import DEFAULT_STRATEGY, STRATEGIES
+
+    view = _view(data)
+    assert view.strategy == DEFAULT_STRATEGY and view.queue.backend.strategy == DEFAULT_STRATEGY
+    assert list(view.strategy_choice.options) == list(STRATEGIES)
+    labelled = view.current
+    view.give(view.schema.names[0])
+    view.strategy_choice.value = "random"  # the user's choice: a queue by that strategy
+    assert view.strategy == "random" and view.queue.backend.strategy == "random"
+    assert view.current is not None and view.current != labelled  # labelled objects stay out
+    assert view._stage.object_id == data.object_id(view.current)
+    assert "queue: " in view._why.object
