@@ -107,7 +107,8 @@ class SurveyData:
             raw = consensus_column(self.name, self.table["object_id"], missing)
             return categorical(raw, colours, missing=missing)
         votes = label_store().consensus(self.name)
-        rows = self.id_index().get_indexer(votes["object_id"].astype(str).tolist())
+        ids = votes["object_id"].astype(str).tolist()
+        rows = self.id_index().get_indexer(ids) if ids else np.empty(0, np.int64)
         ok = rows >= 0
         labelled = votes["value"].to_numpy(dtype=object)[ok]
         small, key = categorical(np.append(labelled, missing), colours, missing=missing)
