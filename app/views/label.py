@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 import panel as pn
 import param
-from panel.io import hold
 
 from app.auth import require_session, restrict
 from app.data import SurveyData
@@ -179,6 +178,11 @@ class LabelView(pn.viewable.Viewer):
         default=0, bounds=(0, None), doc="objects of the survey with a current label (this task)"
     )
     remaining = param.Integer(default=0, bounds=(0, None), doc="objects left in the queue")
+    described = param.Integer(
+        default=None, allow_None=True,
+        doc="the object the why text and the neighbours are of: ``current`` once the slower "
+        "parts after an action are done (the picture is not held up for them)",
+    )  # fmt: skip
     queue_reason = param.String(default="", doc="how the queue's order is chosen")
     last_action = param.String(
         default="", doc="what the last label, skip or undo did (HTML, escaped)"
@@ -397,9 +401,9 @@ class LabelView(pn.viewable.Viewer):
     # -- display -----------------------------------------------------------------------------
     def _advance(self, **changes: Any) -> None:
         """Show the queue's current object, with ``changes`` to other params in the same batch
-        (the picture first: it is what the user waits for)."""
-        with hold():
-            self.param.update(current=self.queue.current(), **changes)
+        (the picture first: it is what the user waits for; not held, so that it goes out at
+        once)."""
+        self.param.update(current=self.queue.current(), **changes)
 
     def _url(self, index: int) -> str:
         band = None if self.band == COLOUR else self.band
@@ -415,10 +419,10 @@ class LabelView(pn.viewable.Viewer):
         content = stage_content(index, self.data.object_id(index), self._url(index), prefetch)
         self._stage.param.update(**content)
 
-    @param.depends("current", "queue_reason")
+    @param.depends("described", "queue_reason")
     def why_text(self) -> str:
-        """Why the current object is asked (HTML)."""
-        row = None if self.current is None else self.data.table.iloc[self.current]
+        """Why the object shown is asked (HTML)."""
+        row = None if self.described is None else self.data.table.iloc[self.described]
         return why_html(row, self.queue_reason)
 
     @param.depends("session_count", "labelled_total", "remaining")
@@ -440,15 +444,17 @@ class LabelView(pn.viewable.Viewer):
             )
 
     def _refresh_text(self) -> None:
-        """The queue's counts and reason, the survey's label count and the neighbours."""
-        items = self._neighbour_items(self.current)
-        with hold():
-            self.param.update(
-                labelled_total=len(self._known),
-                remaining=self.queue.remaining,
-                queue_reason=self.queue.reason,
-                neighbours=items,
-            )
+        """The queue's counts and reason, the survey's label count, why the object shown is
+        asked and its neighbours, in one batch."""
+        index = self.current
+        items = self._neighbour_items(index)
+        self.param.update(  # no hold(): it holds the whole page, the next picture too
+            described=index,
+            labelled_total=len(self._known),
+            remaining=self.queue.remaining,
+            queue_reason=self.queue.reason,
+            neighbours=items,
+        )
 
     def _after_change(self, labelled: str | None = None) -> None:
         """The slower parts after each action, once the next picture is on its way: text,
