@@ -199,7 +199,7 @@ class SkyView(pn.viewable.Viewer):
                 alert_type="light", sizing_mode="stretch_width",
             ))  # fmt: skip
         if not self.data.has_real_sky:
-            note = [pn.pane.Alert(
+            note += [pn.pane.Alert(
                 "These are simulated coordinates (GalSim demo survey): the layout is real, the "
                 "sky is not.", alert_type="light", sizing_mode="stretch_width",
             )]  # fmt: skip
