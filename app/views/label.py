@@ -20,7 +20,7 @@ import param
 
 from app.auth import require_session, restrict
 from app.data import SurveyData
-from app.labelling import label_store, make_queue, save_and_load_schema, schema_for
+from app.labelling import ActiveQueue, label_store, make_queue, save_and_load_schema, schema_for
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
@@ -44,7 +44,8 @@ HELP = """
 **Label galaxies** for the classifier's next training round. The queue is chosen by active
 learning: the objects whose labels should teach the active classifier most (an uncertainty
 score, spread over the latent space so a batch is not ten near twins), or one per cluster of the
-map before the first labels; objects that already have a label are skipped. Press a **number key** (or click
+map before the first labels; objects that already have a label are skipped. *Queue by* chooses
+the uncertainty score: margin (default), entropy, BALD, or random order. Press a **number key** (or click
 a class), **space** to skip, **backspace** to undo your last label. Each label is stored the
 moment you give it, under your name, and every few dozen new labels a retraining starts by
 itself (*Models & jobs*). The band buttons and the nearest neighbours help with hard cases.
@@ -206,8 +207,9 @@ class LabelView(pn.viewable.Viewer):
         self._ids = ids
         self.queue = self._make_queue()
         self.strategy_choice = pn.widgets.Select.from_param(
-            self.param.strategy, name="Queue by (active learning)", width=200
-        )
+            self.param.strategy, name="Queue by (active learning)", width=200,
+            visible=isinstance(self.queue, ActiveQueue),  # the simple queue has one order
+        )  # fmt: skip
         self.band_choice = pn.widgets.RadioButtonGroup.from_param(
             self.param.band, name="", button_type="light"
         )

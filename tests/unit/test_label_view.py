@@ -152,7 +152,7 @@ def test_the_queue_strategy_is_a_param_that_rebuilds_the_queue(data: SurveyData)
 
     view = _view(data)
     assert view.strategy == DEFAULT_STRATEGY and view.queue.backend.strategy == DEFAULT_STRATEGY
-    assert list(view.strategy_choice.options) == list(STRATEGIES)
+    assert list(view.strategy_choice.options) == list(STRATEGIES) and view.strategy_choice.visible
     labelled = view.current
     view.give(view.schema.names[0])
     view.strategy_choice.value = "random"  # the user's choice: a queue by that strategy
