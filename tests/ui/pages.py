@@ -91,6 +91,20 @@ def inside_plot(box: dict[str, float], x: float, y: float, reach: float) -> tupl
     return x, y
 
 
+def box_select(page: object, x: float, y: float, half: float, via_centre: bool = False) -> None:
+    """Pick the map's box tool and drag a square of side ``2 * half`` centred on (x, y), in one
+    move of 8 steps or (``via_centre``) two moves of 5 through the centre."""
+    page.locator("[title='Box Select']").first.click()
+    page.mouse.move(x - half, y - half)
+    page.mouse.down()
+    if via_centre:
+        page.mouse.move(x, y, steps=5)
+        page.mouse.move(x + half, y + half, steps=5)
+    else:
+        page.mouse.move(x + half, y + half, steps=8)
+    page.mouse.up()
+
+
 def open_tab(page: object, title: str) -> None:
     page.locator(".bk-tab", has_text=title).first.click()
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.ui.conftest import screenshot
 from tests.ui.pages import (
+    box_select,
     hover_object,
     inside_plot,
     open_tab,
@@ -40,12 +41,7 @@ def test_map_renders_and_box_selection_fills_gallery(demo_url: str, page: object
     assert len(points) > 50, "the datashaded map shows no objects"
     x, y = hover_object(page, points)  # the hover names an object: the plot is live
     x, y = inside_plot(box, x, y, 95)  # a drag that starts off the plot selects nothing
-    page.locator("[title='Box Select']").first.click()
-    page.mouse.move(x - 80, y - 80)
-    page.mouse.down()
-    page.mouse.move(x, y, steps=5)
-    page.mouse.move(x + 80, y + 80, steps=5)
-    page.mouse.up()
+    box_select(page, x, y, 80, via_centre=True)
     page.get_by_text("objects selected").first.wait_for(timeout=20_000)
     ids = tile_ids(page)
     assert 0 < len(ids) <= 48

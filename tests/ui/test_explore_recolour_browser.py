@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.ui.pages import hover_object, map_box, map_pixels, settled_map, tile_ids
+from tests.ui.pages import box_select, hover_object, map_box, map_pixels, settled_map, tile_ids
 
 pytestmark = pytest.mark.ui
 
@@ -62,11 +62,7 @@ def test_a_colour_change_keeps_the_figure_and_its_tools(demo_url: str, page: obj
         assert canvas.evaluate("(c) => c.isConnected"), f"the figure was rebuilt for {option!r}"
     _, points = settled_map(page)
     x, y = hover_object(page, points)  # hover still names objects
-    page.locator("[title='Box Select']").first.click()
-    page.mouse.move(x - 80, y - 80)
-    page.mouse.down()
-    page.mouse.move(x + 80, y + 80, steps=8)
-    page.mouse.up()
+    box_select(page, x, y, 80)
     page.get_by_text("objects selected").first.wait_for(timeout=20_000)
     assert tile_ids(page)
     assert page.console_errors == []

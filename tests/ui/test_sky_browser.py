@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.ui.pages import inside_plot, map_pixels, open_tab, settled_map, tile_ids
+from tests.ui.pages import box_select, inside_plot, map_pixels, open_tab, settled_map, tile_ids
 
 pytestmark = pytest.mark.ui
 ACCENT = np.array([0xF5, 0x9E, 0x0B])  # app.plots.ACCENT: the shared selection's dots
@@ -30,12 +30,7 @@ def test_the_sky_draws_and_its_box_selection_shows_in_explore(demo_url: str, pag
     box, points = settled_map(page)  # the largest canvas shown: the sky
     assert len(points) > 50, "the sky shows no objects"
     x, y = inside_plot(box, *points[len(points) // 2], 100)
-    page.locator("[title='Box Select']").first.click()
-    page.mouse.move(x - 90, y - 90)
-    page.mouse.down()
-    page.mouse.move(x, y, steps=5)
-    page.mouse.move(x + 90, y + 90, steps=5)
-    page.mouse.up()
+    box_select(page, x, y, 90, via_centre=True)
     counted = page.get_by_text(re.compile(r"^[\d,]+ objects selected on the sky$"))
     counted.first.wait_for(timeout=20_000)
     n = int(re.search(r"([\d,]+) objects selected", counted.first.inner_text())[1].replace(",", ""))

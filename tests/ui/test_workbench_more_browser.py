@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.ui.pages import (
+    box_select,
     hover_object,
     inside_plot,
     open_tab,
@@ -49,11 +50,7 @@ def test_a_selection_shows_its_gallery_and_a_click_shows_the_details(
     load(page, demo_url, 1400, 900)
     box, points = settled_map(page)
     x, y = inside_plot(box, *hover_object(page, points), 95)
-    page.locator("[title='Box Select']").first.click()
-    page.mouse.move(x - 80, y - 80)
-    page.mouse.down()
-    page.mouse.move(x + 80, y + 80, steps=8)
-    page.mouse.up()
+    box_select(page, x, y, 80)
     page.get_by_text("objects selected").first.wait_for(timeout=20_000)
     ids = tile_ids(page)
     assert ids
