@@ -13,13 +13,25 @@ Two feature sets (``--features``):
 * ``encoder``: the demo encoder's embeddings (read-only), i.e. what the app ranks with;
 * ``catalog``: the catalog's standardised true structural parameters and colours, a control in
   which the classes are nearly separable (shows what the same acquisition code does when the
-  features carry the class information).
+  features carry the class information);
+* ``finetune``: backbone fine-tuning in the loop. After each batch is labelled, the encoder is
+  fine-tuned on every label so far with the product's own
+  :func:`backend.modelling.finetune.finetune_encoder` (the recipe it picks for that many labels:
+  the NT-Xent-regularised one below 1,000, ``supervised`` from 1,000), continuing the previous
+  round's encoder as the product's loop continues the active one, for ``--finetune-steps``
+  optimiser steps per round; the whole survey is re-embedded, the head retrained on the new
+  embeddings, and the next batch acquired from them. Each seed runs in its own process and
+  data root (``--jobs``), made under ``--work`` from a copy of ``--home``'s survey and encoder
+  (``--home`` is only read). ``--active-max-labels`` stops the active strategies early (S1
+  asks whether they reach random's 1,000-label accuracy with at most 500).
 
 The head is trained without class weights by default (``--class-weights balanced`` weights
 classes by inverse labelled frequency, as ``train_classifier`` does; it cost every strategy
 accuracy on this test set, see docs/results.md).
 
     .venv/bin/python bench/bench_active_s1.py [--home var] [--seeds 3] [--max-labels 1000]
+    .venv/bin/python bench/bench_active_s1.py --features finetune --strategies \
+        random,margin+diversity --finetune-steps 20 --active-max-labels 500 --jobs 2
 """
 
 from __future__ import annotations
@@ -27,6 +39,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -177,17 +191,254 @@ def run_features(args, features: str, y: np.ndarray, classes: list[str]) -> dict
     }  # fmt: skip
 
 
+def seed_home(work: Path, source: Path, encoder: str, seed: int) -> Path:
+    """A data root for one seed's fine-tunes: the survey copy under ``work`` (linked) and the
+    starting encoder copied from ``source`` (which is never written)."""
+    home = work / f"seed{seed}"
+    (home / "models/encoder").mkdir(parents=True, exist_ok=True)
+    if not (home / "surveys").exists():
+        (home / "surveys").symlink_to(work / "surveys", target_is_directory=True)
+    target = home / "models/encoder" / encoder
+    if not target.exists():
+        shutil.copytree(source / "models/encoder" / encoder, target)
+    return home
+
+
+def embed_version(version: str, pixels: np.ndarray, bands: list[str]) -> np.ndarray:
+    """Embeddings of every cutout by a registered encoder version (of the current data root)."""
+    from backend.modelling.common import load_model
+    from backend.registry import ModelRegistry
+    from models import embed
+
+    model = load_model(ModelRegistry().get("encoder", version))
+    x = embed(model, pixels, bands=bands, batch_size=512, device="cpu", progress_bar=False)
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def run_one_finetune(
+    pixels, bands, y, test, name, seed, base: str, base_x, classes, args, survey: str = "demo"
+) -> list[dict]:
+    """One strategy's loop with the backbone fine-tuned on the labels after every batch; each
+    round continues the previous round's encoder (``base`` first, embeddings ``base_x``)."""
+    from backend.modelling.finetune import finetune_encoder
+
+    strategy, diversity = STRATEGIES[name]
+    stop = args.max_labels if name == "random" else min(args.max_labels, args.active_max_labels)
+    labelled = np.zeros(len(y), bool)
+    labelled[test] = True  # never offered to the oracle
+    pool_mask = labelled.copy()
+    x, version, preds, curve = base_x, base, None, []
+    rng = np.random.default_rng(seed)
+    while (labelled & ~pool_mask).sum() < stop:
+        t0 = time.perf_counter()
+        round_seed = int(rng.integers(2**31))
+        if preds is None and strategy != "random":
+            picked = cold_start(x, args.batch, exclude=pool_mask, seed=round_seed)
+        else:
+            picked = next_batch(
+                x, preds, labelled, strategy, args.batch, round_seed, diversity=diversity
+            )
+        if labelled[picked].any():
+            raise RuntimeError(f"{name} offered an already labelled or test object")
+        labelled[picked] = True
+        rows = np.flatnonzero(labelled & ~pool_mask)
+        known = np.full(len(y), -1, np.int64)
+        known[rows] = y[rows]  # the oracle's answers; test objects stay unlabelled
+        tuned = finetune_encoder(
+            survey, known, classes, rows, encoder_version=version,
+            steps=args.finetune_steps, seed=round_seed % 2**31, progress_bar=False,
+        )  # fmt: skip
+        training = tuned.meta["training"]
+        version = tuned.version
+        x = embed_version(version, pixels, bands)
+        model = train_head(x, y, rows, len(classes), seed, args.class_weights)
+        preds = predictions(model, x)
+        probs = preds[[f"p_{i}" for i in range(len(classes))]].to_numpy()
+        acc = float((probs[test].argmax(1) == y[test]).mean())
+        curve.append({
+            "labels": len(rows), "accuracy": acc, "encoder": version,
+            "recipe": training["recipe"], "steps": training["budget"]["steps"],
+            "seconds": round(time.perf_counter() - t0, 1),
+        })  # fmt: skip
+        print(f"finetune seed {seed} {name} {len(rows)} labels acc {acc:.3f} "
+              f"({training['recipe']}, {curve[-1]['seconds']:.0f} s, "
+              f"load {os.getloadavg()[0]:.1f})", flush=True)  # fmt: skip
+    return curve
+
+
+def finetune_seed(job: dict) -> dict[str, list[dict]]:
+    """A process's work: every strategy of one seed, in that seed's own data root."""
+    import torch
+
+    from backend.survey import Survey
+
+    torch.set_num_threads(1)
+    args = argparse.Namespace(**job["args"])
+    os.environ["LATENTSKY_HOME"] = str(
+        seed_home(Path(job["work"]), Path(args.home), job["encoder"], job["seed"])
+    )
+    survey = Survey.open("demo")
+    pixels = np.asarray(survey.images[:])
+    base_x = embed_version(job["encoder"], pixels, list(survey.bands))
+    return {
+        name: run_one_finetune(
+            pixels, list(survey.bands), job["y"], job["test"], name, job["seed"],
+            job["encoder"], base_x, job["classes"], args,
+        )
+        for name in job["strategies"]
+    }  # fmt: skip
+
+
+def active_encoder(home: Path) -> str:
+    """The demo survey's active encoder version in ``home``."""
+    path = home / "models/active/demo.json"
+    try:
+        return json.loads(path.read_text())["encoder"]
+    except (OSError, KeyError, ValueError) as exc:
+        raise SystemExit(f"{path}: no active demo encoder to start from ({exc})") from exc
+
+
+def run_finetune(args, y: np.ndarray, classes: list[str]) -> dict:
+    """S1 with backbone fine-tuning in the loop; seeds in parallel processes."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    home = Path(args.home)
+    encoder = args.encoder or active_encoder(home)
+    strategies = args.strategies.split(",")
+    if "random" not in strategies:
+        raise SystemExit("--strategies must include random (the target's reference)")
+    test = np.sort(np.random.default_rng(12345).choice(len(y), args.test, replace=False))
+    work = Path(args.work or tempfile.mkdtemp(prefix="latentsky-s1-finetune-"))
+    started = time.perf_counter()
+    if not (work / "surveys/demo").exists():
+        shutil.copytree(home / "surveys/demo", work / "surveys/demo")
+    jobs = [
+        {"args": vars(args), "work": str(work), "encoder": encoder, "seed": seed, "y": y,
+         "test": test, "classes": classes, "strategies": strategies}
+        for seed in range(args.seeds)
+    ]  # fmt: skip
+    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+        per_seed = list(pool.map(finetune_seed, jobs))
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    target_seed = [c["random"][-1]["accuracy"] for c in per_seed]
+    target = float(np.mean(target_seed))
+    out: dict = {"features": "finetune", "start_encoder": encoder, "strategies": {},
+                 "random_final_accuracy": target, "random_final_accuracy_per_seed": target_seed}  # fmt: skip
+    for name in strategies:
+        curves = [c[name] for c in per_seed]
+        labels = [p["labels"] for p in curves[0]]
+        acc = np.array([[p["accuracy"] for p in c] for c in curves])
+        mean = [
+            {"labels": n, "accuracy": float(a)} for n, a in zip(labels, acc.mean(0), strict=True)
+        ]
+        out["strategies"][name] = {
+            "labels": labels,
+            "mean_accuracy": acc.mean(0).tolist(), "min_accuracy": acc.min(0).tolist(),
+            "max_accuracy": acc.max(0).tolist(), "per_seed_accuracy": acc.tolist(),
+            "labels_to_reach_random_final": labels_to_reach(mean, target),
+            "labels_to_reach_per_seed": [labels_to_reach(c, t)
+                                         for c, t in zip(curves, target_seed, strict=True)],
+            "rounds": curves,
+        }  # fmt: skip
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def plot_finetune(run: dict, path: str, frozen: Path | None) -> None:
+    """Accuracy vs labels with fine-tuning in the loop, random's final level, and (dashed)
+    the frozen-embedding curves of ``frozen`` (an earlier encoder-features result)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.4))
+    for name, s in run["strategies"].items():
+        line = ax.plot(s["labels"], s["mean_accuracy"], lw=2, marker=".",
+                       label=f"{name}, fine-tuned backbone")[0]  # fmt: skip
+        ax.fill_between(s["labels"], s["min_accuracy"], s["max_accuracy"],
+                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+    if frozen is not None and frozen.exists():
+        old = json.loads(frozen.read_text())["features"].get("encoder")
+        for name in run["strategies"]:
+            if old and name in old["mean_accuracy"]:
+                ax.plot(old["labels"], old["mean_accuracy"][name], ls="--", lw=1,
+                        label=f"{name}, frozen embeddings")  # fmt: skip
+    ax.axhline(run["random_final_accuracy"], color="grey", ls=":", lw=1,
+               label="random (fine-tuned) at max labels")  # fmt: skip
+    ax.axvline(500, color="grey", lw=0.5)
+    ax.set_xlabel("labels")
+    ax.set_ylabel("test accuracy (7 classes)")
+    n = len(next(iter(run["strategies"].values()))["per_seed_accuracy"])
+    ax.set_title(f"S1 with backbone fine-tuning in the loop (mean, min–max of {n} seeds)",
+                 fontsize=10)  # fmt: skip
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def finetune_main(args, y: np.ndarray, classes: list[str], load_before: list[float]) -> None:
+    """Run, write and print the ``finetune`` features' result."""
+    from backend.atomic import atomic_write_json
+
+    run = run_finetune(args, y, classes)
+    result = {
+        "target": "S1: acquisition with backbone fine-tuning reaches random's accuracy at "
+                  "1,000 labels with at most 500 labels",
+        "survey": "demo", "classes": classes, "test_size": args.test, "batch": args.batch,
+        "seeds": args.seeds, "max_labels": args.max_labels,
+        "active_max_labels": args.active_max_labels,
+        "finetune": {"function": "backend.modelling.finetune.finetune_encoder",
+                     "recipe": "the product's default for the number of labels",
+                     "steps_per_round": args.finetune_steps,
+                     "continues": "the previous round's encoder"},
+        "head": {"model": "EmbeddingClassifier hidden 256 dropout 0.3", "steps": TRAIN_STEPS,
+                 "optimizer": "AdamW lr 1e-3 wd 1e-2 full batch",
+                 "class_weights": args.class_weights, "mc_samples": MC_SAMPLES},
+        "torch_threads_per_process": 1, "processes": args.jobs,
+        "load_average_before": load_before,
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "features": {"finetune": run},
+    }  # fmt: skip
+    out = Path(args.out or ROOT / "bench/results/active_s1_finetune.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, result)
+    plot_finetune(run, args.plot or str(ROOT / "docs/img/active_s1_finetune.png"),
+                  Path(args.frozen) if args.frozen else None)  # fmt: skip
+    print(f"\nfinetune ({run['seconds']:.0f} s), random final {run['random_final_accuracy']:.3f} "
+          f"per seed {run['random_final_accuracy_per_seed']}")  # fmt: skip
+    for name, s in run["strategies"].items():
+        print(f"  {name:17s} mean acc {' '.join(f'{a:.3f}' for a in s['mean_accuracy'])}; "
+              f"labels to reach random's final: {s['labels_to_reach_random_final']} "
+              f"per seed {s['labels_to_reach_per_seed']}")  # fmt: skip
+    print(f"load average before {load_before}, after {result['load_average_after']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", default=str(ROOT / "var"))
-    ap.add_argument("--features", default="encoder,catalog", help="encoder and/or catalog")
+    ap.add_argument("--features", default="encoder,catalog",
+                    help="encoder and/or catalog, or finetune (alone)")  # fmt: skip
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--max-labels", type=int, default=1000)
     ap.add_argument("--test", type=int, default=2000)
     ap.add_argument("--class-weights", choices=("none", "balanced"), default="none")
-    ap.add_argument("--out", default=str(ROOT / "bench/results/active_s1.json"))
-    ap.add_argument("--plot", default=str(ROOT / "docs/img/active_s1.png"))
+    ap.add_argument("--out", default=None, help="default bench/results/active_s1[_finetune].json")
+    ap.add_argument("--plot", default=None, help="default docs/img/active_s1[_finetune].png")
+    ft = ap.add_argument_group("finetune features")
+    ft.add_argument("--strategies", default=",".join(STRATEGIES), help="random and others")
+    ft.add_argument("--finetune-steps", type=int, default=20, help="optimiser steps per round")
+    ft.add_argument("--active-max-labels", type=int, default=1000,
+                    help="labels at which the active strategies stop")  # fmt: skip
+    ft.add_argument("--encoder", default=None, help="start encoder (default: --home's active)")
+    ft.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    ft.add_argument("--work", default=None, help="scratch data root (default: a temporary one)")
+    ft.add_argument("--frozen", default=str(ROOT / "bench/results/active_s1_general.json"),
+                    help="frozen-embedding result drawn dashed for comparison")  # fmt: skip
     args = ap.parse_args()
     import torch
 
@@ -197,6 +448,11 @@ def main() -> None:
     classes = sorted(cat["true_class"].unique())
     y = cat["true_class"].map({c: i for i, c in enumerate(classes)}).to_numpy(np.int64)
     load_before = [round(v, 2) for v in os.getloadavg()]
+    if args.features == "finetune":
+        finetune_main(args, y, classes, load_before)
+        return
+    args.out = args.out or str(ROOT / "bench/results/active_s1.json")
+    args.plot = args.plot or str(ROOT / "docs/img/active_s1.png")
     runs = {f: run_features(args, f, y, classes) for f in args.features.split(",")}
     result = {
         "target": "S1: >= 50% fewer labels than random for the same final accuracy",
