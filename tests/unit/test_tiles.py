@@ -172,3 +172,17 @@ def test_a_file_that_is_not_tiles_is_one_clear_error(tmp_path) -> None:
     bad.write_bytes(b"not a zip")
     with pytest.raises(TilesError, match="cannot read the map tiles"):
         TileSet(bad)
+
+
+def test_points_on_a_box_edge_or_corner_are_inside(tiles: TileSet, points: dict) -> None:
+    """A box drawn through objects (its edges at their exact positions) selects them, as the
+    brute-force rule does: the per-point test of the outline is inclusive."""
+    x, y = points["x"], points["y"]
+    ok = np.flatnonzero(_finite(points))
+    a, b = ok[100], ok[2000]
+    bounds = (float(x[a]), float(y[a]), float(x[b]), float(y[b]))
+    expected = box_indices(x, y, bounds)
+    assert {int(a), int(b)} <= set(expected.tolist())
+    selection = tiles.select(box_polygon(bounds))
+    assert selection.count() == len(expected)
+    np.testing.assert_array_equal(selection.all_rows(), expected)
