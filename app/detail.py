@@ -13,7 +13,6 @@ import pandas as pd
 import panel as pn
 import param
 
-from app.colouring import robust_range
 from app.data import ANOMALY, ANOMALY_RANK, SCORE_PREFIX, SurveyData
 from app.labelling import object_labels
 from app.ood import detail_html as ood_detail_html
@@ -51,12 +50,6 @@ def sky_html(data: SurveyData, row: pd.Series) -> str:
     return f"<div>{where} · {links_html(ra, dec)}</div>"
 
 
-def _percentiles(data: SurveyData, column: str) -> tuple[float, float]:
-    """1st and 99th percentiles of a column (on a sample of big surveys)."""
-    lo, hi = robust_range(data.table[column].to_numpy(float))
-    return lo, hi
-
-
 def class_html(row: pd.Series, colours: dict[str, str]) -> str:
     """Predicted class with the top probabilities as bars, entropy and BALD."""
     if "pred_class" not in row.index:
@@ -85,7 +78,7 @@ def emulated_html(data: SurveyData, row: pd.Series) -> str:
     for name in names:
         mean = float(row[f"{name}_mean"])
         sigma = float(row.get(f"{name}_sigma", np.nan))
-        lo, hi = data.memo(("p1p99", name), lambda n=name: _percentiles(data, f"{n}_mean"))
+        lo, hi = data.memo(("p1p99", name), lambda n=name: data.percentile_range(f"{n}_mean"))
         span = (hi - lo) or 1.0
 
         def pos(v: float, lo: float = lo, span: float = span) -> float:
@@ -257,40 +250,63 @@ DETAIL_CSS = """
 """
 
 
+PLACEHOLDER = (
+    "<div class='lsd lsd-small'>Click a point on the map or a thumbnail to see an object here: "
+    "its pictures per band, catalog row, model predictions with their uncertainties, anomaly "
+    "scores and labels.</div>"
+)
+
+
 class DetailPanel(pn.viewable.Viewer):
     """Shows ``state.picked``; buttons hand the object to the Similar and Label views."""
 
-    data = param.ClassSelector(class_=SurveyData)
-    state = param.ClassSelector(class_=AppState)
-    colours = param.Dict(default={})
+    data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    colours = param.Dict(default={}, doc="class name -> colour of the probability bars")
+    labels_seen = param.Integer(
+        default=0, doc="bumped when the picked object's labels changed (the body re-reads them)"
+    )
+    why = param.String(default="", doc="the picked object's explanation (HTML, escaped)")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
         self._body = pn.pane.HTML(
-            self._placeholder(), stylesheets=[DETAIL_CSS], sizing_mode="stretch_width"
+            self.body_text, stylesheets=[DETAIL_CSS], sizing_mode="stretch_width"
         )
         self._similar = pn.widgets.Button(
-            name="Find similar", button_type="primary", disabled=True, width=130
+            name="Find similar", button_type="primary", disabled=self.no_object, width=130
         )
         self._label = pn.widgets.Button(
-            name="Label it", button_type="default", disabled=True, width=110
+            name="Label it", button_type="default", disabled=self.no_object, width=110
         )
         self._similar.on_click(guarded(self._alert)(lambda _: self._go("similar")))
         self._label.on_click(guarded(self._alert)(lambda _: self._go("label")))
-        self._why = pn.pane.HTML("", stylesheets=[DETAIL_CSS], sizing_mode="stretch_width")
+        self._why = pn.pane.HTML(
+            self.param.why, stylesheets=[DETAIL_CSS], sizing_mode="stretch_width"
+        )
         self._why_lock = threading.Lock()
         self._why_for: int | None = None
-        self.state.param.watch(guarded(self._alert)(self._refresh), "picked")
-        self.state.param.watch(guarded(self._alert)(self._on_labels), "labels_changed")
-        self._refresh()
+        self._on_pick()
 
-    def _placeholder(self) -> str:
-        return (
-            "<div class='lsd lsd-small'>Click a point on the map or a thumbnail to see an "
-            "object here: its pictures per band, catalog row, model predictions with their "
-            "uncertainties, anomaly scores and labels.</div>"
-        )
+    def shown(self) -> int | None:
+        """The row shown: the picked object when it is one of this survey's."""
+        index = self.state.picked
+        return index if index is not None and 0 <= index < len(self.data) else None
+
+    @param.depends("state.picked")
+    def no_object(self) -> bool:
+        """Whether no object is shown (the buttons are disabled then)."""
+        return self.shown() is None
+
+    @param.depends("state.picked", "labels_seen", "colours")
+    def body_text(self) -> str:
+        """The panel's body for the object shown, else how to pick one (HTML)."""
+        index = self.shown()
+        if index is None:
+            return PLACEHOLDER
+        labels = object_labels(self.data.name, self.data.object_id(index))
+        return detail_html(self.data, index, labels, self.colours)
 
     def _go(self, where: str) -> None:
         if self.state.picked is None:
@@ -300,26 +316,22 @@ class DetailPanel(pn.viewable.Viewer):
         else:
             self.state.ask_label(self.state.picked)
 
-    def _on_labels(self, *_: object) -> None:
-        i = self.state.picked
-        if (
-            i is not None
-            and 0 <= i < len(self.data)
-            and (self.data.object_id(i) == self.state.last_labelled)
-        ):
-            self._refresh()
+    @param.depends("state.labels_changed", watch=True)
+    def _on_labels(self) -> None:
+        """Re-read the labels when the object shown is the one whose labels changed."""
+        index = self.shown()
+        if index is not None and self.data.object_id(index) == self.state.last_labelled:
+            self.labels_seen += 1
 
-    def _refresh(self, *_: object) -> None:
-        index = self.state.picked
-        ok = index is not None and 0 <= index < len(self.data)
-        self._similar.disabled = self._label.disabled = not ok
-        if not ok:
-            self._body.object = self._placeholder()
-            self._why.object = ""
-            return
-        labels = object_labels(self.data.name, self.data.object_id(index))
-        self._body.object = detail_html(self.data, index, labels, self.colours)
-        self._start_explanation(index)
+    @param.depends("state.picked", watch=True)
+    def _on_pick(self) -> None:
+        index = self.shown()
+        if index is None:
+            with self._why_lock:
+                self._why_for = None
+            self.why = ""
+        else:
+            self._start_explanation(index)
 
     def _start_explanation(self, index: int) -> None:
         """Compute the explanation on the server's thread pool; the page stays responsive and
@@ -328,7 +340,7 @@ class DetailPanel(pn.viewable.Viewer):
             if self._why_for == index:
                 return
             self._why_for = index
-        self._why.object = explanation_note("Explaining this object…")
+        self.why = explanation_note("Explaining this object…")
         in_thread(guarded(self._alert)(lambda: self._explain(index)))
 
     def _explain(self, index: int) -> None:
@@ -343,7 +355,7 @@ class DetailPanel(pn.viewable.Viewer):
         with self._why_lock:
             if self._why_for != index:
                 return
-        self._why.object = body
+        self.why = body
 
     def __panel__(self) -> pn.viewable.Viewable:
         return pn.Column(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass, field
 from typing import Any
 
 import holoviews as hv
@@ -77,11 +78,79 @@ def in_place(old: plots.MapStyle, new: plots.MapStyle) -> bool:
     return old.colorbar == new.colorbar and old.height == new.height
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """A colouring as drawn: per-row values (None for density), the colour key of categories,
+    the colour range of numbers, how the map paints it and the objects per category."""
+
+    spec: ColourSpec
+    values: Any = None
+    colour_key: dict[str, str] = field(default_factory=dict)
+    clim: tuple[float, float] | None = None
+    colouring: Colouring | None = None
+    counts: pd.Series | None = None
+
+
+def legend_for(drawn: Drawn | None) -> str:
+    """The legend under the map for a colouring as drawn (HTML, escaped)."""
+    if drawn is None:
+        return ""
+    spec = drawn.spec
+    if spec.kind == "cat":
+        counts = pd.Series(drawn.values).value_counts() if drawn.counts is None else drawn.counts
+        return legend_html(drawn.colour_key, counts)
+    if spec.kind == "num":
+        lo, hi = drawn.clim
+        return (
+            f"<div class='lsl'>{html.escape(spec.label)}: mean per pixel; colour range "
+            f"{lo:.3g} – {hi:.3g} (1st–99th percentile)</div>"
+        )
+    return "<div class='lsl'>Number of objects per pixel.</div>"
+
+
+def hover_html(object_id: str | None, thumb: str = "", value: str = "") -> str:
+    """The line above the map about the object under the cursor (HTML, escaped)."""
+    if object_id is None:
+        return "<div class='lsh'>No object under the cursor.</div>"
+    return (
+        f"<div class='lsh'><img src='{html.escape(thumb)}' width='48' height='48'>"
+        f"<div>under the cursor: <code>{html.escape(object_id)}</code><br>"
+        f"{html.escape(value)}</div></div>"
+    )
+
+
+HOVER_HINT = "<div class='lsh'>Hover over the map to see which object is under the cursor.</div>"
+
+
+def value_text(drawn: Drawn | None, table: pd.DataFrame, i: int) -> str:
+    """The colouring value of object ``i`` as drawn, as text (density: its predicted class)."""
+    if drawn is None or drawn.values is None:
+        return str(table["pred_class"].iat[i]) if "pred_class" in table else ""
+    value = drawn.values[i]
+    spec = drawn.spec
+    if spec.kind == "num":
+        return f"{spec.label}: {value:.3g}" if np.isfinite(value) else f"{spec.label}: —"
+    return str(value)
+
+
 class ExploreView(pn.viewable.Viewer):
     """Map + colouring + hover id + box/lasso selection gallery + tap detail + export/SAMP."""
 
     data = param.ClassSelector(class_=SurveyData, doc="the survey shown")
-    state = param.ClassSelector(class_=AppState)
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    colour_by = param.Selector(
+        default=DENSITY.key, objects=[DENSITY.key],
+        doc="what colours the map: a key of app.colouring.colour_specs (classes, "
+        "uncertainties, scores, labels, emulated properties, catalog columns) or density",
+    )  # fmt: skip
+    hovered = param.Integer(
+        default=-1, allow_None=True,
+        doc="row under the cursor: None when no object is, -1 before the first hover",
+    )  # fmt: skip
+    drawn = param.ClassSelector(
+        class_=Drawn, default=None, allow_None=True, doc="the colouring drawn on the map now"
+    )
+    figure = param.Parameter(default=None, doc="the map's HoloViews overlay (built once)")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -92,43 +161,41 @@ class ExploreView(pn.viewable.Viewer):
         groups: dict[str, dict[str, str]] = {}
         for spec in self._specs.values():
             groups.setdefault(spec.group, {})[spec.label] = spec.key
-        default = "pred_class" if "pred_class" in self._specs else DENSITY.key
-        self.colour = pn.widgets.Select(name="Colour by", groups=groups, value=default, width=280)
-        self._legend = pn.pane.HTML("", stylesheets=[LEGEND_CSS], sizing_mode="stretch_width")
+        self.param.colour_by.objects = list(self._specs)
+        with param.parameterized.discard_events(self):  # drawn below, once the map exists
+            self.colour_by = "pred_class" if "pred_class" in self._specs else DENSITY.key
+        self.colour = pn.widgets.Select.from_param(
+            self.param.colour_by, name="Colour by", options=[], groups=groups, width=280
+        )
+        self._legend = pn.pane.HTML(
+            self.legend_text, stylesheets=[LEGEND_CSS], sizing_mode="stretch_width"
+        )
         self._hover = pn.pane.HTML(
-            "<div class='lsh'>Hover over the map to see which object is under the cursor.</div>",
-            stylesheets=[LEGEND_CSS],
-            sizing_mode="stretch_width",
+            self.hover_text, stylesheets=[LEGEND_CSS], sizing_mode="stretch_width"
         )
-        self._map = pn.pane.HoloViews(
-            None, sizing_mode="stretch_width", min_height=plots.MAP_HEIGHT, linked_axes=False
-        )
-        self._values: Any = None
-        self._colour_key: dict[str, str] = {}
         self._ranges: tuple[tuple[float, float], tuple[float, float]] | None = None
-        self._last_hover: int | None = -1
-        self._pick_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
+        self._pick_pipe = hv.streams.Pipe(data=self._picked_xy())
         self._shape_pipe = hv.streams.Pipe(data=[])
+        self._labels_seen = self.state.labels_changed
+        self._labels_stale = False
 
         self.selection = SelectionPanel(
             describe=self._describe, on_clear=lambda: self._shape_pipe.send([]),
             data=self.data, state=self.state,
         )  # fmt: skip
-
-        colours = self._class_colours()
-        self.detail = DetailPanel(data=self.data, state=self.state, colours=colours)
-        self.colour.param.watch(guarded(self._alert)(lambda e: self._recolour()), "value")
-        self.state.param.watch(guarded(self._alert)(self._on_pick), "picked")
-        self.state.param.watch(guarded(self._alert)(self._on_labels), ["labels_changed", "tab"])
-        self._labels_stale = False
+        self.detail = DetailPanel(data=self.data, state=self.state, colours=self._class_colours())
         # big surveys with map tiles: views, picks and selections read only what they touch
         self._tiled = self.data.memo("tiled_map", lambda: tiled_map(self.data))
         if self.data.has_map:
-            self._build_map()
+            self._draw()
             # the first change of colouring need not wait for numba compilation
             plots.warm_up_later(self.data.x, self.data.y)
         else:
             self.selection.select(np.arange(len(self.data)), "first")
+        self._map = pn.pane.HoloViews(
+            self.param.figure, sizing_mode="stretch_width", min_height=plots.MAP_HEIGHT,
+            linked_axes=False,
+        )  # fmt: skip
 
     # -- colouring -------------------------------------------------------------------------
     def _class_colours(self) -> dict[str, str]:
@@ -164,11 +231,8 @@ class ExploreView(pn.viewable.Viewer):
         layer = tiles.layers.get(spec.column)
         return spec.column if layer is not None and layer.kind == spec.kind else None
 
-    def _tiled_categories(
-        self, spec: ColourSpec, layer: str
-    ) -> tuple[Any, dict, Colouring, pd.Series]:
-        """Categories of a tiled categorical colouring from its aggregates (no pass over the
-        objects): (per-row values, colour key, colouring, objects per category)."""
+    def _tiled_categories(self, spec: ColourSpec, layer: str) -> Drawn:
+        """A tiled categorical colouring from its aggregates (no pass over the objects)."""
         counts = self._tiled.category_counts(layer)
         colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
         names = self._tiled.tiles.layers[layer].categories
@@ -177,53 +241,58 @@ class ExploreView(pn.viewable.Viewer):
         per = np.bincount(lut[ok], weights=counts[ok], minlength=len(order))
         colouring = Colouring(layer=layer, lut=lut, colours=category_rgb(order, key))
         values = RowCategories(self.data.table[spec.column], order)
-        return values, key, colouring, pd.Series(per, index=order)
+        return Drawn(spec, values, key, None, colouring, pd.Series(per, index=order))
 
-    def _build_map(self) -> None:
-        """(Re)build the datashaded map for the chosen colouring, keeping the current view."""
+    def colouring_for(self, key: str) -> Drawn:
+        """The colouring ``key`` ready to draw (values, colour key or range, map layers)."""
+        spec = self._specs[key]
+        layer = self._tile_layer(spec)
+        if layer is not None and spec.kind == "cat":
+            return self._tiled_categories(spec, layer)
+        values, colour_key, clim = self._colour_values(spec)
+        colouring = Colouring(layer=layer, values=values)
+        if spec.kind == "cat":
+            cats = values.categories
+            colouring = Colouring(values=values, codes=np.asarray(values.codes),
+                                  colours=category_rgb(list(cats), colour_key))  # fmt: skip
+        return Drawn(spec, values, colour_key, clim, colouring)
+
+    @param.depends("colour_by", watch=True)
+    def _on_colour(self) -> None:
+        guarded(self._alert)(self._recolour)()
+
+    def _recolour(self) -> None:
+        self._draw()
+        self.selection.refresh()  # captions and borders follow the colouring
+
+    def _draw(self) -> None:
+        """Draw the map in the chosen colouring, keeping the current view: the first time the
+        plot is built (map, outline, marker, streams); afterwards the same plot is recoloured
+        in place when it can show the new style, so the browser only receives the new image
+        (no new Bokeh figure)."""
         if not self.data.has_map:
             return
-        spec = self._specs[self.colour.value]
-        layer = self._tile_layer(spec)
-        counts = None
-        if layer is not None and spec.kind == "cat":
-            values, key, colouring, counts = self._tiled_categories(spec, layer)
-            clim = None
-        else:
-            values, key, clim = self._colour_values(spec)
-            colouring = Colouring(layer=layer, values=values)
-            if spec.kind == "cat":
-                cats = values.categories
-                colouring = Colouring(values=values, codes=np.asarray(values.codes),
-                                      colours=category_rgb(list(cats), key))  # fmt: skip
-        self._values, self._colour_key = values, key
+        drawn = self.colouring_for(self.colour_by)
+        spec = drawn.spec
         clabel = spec.label if spec.kind == "num" else "objects per pixel"
-        style = plots.MapStyle(spec.kind, colour_key=key, cmap=spec.cmap, clim=clim, clabel=clabel)
-        self._show(style, colouring, values)
-        if spec.kind == "cat":
-            counts = pd.Series(values).value_counts() if counts is None else counts
-            self._legend.object = legend_html(key, counts)
-        elif spec.kind == "num":
-            self._legend.object = (
-                f"<div class='lsl'>{html.escape(spec.label)}: mean per pixel; colour range "
-                f"{clim[0]:.3g} – {clim[1]:.3g} (1st–99th percentile)</div>"
-            )
-        else:
-            self._legend.object = "<div class='lsl'>Number of objects per pixel.</div>"
-
-    def _show(self, style: plots.MapStyle, colouring: Colouring, values: Any) -> None:
-        """Draw the map in ``style``: the first time the plot is built (map, outline, marker,
-        streams); afterwards the same plot is recoloured in place when it can show the new
-        style, so the browser only receives the new image (no new Bokeh figure)."""
+        style = plots.MapStyle(
+            spec.kind, colour_key=drawn.colour_key, cmap=spec.cmap, clim=drawn.clim, clabel=clabel
+        )
         if self._tiled is not None:
             points = None
-            draw = lambda view: self._tiled.draw(style, colouring, view)  # noqa: E731
+            draw = lambda view: self._tiled.draw(style, drawn.colouring, view)  # noqa: E731
         else:
-            points, draw = plots.map_points(self.data.x, self.data.y, values), None
+            points, draw = plots.map_points(self.data.x, self.data.y, drawn.values), None
         current = getattr(self, "_server_map", None)
         if current is not None and in_place(current.style, style):
             current.restyle(style, points, draw)
-            return
+        else:
+            self.figure = self._build_figure(style, points, draw)
+        self.drawn = drawn
+
+    def _build_figure(self, style: plots.MapStyle, points: Any, draw: Any) -> hv.Overlay:
+        """A new map figure: the server-shaded map, the Sky view's selection, the outline of
+        this map's selection and the picked object's marker, with the map's streams."""
         on_error = lambda exc: say(self._alert, explain(exc), "danger")  # noqa: E731
         if self._tiled is not None:
             xlim, ylim = self._ranges or self._tiled.home()
@@ -237,11 +306,26 @@ class ExploreView(pn.viewable.Viewer):
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
         shared = hv.DynamicMap(pn.bind(self.sky_selection, rows=self.state.param.selection))
         self._attach_streams(self._server_map.source)
-        self._map.object = shaded * shared * outline * marker
+        return shaded * shared * outline * marker
 
-    def _recolour(self) -> None:
-        self._build_map()
-        self.selection.refresh()  # captions and borders follow the colouring
+    @property
+    def _values(self) -> Any:
+        return None if self.drawn is None else self.drawn.values
+
+    @param.depends("drawn")
+    def legend_text(self) -> str:
+        """The legend of the colouring drawn (HTML)."""
+        return legend_for(self.drawn)
+
+    @param.depends("hovered")
+    def hover_text(self) -> str:
+        """The object under the cursor, its thumbnail and colouring value (HTML)."""
+        i = self.hovered
+        if i is not None and i < 0:
+            return HOVER_HINT
+        if i is None:
+            return hover_html(None)
+        return hover_html(self.data.object_id(i), self.data.thumb(i, 48), self._value_text(i))
 
     def _attach_streams(self, source: hv.DynamicMap) -> None:
         box = hv.streams.BoundsXY(source=source)
@@ -274,6 +358,13 @@ class ExploreView(pn.viewable.Viewer):
         xy = np.asarray(data, dtype=float).reshape(-1, 2)
         return plots.marker_overlay(xy[:, 0], xy[:, 1], size=14, marker="circle")
 
+    def _picked_xy(self) -> np.ndarray:
+        """Where the picked object is on the map ((1, 2); (0, 2) when none is)."""
+        i = self.state.picked
+        if i is None or not self.data.has_map or not 0 <= i < len(self.data):
+            return np.zeros((0, 2))
+        return np.array([[self.data.x[i], self.data.y[i]]])
+
     # -- map events --------------------------------------------------------------------------
     def _on_range(self, x_range: Any = None, y_range: Any = None) -> None:
         if x_range and y_range and None not in (*x_range, *y_range):
@@ -292,20 +383,8 @@ class ExploreView(pn.viewable.Viewer):
         return self.data.nearest(x, y, radius)
 
     def _on_pointer(self, x: float | None = None, y: float | None = None) -> None:
-        if x is None or y is None:
-            return
-        i = self._nearest(x, y, HOVER_RADIUS * self._extent())
-        if i == self._last_hover:
-            return
-        self._last_hover = i
-        if i is None:
-            self._hover.object = "<div class='lsh'>No object under the cursor.</div>"
-            return
-        self._hover.object = (
-            f"<div class='lsh'><img src='{self.data.thumb(i, 48)}' width='48' height='48'>"
-            f"<div>under the cursor: <code>{html.escape(self.data.object_id(i))}</code><br>"
-            f"{html.escape(self._value_text(i))}</div></div>"
-        )
+        if x is not None and y is not None:
+            self.hovered = self._nearest(x, y, HOVER_RADIUS * self._extent())
 
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None:
@@ -345,36 +424,30 @@ class ExploreView(pn.viewable.Viewer):
 
         in_thread(guarded(self._alert)(work))
 
-    def _on_pick(self, *_: object) -> None:
-        i = self.state.picked
-        if i is None or not self.data.has_map or not 0 <= i < len(self.data):
-            self._pick_pipe.send(np.zeros((0, 2)))
-            return
-        self._pick_pipe.send(np.array([[self.data.x[i], self.data.y[i]]]))
-        self.selection.refresh()
+    @param.depends("state.picked", watch=True)
+    def _on_pick(self) -> None:
+        self._pick_pipe.send(self._picked_xy())
+        if self.state.picked is not None:
+            self.selection.refresh()
 
-    def _on_labels(self, event: param.parameterized.Event) -> None:
+    @param.depends("state.labels_changed", "state.tab", watch=True)
+    def _on_labels(self) -> None:
         """Recolour by labels when they changed, once this tab is shown (not on every label)."""
-        if event.name == "labels_changed":
-            self._labels_stale = True
-        if self._labels_stale and self.state.tab == "explore" and self.colour.value == LABELS.key:
+        if self.state.labels_changed != self._labels_seen:
+            self._labels_seen, self._labels_stale = self.state.labels_changed, True
+        if self._labels_stale and self.state.tab == "explore" and self.colour_by == LABELS.key:
             self._labels_stale = False
-            self._build_map()
+            guarded(self._alert)(self._draw)()
 
     # -- captions ------------------------------------------------------------------------------
     def _value_text(self, i: int) -> str:
         """The colouring value of object ``i``, as text."""
-        spec = self._specs[self.colour.value]
-        if self._values is None:
-            cls = self.data.table["pred_class"].iat[i] if "pred_class" in self.data.table else ""
-            return str(cls)
-        value = self._values[i]
-        if spec.kind == "num":
-            return f"{spec.label}: {value:.3g}" if np.isfinite(value) else f"{spec.label}: —"
-        return str(value)
+        return value_text(self.drawn, self.data.table, i)
 
     def _describe(self, i: int) -> tuple[str, str | None]:
-        colour = self._colour_key.get(str(self._values[i])) if self._colour_key else None
+        drawn = self.drawn
+        key = drawn.colour_key if drawn is not None else {}
+        colour = key.get(str(drawn.values[i])) if key else None
         return self._value_text(i), colour
 
     # -- layout ------------------------------------------------------------------------------

@@ -36,72 +36,149 @@ bands, PNG for RGB surveys, or `.npy`). **Click** a result to search from it; ma
 """
 
 
-def _typed(field: pn.widgets.TextInput) -> str:
-    """What is in a text field now (``value_input`` follows each key; ``value`` waits for
-    Enter or leaving the field)."""
-    return (field.value_input or field.value or "").strip()
+def result_markers(found: pd.DataFrame | None, x: np.ndarray, y: np.ndarray) -> hv.Points:
+    """The results of a search on the map (orange dots)."""
+    idx = np.zeros(0, int) if found is None else found["index"].to_numpy(int)
+    return plots.marker_overlay(x[idx], y[idx], size=8)
+
+
+def query_marker(xy: np.ndarray) -> hv.Points:
+    """Where the query is on the map (a white star; nothing for a refined search)."""
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    return plots.marker_overlay(xy[:, 0], xy[:, 1], colour="white", size=18, marker="star")
+
+
+def query_html(query: dict[str, Any], n: int, object_id: Any, thumb: Any) -> str:
+    """The header of a search's results: what was searched from, with its picture (HTML,
+    escaped); ``object_id(i)`` and ``thumb(i, size)`` name and picture row ``i``."""
+    kind = query.get("type")
+    if kind in ("object", "position"):
+        i = int(query["index"])
+        where = ""
+        if kind == "position":
+            where = f" (nearest to the position, {query.get('separation_arcsec', 0):.2f}″ away)"
+        pic = thumb(i, 72)
+        text = f"{n} objects most like <code>{html.escape(object_id(i))}</code>{where}"
+    elif kind == "image":
+        pic = query.get("preview", "")
+        text = (
+            f"{n} objects most like your upload <code>{html.escape(str(query.get('file')))}</code>"
+        )
+        text += query.get("ood", "")  # escaped HTML (app.uploads.ood_note)
+    else:
+        pos, neg = len(query.get("positive", [])), len(query.get("negative", []))
+        pic = ""
+        text = f"{n} objects like {pos} example(s) and unlike {neg}"
+    img = f"<img src='{pic}' width='72' height='72' style='border-radius:4px'>" if pic else ""
+    return (
+        f"<div style='display:flex;gap:10px;align-items:center;font:14px system-ui'>{img}"
+        f"<div><b>Query</b><br>{text}</div></div>"
+    )
+
+
+def result_items(
+    found: pd.DataFrame | None, marks: dict[int, str], classes: Any, thumb: Any
+) -> list[dict[str, Any]]:
+    """The results as gallery items, with their +/- marks; ``classes``: the predicted class
+    per row (or None), ``thumb(i, size)``: a row's picture."""
+    if found is None:
+        return []
+    items = []
+    for row in found.itertuples():
+        i = int(row.index)
+        sub = f"similarity {row.similarity:.3f}"
+        if classes is not None:
+            sub += f" · {classes.iat[i]}"
+        items.append(
+            {"index": i, "id": str(row.object_id), "url": thumb(i, 96),
+             "caption": f"{int(row.rank)}. {row.object_id}", "sub": sub,
+             "mark": marks.get(i, "")}
+        )  # fmt: skip
+    return items
+
+
+def query_row(found: pd.DataFrame | None) -> int | None:
+    """The row searched from (an object or a position's nearest object), else None."""
+    query = {} if found is None else found.attrs.get("query", {})
+    return query.get("index") if query.get("type") in ("object", "position") else None
 
 
 class SimilarView(pn.viewable.Viewer):
     """Query controls, results gallery with +/- marks, and the results on the map."""
 
-    data = param.ClassSelector(class_=SurveyData)
-    state = param.ClassSelector(class_=AppState)
+    data = param.ClassSelector(class_=SurveyData, doc="the survey searched")
+    state = param.ClassSelector(class_=AppState, doc="the session's shared state")
+    query_mode = param.Selector(default=MODES[0], objects=MODES, doc="what the search is from")
+    query_id = param.String(default="", doc="an object id, or #row, to search from")
+    query_position = param.String(
+        default="", doc="a sky position to search from (degrees or sexagesimal)"
+    )
+    match_radius = param.Number(
+        default=5.0, bounds=(0.1, None), doc="how far (arcsec) the nearest object may be"
+    )
+    fill_bad = param.Boolean(default=False, doc="replace NaN/inf pixels of an upload by 0")
+    n_results = param.Selector(default=24, objects=[12, 24, 48, 96], doc="results per search")
+    fmt = param.Selector(default="CSV", objects=list(FORMATS), doc="the download's file format")
+    found = param.DataFrame(
+        default=None, allow_None=True,
+        doc="the latest search's results (index, object_id, rank, similarity; its query in "
+        "attrs), None before any or after a failed one",
+    )  # fmt: skip
+    query_xy = param.Array(
+        default=np.zeros((0, 2)), doc="where the query is on the map ((1, 2), (0, 2): nowhere)"
+    )
+    marks = param.Dict(default={}, doc="row -> 'pos' or 'neg': the results marked + / -")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
         self._alert = message_pane()
-        self.mode = pn.widgets.RadioButtonGroup(
-            options=MODES, value=MODES[0], button_type="light", sizing_mode="stretch_width"
+        self.mode = pn.widgets.RadioButtonGroup.from_param(
+            self.param.query_mode, name="", button_type="light", sizing_mode="stretch_width"
         )
-        self.object_id = pn.widgets.TextInput(
-            name="Object id", placeholder=f"{self._example_id()}  or  #42 for row 42"
+        self.object_id = pn.widgets.TextInput.from_param(
+            self.param.query_id, name="Object id",
+            placeholder=f"{self._example_id()}  or  #42 for row 42",
+        )  # fmt: skip
+        self.position = pn.widgets.TextInput.from_param(
+            self.param.query_position, name="RA Dec",
+            placeholder="150.1 2.2   or   10:00:24 +02:12:00",
+        )  # fmt: skip
+        for field, name in ((self.object_id, "query_id"), (self.position, "query_position")):
+            field.link(self, value_input=name)  # each key, not only Enter or leaving the field
+            pn.bind(self._search_later, field.param.enter_pressed, watch=True)
+        self.radius = pn.widgets.FloatInput.from_param(
+            self.param.match_radius, name="Match radius (arcsec)"
         )
-        self.position = pn.widgets.TextInput(
-            name="RA Dec", placeholder="150.1 2.2   or   10:00:24 +02:12:00"
-        )
-        self.radius = pn.widgets.FloatInput(name="Match radius (arcsec)", value=5.0, start=0.1)
         self.upload = pn.widgets.FileInput(accept=ACCEPT, multiple=False)
-        self.fill = pn.widgets.Checkbox(name="replace NaN/inf pixels by 0", value=False)
-        self.k = pn.widgets.Select(name="Results", options=[12, 24, 48, 96], value=24)
+        self.fill = pn.widgets.Checkbox.from_param(
+            self.param.fill_bad, name="replace NaN/inf pixels by 0"
+        )
+        self.k = pn.widgets.Select.from_param(self.param.n_results, name="Results")
         self.search_button = pn.widgets.Button(name="Search", button_type="primary")
         self.refine_button = pn.widgets.Button(
-            name="Refine with +/- marks", button_type="default", disabled=True
+            name="Refine with +/- marks", button_type="default", disabled=self.no_marks
         )
-        self._query_html = pn.pane.HTML("", sizing_mode="stretch_width")
+        self._query_html = pn.pane.HTML(self.query_text, sizing_mode="stretch_width")
         self._gallery = ThumbGallery(
-            size=96,
-            actions=["pos", "neg"],
-            empty_text="Results appear here.",
-            sizing_mode="stretch_width",
-        )
-        self._results: pd.DataFrame | None = None
-        self._query_index: int | None = None
-        self._query_xy: np.ndarray = np.zeros((0, 2))
-        self._marks: dict[int, str] = {}
-        self._marks_lock = threading.Lock()
-        self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
-        self._download = pn.widgets.FileDownload(
-            callback=guarded(self._alert)(self._export_file), filename="similar.csv",
-            label="Download results", button_type="success", width=180, disabled=True,
+            items=self.gallery_items, size=96, actions=["pos", "neg"],
+            empty_text="Results appear here.", sizing_mode="stretch_width",
         )  # fmt: skip
-        self._fmt.param.watch(lambda e: self._update_filename(), "value")
+        self._marks_lock = threading.Lock()
+        self._fmt = pn.widgets.Select.from_param(self.param.fmt, name="", width=100)
+        self._download = pn.widgets.FileDownload(
+            callback=guarded(self._alert)(self._export_file), filename=self.download_name,
+            label="Download results", button_type="success", width=180,
+            disabled=self.nothing_found,
+        )  # fmt: skip
         self._save = SaveCollection(
-            ids=lambda: [] if self._results is None else self._results["object_id"].tolist(),
+            ids=lambda: [] if self.found is None else self.found["object_id"].tolist(),
             data=self.data, state=self.state, kind="search",
         )  # fmt: skip
-        self._results_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
-        self._query_pipe = hv.streams.Pipe(data=np.zeros((0, 2)))
         self._map = pn.pane.HoloViews(self._build_map(), sizing_mode="stretch_width")
 
-        self.search_button.on_click(lambda _: in_thread(guarded(self._alert)(self.search)))
-        for field in (self.object_id, self.position):  # Enter in a field searches
-            field.param.watch(
-                lambda _: in_thread(guarded(self._alert)(self.search)), "enter_pressed"
-            )
+        self.search_button.on_click(lambda _: self._search_later())
         self.refine_button.on_click(lambda _: in_thread(guarded(self._alert)(self.refine)))
         self._gallery.on_action(guarded(self._alert)(self._gallery_action))
-        self.state.param.watch(guarded(self._alert)(self._on_request), "similar_from")
         if not self.data.encoder:
             say(self._alert, " ".join(self.data.problems), "warning")
         elif self.state.similar_from is not None:
@@ -109,6 +186,40 @@ class SimilarView(pn.viewable.Viewer):
 
     def _example_id(self) -> str:
         return self.data.object_id(0) if len(self.data) else "object-id"
+
+    @property
+    def _results(self) -> pd.DataFrame | None:
+        return self.found
+
+    # -- what is shown: param.depends methods over the pure builders ------------------------
+    @param.depends("found")
+    def query_text(self) -> str:
+        """What the results shown were searched from (HTML)."""
+        if self.found is None:
+            return ""
+        query = self.found.attrs.get("query", {})
+        return query_html(query, len(self.found), self.data.object_id, self.data.thumb)
+
+    @param.depends("found", "marks")
+    def gallery_items(self) -> list[dict[str, Any]]:
+        """The results as gallery items with their marks."""
+        classes = self.data.table["pred_class"] if "pred_class" in self.data.table else None  # noqa: SIM401 (paged tables have no get)
+        return result_items(self.found, self.marks, classes, self.data.thumb)
+
+    @param.depends("found")
+    def nothing_found(self) -> bool:
+        """Whether there is nothing to download."""
+        return self.found is None or self.found.empty
+
+    @param.depends("marks")
+    def no_marks(self) -> bool:
+        """Whether no result is marked (nothing to refine with)."""
+        return not self.marks
+
+    @param.depends("fmt")
+    def download_name(self) -> str:
+        """The download's file name, in the chosen format."""
+        return file_name(f"{self.data.name}-similar", self.fmt)
 
     # -- map ---------------------------------------------------------------------------------
     def _build_map(self) -> hv.DynamicMap | None:
@@ -122,16 +233,9 @@ class SimilarView(pn.viewable.Viewer):
         home = self.data.memo("home", lambda: home_view(self.data.x, self.data.y))
         self._server_map = ServerMap(points, style, *home)
         base = self._server_map.dmap
-        results = hv.DynamicMap(
-            lambda data: plots.marker_overlay(data[:, 0], data[:, 1], size=8),
-            streams=[self._results_pipe],
-        )
-        query = hv.DynamicMap(
-            lambda data: plots.marker_overlay(
-                data[:, 0], data[:, 1], colour="white", size=18, marker="star"
-            ),
-            streams=[self._query_pipe],
-        )
+        x, y = self.data.x, self.data.y
+        results = hv.DynamicMap(pn.bind(result_markers, self.param.found, x, y))
+        query = hv.DynamicMap(pn.bind(query_marker, self.param.query_xy))
         return (base * results * query).opts(active_tools=["pan"])  # the wheel scrolls the page
 
     # -- queries -----------------------------------------------------------------------------
@@ -145,30 +249,32 @@ class SimilarView(pn.viewable.Viewer):
             )
         return latent_services(self.data.name, self.data.encoder)
 
-    def _on_request(self, *_: object) -> None:
+    @param.depends("state.similar_from", watch=True)
+    def _on_request(self) -> None:
+        """Another view asked for look-alikes of an object: search from it."""
         if self.state.similar_from is None:
             return
-        self.mode.value = MODES[0]
+        self.query_mode = MODES[0]
+        self._search_later()
+
+    def _search_later(self, *_: object) -> None:
         in_thread(guarded(self._alert)(self.search))
 
     def search(self) -> None:
-        """Run the query the controls describe; a failed one clears the previous results (they
+        """Run the query the params describe; a failed one clears the previous results (they
         would read as its answer); a refused one (the session's role) leaves them."""
         require_session("search")
         try:
             self._search()
         except Exception:
-            self._results, self._query_html.object, self._gallery.items = None, "", []
-            self._download.disabled = True
-            for pipe in (self._results_pipe, self._query_pipe):
-                pipe.send(np.zeros((0, 2)))
+            self.param.update(found=None, marks={}, query_xy=np.zeros((0, 2)))
             raise
 
     def _search(self) -> None:
         clear(self._alert)
         search = self._services().search()
-        k = int(self.k.value)
-        mode = self.mode.value
+        k = int(self.n_results)
+        mode = self.query_mode
         vector = None
         if mode == MODES[0]:
             index = self.state.picked
@@ -178,16 +284,16 @@ class SimilarView(pn.viewable.Viewer):
                 )
             result = search.by_object(int(index), k)
         elif mode == MODES[1]:
-            text = _typed(self.object_id)
+            text = self.query_id.strip()
             if not text:
                 raise LatentError("type an object id (or #row) first")
             ref: int | str = int(text[1:]) if text.startswith("#") and text[1:].isdigit() else text
             result = search.by_object(ref, k)
         elif mode == MODES[2]:
-            text = _typed(self.position)
+            text = self.query_position.strip()
             if not text:
                 raise LatentError("type a sky position first, e.g. 150.1 2.2")
-            result = search.by_position(text, k, radius_arcsec=float(self.radius.value))
+            result = search.by_position(text, k, radius_arcsec=float(self.match_radius))
         else:
             result, vector = self._image_search(search, k)
         self._show(result, vector)
@@ -196,7 +302,7 @@ class SimilarView(pn.viewable.Viewer):
         from backend.latent.embedder import encoder_embedder  # loads torch, in this thread
 
         meta = self.data.survey.meta
-        cutouts = read_upload(self.upload.value, self.upload.filename or "", meta, self.fill.value)
+        cutouts = read_upload(self.upload.value, self.upload.filename or "", meta, self.fill_bad)
         embed = encoder_embedder(self.data.encoder, tuple(meta.bands))
         vectors = check_embeddings(embed(cutouts), len(cutouts), search.index.dim)
         vector = vectors.mean(axis=0)
@@ -212,118 +318,60 @@ class SimilarView(pn.viewable.Viewer):
         """Search again: like the query object and the + marks, unlike the - marks."""
         clear(self._alert)
         with self._marks_lock:
-            positive = [i for i, m in self._marks.items() if m == "pos"]
-            negative = [i for i, m in self._marks.items() if m == "neg"]
-        if self._query_index is not None and self._query_index not in negative:
-            positive = [self._query_index, *positive]
+            marks = self.marks
+        positive = [i for i, m in marks.items() if m == "pos"]
+        negative = [i for i, m in marks.items() if m == "neg"]
+        start = query_row(self.found)
+        if start is not None and start not in negative:
+            positive = [start, *positive]
         if not positive:
             raise LatentError("mark at least one result + like (or search from an object first)")
-        result = self._services().search().by_examples(positive, negative, int(self.k.value))
+        result = self._services().search().by_examples(positive, negative, int(self.n_results))
         self._show(result, None, keep_marks=True)
 
     # -- results -----------------------------------------------------------------------------
     def _show(
         self, result: pd.DataFrame, vector: np.ndarray | None, keep_marks: bool = False
     ) -> None:
-        query = result.attrs.get("query", {})
-        self._results = result
-        if not keep_marks:
-            with self._marks_lock:
-                self._marks = {}
-        self._query_index = (
-            query.get("index") if query.get("type") in ("object", "position") else None
-        )
-        if self._query_index is not None:
-            self.state.pick(self._query_index)
-        self._query_html.object = self._describe(query, len(result))
-        self._gallery.items = self._items()
-        self._download.disabled = result.empty
-        self._update_filename()
-        self._update_markers(vector)
-
-    def _describe(self, query: dict[str, Any], n: int) -> str:
-        kind = query.get("type")
-        if kind in ("object", "position"):
-            i = int(query["index"])
-            where = ""
-            if kind == "position":
-                where = f" (nearest to the position, {query.get('separation_arcsec', 0):.2f}″ away)"
-            pic = self.data.thumb(i, 72)
-            text = (
-                f"{n} objects most like <code>{html.escape(self.data.object_id(i))}</code>{where}"
-            )
-        elif kind == "image":
-            pic = query.get("preview", "")
-            text = f"{n} objects most like your upload <code>{html.escape(str(query.get('file')))}</code>"
-            text += query.get("ood", "")  # escaped HTML (app.uploads.ood_note)
-        else:
-            pos, neg = len(query.get("positive", [])), len(query.get("negative", []))
-            pic = ""
-            text = f"{n} objects like {pos} example(s) and unlike {neg}"
-        img = f"<img src='{pic}' width='72' height='72' style='border-radius:4px'>" if pic else ""
-        return (
-            f"<div style='display:flex;gap:10px;align-items:center;font:14px system-ui'>{img}"
-            f"<div><b>Query</b><br>{text}</div></div>"
-        )
-
-    def _items(self) -> list[dict[str, Any]]:
-        if self._results is None:
-            return []
-        items = []
-        for row in self._results.itertuples():
-            i = int(row.index)
-            sub = f"similarity {row.similarity:.3f}"
-            if "pred_class" in self.data.table:
-                sub += f" · {self.data.table['pred_class'].iat[i]}"
-            items.append(
-                {"index": i, "id": str(row.object_id), "url": self.data.thumb(i, 96),
-                 "caption": f"{int(row.rank)}. {row.object_id}", "sub": sub,
-                 "mark": self._marks.get(i, "")}
-            )  # fmt: skip
-        return items
-
-    def _update_markers(self, vector: np.ndarray | None) -> None:
-        if not self.data.has_map or self._results is None:
-            return
-        idx = self._results["index"].to_numpy(int)
-        self._results_pipe.send(np.column_stack([self.data.x[idx], self.data.y[idx]]))
-        if self._query_index is not None:
-            q = self._query_index
-            self._query_pipe.send(np.array([[self.data.x[q], self.data.y[q]]]))
-        elif vector is not None:
-            self._query_pipe.send(self._services().map().place(vector)[:1])
-        else:
-            self._query_pipe.send(np.zeros((0, 2)))
+        """Show ``result``: the search's object becomes the picked one, and the query's place
+        on the map is found (an uploaded image's by its embedding)."""
+        start = query_row(result)
+        if start is not None:
+            self.state.pick(start)
+        xy = np.zeros((0, 2))
+        if self.data.has_map:
+            if start is not None:
+                xy = np.array([[self.data.x[start], self.data.y[start]]])
+            elif vector is not None:
+                xy = np.asarray(self._services().map().place(vector)[:1], dtype=float)
+        with self._marks_lock:
+            marks = self.marks if keep_marks else {}
+            self.param.update(found=result, marks=marks, query_xy=xy)
 
     def _gallery_action(self, action: str, index: int) -> None:
         if action == "open":
-            self.mode.value = MODES[0]
+            self.query_mode = MODES[0]
             self.state.pick(index)
-            in_thread(guarded(self._alert)(self.search))
+            self._search_later()
             return
         with self._marks_lock:  # marks arrive on several pool threads at once
-            if self._marks.get(index) == action:
-                self._marks.pop(index)
+            marks = dict(self.marks)
+            if marks.get(index) == action:
+                marks.pop(index)
             else:
-                self._marks[index] = action
-            marked = bool(self._marks)
-            items = self._items()
-        self.refine_button.disabled = not marked
-        self._gallery.items = items
+                marks[index] = action
+            self.marks = marks
 
     # -- export ------------------------------------------------------------------------------
-    def _update_filename(self) -> None:
-        self._download.filename = file_name(f"{self.data.name}-similar", self._fmt.value)
-
     def _export_file(self) -> io.BytesIO:
-        if self._results is None:
+        if self.found is None:
             raise LatentError("search first")
-        return table_bytes(self._results, self._fmt.value)
+        return table_bytes(self.found, self.fmt)
 
     # -- layout ------------------------------------------------------------------------------
     def __panel__(self) -> pn.viewable.Viewable:
         inputs = pn.Column(
-            pn.panel(pn.bind(self._mode_inputs, self.mode, self.state.param.picked)),
+            pn.panel(pn.bind(self._mode_inputs, self.param.query_mode, self.state.param.picked)),
             sizing_mode="stretch_width",
         )
         controls = pn.Column(

@@ -135,7 +135,10 @@ def test_a_map_selection_and_a_search_result_save_their_objects(data: SurveyData
     panel._save.title = "lassoed"
     panel._save.save()
     similar = SimilarView(data=data, state=state)
-    similar._results = pd.DataFrame({"index": [8, 9], "object_id": ["tiny-0008", "tiny-0009"]})
+    similar.found = pd.DataFrame(
+        {"index": [8, 9], "object_id": ["tiny-0008", "tiny-0009"], "rank": [1, 2],
+         "similarity": [0.9, 0.8]}
+    )  # fmt: skip
     similar._save.title = "alike"
     similar._save.save()
     saved = {c.name: (c.kind, c.object_ids) for c in store.list_collections("tiny")}
