@@ -130,6 +130,20 @@ class SurveyData:
         values = col.to_numpy(dtype=np.float32, na_value=np.nan)
         return values, robust_range(values)
 
+    def percentile_range(self, column: str) -> tuple[float, float]:
+        """1st-99th percentile range of a numeric column. A paged table's comes from the
+        percentiles its file's writer stored (every row; else a sample of row groups), so
+        showing one object reads no column."""
+        from app.colouring import robust_range
+
+        if not self.paged:
+            return robust_range(self.table[column].to_numpy(float))
+        stored = self.table.stored_percentiles(column)  # type: ignore[union-attr]
+        if stored is None:
+            return robust_range(self.table.sample(column).astype(np.float64))  # type: ignore[union-attr]
+        lo, hi = stored
+        return (lo, hi) if hi > lo else (lo - 0.5, lo + 0.5)
+
     def thumb(self, index: int, size: int | None = None, band: str | None = None) -> str:
         """URL of the PNG of object ``index`` (colour, or one band)."""
         stamp = hashlib.sha1(self.survey.meta.created.encode()).hexdigest()[:8]

@@ -11,6 +11,7 @@ value (``iat``), some rows (``iloc``, ``to_numpy()[rows]``); anything else reads
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from backend.errors import UserError
 
 ROW_GROUP = 65_536  # rows per parquet row group of the files the pipeline writes
 CACHE_BYTES = 192 * 2**20  # decoded row-group columns kept (text counted at 64 B a value)
+PERCENTILES_KEY = "latentsky.percentiles"  # parquet metadata: {column: [p1, p99]} (writers')
 
 
 class RowTableError(UserError, ValueError):
@@ -62,6 +64,10 @@ class _File:
 
     def group_of(self, rows: np.ndarray) -> np.ndarray:
         return np.searchsorted(self.starts, rows, side="right") - 1
+
+    def percentiles(self) -> dict[str, tuple[float, float]]:
+        """{column: (1st, 99th percentile)} stored by the writer (:func:`percentile_metadata`)."""
+        return read_percentiles(self.parquet.schema_arrow.metadata)
 
     def read_group(self, group: int, column: str) -> pd.Series:
         with self.lock:
@@ -245,6 +251,12 @@ class RowTable:
         k, name = self._where[column]
         return self._files[k].stats(name)
 
+    def stored_percentiles(self, column: str) -> tuple[float, float] | None:
+        """(1st, 99th percentile) of a column as its file's writer stored them (over every
+        row, :func:`percentile_metadata`); None for a column or an older file without them."""
+        k, name = self._where[column]
+        return self._files[k].percentiles().get(name)
+
 
 class LazyColumn:
     """One column of a :class:`RowTable`, read row by row where the views ask for rows."""
@@ -365,6 +377,32 @@ class _TableIloc:
         frame = self.table.rows(at)
         frame.index = at
         return frame
+
+
+def percentile_metadata(table: pd.DataFrame, columns: Sequence[str]) -> bytes:
+    """The value of :data:`PERCENTILES_KEY` for a file holding ``table``: the 1st and 99th
+    percentiles of the finite values of each of ``columns`` (null when a column has none), so a
+    reader of one object gets the survey's range without reading the column."""
+    stored: dict[str, list[float] | None] = {}
+    for column in columns:
+        v = np.asarray(table[column], dtype=np.float64)
+        v = v[np.isfinite(v)]
+        stored[column] = [float(p) for p in np.percentile(v, [1.0, 99.0])] if len(v) else None
+    return json.dumps({"format": 1, "columns": stored}).encode()
+
+
+def read_percentiles(metadata: Mapping[bytes, bytes] | None) -> dict[str, tuple[float, float]]:
+    """{column: (1st, 99th percentile)} from a parquet schema's metadata (empty when absent)."""
+    found = (metadata or {}).get(PERCENTILES_KEY.encode())
+    if found is None:
+        return {}
+    try:
+        stored = json.loads(found)
+        if stored.get("format") != 1:
+            return {}
+        return {c: (float(v[0]), float(v[1])) for c, v in stored["columns"].items() if v}
+    except (ValueError, KeyError, TypeError, IndexError):
+        return {}
 
 
 def parquet_columns(path: Path) -> list[str]:

@@ -33,7 +33,7 @@ from numpy.lib.format import open_memmap
 from backend.atomic import atomic_write, pid_alive
 from backend.config import get_settings
 from backend.errors import UserError
-from backend.rowtable import ROW_GROUP
+from backend.rowtable import PERCENTILES_KEY, ROW_GROUP, percentile_metadata
 from backend.survey.meta import validate_survey_name
 
 EMBEDDINGS_FILE = "embeddings.npy"
@@ -137,8 +137,21 @@ def open_embeddings(
 def write_predictions(
     survey: str, kind: str, version: str, table: pd.DataFrame, root: Path | None = None
 ) -> Path:
+    """Write a predictions table (atomically), with the 1st/99th percentiles of its emulated
+    ``*_mean`` columns in the file's metadata (the details panel's ranges, never a column read)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = product_dir(survey, kind, version, root) / PREDICTIONS_FILE
-    atomic_write(path, lambda tmp: table.to_parquet(tmp, index=False, row_group_size=ROW_GROUP))
+    means = [c for c in table.columns if str(c).endswith("_mean")]
+
+    def write(tmp: Path) -> None:
+        arrow = pa.Table.from_pandas(table, preserve_index=False)
+        meta = dict(arrow.schema.metadata or {})
+        meta[PERCENTILES_KEY.encode()] = percentile_metadata(table, means)
+        pq.write_table(arrow.replace_schema_metadata(meta), tmp, row_group_size=ROW_GROUP)
+
+    atomic_write(path, write)
     return path
 
 
