@@ -3,6 +3,7 @@ its map (issue 12): rows are read on demand, row group by row group, and every v
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -240,6 +241,49 @@ def test_id_lookups_match_the_catalog_without_holding_it(
         [hash(str(i)) % 7 for i in ids], dtype=np.uint64))  # fmt: skip
     coarse = survey_ids.IdLookup(path)
     np.testing.assert_array_equal(coarse.rows_of([*wanted, "nope"]), [*rows, -1])
+
+
+def test_the_written_look_up_is_mapped_not_built(big: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The survey writer stores the id look-up beside the catalog; a process memory-maps it
+    (the ids column is not read to build it) and it answers as the built one does."""
+    from backend.survey import ids as survey_ids
+
+    folder = Survey.open(SURVEY).path
+    catalog = pd.read_parquet(folder / "catalog.parquet")
+    assert (folder / survey_ids.LOOKUP_FILE).is_file()
+
+    def refuse(*args: object) -> np.ndarray:
+        raise AssertionError("the look-up was built from the catalog")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(survey_ids.IdLookup, "_read_hashes", staticmethod(refuse))
+        mapped = survey_ids.IdLookup(folder / "catalog.parquet")
+    assert mapped.stored and isinstance(mapped._hash, np.memmap)
+    rows = np.array([5_999, 0, 1_234, 501, 3_000])
+    wanted = catalog["object_id"].to_numpy()[rows]
+    np.testing.assert_array_equal(mapped.rows_of([*wanted, "nope"]), [*rows, -1])
+    np.testing.assert_array_equal(mapped.ids_of(rows), wanted)
+    (folder / survey_ids.LOOKUP_FILE).unlink()  # a survey written before the file: built
+    built = survey_ids.IdLookup(folder / "catalog.parquet")
+    assert not built.stored
+    np.testing.assert_array_equal(built.rows_of(wanted), rows)
+
+
+def test_a_catalog_replaced_without_its_look_up_is_not_misread(big: str) -> None:
+    """A stored look-up that is not the catalog's (the catalog rewritten in another row order
+    by hand) is noticed and the look-up built from the catalog instead."""
+    from backend.survey import ids as survey_ids
+
+    path = Survey.open(SURVEY).path / "catalog.parquet"
+    catalog = pd.read_parquet(path)
+    shuffled = catalog.iloc[::-1].reset_index(drop=True)
+    shuffled.to_parquet(path, index=False, row_group_size=GROUP)
+    stored = path.with_name(survey_ids.LOOKUP_FILE)
+    os.utime(stored, ns=(path.stat().st_mtime_ns + 10**9,) * 2)  # newer: the rows tell
+    lookup = survey_ids.IdLookup(path)
+    assert not lookup.stored
+    rows = np.array([0, 17, 5_999])
+    np.testing.assert_array_equal(lookup.rows_of(shuffled["object_id"].to_numpy()[rows]), rows)
 
 
 def test_the_label_queue_never_reads_the_catalog(big: str, monkeypatch: pytest.MonkeyPatch) -> None:
