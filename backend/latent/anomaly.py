@@ -61,6 +61,7 @@ from backend.latent.paging import (
     top_metadata,
 )
 from backend.latent.scorers import (
+    CELL_KNN_ABOVE,
     Scheduler,
     isolation_forest,
     knn_distance,
@@ -221,10 +222,15 @@ class AnomalyRanker:
                 raise LatentError(f"{len(values)} {name} scores for {n} objects")
             raw[name] = values
         unit = None
+        knn_info: dict = {}
         if {"knn", "lof"} & set(scorers):
             t0 = time.perf_counter()
-            unit = unit_rows(embeddings)
-            dist, ids = knn_graph(unit, k, index, progress, rows=embeddings, scheduler=scheduler)
+            made: dict = {}
+            unit = unit_rows(embeddings) if n <= CELL_KNN_ABOVE else None  # else read per task
+            dist, ids = knn_graph(
+                unit, k, index, progress, rows=embeddings, scheduler=scheduler, info=made
+            )
+            knn_info = made
             if "knn" in scorers:
                 raw["knn"] = knn_distance(dist)
             if "lof" in scorers:
@@ -238,6 +244,8 @@ class AnomalyRanker:
             timings["iforest_s"] = time.perf_counter() - t0
         table = combine(raw, object_ids, combine_with)
         table.attrs["scoring"] = {"k": k, "seed": seed, "timings": timings}
+        if knn_info:
+            table.attrs["scoring"]["knn"] = knn_info
         ranker = cls(table, embeddings)
         ranker._unit = unit
         return ranker

@@ -26,6 +26,7 @@ from backend.latent.anomaly import (
 from backend.latent.errors import LatentError
 from backend.latent.image_scores import survey_pixel_scores
 from backend.latent.projection import LatentMap, MapParams
+from backend.latent.scorers import CELL_KNN_ABOVE
 from backend.latent.search import SimilarityIndex
 from backend.latent.source import (
     ANOMALY_FILE,
@@ -163,7 +164,7 @@ def make_scores(
             f"{psf['psf_sigma']:.2f} px)"
         )
     index = None
-    if (directory / INDEX_FILE).is_file():
+    if (directory / INDEX_FILE).is_file() and len(embeddings) <= CELL_KNN_ABOVE:
         index = SimilarityIndex.load(directory, embeddings)
         notes.append(f"kNN distances from the saved {index.kind} index")
     ranker = with_scheduler(

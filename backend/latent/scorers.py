@@ -1,8 +1,10 @@
 """Unsupervised anomaly scorers on embeddings; each returns raw scores, higher = stranger.
 
-- ``knn``: mean Euclidean distance between unit vectors to the ``k`` nearest neighbours
-  (FAISS: the survey's similarity index when given, else an exact or HNSW index built here;
-  HNSW searched with efSearch 96 rather than the tuned value: rough neighbours suffice);
+- ``knn``: mean Euclidean distance between unit vectors to the ``k`` nearest neighbours. Up to
+  :data:`CELL_KNN_ABOVE` objects by FAISS searches (the survey's similarity index when given,
+  else an exact or HNSW index built here; HNSW searched with efSearch 96 rather than the tuned
+  value: rough neighbours suffice); above, every object's neighbours are searched a cell at a
+  time as matrix products (:mod:`backend.latent.cellknn`), with a recall measured on a sample;
 - ``lof``: local outlier factor computed from the same kNN graph, fully vectorised;
 - ``iforest``: scikit-learn's isolation forest on the raw embeddings.
 
@@ -17,12 +19,15 @@ from scipy.stats import rankdata
 
 from backend.latent.partitioned import ForestPartition, KnnPartition, RowSource
 from backend.latent.search import SimilarityIndex
-from backend.latent.vectors import CHUNK, chord_from_cosine, cpu_threads
+from backend.latent.vectors import CHUNK, chord_from_cosine, cpu_threads, unit_rows
 from backend.pipeline.execution import Executor, SchedulerSpec, executor, partitions
 
 Scheduler = SchedulerSpec | str | Executor | None
 
 KNN_EF_SEARCH = 96  # rough neighbours are enough for a density score; 5x faster than tuned
+#: Above this many objects the kNN graph is searched by cells (:mod:`backend.latent.cellknn`):
+#: no index walk per object, no index copy per worker.
+CELL_KNN_ABOVE = 200_000
 
 
 def rank_normalise(scores: np.ndarray) -> np.ndarray:
@@ -39,23 +44,37 @@ def rank_normalise(scores: np.ndarray) -> np.ndarray:
 
 
 def knn_graph(
-    unit: np.ndarray,
+    unit: np.ndarray | None,
     k: int,
     index: SimilarityIndex | None = None,
     progress: bool = False,
     *,
     rows: np.ndarray | None = None,
     scheduler: Scheduler = None,
+    info: dict | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(distances, ids), each (N, k): every row's ``k`` nearest other rows (unit vectors).
-    The searches run per partition of :data:`CHUNK` rows where ``scheduler`` says; ``rows``
-    (e.g. the memory-mapped embeddings whose normalised rows are ``unit``) is what a worker
-    reads, default ``unit`` itself."""
-    n = len(unit)
+    The searches run per partition where ``scheduler`` says; ``rows`` (e.g. the memory-mapped
+    embeddings whose normalised rows are ``unit``; ``unit`` may then be None) is what a worker
+    reads, default ``unit`` itself. Above :data:`CELL_KNN_ABOVE` rows they are searched by
+    cells and ``index`` is not used; ``info`` (a dict) receives how the graph was made."""
+    source = unit if rows is None else rows
+    n = len(source)
     k = max(1, min(k, n - 1))
+    if n > CELL_KNN_ABOVE:
+        from backend.latent.cellknn import cell_knn
+
+        sims, ids, made = cell_knn(source, k + 1, scheduler=scheduler, progress=progress)
+        if info is not None:
+            info.update(made)
+        return _drop_self(sims, ids, k)
+    if info is not None:
+        info["method"] = "index"
+    if unit is None:
+        unit = unit_rows(source)
     if index is None or len(index) != n:
         index = SimilarityIndex.build(unit, seed=0)
-    task = KnnPartition(index, RowSource(unit if rows is None else rows), k + 1, KNN_EF_SEARCH)
+    task = KnnPartition(index, RowSource(source), k + 1, KNN_EF_SEARCH)
     parts = partitions(n, CHUNK)
     with executor(scheduler) as ex:
         found = ex.map(task, parts, desc="kNN graph" if progress and len(parts) > 1 else None)

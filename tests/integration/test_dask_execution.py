@@ -210,7 +210,7 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
 
     from backend.ingest import fits as fits_ingest
     from backend.ingest import images as images_ingest
-    from backend.latent import projection, scorers, search
+    from backend.latent import cellknn, projection, scorers, search
     from backend.latent.anomaly import AnomalyRanker
     from backend.latent.projection import LatentMap, MapParams
     from backend.latent.search import SimilarityIndex
@@ -224,6 +224,7 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
     monkeypatch.setattr(scorers, "CHUNK", 128)  # partitions of 128 and 512 rows
     monkeypatch.setattr(projection, "CHUNK", 128)
     monkeypatch.setattr(search, "CHUNK", 128)
+    monkeypatch.setattr(cellknn, "CHUNK", 128)  # kNN by cells: leaves in groups of ~128 rows
     # UMAP of the landmarks runs once in the client either way; a seeded stand-in keeps it fast
     monkeypatch.setattr(projection, "fit_umap", lambda unit, params: unit[:, :2] * 10)
     ids = np.array([f"o{i}" for i in range(len(x))])
@@ -233,6 +234,7 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
     sync_scores = AnomalyRanker.fit(x, **kw, scheduler="sync").scores
     sync_map = LatentMap.fit(x, params, scheduler="sync").coords
     sync_index = SimilarityIndex.build(x, kind="ivf", scheduler="sync")
+    sync_cells = cellknn.cell_knn(x, 6, cell_size=32, scheduler="sync")
     small = {"seed": 3, "chunk": 6, "cfg": dataclasses.replace(DEFAULT_CONFIG, stamp=24)}
     sync_sim = list(iter_simulated(18, workers=1, **small))  # today's in-process rendering
     cubes = tmp_path / "cubes"
@@ -253,12 +255,15 @@ def test_simulation_ingestion_scores_map_and_ivf_index_with_two_local_workers_eq
         local_scores = AnomalyRanker.fit(x, **kw, scheduler=ex).scores
         local_map = LatentMap.fit(x, params, scheduler=ex).coords
         local_index = SimilarityIndex.build(x, kind="ivf", scheduler=ex)
+        local_cells = cellknn.cell_knn(x, 6, cell_size=32, scheduler=ex)
         local_sim = list(iter_simulated(18, scheduler=ex, **small))
         local_report = fits_ingest.ingest_fits(cubes, "flocal", progress=False, scheduler=ex)
         local_pics = images_ingest.ingest_images(pics, "ilocal", progress=False, scheduler=ex)
         assert ex.client is not None
     pd.testing.assert_frame_equal(local_scores, sync_scores, check_exact=True)
     assert np.array_equal(local_map, sync_map)
+    assert np.array_equal(local_cells[0], sync_cells[0])  # kNN by cells, bitwise
+    assert np.array_equal(local_cells[1], sync_cells[1]) and sync_cells[2]["leaves"] == 18
     assert sync_scores["anomaly"].nunique() > 500 and np.ptp(sync_map, axis=0).min() > 0
     assert len(local_sim) == 3 and all(
         np.array_equal(a[0], b[0]) and a[1].equals(b[1])

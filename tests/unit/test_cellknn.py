@@ -1,0 +1,68 @@
+"""Every object's neighbours searched by cells (the kNN anomaly scores of big surveys)."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+from scipy.stats import spearmanr
+
+from backend.latent import cellknn, scorers
+from backend.latent.anomaly import AnomalyRanker
+from backend.latent.synthetic import clustered_embeddings
+from backend.latent.vectors import normalize
+
+
+@pytest.fixture(scope="module")
+def vectors() -> np.ndarray:
+    x, _ = clustered_embeddings(6000, 32, n_clusters=8, seed=1)
+    return x
+
+
+def _exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    unit = normalize(x)
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    return index.search(unit, k)
+
+
+def test_cells_find_the_neighbours_with_the_recall_they_report(vectors: np.ndarray) -> None:
+    sims, ids, info = cellknn.cell_knn(vectors, 11, cell_size=64, scheduler="sync")
+    _, exact_i = _exact(vectors, 11)
+    assert sims.shape == ids.shape == (6000, 11) and (ids >= 0).all()
+    assert (ids[:, 0] == np.arange(6000)).all()  # each row is its own nearest
+    assert (np.diff(sims, axis=1) <= 0).all()
+    # the similarities are exact for the neighbours found
+    unit = normalize(vectors)
+    rows = np.arange(0, 6000, 97)
+    true = np.einsum("nd,nkd->nk", unit[rows], unit[ids[rows]])
+    np.testing.assert_allclose(sims[rows], true, atol=1e-5)
+    recall = np.mean([len(set(a[1:]) & set(b[1:])) / 10 for a, b in zip(ids, exact_i, strict=True)])
+    assert info["method"] == "cells" and info["leaves"] == 6000 // 64
+    assert recall >= cellknn.TARGET_RECALL - 0.05  # the whole survey, not the tuning sample
+    assert abs(recall - info["recall_at_k"]) < 0.06  # the sampled recall says how good it is
+    assert info["probes"] <= info["leaves"] / 3  # far from an exhaustive scan
+
+
+def test_a_higher_recall_target_probes_more_cells(vectors: np.ndarray) -> None:
+    low = cellknn.cell_knn(vectors, 11, cell_size=64, target_recall=0.5, scheduler="sync")[2]
+    high = cellknn.cell_knn(vectors, 11, cell_size=64, target_recall=0.95, scheduler="sync")[2]
+    assert low["probes"] < high["probes"] and low["recall_at_k"] < high["recall_at_k"]
+
+
+def test_big_surveys_get_knn_scores_from_cells_close_to_exact(
+    vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(scorers, "CELL_KNN_ABOVE", 1000)
+    monkeypatch.setattr(cellknn, "CELL_SIZE", 64)
+    ranker = AnomalyRanker.fit(vectors, scorers=("knn", "lof"), scheduler="sync")
+    knn_info = ranker.scores.attrs["scoring"]["knn"]
+    assert knn_info["method"] == "cells" and knn_info["probes"] >= 1
+    exact_s, _ = _exact(vectors, 11)
+    exact = np.sqrt(np.clip(2 - 2 * exact_s[:, 1:], 0, None)).mean(axis=1)
+    got = ranker.scores["knn_raw"].to_numpy()
+    assert spearmanr(got, exact)[0] > 0.97
+    assert np.all(got >= exact - 1e-4)  # a missed neighbour is a farther one: never lower
+    assert len(set(np.argsort(-exact)[:20]) & set(np.argsort(-got)[:60])) >= 17
+    top = set(np.argsort(-exact)[:60])  # the top 1%: 44 of 60 the same when measured
+    assert len(top & set(np.argsort(-got)[:60])) >= 40
