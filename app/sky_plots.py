@@ -9,7 +9,9 @@ square degree.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import astropy.units as u
 import cdshealpix
@@ -58,14 +60,25 @@ def sky_positions(table: pd.DataFrame) -> SkyPositions | None:
 def unwrap_ra(ra: np.ndarray) -> np.ndarray:
     """RA in degrees, cut at the widest empty stretch of the circle: a survey across RA 0
     (e.g. 350°–10°) becomes -10°–10° instead of spanning the whole axis."""
+    return ra_unwrapper(ra)(ra)
+
+
+def ra_unwrapper(ra: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The :func:`unwrap_ra` cut of these RAs, to apply to others (the same survey's)."""
     ra = np.mod(np.asarray(ra, dtype=np.float64), 360.0)
     if len(ra) < 2:
-        return ra
+        return lambda v: np.mod(np.asarray(v, dtype=np.float64), 360.0)
     ordered = np.unique(ra)
     gaps = np.diff(np.append(ordered, ordered[0] + 360.0))
     widest = int(np.argmax(gaps))
     start = ordered[(widest + 1) % len(ordered)]  # the first RA after the widest gap
-    return np.where(ra >= start, ra, ra + 360.0) - (360.0 if start > 180.0 else 0.0)
+    shift = 360.0 if start > 180.0 else 0.0
+
+    def unwrap(v: np.ndarray) -> np.ndarray:
+        v = np.mod(np.asarray(v, dtype=np.float64), 360.0)
+        return np.where(v >= start, v, v + 360.0) - shift
+
+    return unwrap
 
 
 def healpix_pixels(order: int, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -96,7 +109,20 @@ def healpix_density(
     """Objects per square degree in the HEALPix pixel (``order``) of each cell of a ``grid`` wide
     RA/Dec image over the survey (RA may be unwrapped: taken modulo 360 for HEALPix); each
     position counts ``scale`` objects (a sample's)."""
-    counts = np.bincount(healpix_pixels(order, ra, dec)) * float(scale)
+    pixels, counts = np.unique(healpix_pixels(order, ra, dec), return_counts=True)
+    return density_image(pixels, counts * float(scale), order, ra, dec, grid)
+
+
+def density_image(
+    pixels: np.ndarray,
+    counts: np.ndarray,
+    order: int,
+    ra: np.ndarray,
+    dec: np.ndarray,
+    grid: int = GRID,
+) -> hv.Image:
+    """Objects per square degree of sorted HEALPix ``pixels`` (``order``) holding ``counts``,
+    drawn on a ``grid`` wide RA/Dec image over the extent of positions ``ra``/``dec``."""
     x0, x1 = float(ra.min()), float(ra.max())
     y0, y1 = float(dec.min()), float(dec.max())
     pad = max(x1 - x0, y1 - y0, 1e-3) * 0.02
@@ -107,7 +133,9 @@ def healpix_density(
     ys = y0 + (np.arange(ny) + 0.5) * (y1 - y0) / ny
     gx, gy = np.meshgrid(xs, ys)
     pix = healpix_pixels(order, gx.ravel(), gy.ravel())
-    per_cell = np.where(pix < len(counts), counts[np.minimum(pix, len(counts) - 1)], 0)
+    at = np.minimum(np.searchsorted(pixels, pix), max(len(pixels) - 1, 0))
+    hit = (pixels[at] == pix) if len(pixels) else np.zeros(len(pix), bool)
+    per_cell = np.where(hit, np.asarray(counts, np.float64)[at] if len(pixels) else 0.0, 0.0)
     density = per_cell.reshape(ny, nx) / pixel_area_deg2(order)
     density = np.where(density > 0, density, np.nan)[::-1]  # Image rows run top to bottom
     return hv.Image(
@@ -120,10 +148,24 @@ def sky_points(ra: np.ndarray, dec: np.ndarray) -> hv.Points:
     return hv.Points((ra, dec), kdims=["ra", "dec"])
 
 
-def shaded(element: hv.DynamicMap | hv.Element, title: str = "") -> hv.DynamicMap:
-    """Rasterized on the server for each view (points counted per pixel; a density image
-    regridded), RA increasing to the left."""
-    image = hd.rasterize(element)
+def counted_points(ra: np.ndarray, dec: np.ndarray, counts: np.ndarray) -> hv.Points:
+    """HEALPix pixel centres weighted by their objects (every object of a big survey), to be
+    rasterized by summing ``objects`` (:func:`shaded` with ``aggregator="sum"``)."""
+    return hv.Points((ra, dec, np.asarray(counts, np.float64)), kdims=["ra", "dec"],
+                     vdims=["objects"])  # fmt: skip
+
+
+def shaded(
+    element: hv.DynamicMap | hv.Element, title: str = "", aggregator: Any = None
+) -> hv.DynamicMap:
+    """Rasterized on the server for each view (points counted per pixel, or ``aggregator``:
+    a value or a bound function of the layer; a density image regridded), RA increasing to
+    the left."""
+    image = (
+        hd.rasterize(element)
+        if aggregator is None
+        else hd.rasterize(element, aggregator=aggregator)
+    )
     return hd.dynspread(image, **plots.SPREAD).opts(
         responsive=True, height=plots.MAP_HEIGHT, bgcolor=plots.MAP_BG, tools=SKY_TOOLS,
         active_tools=["pan", "wheel_zoom"], default_tools=[], toolbar="above",

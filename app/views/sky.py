@@ -59,14 +59,31 @@ class SkyView(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self.positions = self.data.memo("sky_positions", lambda: sky_positions_of(self.data))
-        self.sampled = self.data.paged  # a big survey's sky: a bounded sample of its rows
+        # a big survey's sky: every object from the HEALPix counts written with its catalog;
+        # a bounded sample of its rows when the survey has none (written before them)
+        self.counts = self.data.memo("sky_counts", lambda: sky_counts_of(self.data))
+        self.sampled = self.data.paged and self.counts is None
         self.plot: hv.Overlay | None = None
+        self._drawn: tuple[Any, np.ndarray, np.ndarray] | None = None  # a sky selection's
         if self.positions is None:
             return
+        aggregator = None
+        if self.counts is not None:
+            cra, cdec = self.counts.centres
+            self.unwrap = sky_plots.ra_unwrapper(cra)
+            self.centres = (self.unwrap(cra), cdec)
+            pos = self.positions
+            self.positions = sky_plots.SkyPositions(self.unwrap(pos.ra), pos.dec, pos.rows)
+            aggregator = pn.bind(lambda layer: "mean" if layer == DENSITY else "sum",
+                                 self.param.layer)  # fmt: skip
         pos = self.positions
-        self.order = sky_plots.healpix_order(pos.ra, pos.dec)
+        self.order = sky_plots.healpix_order(
+            *(self.centres if self.counts is not None else (pos.ra, pos.dec))
+        )
         self._tree: Any = None
-        base = sky_plots.shaded(hv.DynamicMap(pn.bind(self.base, layer=self.param.layer)))
+        base = sky_plots.shaded(
+            hv.DynamicMap(pn.bind(self.base, layer=self.param.layer)), aggregator=aggregator
+        )
         marks = hv.DynamicMap(pn.bind(self.highlighted, rows=self.state.param.selection))
         outline = hv.DynamicMap(
             pn.bind(self.outline, shape=self.param.shape, rows=self.state.param.selection)
@@ -83,6 +100,15 @@ class SkyView(pn.viewable.Viewer):
     def base(self, layer: str) -> hv.Element:
         """The layer chosen: the objects' positions or the HEALPix density image."""
         pos = self.positions
+        if self.counts is not None:
+            ra, dec = self.centres
+            if layer == DENSITY:
+                pixels, counts = self.counts.at_order(self.order)
+                return self.data.memo(
+                    ("sky_density", self.order),
+                    lambda: sky_plots.density_image(pixels, counts, self.order, ra, dec),
+                )
+            return sky_plots.counted_points(ra, dec, self.counts.counts)
         if layer == DENSITY:
             scale = len(self.data) / max(1, len(pos)) if self.sampled else 1.0
             return self.data.memo(
@@ -108,6 +134,8 @@ class SkyView(pn.viewable.Viewer):
 
     def highlighted(self, rows: Any) -> hv.Points:
         """The shared selection, drawn on top."""
+        if self._drawn is not None and rows is self._drawn[0]:  # the sky's own: every object
+            return sky_plots.highlight(self._drawn[1], self._drawn[2])
         at = self.selected_positions(rows)
         return sky_plots.highlight(self.positions.ra[at], self.positions.dec[at])
 
@@ -123,11 +151,34 @@ class SkyView(pn.viewable.Viewer):
         rows = np.sort(self.positions.rows[at])
         self.state.share_selection(ArrayRows(rows), "sky")
 
+    def select_every(self, inside: Any, shape: list) -> None:
+        """Share every object of a big survey inside the sky's shape (``inside(ra, dec)`` on
+        unwrapped RA) as the sky's selection: the catalog's row groups whose RA/Dec
+        statistics meet the shape are read (:meth:`PagedSkyIndex.rows_in`)."""
+        from backend.latent.sky import PagedSkyIndex
+
+        index = self.data.memo("sky_paged_index", lambda: PagedSkyIndex(self._catalog_path()))
+        xs, ys = [p[0] for p in shape], [p[1] for p in shape]
+        rows, ra, dec = index.rows_in(
+            (min(xs), max(xs)), (min(ys), max(ys)), lambda r, d: inside(self.unwrap(r), d)
+        )
+        chosen = ArrayRows(rows)
+        self._drawn = (chosen, self.unwrap(ra), dec)
+        self.shape = shape
+        self.state.share_selection(chosen, "sky")
+
+    def _catalog_path(self) -> Any:
+        return self.data.survey.path / "catalog.parquet"
+
     def _on_box(self, bounds: tuple | None = None) -> None:
         if not bounds or None in bounds:
             return
         x0, y0, x1, y1 = bounds
         corners = [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
+        if self.counts is not None:
+            inside = lambda r, d: _mask(len(r), box_indices(r, d, bounds))  # noqa: E731
+            in_thread(guarded(self._alert)(lambda: self.select_every(inside, corners)))
+            return
         at = box_indices(self.positions.ra, self.positions.dec, bounds)
         in_thread(guarded(self._alert)(lambda: self.select_positions(at, corners)))
 
@@ -135,14 +186,27 @@ class SkyView(pn.viewable.Viewer):
         if geometry is None or len(geometry) < 3:
             return
         poly = np.asarray(geometry, dtype=float)
-        at = lasso_indices(self.positions.ra, self.positions.dec, poly)
         shape = [*map(tuple, poly), tuple(poly[0])]
+        if self.counts is not None:
+            inside = lambda r, d: _mask(len(r), lasso_indices(r, d, poly))  # noqa: E731
+            in_thread(guarded(self._alert)(lambda: self.select_every(inside, shape)))
+            return
+        at = lasso_indices(self.positions.ra, self.positions.dec, poly)
         in_thread(guarded(self._alert)(lambda: self.select_positions(at, shape)))
 
     def nearest(self, ra: float, dec: float, radius: float) -> int | None:
         """Table row of the object nearest (``ra``, ``dec``) within ``radius`` degrees."""
         if not np.isfinite([ra, dec, radius]).all():
             return None
+        if self.counts is not None:  # every object: a cone search over the catalog's groups
+            from astropy.coordinates import SkyCoord
+
+            from backend.latent.sky import PagedSkyIndex
+
+            index = self.data.memo("sky_paged_index", lambda: PagedSkyIndex(self._catalog_path()))
+            where = SkyCoord(float(ra) % 360.0, float(np.clip(dec, -90, 90)), unit="deg")
+            found = index.nearest(where, radius * 3600.0)
+            return None if found is None else int(found[0])
         if self._tree is None:
             from scipy.spatial import cKDTree
 
@@ -153,8 +217,10 @@ class SkyView(pn.viewable.Viewer):
     def _on_tap(self, x: float | None = None, y: float | None = None) -> None:
         if x is None or y is None:
             return
-        pos = self.positions
-        side = max(float(np.ptp(pos.ra)), float(np.ptp(pos.dec)), 1e-3)
+        ra, dec = (
+            self.centres if self.counts is not None else (self.positions.ra, self.positions.dec)
+        )
+        side = max(float(np.ptp(ra)), float(np.ptp(dec)), 1e-3)
         i = self.nearest(x, y, TAP_RADIUS * side)
         if i is not None:
             in_thread(guarded(self._alert)(lambda: self.state.pick(i)))
@@ -166,8 +232,11 @@ class SkyView(pn.viewable.Viewer):
         if not n:
             return "**No selection.** Select on the sky here or on the latent map in *Explore*."
         where = "on the sky" if self.state.selection_from == "sky" else "on the latent map"
-        shown = len(self.selected_positions(rows))
-        without = "outside the sky's sample" if self.sampled else "without a sky position"
+        mine = self._drawn is not None and rows is self._drawn[0]
+        shown = n if mine else len(self.selected_positions(rows))
+        without = (
+            "not drawn: outside the sky's sample" if self.data.paged else "without a sky position"
+        )
         missing = f" ({n - shown:,} {without})" if shown < n else ""
         return f"**{n:,} objects selected** {where}{missing}"
 
@@ -191,6 +260,12 @@ class SkyView(pn.viewable.Viewer):
         if self.positions is None:
             return pn.pane.Alert(NO_SKY, alert_type="info", sizing_mode="stretch_width")
         note = []
+        if self.counts is not None:
+            note.append(pn.pane.Alert(
+                f"A big survey: every object is drawn, counted in HEALPix pixels of order "
+                f"{self.counts.order} (about {_pixel_arcmin(self.counts.order):.1f}′).",
+                alert_type="light", sizing_mode="stretch_width",
+            ))  # fmt: skip
         if self.sampled:
             note.append(pn.pane.Alert(
                 f"A big survey: the sky shows a sample of {len(self.positions):,} of its "
@@ -228,6 +303,26 @@ def sky_positions_of(data: SurveyData) -> sky_plots.SkyPositions | None:
     if found is None:
         return None
     return sky_plots.SkyPositions(found.ra, found.dec, rows[found.rows])
+
+
+def sky_counts_of(data: SurveyData) -> Any:
+    """A paged survey's HEALPix counts of every object (written with its catalog), else None."""
+    if not data.paged:
+        return None
+    from backend.survey.skycounts import read_sky_counts
+
+    found = read_sky_counts(data.survey.path / "catalog.parquet", len(data))
+    return found if found is not None and len(found.pixels) else None
+
+
+def _mask(n: int, at: np.ndarray) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    mask[at] = True
+    return mask
+
+
+def _pixel_arcmin(order: int) -> float:
+    return float(np.sqrt(sky_plots.pixel_area_deg2(order)) * 60.0)
 
 
 def _number(value: Any) -> float:

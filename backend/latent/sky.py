@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,50 @@ class PagedSkyIndex:
         """(row, separation in arcsec) of the nearest object at any distance (every group)."""
         row, dist = self._scan(list(range(len(self.boxes))), position, np.inf)
         return None if row < 0 else (row, float(arcsec_from_chord(dist)))
+
+    def rows_in(
+        self,
+        ra_range: tuple[float, float],
+        dec_range: tuple[float, float],
+        inside: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, RA, Dec) of the objects for which ``inside(ra, dec)`` holds (RA as stored,
+        in [0, 360)), reading only the row groups whose RA/Dec statistics meet the shape's
+        bounding box (``ra_range`` may run past 0 or 360: it is taken on the circle)."""
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        for g, box in enumerate(self.boxes):
+            if box is not None and not _box_meets(box, ra_range, dec_range):
+                continue
+            with self._lock:
+                part = self.file.read_row_group(g, columns=["ra", "dec"])
+                self.reads += 1
+            ra = np.asarray(part.column("ra").to_numpy(zero_copy_only=False), np.float64)
+            dec = np.asarray(part.column("dec").to_numpy(zero_copy_only=False), np.float64)
+            ok = np.isfinite(ra) & np.isfinite(dec)
+            ok[ok] = inside(ra[ok], dec[ok])
+            at = np.flatnonzero(ok)
+            found.append((self.starts[g] + at, ra[at], dec[at]))
+        if not found:
+            return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+        rows, ra, dec = (np.concatenate(parts) for parts in zip(*found, strict=True))
+        return rows.astype(np.int64), ra, dec
+
+
+def _box_meets(
+    box: tuple[float, float, float, float],
+    ra_range: tuple[float, float],
+    dec_range: tuple[float, float],
+) -> bool:
+    """A row group's (RA min, RA max, Dec min, Dec max) meets the RA/Dec ranges (RA on the
+    circle)."""
+    ra0, ra1, dec0, dec1 = box
+    if dec1 < dec_range[0] or dec0 > dec_range[1]:
+        return False
+    width = ra_range[1] - ra_range[0]
+    if width >= 360.0 or ra1 - ra0 >= 360.0:
+        return True
+    start = ra_range[0] % 360.0
+    return (ra0 - start) % 360.0 <= width or (start - ra0) % 360.0 <= ra1 - ra0
 
 
 def _group_box(group: Any, at: list[int]) -> tuple[float, float, float, float] | None:

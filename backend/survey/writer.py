@@ -26,9 +26,17 @@ from backend.rowtable import ROW_GROUP
 from backend.survey.ids import LOOKUP_FILE, write_lookup
 from backend.survey.meta import DisplaySettings, SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import default_display
+from backend.survey.skycounts import SKY_COUNTS_FILE, write_sky_counts
 
 INCOMING_PREFIX = ".incoming-"
-_RESERVED_FILES = {"images.zarr", "catalog.parquet", LOOKUP_FILE, "survey.json", "writer.pid"}
+_RESERVED_FILES = {
+    "images.zarr",
+    "catalog.parquet",
+    LOOKUP_FILE,
+    SKY_COUNTS_FILE,
+    "survey.json",
+    "writer.pid",
+}
 _FLUSH_BYTES = 64 * 2**20  # pixels buffered before an append to zarr
 _DISPLAY_SAMPLE_BYTES = 16 * 2**20  # pixels kept to choose the display stretch
 
@@ -200,6 +208,7 @@ class SurveyWriter:
         )
         catalog.to_parquet(self.tmp_path / "catalog.parquet", index=False, row_group_size=ROW_GROUP)
         write_lookup(self.tmp_path, catalog["object_id"].to_numpy(dtype=object))
+        write_sky_counts(self.tmp_path, catalog["ra"].to_numpy(), catalog["dec"].to_numpy())
         meta.write(self.tmp_path / "survey.json")
         for name, content in self._files.items():
             (self.tmp_path / name).write_bytes(content)

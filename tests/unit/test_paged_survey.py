@@ -421,12 +421,52 @@ def test_the_human_labels_colouring_reads_no_ids(big: str, monkeypatch: pytest.M
     assert data.table.reads["full_columns"] == 0
 
 
-def test_the_sky_of_a_paged_survey_reads_a_bounded_sample(
+def test_the_sky_of_a_paged_survey_draws_and_selects_every_object(
+    big: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The HEALPix counts written with the catalog draw every object (no sample, no column
+    read); a box on the sky selects every object inside it, and a click finds the nearest."""
+    import holoviews as hv
+    from holoviews.operation import datashader as hd
+
+    from app.views import sky
+
+    catalog = Survey.open(SURVEY).catalog.copy()
+    ra, dec = catalog["ra"].to_numpy(), catalog["dec"].to_numpy()
+    _no_whole_reads(monkeypatch)
+    data = app_data.survey_data(SURVEY)
+    state = AppState(survey=SURVEY)
+    view = sky.SkyView(data=data, state=state)
+    panel = view.__panel__()
+    assert view.counts is not None and view.counts.total == N and not view.sampled
+    assert "every object is drawn" in str(panel.objects[1].object)
+    objects = hd.rasterize(view.base(sky.OBJECTS), aggregator="sum", dynamic=False)
+    assert float(np.nansum(objects.dimension_values(2))) == N  # every object counted
+    for layer in (sky.OBJECTS, sky.DENSITY):  # the page's pipeline: summed, then regridded
+        view.layer = layer
+        hv.render(view.plot)
+    assert data.table.reads["full_columns"] == 0
+    bounds = (0.2, -1.0, 0.5, 1.0)
+    expected = box_indices(ra, dec, bounds)
+    assert 0 < len(expected) < N
+    view._on_box(bounds)
+    _wait(lambda: state.selection is not None and state.selection_from == "sky")
+    np.testing.assert_array_equal(state.selection.all_rows(), expected)
+    assert len(view.highlighted(state.selection)) == len(expected)  # every one drawn
+    assert "not drawn" not in view.count_text(state.selection)
+    row = view.nearest(float(ra[1234]), 0.0, 1e-4)
+    assert row is not None and abs(ra[row] - ra[1234]) < 1e-9  # a cone search, not a sample
+    assert data.table.reads["full_columns"] == 0
+
+
+def test_the_sky_of_an_older_paged_survey_reads_a_bounded_sample(
     big: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.selection import ArrayRows
     from app.views import sky
+    from backend.survey.skycounts import SKY_COUNTS_FILE
 
+    (Survey.open(SURVEY).path / SKY_COUNTS_FILE).unlink()  # written before the counts were
     catalog = Survey.open(SURVEY).catalog.copy()
     _no_whole_reads(monkeypatch)
     monkeypatch.setattr(sky, "SAMPLE_GROUPS", 3)
@@ -441,7 +481,7 @@ def test_the_sky_of_a_paged_survey_reads_a_bounded_sample(
     outside = int(np.setdiff1d(np.arange(N), pos.rows)[7])
     assert f"RA {catalog['ra'].iat[outside]:.5f}" in view.card(outside)  # read by row
     state.share_selection(ArrayRows(np.array([pos.rows[5], outside])), "explore")
-    assert "1 outside the sky's sample" in view.count_text(state.selection)
+    assert "1 not drawn: outside the sky's sample" in view.count_text(state.selection)
     np.testing.assert_array_equal(view.selected_positions(state.selection), [5])
     density = view.base(sky.DENSITY)  # counts of the sample scaled to the survey
     assert data.table.reads["full_columns"] == 0 and density is not None
