@@ -43,7 +43,6 @@ from backend.latent.vectors import (
     faiss_threads,
     normalize,
     small_ip_index,
-    unit_rows,
 )
 
 log = logging.getLogger(__name__)
@@ -111,9 +110,7 @@ class LatentMap:
         if n < MIN_OBJECTS:
             raise LatentError(f"a map needs at least {MIN_OBJECTS} objects, got {n}")
         timings: dict[str, float] = {}
-        t0 = time.perf_counter()
-        unit = unit_rows(embeddings, desc="normalise" if progress else None)
-        timings["normalise_s"] = time.perf_counter() - t0
+        unit = _UnitRows(embeddings)  # normalised as read: no in-memory copy of N x D
 
         t0 = time.perf_counter()
         idx = select_landmarks(unit, params.n_landmarks, params.seed, power=params.landmark_power)
@@ -215,6 +212,20 @@ class LatentMap:
             raise LatentError(f"{paths[2]}: shape {xy.shape}, expected ({meta['n']}, 2)")
         info = {k: v for k, v in meta.items() if k not in {"params", "fit_id"}}
         return cls(xy, indices, vectors, coords, MapParams(**meta["params"]), info, index)
+
+
+class _UnitRows:
+    """Rows of an (N, D) matrix (memory-mapped or not), L2-normalised as they are read."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+        self.shape = array.shape
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return normalize(self.array[key])
 
 
 def interpolate(
