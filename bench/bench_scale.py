@@ -176,7 +176,7 @@ def build_survey(n: int, dim: int = 128, scores: bool = False) -> str:
 
 
 # -- measurements --------------------------------------------------------------------------------
-def measure_map(path: Path, xy: np.ndarray, seed: int = 1) -> dict[str, Any]:
+def measure_map(path: Path, xy: np.ndarray, seed: int = 1, boxes: int = 10) -> dict[str, Any]:
     import holoviews.plotting.bokeh  # noqa: F401  (the map images' options, as in the app)
 
     from app.mapview import Colouring, TiledMap, tile_categories
@@ -221,7 +221,7 @@ def measure_map(path: Path, xy: np.ndarray, seed: int = 1) -> dict[str, Any]:
                 times.append(s)
         out["zoom"][f"x{zoom}"] = {**stats(times), "from": sorted(levels)}
     box_t, lasso_t, first_t, counts = [], [], [], []
-    for _ in range(10):
+    for _ in range(boxes):
         cx, cy = xy[rng.integers(len(xy))]
         size = e.width / rng.choice([2, 4, 8, 16])
         bounds = (cx - size / 2, cy - size / 3, cx + size / 2, cy + size / 3)
@@ -482,6 +482,18 @@ def run_map_only(n: int, keep: Path | None) -> dict[str, Any]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def measure_tiles(n: int, path: Path, boxes: int = 10) -> dict[str, Any]:
+    """Measure a tiles file already built from ``map_positions(n)`` (a ``--map-only --keep``
+    run's): the same views and selections, without building it again."""
+    xy, _, _ = map_positions(n)
+    figures: dict[str, Any] = {"points": n, "map_only": True, "tiles_file": str(path)}
+    figures["map"] = measure_map(path, xy, boxes=boxes)
+    figures["exact"] = check_exact(path, xy)
+    figures["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    figures["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, help="number of objects (required to build)")
@@ -493,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--measure-app", type=Path, help="measure the app on a built data root")
     parser.add_argument(
+        "--tiles", type=Path, help="with --points: measure this tiles file of map_positions(N)"
+    )
+    parser.add_argument("--boxes", type=int, default=10, help="with --tiles: selections timed")
+    parser.add_argument(
         "--eager", action="store_true", help="with --measure-app: the whole-table load instead"
     )
     args = parser.parse_args(argv)
@@ -503,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         say(json.dumps(figures, indent=2))
         kind = "eager" if args.eager else "paged"
         merge_results(args.json, f"app_{kind}_{figures['points']}", figures)
+        return 0
+    if args.tiles:
+        figures = measure_tiles(args.points, args.tiles, args.boxes)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"points_{args.points}_tiles_{args.boxes}_boxes", figures)
         return 0
     if args.map_only:
         figures = run_map_only(args.points, args.keep)
