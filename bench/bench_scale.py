@@ -396,10 +396,69 @@ def measure_paged_views(data: Any) -> dict[str, Any]:
     label_store()  # opened (its database migrated) once per process, as in a server
     (_values, _key), s = timed(lambda: data.label_categories({}, UNLABELLED))
     out["labels_colouring_s"] = round(s, 3)
-    _ids, s = timed(data.id_index)  # the id look-ups a labelled survey's colouring needs
-    out["id_lookup_build_s"] = round(s, 3)  # (once per process, shared with Label's queue)
+    out.update(measure_every_object_sky(data, sky))
+    out.update(measure_labelled_colouring(data))
     out["views_full_columns_read"] = data.table.reads["full_columns"] - full
     return out
+
+
+def measure_every_object_sky(data: Any, sky: Any) -> dict[str, Any]:
+    """The Sky view from the HEALPix counts written with the catalog: objects drawn (every
+    one), one 800x560 rasterization of each layer, and a box on the sky selecting every object
+    in it (the catalog's row groups its RA/Dec statistics allow)."""
+    from holoviews.operation import datashader as hd
+
+    from app.views.sky import DENSITY, OBJECTS
+    from backend.latent.sky import PagedSkyIndex
+
+    if sky.counts is None:
+        return {"sky_every_object": False}
+    out: dict[str, Any] = {"sky_every_object": True, "sky_objects_drawn": sky.counts.total,
+                           "sky_pixels": len(sky.counts.pixels)}  # fmt: skip
+    for layer, agg in ((OBJECTS, "sum"), (DENSITY, "mean")):
+        element = sky.base(layer)
+        for when in ("first", "again"):  # the first compiles datashader's kernels (per process)
+            _, s = timed(lambda e=element, a=agg: hd.rasterize(
+                e, aggregator=a, dynamic=False, width=WIDTH, height=HEIGHT))  # fmt: skip
+            out[f"sky_{layer.split()[0].lower()}_raster_{when}_s"] = round(s, 3)
+    ra = sky.centres[0]
+    x0 = float(ra.min()) + 0.25 * float(np.ptp(ra))
+    x1 = x0 + 0.1 * float(np.ptp(ra))
+    corners = [(x0, -1.0), (x1, -1.0), (x1, 1.0), (x0, 1.0), (x0, -1.0)]
+    from app.selection import box_indices
+
+    def inside(r: np.ndarray, d: np.ndarray) -> np.ndarray:
+        mask = np.zeros(len(r), bool)
+        mask[box_indices(r, d, (x0, -1.0, x1, 1.0))] = True
+        return mask
+
+    _, s = timed(lambda: sky.select_every(inside, corners))
+    index = data.memo("sky_paged_index", lambda: PagedSkyIndex(sky._catalog_path()))
+    out["sky_box_select"] = {"s": round(s, 3), "objects": int(sky.state.selection.count()),
+                             "row_groups_read": index.reads, "row_groups": len(index.boxes)}  # fmt: skip
+    return out
+
+
+def measure_labelled_colouring(data: Any) -> dict[str, Any]:
+    """The first *Human labels* colouring of a labelled survey in a process (its id look-ups:
+    memory-mapped from the file the survey writer stored), and the look-ups built from the
+    catalog instead (as for a survey written before that file)."""
+    from app.colouring import UNLABELLED
+    from app.labelling import label_store
+    from backend.survey import ids as survey_ids
+
+    store = label_store()
+    for row, value in ((10, "spiral"), (len(data) // 2, "merger"), (len(data) - 1, "spiral")):
+        store.add(SURVEY, data.object_id(row), value, user="bench")
+    (values, _key), s = timed(lambda: data.label_categories({}, UNLABELLED))
+    lookup = survey_ids.id_lookup(data.survey.path / "catalog.parquet")
+    catalog = data.survey.path / "catalog.parquet"
+    read = survey_ids.IdLookup._read_hashes
+    _, s_built = timed(lambda: survey_ids.sorted_hashes(read(catalog, len(data))))
+    return {"labels_colouring_labelled_s": round(s, 3), "id_lookup_stored": lookup.stored,
+            "labelled_rows_coloured": int((np.asarray(values.codes) != list(
+                values.categories).index(UNLABELLED)).sum()),
+            "id_lookup_built_from_catalog_s": round(s_built, 3)}  # fmt: skip
 
 
 def run(n: int, keep: Path | None, index: bool) -> dict[str, Any]:
