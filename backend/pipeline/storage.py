@@ -139,6 +139,8 @@ def write_predictions(
 ) -> Path:
     """Write a predictions table (atomically), with the 1st/99th percentiles of its emulated
     ``*_mean`` columns in the file's metadata (the details panel's ranges, never a column read)."""
+    import json
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -148,6 +150,8 @@ def write_predictions(
     def write(tmp: Path) -> None:
         arrow = pa.Table.from_pandas(table, preserve_index=False)
         meta = dict(arrow.schema.metadata or {})
+        if table.attrs:  # kept as pandas' to_parquet keeps them
+            meta[b"PANDAS_ATTRS"] = json.dumps(table.attrs).encode()
         meta[PERCENTILES_KEY.encode()] = percentile_metadata(table, means)
         pq.write_table(arrow.replace_schema_metadata(meta), tmp, row_group_size=ROW_GROUP)
 

@@ -27,6 +27,7 @@ def predictions(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
         "sfr_mean": np.full(N, np.nan, dtype=np.float32),  # no value anywhere
     })  # fmt: skip
     table.loc[::7, "logmass_mean"] = np.nan
+    table.attrs["written_by"] = "test"  # kept, as pandas' to_parquet keeps them
     path = write_predictions("demo", "emulator", "v0001", table, root=tmp_path)
     return path, table
 
@@ -38,7 +39,9 @@ def _paged(path: Path) -> SurveyData:
 
 def test_the_writer_stores_the_percentiles_of_every_emulated_mean(predictions) -> None:
     path, table = predictions
-    pd.testing.assert_frame_equal(pd.read_parquet(path), table)  # the table itself unchanged
+    back = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(back, table)  # the table itself unchanged
+    assert back.attrs == {"written_by": "test"}
     rows = RowTable([Source(path, {c: c for c in table.columns})], N)
     v = table["logmass_mean"].to_numpy(np.float64)
     expected = np.percentile(v[np.isfinite(v)], [1, 99])
