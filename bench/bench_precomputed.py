@@ -69,6 +69,7 @@ def run_command(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     """Run ``python -m backend ARGS``: seconds, peak resident MB of its process tree, output."""
     cmd = [sys.executable, "-m", "backend", *args]
     t0 = time.perf_counter()
+    before = os.times()
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     peak = [0]
     stop = threading.Event()
@@ -88,9 +89,16 @@ def run_command(args: list[str], env: dict[str, str]) -> dict[str, Any]:
     stop.set()
     sampler.join()
     seconds = time.perf_counter() - t0
+    after = os.times()  # children's CPU: the command and its Dask workers (a local cluster's
+    cpu = (after.children_user + after.children_system) - (  # workers are its children)
+        before.children_user + before.children_system
+    )
     if code != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed with exit status {code}")
-    return {"seconds": round(seconds, 1), "peak_rss_mb": round(peak[0] / 2**20), "output": lines}
+    return {
+        "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+        "peak_rss_mb": round(peak[0] / 2**20), "output": lines,
+    }  # fmt: skip
 
 
 def make_survey(n: int, seed: int) -> float:
@@ -129,6 +137,15 @@ def write_vectors(path: Path, n: int, dim: int, seed: int) -> float:
     return time.perf_counter() - t0
 
 
+def scoring_info(path: Path) -> dict[str, Any]:
+    """How the scores were made (their table's ``scoring`` attrs: kNN method, probes, sampled
+    recall and score fidelity, stage seconds)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta.get(b"PANDAS_ATTRS", b"{}")).get("scoring", {})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="objects in the survey")
@@ -150,6 +167,7 @@ def main() -> int:
 
 def run(args: argparse.Namespace, home: Path) -> int:
     """Make the inputs, run the commands, print and record the figures."""
+    from backend.latent.source import ANOMALY_FILE
     from backend.pipeline.kinds import Target
     from backend.pipeline.lineage import read_lineage
     from backend.pipeline.storage import INDEX_META_FILE, product_dir
@@ -182,6 +200,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         steps[product] = {"seconds": record.get("seconds"), "params": record.get("params")}
     folder = product_dir(SURVEY, "encoder", encoder.version)
     index_info = json.loads((folder / INDEX_META_FILE).read_text())
+    steps["scores"]["scoring"] = scoring_info(folder / ANOMALY_FILE)
     result = {
         "n": args.n,
         "dim": args.dim,
@@ -200,7 +219,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
     }
     print(
         f"{args.n:,} objects: import {imported['seconds']:.0f} s (peak {imported['peak_rss_mb']} "
-        f"MB), products {products['seconds']:.0f} s (peak {products['peak_rss_mb']} MB): "
+        f"MB), products {products['seconds']:.0f} s, {products['cpu_seconds']:.0f} CPU-s "
+        f"(peak {products['peak_rss_mb']} MB): "
         + ", ".join(f"{k} {v['seconds']} s" for k, v in steps.items())
         + f"; load {load}"
     )
