@@ -183,7 +183,7 @@ def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
     image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
                   "clabel": style.clabel or " ", "cnorm": "linear",
                   "clim": _clim(style),
-                  "hooks": [ColourBarHook(style.kind)]}  # fmt: skip
+                  "hooks": [ColourBarHook(style.kind, style.colorbar)]}  # fmt: skip
     return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
 
 
@@ -206,19 +206,30 @@ def _clim(style: MapStyle) -> tuple[float, float]:
     return (np.nan, np.nan) if style.kind != "cat" else (0.0, 1.0)
 
 
+# pixels right of the map's drawing area, whatever the colouring: the widest colour bar fits
+# in them, so showing, hiding or relabelling the bar never resizes the drawing area (a new
+# size would make the server draw the map a second time after each change of colouring)
+COLOUR_BAR_ROOM = 100
+
+
 @dataclass(frozen=True)
 class ColourBarHook:
     """Bokeh hook of the map's colour-mapped layer: the colour bar shows for numbers and
     density only, titled by ``clabel``; density maps by histogram equalisation, numbers
     linearly. HoloViews keeps the mapper it built first, so the hook swaps the glyph's and the
     bar's mapper between that (linear) one and an equalising twin that copies its palette and
-    range."""
+    range. With ``colorbar`` the figure keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's
+    ``min_border_right``: a side panel wider than that would still widen it)."""
 
     kind: str
+    colorbar: bool = False  # the figure keeps room for a colour bar, shown or not
 
     def __call__(self, plot: Any, element: hv.Element) -> None:
         from bokeh.models import EqHistColorMapper
 
+        figure = plot.state
+        if self.colorbar and getattr(figure, "min_border_right", None) != COLOUR_BAR_ROOM:
+            figure.min_border_right = COLOUR_BAR_ROOM
         linear = plot.handles.get("color_mapper")
         glyph = plot.handles.get("glyph")
         if linear is None or glyph is None:

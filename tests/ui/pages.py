@@ -45,16 +45,50 @@ def settled_map(page: object, timeout: float = 30.0) -> tuple[dict[str, float], 
     raise AssertionError("the map kept changing")
 
 
+# the drawing areas of the page's Bokeh figures (inside their axes, toolbar and colour bar), in
+# page pixels, from Bokeh's own layout
+FRAMES_JS = """() => {
+  const frames = [];
+  const views = window.Bokeh ? Bokeh.index.query((v) => v.frame != null && v.canvas != null) : [];
+  for (const v of views) {
+    const b = v.frame.bbox, r = v.canvas.el.getBoundingClientRect();
+    if (b && b.width > 0 && b.height > 0 && r.width > 0)
+      frames.push({x: r.left + b.x0, y: r.top + b.y0, width: b.width, height: b.height});
+  }
+  return frames;
+}"""
+
+
+def map_frame(page: object, box: dict[str, float]) -> dict[str, float] | None:
+    """The drawing area of the figure whose canvas is ``box`` (where objects are drawn: not
+    the axes, the toolbar or the colour bar), or None when Bokeh does not say."""
+    inside = [
+        f
+        for f in page.evaluate(FRAMES_JS)
+        if box["x"] - 1 <= f["x"] and f["x"] + f["width"] <= box["x"] + box["width"] + 1
+        and box["y"] - 1 <= f["y"] and f["y"] + f["height"] <= box["y"] + box["height"] + 1
+    ]  # fmt: skip
+    return max(inside, key=lambda f: f["width"] * f["height"]) if inside else None
+
+
 def drawn_points(page: object, box: dict[str, float], margin: int = 40) -> np.ndarray:
     """(n, 2) page coordinates of map pixels that differ from the background (drawn objects),
-    away from the edges (where the toolbar and colour bar sit)."""
+    inside the figure's drawing area (a colour bar or the toolbar is no object); ``margin``
+    pixels in from the canvas's edges when Bokeh does not tell where that area is."""
     pixels = map_pixels(page, box).astype(int)
     diff = np.abs(pixels - np.array(MAP_BG)).sum(axis=2)
     h, w = diff.shape
     ys, xs = np.nonzero(diff > 60)
-    keep = (xs > margin) & (xs < w - 2 * margin) & (ys > margin) & (ys < h - margin)
     scale_x, scale_y = box["width"] / w, box["height"] / h
-    return np.column_stack([box["x"] + xs[keep] * scale_x, box["y"] + ys[keep] * scale_y])
+    px, py = box["x"] + xs * scale_x, box["y"] + ys * scale_y
+    frame = map_frame(page, box)
+    if frame is not None:
+        inset = 6.0
+        keep = (px > frame["x"] + inset) & (px < frame["x"] + frame["width"] - inset)
+        keep &= (py > frame["y"] + inset) & (py < frame["y"] + frame["height"] - inset)
+    else:
+        keep = (xs > margin) & (xs < w - 2 * margin) & (ys > margin) & (ys < h - margin)
+    return np.column_stack([px[keep], py[keep]])
 
 
 def dense_points(points: np.ndarray, radius: float = 25.0, k: int = 5) -> list[tuple[float, float]]:

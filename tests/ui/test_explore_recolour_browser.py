@@ -9,7 +9,15 @@ import time
 import numpy as np
 import pytest
 
-from tests.ui.pages import box_select, hover_object, map_box, map_pixels, settled_map, tile_ids
+from tests.ui.pages import (
+    box_select,
+    hover_object,
+    map_box,
+    map_frame,
+    map_pixels,
+    settled_map,
+    tile_ids,
+)
 
 pytestmark = pytest.mark.ui
 
@@ -20,6 +28,13 @@ def _map_canvas(page: object) -> object:
         if canvas.is_visible() and canvas.bounding_box() == box:
             return canvas.element_handle()
     raise AssertionError("no map canvas")
+
+
+def _drawing_area(page: object) -> tuple[int, ...]:
+    """The map's drawing area (x, y, width, height in page pixels), as Bokeh laid it out."""
+    frame = map_frame(page, map_box(page))
+    assert frame is not None, "Bokeh did not say where the map is drawn"
+    return tuple(round(frame[k]) for k in ("x", "y", "width", "height"))
 
 
 def _recolour(page: object, option: str) -> np.ndarray:
@@ -56,10 +71,15 @@ def test_a_colour_change_keeps_the_figure_and_its_tools(demo_url: str, page: obj
     hover_object(page, points)  # after a change in place, hover still names objects
     numbers = [o for o in options if o.startswith("Anomaly score")][:2]
     assert len(numbers) == 2, options  # the demo's scorers
-    # classes -> numbers -> density -> classes: other kinds of image, still the same figure
+    # classes -> numbers -> density -> classes: other kinds of image, still the same figure,
+    # and the same drawing area (a colour bar shown, hidden or relabelled resizing it made the
+    # server draw the map twice for one change)
+    areas = {option: _drawing_area(page) for option in ["Predicted class"]}
     for option in (*numbers, "Density (objects per pixel)", "Predicted class"):
         _recolour(page, option)
         assert canvas.evaluate("(c) => c.isConnected"), f"the figure was rebuilt for {option!r}"
+        areas[option] = _drawing_area(page)
+    assert len(set(areas.values())) == 1, f"the map's drawing area changed: {areas}"
     _, points = settled_map(page)
     x, y = hover_object(page, points)  # hover still names objects
     box_select(page, x, y, 80)
