@@ -1,5 +1,5 @@
 """The app in the browser on a big synthetic survey (issue 12): opened paged, drawn and selected
-on from its map tiles, the anomaly list read page by page.
+on from its map tiles, the anomaly list read page by page, every object on the sky.
 
 The survey is ``bench/bench_scale.py``'s, built once per session: ``LATENTSKY_UI_BIG_POINTS``
 objects (default 200,000, so that the suite stays in its time budget), with the tiled-map
@@ -23,7 +23,10 @@ import pytest
 
 from tests.ui.conftest import panel_server
 from tests.ui.pages import (
+    MAP_BG,
+    box_select,
     dense_points,
+    map_frame,
     map_pixels,
     open_tab,
     settled_map,
@@ -177,6 +180,26 @@ def test_a_big_survey_is_drawn_selected_and_listed_in_the_browser(
     TIMINGS["anomaly_first_page_s"] = time.perf_counter() - t0
     assert tile_ids(page) == best
     assert visible(page, ".lss").get_attribute("data-shown") == best[0]
+
+    # the sky: every object drawn from the HEALPix counts; a box there selects objects
+    t0 = time.perf_counter()
+    open_tab(page, "Sky")
+    page.get_by_text("every object is drawn").first.wait_for(timeout=60_000)
+    sky, _ = settled_map(page, timeout=60)
+    TIMINGS["sky_drawn_s"] = time.perf_counter() - t0
+    frame = map_frame(page, sky)
+    assert frame is not None
+    # the synthetic survey's sky is a line along Dec 0: drawn at the foot of the frame
+    foot = {**frame, "y": frame["y"] + frame["height"] - 12, "height": 12}
+    lit = np.abs(map_pixels(page, foot).astype(int) - np.array(MAP_BG)).sum(axis=2) > 60
+    assert lit.sum() > 20, "the sky shows no objects"
+    x, y = frame["x"] + frame["width"] / 2, frame["y"] + frame["height"] - 30
+    t0 = time.perf_counter()
+    box_select(page, x, y, 40, via_centre=True)  # from inside the frame to below its foot
+    counted = page.get_by_text(re.compile(r"^[\d,]+ objects selected on the sky$"))
+    counted.first.wait_for(timeout=60_000)
+    TIMINGS["sky_box_s"] = time.perf_counter() - t0
+    assert int(re.search(r"[\d,]+", counted.first.inner_text())[0].replace(",", "")) > 0
     assert page.console_errors == []
     print(
         f"\nbig survey of {POINTS:,} objects: "
