@@ -414,7 +414,8 @@ def measure_every_object_sky(data: Any, sky: Any) -> dict[str, Any]:
     if sky.counts is None:
         return {"sky_every_object": False}
     out: dict[str, Any] = {"sky_every_object": True, "sky_objects_drawn": sky.counts.total,
-                           "sky_pixels": len(sky.counts.pixels)}  # fmt: skip
+                           "sky_pixels": len(sky.counts.pixels), "sky_drawn_order": sky.draw_order,
+                           "sky_drawn_pixels": len(sky.drawn_counts)}  # fmt: skip
     for layer, agg in ((OBJECTS, "sum"), (DENSITY, "mean")):
         element = sky.base(layer)
         for when in ("first", "again"):  # the first compiles datashader's kernels (per process)
@@ -436,6 +437,45 @@ def measure_every_object_sky(data: Any, sky: Any) -> dict[str, Any]:
     index = data.memo("sky_paged_index", lambda: PagedSkyIndex(sky._catalog_path()))
     out["sky_box_select"] = {"s": round(s, 3), "objects": int(sky.state.selection.count()),
                              "row_groups_read": index.reads, "row_groups": len(index.boxes)}  # fmt: skip
+    return out
+
+
+def measure_sky_footprint(n: int, seed: int = 4) -> dict[str, Any]:
+    """The Sky view's counts of ``n`` objects spread over a 5,000 deg² footprint (RA 120-250°,
+    Dec -5-35°, uniform on the sphere; bench_scale's survey has its sky on a line): counting
+    them (what the survey writer adds), the order the objects layer draws and one 800x560
+    rasterization of it (cold, then warm) and of the density layer."""
+    from holoviews.operation import datashader as hd
+
+    from app import sky_plots
+    from app.views.sky import drawn_counts
+    from backend.survey.skycounts import count_pixels
+
+    rng = np.random.default_rng(seed)
+    ra = np.empty(n)
+    dec = np.empty(n)
+    lo, hi = np.sin(np.radians(-5.0)), np.sin(np.radians(35.0))
+    for start in range(0, n, 1 << 24):
+        m = min(1 << 24, n - start)
+        ra[start : start + m] = rng.uniform(120.0, 250.0, m)
+        dec[start : start + m] = np.degrees(np.arcsin(rng.uniform(lo, hi, m)))
+    counts, s = timed(lambda: count_pixels(ra, dec))
+    out: dict[str, Any] = {"points": n, "count_s": round(s, 2), "pixels": len(counts.pixels)}
+    (order, c_ra, c_dec, objects), s = timed(lambda: drawn_counts(counts))
+    out.update({"drawn_order": order, "drawn_pixels": len(objects), "drawn_s": round(s, 2),
+                "drawn_objects": int(objects.sum())})  # fmt: skip
+    unwrap = sky_plots.ra_unwrapper(c_ra)
+    element = sky_plots.counted_points(unwrap(c_ra), c_dec, objects)
+    for when in ("first", "again"):
+        _, s = timed(lambda: hd.rasterize(
+            element, aggregator="sum", dynamic=False, width=WIDTH, height=HEIGHT))  # fmt: skip
+        out[f"objects_raster_{when}_s"] = round(s, 3)
+    density_order = sky_plots.healpix_order(unwrap(c_ra), c_dec)
+    _, s = timed(lambda: sky_plots.density_image(
+        *counts.at_order(density_order), density_order, unwrap(c_ra), c_dec))  # fmt: skip
+    out["density_order"], out["density_image_s"] = density_order, round(s, 3)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
     return out
 
 
@@ -568,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--boxes", type=int, default=10, help="with --tiles: selections timed")
     parser.add_argument(
+        "--sky-footprint", action="store_true", help="with --points: the Sky view's counts"
+    )
+    parser.add_argument(
         "--eager", action="store_true", help="with --measure-app: the whole-table load instead"
     )
     args = parser.parse_args(argv)
@@ -578,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         say(json.dumps(figures, indent=2))
         kind = "eager" if args.eager else "paged"
         merge_results(args.json, f"app_{kind}_{figures['points']}", figures)
+        return 0
+    if args.sky_footprint:
+        figures = measure_sky_footprint(args.points)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"sky_footprint_{args.points}", figures)
         return 0
     if args.tiles:
         figures = measure_tiles(args.points, args.tiles, args.boxes)

@@ -25,6 +25,7 @@ from app.state import AppState
 
 OBJECTS, DENSITY = "objects", "HEALPix density"
 TAP_RADIUS = 0.02  # fraction of the survey's larger side
+DRAW_PIXELS = 2_000_000  # HEALPix pixels (at most) a big survey's objects layer draws
 SAMPLE_GROUPS = 16  # row groups a paged survey's sky reads (~1M objects of 65,536-row groups)
 NO_SKY = (
     "This survey's catalog has no sky coordinates (no <code>ra</code>/<code>dec</code> columns, "
@@ -69,7 +70,9 @@ class SkyView(pn.viewable.Viewer):
             return
         aggregator = None
         if self.counts is not None:
-            cra, cdec = self.counts.centres
+            self.draw_order, cra, cdec, self.drawn_counts = self.data.memo(
+                "sky_drawn", lambda: drawn_counts(self.counts)
+            )
             self.unwrap = sky_plots.ra_unwrapper(cra)
             self.centres = (self.unwrap(cra), cdec)
             pos = self.positions
@@ -108,7 +111,7 @@ class SkyView(pn.viewable.Viewer):
                     ("sky_density", self.order),
                     lambda: sky_plots.density_image(pixels, counts, self.order, ra, dec),
                 )
-            return sky_plots.counted_points(ra, dec, self.counts.counts)
+            return sky_plots.counted_points(ra, dec, self.drawn_counts)
         if layer == DENSITY:
             scale = len(self.data) / max(1, len(pos)) if self.sampled else 1.0
             return self.data.memo(
@@ -263,7 +266,7 @@ class SkyView(pn.viewable.Viewer):
         if self.counts is not None:
             note.append(pn.pane.Alert(
                 f"A big survey: every object is drawn, counted in HEALPix pixels of order "
-                f"{self.counts.order} (about {_pixel_arcmin(self.counts.order):.1f}′).",
+                f"{self.draw_order} (about {_pixel_arcmin(self.draw_order):.1f}′).",
                 alert_type="light", sizing_mode="stretch_width",
             ))  # fmt: skip
         if self.sampled:
@@ -313,6 +316,17 @@ def sky_counts_of(data: SurveyData) -> Any:
 
     found = read_sky_counts(data.survey.path / "catalog.parquet", len(data))
     return found if found is not None and len(found.pixels) else None
+
+
+def drawn_counts(counts: Any) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(order, centre RA, centre Dec, objects) of the pixels the objects layer draws: the
+    deepest order with at most :data:`DRAW_PIXELS` non-empty pixels (a view's cost bounded)."""
+    from backend.survey.skycounts import centres_of
+
+    order = counts.order_within(DRAW_PIXELS)
+    pixels, objects = counts.at_order(order)
+    ra, dec = centres_of(pixels, order)
+    return order, ra, dec, objects
 
 
 def _mask(n: int, at: np.ndarray) -> np.ndarray:

@@ -10,7 +10,6 @@ catalog's coordinates; cdshealpix is the HEALPix library of the app's density la
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 
 import astropy.units as u
@@ -44,11 +43,19 @@ class SkyCounts:
         starts = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
         return parent[starts], np.add.reduceat(np.asarray(self.counts), starts)
 
-    @cached_property
-    def centres(self) -> tuple[np.ndarray, np.ndarray]:
-        """(RA, Dec) in degrees of the pixels' centres (RA in [0, 360))."""
-        lon, lat = cdshealpix.healpix_to_lonlat(np.asarray(self.pixels, np.uint64), self.order)
-        return np.asarray(lon.to_value(u.deg), np.float64), np.asarray(lat.to_value(u.deg))
+    def order_within(self, limit: int) -> int:
+        """The deepest order (at most :attr:`order`) with at most ``limit`` non-empty pixels:
+        what a view draws, so that its cost is bounded whatever the survey's size."""
+        for order in range(self.order, -1, -1):
+            if 12 * 4**order <= limit or len(self.at_order(order)[0]) <= limit:
+                return order
+        return 0
+
+
+def centres_of(pixels: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """(RA, Dec) in degrees of NESTED HEALPix pixels' centres at ``order`` (RA in [0, 360))."""
+    lon, lat = cdshealpix.healpix_to_lonlat(np.asarray(pixels, np.uint64), order)
+    return np.asarray(lon.to_value(u.deg), np.float64), np.asarray(lat.to_value(u.deg))
 
 
 def count_pixels(ra: np.ndarray, dec: np.ndarray, order: int = ORDER) -> SkyCounts:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from app.selection import box_indices
 from app.sky_plots import healpix_pixels, ra_unwrapper
@@ -73,3 +74,18 @@ def test_a_box_across_ra_0_reads_only_the_groups_it_meets(tmp_path: Path) -> Non
     np.testing.assert_array_equal(got_dec, dec[expected])
     np.testing.assert_array_equal(got_ra, ra[expected])
     assert 0 < index.reads <= 5  # of 20 groups: those of the Dec band 1..2.5 (of -6..6)
+
+
+def test_the_objects_layer_draws_a_bounded_order_and_still_counts_every_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from app.views import sky
+
+    ra, dec = _positions()
+    counts = count_pixels(ra, dec)
+    order = counts.order_within(500)
+    assert len(counts.at_order(order)[0]) <= 500 < len(counts.at_order(order + 1)[0])
+    monkeypatch.setattr(sky, "DRAW_PIXELS", 500)
+    drawn, c_ra, c_dec, objects = sky.drawn_counts(counts)
+    assert drawn == order and len(objects) == len(c_ra) == len(c_dec) <= 500
+    assert objects.sum() == counts.total  # coarser pixels, every object
