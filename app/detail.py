@@ -275,10 +275,10 @@ class DetailPanel(pn.viewable.Viewer):
             self.body_text, stylesheets=[DETAIL_CSS], sizing_mode="stretch_width"
         )
         self._similar = pn.widgets.Button(
-            name="Find similar", button_type="primary", disabled=self.no_object, width=130
+            label="Find similar", color="primary", disabled=self.no_object, width=130
         )
         self._label = pn.widgets.Button(
-            name="Label it", button_type="default", disabled=self.no_object, width=110
+            label="Label it", color="default", disabled=self.no_object, width=110
         )
         self._similar.on_click(guarded(self._alert)(lambda _: self._go("similar")))
         self._label.on_click(guarded(self._alert)(lambda _: self._go("label")))

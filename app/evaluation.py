@@ -66,10 +66,10 @@ class EvaluationPanel(pn.viewable.Viewer):
         self._alert = message_pane()
         tasks = report_tasks(self.survey)
         self.task = pn.widgets.Select(
-            name="Task", options=tasks, value=tasks[0] if tasks else None, width=160,
+            label="Task", options=tasks, value=tasks[0] if tasks else None, width=160,
             visible=len(tasks) > 1,
         )  # fmt: skip
-        self.reload = pn.widgets.Button(name="Reload", button_type="light", width=90)
+        self.reload = pn.widgets.Button(label="Reload", color="light", width=90)
         self.reload.on_click(guarded(self._alert)(lambda e: self.refresh(reread_tasks=True)))
         self.task.param.watch(guarded(self._alert)(lambda e: self.refresh()), "value")
         self.body = pn.Column(sizing_mode="stretch_width")

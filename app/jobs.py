@@ -178,17 +178,17 @@ class JobsPanel(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self.retrain = pn.widgets.Button(
-            name="Retrain the classifier with the labels", button_type="primary", width=300
+            label="Retrain the classifier with the labels", color="primary", width=300
         )
         self.retrain.on_click(lambda _: in_thread(guarded(self._alert)(self.submit)))
         self.finetune = pn.widgets.Button(
-            name="Fine-tune the encoder with the labels", button_type="default", width=300
+            label="Fine-tune the encoder with the labels", color="default", width=300
         )
         self.finetune.on_click(
             lambda _: in_thread(guarded(self._alert)(lambda: self.submit("finetune")))
         )
-        self.cancel_id = pn.widgets.Select(name="Job", options=[], width=140)
-        self.cancel = pn.widgets.Button(name="Cancel job", width=110, disabled=True)
+        self.cancel_id = pn.widgets.Select(label="Job", options=[], width=140)
+        self.cancel = pn.widgets.Button(label="Cancel job", width=110, disabled=True)
         self.cancel.on_click(lambda _: in_thread(guarded(self._alert)(self.cancel_job)))
         self.table = data_table(
             jobs_frame(pd.DataFrame()), height=260, formatters={"outcome": {"type": "html"}},

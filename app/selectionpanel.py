@@ -50,20 +50,20 @@ class SelectionPanel(pn.viewable.Viewer):
             reveal_on_open=DETAILS_CLASS,  # a click shows the details panel above it
         )
         self._gallery.on_action(guarded(self._alert)(self._clicked))
-        self._prev = pn.widgets.Button(name="◀ previous", width=100, disabled=True)
-        self._next = pn.widgets.Button(name="next ▶", width=100, disabled=True)
-        self._clear = pn.widgets.Button(name="Clear selection", width=130, disabled=True)
+        self._prev = pn.widgets.Button(label="◀ previous", width=100, disabled=True)
+        self._next = pn.widgets.Button(label="next ▶", width=100, disabled=True)
+        self._clear = pn.widgets.Button(label="Clear selection", width=130, disabled=True)
         self._prev.on_click(guarded(self._alert)(lambda _: self._turn(-1)))
         self._next.on_click(guarded(self._alert)(lambda _: self._turn(1)))
         self._clear.on_click(guarded(self._alert)(lambda _: self._cleared()))
         self._fmt = pn.widgets.Select(options=list(FORMATS), value="CSV", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename="selection.csv",
-            label="Download selection", button_type="success", width=190, disabled=True,
+            label="Download selection", color="success", width=190, disabled=True,
         )  # fmt: skip
         self._fmt.param.watch(lambda e: self._update_filename(), "value")
         self._samp = pn.widgets.Button(
-            name="Send to TOPCAT / Aladin (SAMP)", width=240, disabled=True
+            label="Send to TOPCAT / Aladin (SAMP)", width=240, disabled=True
         )
         self._samp.on_click(guarded(self._alert)(self._send_samp))
         self._samp_msg = message_pane()

@@ -140,10 +140,10 @@ class Shell:
             return
         default = "demo" if "demo" in surveys else surveys[0]
         self.state.survey = default
-        self.picker = pn.widgets.Select(name="Survey", options=surveys, value=default)
+        self.picker = pn.widgets.Select(label="Survey", options=surveys, value=default)
         self.summary = pn.pane.HTML("", stylesheets=[SIDE_CSS], sizing_mode="stretch_width")
         self.user = pn.widgets.TextInput(
-            name="Your name",
+            label="Your name",
             placeholder="e.g. Vera Rubin",
             description="Labels and interest scores are stored under this name.",
         )
@@ -153,14 +153,14 @@ class Shell:
         self.tabs = pn.Tabs(dynamic=True, sizing_mode="stretch_width")  # render the tab shown
         self.status = pn.pane.Alert("", visible=False, sizing_mode="stretch_width")
         self._update_text = pn.pane.HTML("", sizing_mode="stretch_width")
-        self._update_button = pn.widgets.Button(name="Show them", button_type="primary", width=120)
+        self._update_button = pn.widgets.Button(label="Show them", color="primary", width=120)
         self._update_button.on_click(lambda _: self._reload(self.state.survey))
         self.update_bar = pn.Row(
             self._update_text, self._update_button, visible=False, sizing_mode="stretch_width",
             styles={"background": "#e0f2fe", "border-radius": "6px", "padding": "2px 8px"},
         )  # fmt: skip
         self.loading = pn.indicators.LoadingSpinner(
-            value=True, size=40, name="Loading the survey…", visible=True
+            value=True, size=40, label="Loading the survey…", visible=True
         )
         self.template.sidebar.extend(
             [self.picker, self.summary, pn.layout.Divider(), self.user, self.signed_in,
@@ -293,7 +293,7 @@ class Shell:
 
     @staticmethod
     def _placeholder() -> pn.viewable.Viewable:
-        return pn.indicators.LoadingSpinner(value=True, size=32, name="Loading…")
+        return pn.indicators.LoadingSpinner(value=True, size=32, label="Loading…")
 
     def _ensure_view(self, key: str) -> None:
         """Build the view of tab ``key`` the first time it is shown."""

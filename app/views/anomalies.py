@@ -160,24 +160,24 @@ class AnomaliesView(pn.viewable.Viewer):
         scorers = self._load_ranker()
         options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
         self.param.rank_by.objects = options
-        self.scorer = pn.widgets.Select.from_param(self.param.rank_by, name="Rank by", width=300)
+        self.scorer = pn.widgets.Select.from_param(self.param.rank_by, label="Rank by", width=300)
         self.hide_scored = pn.widgets.Checkbox.from_param(
-            self.param.unscored_only, name="hide objects already scored"
+            self.param.unscored_only, label="hide objects already scored"
         )
-        self.team = pn.widgets.Checkbox.from_param(self.param.team_ranking, name="team ranking")
+        self.team = pn.widgets.Checkbox.from_param(self.param.team_ranking, label="team ranking")
         self._ranking_note = pn.pane.HTML(self.ranking_text, sizing_mode="stretch_width")
         self._stage = CutoutStage(size=256)
         self._bands = pn.pane.HTML(self.band_text)
         self._scores = pn.pane.HTML(self.scores_text, sizing_mode="stretch_width", min_width=320)
         self._buttons = [
-            pn.widgets.Button(name=f"{k} · {v}", width=112, button_type="default")
+            pn.widgets.Button(label=f"{k} · {v}", width=112, color="default")
             for k, v in INTEREST.items()
         ]
         for k, b in enumerate(self._buttons):
             b.on_click(lambda _, k=k: in_thread(guarded(self._alert)(lambda: self.give(k))))
-        self._prev = pn.widgets.Button(name="◀ previous", width=110)
-        self._next = pn.widgets.Button(name="next ▶", width=110)
-        self._similar = pn.widgets.Button(name="Find similar", width=120, button_type="primary")
+        self._prev = pn.widgets.Button(label="◀ previous", width=110)
+        self._next = pn.widgets.Button(label="next ▶", width=110)
+        self._similar = pn.widgets.Button(label="Find similar", width=120, color="primary")
         self._similar.on_click(guarded(self._alert)(lambda _: self._ask_similar()))
         self._prev.on_click(guarded(self._alert)(lambda _: self.move(-1)))
         self._next.on_click(guarded(self._alert)(lambda _: self.move(1)))
@@ -199,13 +199,13 @@ class AnomaliesView(pn.viewable.Viewer):
         self._status = pn.pane.Markdown(self.status_text, margin=(0, 10))
         self._table = data_table(pd.DataFrame(), height=320, selectable=False)
         self._table.on_click(guarded(self._alert)(self._table_click))
-        self._fmt = pn.widgets.Select.from_param(self.param.fmt, name="", width=100)
+        self._fmt = pn.widgets.Select.from_param(self.param.fmt, label="", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename="anomalies.csv",
-            label="Download candidates", button_type="success", width=190,
+            label="Download candidates", color="success", width=190,
         )  # fmt: skip
         self._update_filename()
-        self._top_n = pn.widgets.IntInput.from_param(self.param.top_n, name="Top N to save")
+        self._top_n = pn.widgets.IntInput.from_param(self.param.top_n, label="Top N to save")
         self._save = SaveCollection(
             ids=self._top_ids, data=self.data, state=self.state, kind="anomalies"
         )

@@ -52,12 +52,12 @@ class SaveCollection(pn.viewable.Viewer):
         self._ids = ids
         self._alert = message_pane()
         self._title = pn.widgets.TextInput.from_param(
-            self.param.title, name="Collection name", placeholder="e.g. candidate trails"
+            self.param.title, label="Collection name", placeholder="e.g. candidate trails"
         )
         self._note = pn.widgets.TextAreaInput.from_param(
-            self.param.note, name="Note", placeholder="what these are", height=60
+            self.param.note, label="Note", placeholder="what these are", height=60
         )
-        self.button = pn.widgets.Button(name="Save as collection", button_type="primary")
+        self.button = pn.widgets.Button(label="Save as collection", color="primary")
         self.button.on_click(guarded(self._alert)(lambda _: self.save()))
         restrict("save_collection", [self.button])
 
@@ -130,16 +130,16 @@ class CollectionsView(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self._samp_msg = message_pane()
-        self._pick = pn.widgets.Select.from_param(self.param.collection, name="Collection")
-        self._fmt = pn.widgets.Select.from_param(self.param.fmt, name="Format", width=100)
-        self._refresh = pn.widgets.Button(name="↻ refresh", width=100)
+        self._pick = pn.widgets.Select.from_param(self.param.collection, label="Collection")
+        self._fmt = pn.widgets.Select.from_param(self.param.fmt, label="Format", width=100)
+        self._refresh = pn.widgets.Button(label="↻ refresh", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename="collection.csv",
-            label="Download", button_type="success", width=140,
+            label="Download", color="success", width=140,
         )  # fmt: skip
-        self._samp = pn.widgets.Button(name="Send to TOPCAT / Aladin (SAMP)", width=240)
-        self._label = pn.widgets.Button(name="Label these", button_type="primary", width=130)
-        self._delete = pn.widgets.Button(name="Delete", button_type="danger", width=100)
+        self._samp = pn.widgets.Button(label="Send to TOPCAT / Aladin (SAMP)", width=240)
+        self._label = pn.widgets.Button(label="Label these", color="primary", width=130)
+        self._delete = pn.widgets.Button(label="Delete", color="danger", width=100)
         self._gallery = ThumbGallery(
             size=88, empty_text="Pick a collection to see its objects.",
             sizing_mode="stretch_width",

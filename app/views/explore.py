@@ -165,7 +165,7 @@ class ExploreView(pn.viewable.Viewer):
         with param.parameterized.discard_events(self):  # drawn below, once the map exists
             self.colour_by = "pred_class" if "pred_class" in self._specs else DENSITY.key
         self.colour = pn.widgets.Select.from_param(
-            self.param.colour_by, name="Colour by", options=[], groups=groups, width=280
+            self.param.colour_by, label="Colour by", options=[], groups=groups, width=280
         )
         self._legend = pn.pane.HTML(
             self.legend_text, stylesheets=[LEGEND_CSS], sizing_mode="stretch_width"

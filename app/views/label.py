@@ -207,25 +207,25 @@ class LabelView(pn.viewable.Viewer):
         self._ids = ids
         self.queue = self._make_queue()
         self.strategy_choice = pn.widgets.Select.from_param(
-            self.param.strategy, name="Queue by (active learning)", width=200,
+            self.param.strategy, label="Queue by (active learning)", width=200,
             visible=isinstance(self.queue, ActiveQueue),  # the simple queue has one order
         )  # fmt: skip
         self.band_choice = pn.widgets.RadioButtonGroup.from_param(
-            self.param.band, name="", button_type="light"
+            self.param.band, label="", color="light"
         )
         self._stage = CutoutStage(size=STAGE_SIZE)
         self._class_box = pn.FlexBox()
-        self._skip = pn.widgets.Button(name="skip (space)", width=130)
-        self._undo = pn.widgets.Button(name="undo (backspace)", width=150)
+        self._skip = pn.widgets.Button(label="skip (space)", width=130)
+        self._undo = pn.widgets.Button(label="undo (backspace)", width=150)
         self._skip.on_click(lambda _: in_thread(guarded(self._alert)(self.skip)))
         self._undo.on_click(lambda _: in_thread(guarded(self._alert)(self.undo)))
         self._keys = KeyListener()
         self._build_class_controls()
         self._classes_input = pn.widgets.TextInput(
-            name="Classes, comma separated (keys 1, 2, ... in this order)",
+            label="Classes, comma separated (keys 1, 2, ... in this order)",
             value=", ".join(self.schema.names), sizing_mode="stretch_width",
         )  # fmt: skip
-        self._save_classes = pn.widgets.Button(name="Save classes", width=130)
+        self._save_classes = pn.widgets.Button(label="Save classes", width=130)
         self._save_classes.on_click(
             lambda _: in_thread(guarded(self._alert)(lambda: self.set_classes(
                 self._classes_input.value.split(",")
@@ -276,7 +276,7 @@ class LabelView(pn.viewable.Viewer):
         buttons = []
         for cls in self.schema.classes:
             button = pn.widgets.Button(
-                name=f"{cls.key} · {cls.name.replace('_', ' ')}" if cls.key else cls.name,
+                label=f"{cls.key} · {cls.name.replace('_', ' ')}" if cls.key else cls.name,
                 width=170,
                 stylesheets=[f":host .bk-btn {{ border-left: 8px solid {cls.colour}; }}"],
             )

@@ -364,9 +364,9 @@ class ModelsView(pn.viewable.Viewer):
         self._alert = message_pane()
         self.registry = ModelRegistry()
         self._table = data_table(pd.DataFrame(), formatters={"gate": {"type": "html"}})
-        self.pick = pn.widgets.Select.from_param(self.param.version, name="Version", width=260)
+        self.pick = pn.widgets.Select.from_param(self.param.version, label="Version", width=260)
         self.activate = pn.widgets.Button(
-            name="Activate this version", button_type="warning", width=200, align="end"
+            label="Activate this version", color="warning", width=200, align="end"
         )
         self._activation = message_pane()
         self._activate_why = restrict("activate", [self.activate])  # the callback checks again
@@ -376,7 +376,7 @@ class ModelsView(pn.viewable.Viewer):
         self._download_labels = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._labels_file),
             filename=file_name(f"{self.data.name}-labels", "CSV"),
-            label="Download labels (CSV)", button_type="light", width=200,
+            label="Download labels (CSV)", color="light", width=200,
         )  # fmt: skip
         self._labels_stale = False
         self.evaluation = EvaluationPanel(survey=self.data.name)
@@ -436,7 +436,7 @@ class ModelsView(pn.viewable.Viewer):
         is_active = self._is_active(version)
         self.activate.param.update(
             disabled=version is None or is_active or self._activate_why is not None,
-            name="Active" if is_active else "Activate this version",
+            label="Active" if is_active else "Activate this version",
         )
 
     @param.depends("version", "versions", "active")

@@ -133,30 +133,30 @@ class SimilarView(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self.mode = pn.widgets.RadioButtonGroup.from_param(
-            self.param.query_mode, name="", button_type="light", sizing_mode="stretch_width"
+            self.param.query_mode, label="", color="light", sizing_mode="stretch_width"
         )
         self.object_id = pn.widgets.TextInput.from_param(
-            self.param.query_id, name="Object id",
+            self.param.query_id, label="Object id",
             placeholder=f"{self._example_id()}  or  #42 for row 42",
         )  # fmt: skip
         self.position = pn.widgets.TextInput.from_param(
-            self.param.query_position, name="RA Dec",
+            self.param.query_position, label="RA Dec",
             placeholder="150.1 2.2   or   10:00:24 +02:12:00",
         )  # fmt: skip
         for field, name in ((self.object_id, "query_id"), (self.position, "query_position")):
             field.link(self, value_input=name)  # each key, not only Enter or leaving the field
             pn.bind(self._search_later, field.param.enter_pressed, watch=True)
         self.radius = pn.widgets.FloatInput.from_param(
-            self.param.match_radius, name="Match radius (arcsec)"
+            self.param.match_radius, label="Match radius (arcsec)"
         )
         self.upload = pn.widgets.FileInput(accept=ACCEPT, multiple=False)
         self.fill = pn.widgets.Checkbox.from_param(
-            self.param.fill_bad, name="replace NaN/inf pixels by 0"
+            self.param.fill_bad, label="replace NaN/inf pixels by 0"
         )
-        self.k = pn.widgets.Select.from_param(self.param.n_results, name="Results")
-        self.search_button = pn.widgets.Button(name="Search", button_type="primary")
+        self.k = pn.widgets.Select.from_param(self.param.n_results, label="Results")
+        self.search_button = pn.widgets.Button(label="Search", color="primary")
         self.refine_button = pn.widgets.Button(
-            name="Refine with +/- marks", button_type="default", disabled=self.no_marks
+            label="Refine with +/- marks", color="default", disabled=self.no_marks
         )
         self._query_html = pn.pane.HTML(self.query_text, sizing_mode="stretch_width")
         self._gallery = ThumbGallery(
@@ -164,10 +164,10 @@ class SimilarView(pn.viewable.Viewer):
             empty_text="Results appear here.", sizing_mode="stretch_width",
         )  # fmt: skip
         self._marks_lock = threading.Lock()
-        self._fmt = pn.widgets.Select.from_param(self.param.fmt, name="", width=100)
+        self._fmt = pn.widgets.Select.from_param(self.param.fmt, label="", width=100)
         self._download = pn.widgets.FileDownload(
             callback=guarded(self._alert)(self._export_file), filename=self.download_name,
-            label="Download results", button_type="success", width=180,
+            label="Download results", color="success", width=180,
             disabled=self.nothing_found,
         )  # fmt: skip
         self._save = SaveCollection(
