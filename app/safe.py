@@ -109,9 +109,15 @@ def guarded(alert: pn.pane.Alert) -> Callable[[F], F]:
     return wrap
 
 
+def has_pool() -> bool:
+    """Whether the server has a thread pool (``panel serve --num-threads N``, as ``make run``);
+    without one, work meant for it runs in the event loop (the page waits meanwhile)."""
+    return pn.state._thread_pool is not None
+
+
 def in_thread(fn: Callable[[], Any]) -> None:
     """Run ``fn`` on the server's thread pool (``--num-threads``), else right away."""
-    if pn.state._thread_pool is not None and pn.state.curdoc is not None:
+    if has_pool() and pn.state.curdoc is not None:
         pn.state.execute(fn, schedule="thread")
     else:
         fn()

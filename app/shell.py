@@ -17,7 +17,7 @@ import panel as pn
 from app import responsive
 from app.auth import session_account
 from app.data import SurveyData, survey_data
-from app.safe import explain, log_failure
+from app.safe import explain, has_pool, in_thread, log_failure
 from app.state import TABS, AppState
 from app.widgets import BrowserMemory
 from backend.registry import ModelRegistry
@@ -175,7 +175,7 @@ class Shell:
         self.picker.param.watch(lambda e: self._reload(e.new), "value")
         self.tabs.param.watch(self._tab_changed, "active")
         self.state.param.watch(self._tab_requested, "tab")
-        pn.state.onload(lambda: self._load(default), threaded=True)
+        pn.state.onload(lambda: self._load(default), threaded=has_pool())
         pn.state.onload(self._watch_versions)
 
     # -- user ------------------------------------------------------------------------------
@@ -263,7 +263,7 @@ class Shell:
         old = self.state
         self.state = AppState(survey=name, user=old.user, tab=old.tab)
         self.state.param.watch(self._tab_requested, "tab")
-        pn.state.execute(lambda: self._load(name), schedule="thread")
+        in_thread(lambda: self._load(name))
 
     def _load(self, name: str) -> None:
         """Load ``name`` (thread pool) and build the tab shown; the others are built when

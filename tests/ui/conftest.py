@@ -47,9 +47,10 @@ def _wait_for_port(
 
 
 @contextmanager
-def panel_server(env: Mapping[str, str], threads: int = 2) -> Iterator[str]:
+def panel_server(env: Mapping[str, str], threads: int | None = 2) -> Iterator[str]:
     """Serve the app with ``panel serve`` on a free 127.0.0.1 port, with ``env`` over this
-    process's environment; yields its base URL and stops the server on exit.
+    process's environment (``threads``: ``--num-threads``, None: no thread pool); yields its
+    base URL and stops the server on exit.
 
     The server's output goes to a temporary file (a pipe nobody reads would fill and stall a
     chatty server); a server that exits before listening is reported with its last lines."""
@@ -58,7 +59,7 @@ def panel_server(env: Mapping[str, str], threads: int = 2) -> Iterator[str]:
         str(Path(sys.executable).with_name("panel")), "serve", "app/main.py",
         "--address", "127.0.0.1", "--port", str(port),
         "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
-        "--num-threads", str(threads),
+        *(["--num-threads", str(threads)] if threads is not None else []),
     ]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="latentsky-serve-") as tmp:
         log = Path(tmp) / "panel.log"

@@ -78,6 +78,25 @@ def test_tap_opens_the_detail_panel(demo_url: str, page: object) -> None:
     screenshot(page, "detail")
 
 
+def test_the_app_works_served_without_a_thread_pool(
+    demo_home: Path, ui_database: str, page: object
+) -> None:
+    """``panel serve app/main.py`` without ``--num-threads`` (not what ``make run`` does): the
+    survey loads (it stayed at "Loading the survey…" with a RuntimeError) and a click on the
+    map opens the details (the work runs in the server's event loop)."""
+    from tests.ui.conftest import panel_server
+
+    env = {"LATENTSKY_HOME": str(demo_home), "DATABASE_URL": ui_database}
+    with panel_server(env, threads=None) as url:
+        load(page, f"{url}/main")
+        _, points = settled_map(page)
+        x, y = hover_object(page, points)
+        page.mouse.click(x, y)
+        page.locator(".lsd-title").wait_for(timeout=20_000)
+        assert not page.get_by_text("Loading the survey").first.is_visible()
+    assert page.console_errors == []
+
+
 def test_similarity_search_returns_results_and_clicks_search_again(
     demo_url: str, page: object
 ) -> None:
