@@ -355,17 +355,19 @@ def plot_finetune(run: dict, path: str, frozen: Path | None) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.4))
+    colours = {}
     for name, s in run["strategies"].items():
         line = ax.plot(s["labels"], s["mean_accuracy"], lw=2, marker=".",
                        label=f"{name}, fine-tuned backbone")[0]  # fmt: skip
+        colours[name] = line.get_color()
         ax.fill_between(s["labels"], s["min_accuracy"], s["max_accuracy"],
-                        color=line.get_color(), alpha=0.15, lw=0)  # fmt: skip
+                        color=colours[name], alpha=0.15, lw=0)  # fmt: skip
     if frozen is not None and frozen.exists():
         old = json.loads(frozen.read_text())["features"].get("encoder")
         for name in run["strategies"]:
             if old and name in old["mean_accuracy"]:
                 ax.plot(old["labels"], old["mean_accuracy"][name], ls="--", lw=1,
-                        label=f"{name}, frozen embeddings")  # fmt: skip
+                        color=colours[name], label=f"{name}, frozen embeddings")  # fmt: skip
     ax.axhline(run["random_final_accuracy"], color="grey", ls=":", lw=1,
                label="random (fine-tuned) at max labels")  # fmt: skip
     ax.axvline(500, color="grey", lw=0.5)
