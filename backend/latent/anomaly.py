@@ -61,8 +61,8 @@ from backend.latent.paging import (
     top_metadata,
 )
 from backend.latent.scorers import (
-    CELL_KNN_ABOVE,
     Scheduler,
+    by_cells,
     isolation_forest,
     knn_distance,
     knn_graph,
@@ -226,7 +226,7 @@ class AnomalyRanker:
         if {"knn", "lof"} & set(scorers):
             t0 = time.perf_counter()
             made: dict = {}
-            unit = unit_rows(embeddings) if n <= CELL_KNN_ABOVE else None  # else read per task
+            unit = None if by_cells(n) else unit_rows(embeddings)  # else read per task
             dist, ids = knn_graph(
                 unit, k, index, progress, rows=embeddings, scheduler=scheduler, info=made
             )

@@ -16,7 +16,9 @@ queries are the indexed rows themselves, so they are searched together, as matri
 3. ``probes`` is the smallest of :data:`PROBE_CANDIDATES` whose recall@k against an exact scan
    of all rows reaches ``target_recall`` on :data:`TUNE_QUERIES` sampled rows. That recall and
    how the sample's kNN score (mean distance to the ``k`` nearest) compares with the exact one
-   are returned with the neighbours.
+   are returned with the neighbours;
+4. the :data:`TAIL` most isolated rows, the top of the anomaly ranking, are searched again
+   with :data:`TAIL_FACTOR` times the probes.
 
 Similarities are exact for the neighbours found; only recall is approximate, and a missed
 neighbour is replaced by a slightly farther one, so the kNN score errs high by little. Every
@@ -40,6 +42,10 @@ from backend.latent.vectors import CHUNK, as_matrix, chord_from_cosine, normaliz
 CELL_SIZE = 512  # rows per leaf
 PROBE_CANDIDATES = (4, 6, 8, 12, 16, 24, 32)
 TARGET_RECALL = 0.85  # a density score, not a search: rough neighbours change it little
+#: The most isolated rows (this fraction, by the first pass's score) are searched again with
+#: TAIL_FACTOR times the probes: their neighbours lie farther, across more leaves, and they
+#: are the top of the anomaly ranking.
+TAIL, TAIL_FACTOR = 0.02, 4
 TUNE_QUERIES = 300
 MAX_LEAVES = 8192
 KMEANS_ITER = 10
@@ -68,11 +74,14 @@ class LeafKnn:
     starts: np.ndarray
     probes: np.ndarray  # (n_leaves, p)
     k: int
+    only: np.ndarray | None = None  # (N,) bool: search only these rows
 
     def __call__(self, leaves: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         out_rows, out_sims, out_ids = [], [], []
         for j in range(*leaves):
             rows = self.order[self.starts[j] : self.starts[j + 1]]
+            if self.only is not None:
+                rows = rows[self.only[rows]]
             if len(rows) == 0:
                 continue
             cand = np.concatenate(
@@ -236,11 +245,36 @@ def leaf_groups(starts: np.ndarray, rows: int) -> list[tuple[int, int]]:
     return groups
 
 
+def refine_tail(
+    sims: np.ndarray,
+    ids: np.ndarray,
+    task: LeafKnn,
+    probes: np.ndarray,
+    groups: list[tuple[int, int]],
+    ex: Any,
+) -> dict[str, int]:
+    """Search the :data:`TAIL` most isolated rows again with :data:`TAIL_FACTOR` times the
+    probes, in place (a search over more leaves only finds nearer neighbours)."""
+    n, p = len(sims), task.probes.shape[1]
+    wider = min(probes.shape[1], TAIL_FACTOR * p)
+    n_tail = int(np.ceil(TAIL * n))
+    if wider <= p or n_tail == 0:
+        return {"tail_rows": 0, "tail_probes": p}
+    with np.errstate(invalid="ignore"):
+        score = chord_from_cosine(np.maximum(sims[:, 1:], -1.0)).mean(axis=1)
+    only = np.zeros(n, bool)
+    only[np.argsort(-score, kind="stable")[:n_tail]] = True
+    wide = LeafKnn(task.source, task.order, task.starts, probes[:, :wider], task.k, only)
+    for rows, s, i in ex.imap(wide, groups):
+        sims[rows], ids[rows] = s, i
+    return {"tail_rows": n_tail, "tail_probes": int(wider)}
+
+
 def cell_knn(
     embeddings: np.ndarray,
     k: int,
     *,
-    cell_size: int = CELL_SIZE,
+    cell_size: int | None = None,
     target_recall: float = TARGET_RECALL,
     seed: int = 0,
     scheduler: Any = None,
@@ -248,17 +282,18 @@ def cell_knn(
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(similarities (N, k), ids (N, k), info)``: each row's ``k`` most cosine-similar rows of
     ``embeddings`` (itself included, as an index search would return it), ids -1 where fewer
-    were probed; ``info`` holds the leaves, the probe count, its sampled recall and score
+    were probed (``cell_size`` default :data:`CELL_SIZE`); ``info`` holds the leaves, the probe count, its sampled recall and score
     fidelity, and the seconds of each stage. Runs per partition where ``scheduler`` says."""
     from backend.pipeline.execution import executor
 
     n = len(embeddings)
+    cell_size = cell_size or CELL_SIZE
     source = RowSource(embeddings)
     timings: dict[str, float] = {}
     with executor(scheduler) as ex:
         t0 = time.perf_counter()
         leaves = make_leaves(source, cell_size, seed, ex)
-        probes = nearest_leaves(leaves.centroids, max(PROBE_CANDIDATES))
+        probes = nearest_leaves(leaves.centroids, TAIL_FACTOR * max(PROBE_CANDIDATES))
         timings["leaves_s"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         info = choose_probes(source, leaves, probes, k - 1, target_recall, seed)
@@ -272,6 +307,9 @@ def cell_knn(
         for rows, s, i in ex.imap(task, groups, desc=desc):
             sims[rows], ids[rows] = s, i
         timings["search_s"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        info.update(refine_tail(sims, ids, task, probes, groups, ex))
+        timings["tail_s"] = round(time.perf_counter() - t0, 2)
     info.update(
         method="cells", leaves=len(leaves.centroids), cell_size=cell_size,
         target_recall=target_recall, timings=timings,

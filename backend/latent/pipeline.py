@@ -26,7 +26,7 @@ from backend.latent.anomaly import (
 from backend.latent.errors import LatentError
 from backend.latent.image_scores import survey_pixel_scores
 from backend.latent.projection import LatentMap, MapParams
-from backend.latent.scorers import CELL_KNN_ABOVE
+from backend.latent.scorers import by_cells
 from backend.latent.search import SimilarityIndex
 from backend.latent.source import (
     ANOMALY_FILE,
@@ -164,7 +164,7 @@ def make_scores(
             f"{psf['psf_sigma']:.2f} px)"
         )
     index = None
-    if (directory / INDEX_FILE).is_file() and len(embeddings) <= CELL_KNN_ABOVE:
+    if (directory / INDEX_FILE).is_file() and not by_cells(len(embeddings)):
         index = SimilarityIndex.load(directory, embeddings)
         notes.append(f"kNN distances from the saved {index.kind} index")
     ranker = with_scheduler(
@@ -173,6 +173,13 @@ def make_scores(
         combine_with=combine_with, progress=progress, pixels=pixels,
     )  # fmt: skip
     ranker.scores.attrs["encoder"] = version
+    knn = ranker.scores.attrs.get("scoring", {}).get("knn", {})
+    if knn.get("method") == "cells":
+        notes.append(
+            f"kNN by cells: {knn['probes']} of {knn['leaves']:,} leaves probed, recall@10 "
+            f"{knn['recall_at_k']:.3f} and score rank correlation {knn['score_spearman']:.3f} "
+            "against exact search on a sample"
+        )
     if psf:
         ranker.scores.attrs["pixel_scores"] = psf
     with publish(directory, PRODUCTS["scores"].files) as staging:

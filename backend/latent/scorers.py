@@ -43,6 +43,11 @@ def rank_normalise(scores: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def by_cells(n: int) -> bool:
+    """Whether the kNN graph of ``n`` objects is searched by cells (else in an index)."""
+    return n > CELL_KNN_ABOVE
+
+
 def knn_graph(
     unit: np.ndarray | None,
     k: int,
@@ -61,7 +66,7 @@ def knn_graph(
     source = unit if rows is None else rows
     n = len(source)
     k = max(1, min(k, n - 1))
-    if n > CELL_KNN_ABOVE:
+    if by_cells(n):
         from backend.latent.cellknn import cell_knn
 
         sims, ids, made = cell_knn(source, k + 1, scheduler=scheduler, progress=progress)
@@ -141,6 +146,7 @@ def isolation_forest(
 
 
 __all__ = [
+    "by_cells",
     "isolation_forest",
     "knn_distance",
     "knn_graph",
