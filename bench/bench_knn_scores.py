@@ -14,7 +14,8 @@ Each is run in this process on one thread (``sync``) and timed in CPU seconds, s
 are per core and depend little on the machine's load. Quality against exact search on
 ``--queries`` sampled rows: recall@10 of the neighbours, and for the kNN score (mean distance
 to the 10 nearest) its Spearman correlation with the exact score and its median / 95th
-percentile relative error. Merged into ``bench/results/knn_scores.json`` under the size.
+percentile relative error. Merged into ``bench/results/knn_scores.json`` under the size
+(``n=N``, or ``n=N_cells`` with ``--skip-index``).
 """
 
 from __future__ import annotations
@@ -111,7 +112,7 @@ def main() -> int:
     result["load_average"] = load
     result["note"] = "one thread, CPU seconds; shared 2-core machine (see the load averages)"
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    merge_results(RESULTS, f"n={args.n}", result)
+    merge_results(RESULTS, f"n={args.n}" + ("_cells" if args.skip_index else ""), result)
     print(f"written to {RESULTS}")
     return 0
 
