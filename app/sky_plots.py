@@ -28,7 +28,8 @@ SKY_TOOLS = ["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
 DENSITY_PIXELS = 40  # HEALPix pixels across the survey's larger side
 MAX_ORDER = 12
 GRID = 200  # cells across the density image
-MAX_HIGHLIGHT = 20_000  # selected objects drawn one by one; beyond, an even sample
+MAX_HIGHLIGHT = 20_000  # selected objects drawn one by one; beyond, HEALPix pixels of them
+VIEW_PIXELS = 1_000_000  # HEALPix pixels (at most) a zoomed view's objects layer draws
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,85 @@ def density_image(
     )
 
 
+def view_area_deg2(ra_range: tuple[float, float], dec_range: tuple[float, float]) -> float:
+    """Area on the sphere of an RA/Dec zone (degrees; RA width capped at 360), in deg²."""
+    width = np.deg2rad(min(max(ra_range[1] - ra_range[0], 0.0), 360.0))
+    lo, hi = (np.deg2rad(np.clip(d, -90.0, 90.0)) for d in sorted(dec_range))
+    return float(width * (np.sin(hi) - np.sin(lo)) * (180 / np.pi) ** 2)
+
+
+def view_order(
+    ra_range: tuple[float, float],
+    dec_range: tuple[float, float],
+    limit: int = VIEW_PIXELS,
+    deepest: int = MAX_ORDER,
+) -> int:
+    """The deepest HEALPix order (at most ``deepest``) at which the zone holds at most
+    ``limit`` pixels: the detail a view can draw at a bounded cost."""
+    area = max(view_area_deg2(ra_range, dec_range), 1e-12)
+    for order in range(deepest, -1, -1):
+        if area / pixel_area_deg2(order) <= limit:
+            return order
+    return 0
+
+
+def zone_ranges(
+    ra_range: tuple[float, float], dec_range: tuple[float, float], order: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted, disjoint ranges [start, stop) of NESTED pixel numbers at ``order`` covering the
+    RA/Dec zone (cdshealpix ``zone_search``; RA on the circle, a zone across RA 0 searched in
+    two parts); pixels partly inside included."""
+    ra0, ra1 = float(ra_range[0]), float(ra_range[1])
+    dec0, dec1 = (float(np.clip(d, -90.0, 90.0)) for d in sorted(dec_range))
+    top = 360.0 - 1e-9  # Longitude(360) wraps to 0
+    if ra1 - ra0 >= 360.0:
+        zones = [(0.0, top)]
+    else:
+        start = ra0 % 360.0
+        stop = start + max(ra1 - ra0, 1e-9)
+        zones = [(start, min(stop, top))] + ([(0.0, stop - 360.0)] if stop > 360.0 else [])
+    starts, stops = [], []
+    for lon0, lon1 in zones:
+        ipix, depth, _ = cdshealpix.zone_search(
+            Longitude(lon0, u.deg), Latitude(dec0, u.deg), Longitude(lon1, u.deg),
+            Latitude(max(dec1, dec0 + 1e-9), u.deg), depth=order,
+        )  # fmt: skip
+        shift = 2 * (order - depth.astype(np.int64))
+        starts.append(ipix.astype(np.int64) << shift)
+        stops.append((ipix.astype(np.int64) + 1) << shift)
+    lo, hi = np.concatenate(starts), np.concatenate(stops)
+    keep = np.argsort(lo, kind="stable")
+    lo, hi = lo[keep], np.maximum.accumulate(hi[keep])
+    first = np.r_[True, lo[1:] >= hi[:-1]]  # the two zones' edge cells overlap: merged
+    last = np.r_[first[1:], True]
+    return lo[first], hi[last]
+
+
+def counts_in_view(
+    pixels: np.ndarray,
+    counts: np.ndarray,
+    stored: int,
+    ra_range: tuple[float, float],
+    dec_range: tuple[float, float],
+    order: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pixels, objects) at ``order`` (at most ``stored``) of the sorted non-empty pixels
+    ``pixels`` of order ``stored`` holding ``counts`` that meet the RA/Dec zone, each with all
+    its objects: the stored pixels of the zone's ranges (binary searches), summed to ``order``."""
+    starts, stops = zone_ranges(ra_range, dec_range, order)  # whole pixels of ``order``
+    shift = 2 * (stored - order)
+    lo = np.searchsorted(pixels, starts << shift)
+    hi = np.searchsorted(pixels, stops << shift)
+    sizes = hi - lo
+    if not sizes.sum():
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    ends = np.cumsum(sizes)
+    at = np.arange(ends[-1]) + np.repeat(lo - (ends - sizes), sizes)  # the ranges' indices
+    parent = np.asarray(pixels[at], np.int64) >> shift
+    first = np.flatnonzero(np.r_[True, parent[1:] != parent[:-1]])
+    return parent[first], np.add.reduceat(np.asarray(counts[at], np.int64), first)
+
+
 def sky_points(ra: np.ndarray, dec: np.ndarray) -> hv.Points:
     """Every object at its sky position (to be datashaded)."""
     return hv.Points((ra, dec), kdims=["ra", "dec"])
@@ -174,11 +254,30 @@ def shaded(
     )  # fmt: skip
 
 
-def highlight(ra: np.ndarray, dec: np.ndarray) -> hv.Points:
-    """Selected objects drawn on top (an even sample beyond ``MAX_HIGHLIGHT``)."""
-    step = max(1, -(-len(ra) // MAX_HIGHLIGHT))
-    pts = hv.Points((ra[::step], dec[::step]), kdims=["ra", "dec"])
+def highlight(ra: np.ndarray, dec: np.ndarray, limit: int = MAX_HIGHLIGHT) -> hv.Points:
+    """Selected objects drawn on top; beyond ``limit``, the centres of the HEALPix pixels
+    holding them at the deepest order with at most ``limit`` of those (every object's place
+    marked, none left out)."""
+    ra, dec = highlight_positions(np.asarray(ra, np.float64), np.asarray(dec, np.float64), limit)
+    pts = hv.Points((ra, dec), kdims=["ra", "dec"])
     return pts.opts(color=plots.ACCENT, size=4, line_color=None, alpha=0.9, tools=[])
+
+
+def highlight_positions(
+    ra: np.ndarray, dec: np.ndarray, limit: int = MAX_HIGHLIGHT
+) -> tuple[np.ndarray, np.ndarray]:
+    """The positions themselves up to ``limit``, else one mark per HEALPix pixel holding some
+    (the deepest order with at most ``limit`` of them) at its objects' mean position (in the
+    given RA frame, unwrapped or not)."""
+    if len(ra) <= limit:
+        return ra, dec
+    deepest = healpix_pixels(MAX_ORDER, ra, dec)
+    for order in range(MAX_ORDER, -1, -1):
+        pixels, which = np.unique(deepest >> (2 * (MAX_ORDER - order)), return_inverse=True)
+        if len(pixels) <= limit:
+            break
+    n = np.bincount(which, minlength=len(pixels))
+    return (np.bincount(which, ra, len(pixels)) / n, np.bincount(which, dec, len(pixels)) / n)
 
 
 def selection_outline(corners: list) -> hv.Path:

@@ -13,6 +13,7 @@ from typing import Any
 
 import holoviews as hv
 import numpy as np
+import pandas as pd
 import panel as pn
 import param
 
@@ -26,6 +27,9 @@ from app.state import AppState
 OBJECTS, DENSITY = "objects", "HEALPix density"
 TAP_RADIUS = 0.02  # fraction of the survey's larger side
 DRAW_PIXELS = 2_000_000  # HEALPix pixels (at most) a big survey's objects layer draws
+VIEW_OBJECTS = 200_000  # a zoomed view of at most this many objects draws them, not pixels,
+VIEW_GROUPS = 16  # when the catalog's RA/Dec statistics leave at most this many row groups
+HIGHLIGHT_ROWS = 200_000  # a latent-map selection's positions read (an even sample beyond)
 SAMPLE_GROUPS = 16  # row groups a paged survey's sky reads (~1M objects of 65,536-row groups)
 NO_SKY = (
     "This survey's catalog has no sky coordinates (no <code>ra</code>/<code>dec</code> columns, "
@@ -55,6 +59,7 @@ class SkyView(pn.viewable.Viewer):
         "square degree in HEALPix pixels of an order chosen from the survey's extent",
     )  # fmt: skip
     shape = param.List(default=[], precedence=-1, doc="outline of the latest sky selection")
+    detail = param.String(default="", precedence=-1, doc="what the objects layer draws now")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -66,6 +71,7 @@ class SkyView(pn.viewable.Viewer):
         self.sampled = self.data.paged and self.counts is None
         self.plot: hv.Overlay | None = None
         self._drawn: tuple[Any, np.ndarray, np.ndarray] | None = None  # a sky selection's
+        self._marked: tuple[Any, np.ndarray, np.ndarray] | None = None  # a map selection's
         if self.positions is None:
             return
         aggregator = None
@@ -84,8 +90,11 @@ class SkyView(pn.viewable.Viewer):
             *(self.centres if self.counts is not None else (pos.ra, pos.dec))
         )
         self._tree: Any = None
+        # a big survey's objects layer follows the view: deeper pixels, or the objects
+        streams = [hv.streams.RangeXY()] if self.counts is not None else []
         base = sky_plots.shaded(
-            hv.DynamicMap(pn.bind(self.base, layer=self.param.layer)), aggregator=aggregator
+            hv.DynamicMap(pn.bind(self.base, layer=self.param.layer), streams=streams),
+            aggregator=aggregator,
         )
         marks = hv.DynamicMap(pn.bind(self.highlighted, rows=self.state.param.selection))
         outline = hv.DynamicMap(
@@ -100,8 +109,11 @@ class SkyView(pn.viewable.Viewer):
         tap.add_subscriber(guarded(self._alert)(self._on_tap))
 
     # -- plot pipeline -----------------------------------------------------------------------
-    def base(self, layer: str) -> hv.Element:
-        """The layer chosen: the objects' positions or the HEALPix density image."""
+    def base(
+        self, layer: str, x_range: tuple | None = None, y_range: tuple | None = None
+    ) -> hv.Element:
+        """The layer chosen: the objects' positions or the HEALPix density image; a big
+        survey's objects for the view's RA/Dec ranges (:meth:`objects_in_view`)."""
         pos = self.positions
         if self.counts is not None:
             ra, dec = self.centres
@@ -111,7 +123,7 @@ class SkyView(pn.viewable.Viewer):
                     ("sky_density", self.order),
                     lambda: sky_plots.density_image(pixels, counts, self.order, ra, dec),
                 )
-            return sky_plots.counted_points(ra, dec, self.drawn_counts)
+            return self.objects_in_view(x_range, y_range)
         if layer == DENSITY:
             scale = len(self.data) / max(1, len(pos)) if self.sampled else 1.0
             return self.data.memo(
@@ -119,6 +131,57 @@ class SkyView(pn.viewable.Viewer):
                 lambda: sky_plots.healpix_density(pos.ra, pos.dec, self.order, scale=scale),
             )
         return sky_plots.sky_points(pos.ra, pos.dec)
+
+    def objects_in_view(self, x_range: tuple | None, y_range: tuple | None) -> hv.Points:
+        """Every object of a big survey in the view (unwrapped RA ``x_range``, Dec
+        ``y_range``), weighted for summing: the survey-wide pixels (:func:`drawn_counts`)
+        unless the view is small enough for a deeper order; the stored order's pixels in the
+        view (at most :data:`sky_plots.VIEW_PIXELS`); and, when the view holds at most
+        :data:`VIEW_OBJECTS` objects in at most :data:`VIEW_GROUPS` catalog row groups, the
+        objects themselves. Sets :attr:`detail` to what is drawn."""
+        ra, dec = self.centres
+        order = self.draw_order
+        if x_range is not None and y_range is not None and None not in (*x_range, *y_range):
+            rr = (min(x_range), max(x_range))
+            dr = (max(min(y_range), -90.0), min(max(y_range), 90.0))
+            order = sky_plots.view_order(rr, dr, deepest=self.counts.order)
+        if order <= self.draw_order:
+            self.detail = f"The whole survey: {_pixels_text(self.draw_order)}"
+            return sky_plots.counted_points(ra, dec, self.drawn_counts)
+        pixels, objects = sky_plots.counts_in_view(
+            self.counts.pixels, self.counts.counts, self.counts.order, rr, dr, order
+        )  # fmt: skip
+        if order == self.counts.order and objects.sum() <= VIEW_OBJECTS:
+            found = self.catalog_in_view(rr, dr)
+            if found is not None:
+                self.detail = f"This view: its {len(found[0]):,} objects, read from the catalog."
+                return sky_plots.counted_points(*found, np.ones(len(found[0])))
+        from backend.survey.skycounts import centres_of
+
+        c_ra, c_dec = centres_of(pixels, order)
+        self.detail = f"This view: {_pixels_text(order)}"
+        return sky_plots.counted_points(self.unwrap(c_ra), c_dec, objects)
+
+    def catalog_in_view(
+        self, ra_range: tuple[float, float], dec_range: tuple[float, float]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(unwrapped RA, Dec) of the catalog's objects in the RA/Dec box, read from the row
+        groups its RA/Dec statistics allow; None when more than :data:`VIEW_GROUPS` (a
+        catalog not in sky order: too dear for a pan)."""
+        from backend.latent.sky import PagedSkyIndex
+
+        index = self.data.memo("sky_paged_index", lambda: PagedSkyIndex(self._catalog_path()))
+        groups = index.groups_meeting(ra_range, dec_range)
+        if len(groups) > VIEW_GROUPS:
+            return None
+        rows = np.concatenate(
+            [np.arange(index.starts[g], index.starts[g + 1]) for g in groups] or [[]]
+        ).astype(np.int64)
+        frame = self.data.table.rows(rows, ["ra", "dec"])
+        ra = self.unwrap(pd.to_numeric(frame["ra"], errors="coerce").to_numpy(np.float64))
+        dec = pd.to_numeric(frame["dec"], errors="coerce").to_numpy(np.float64)
+        inside = box_indices(ra, dec, (ra_range[0], dec_range[0], ra_range[1], dec_range[1]))
+        return ra[inside], dec[inside]
 
     def position_of(self, rows: np.ndarray) -> np.ndarray:
         """Positions (into :attr:`positions`) of table ``rows``; -1 where none (no coordinates,
@@ -139,8 +202,31 @@ class SkyView(pn.viewable.Viewer):
         """The shared selection, drawn on top."""
         if self._drawn is not None and rows is self._drawn[0]:  # the sky's own: every object
             return sky_plots.highlight(self._drawn[1], self._drawn[2])
+        if self.counts is not None:  # a big survey: the selection's own positions
+            _, ra, dec = self.marked(rows)
+            return sky_plots.highlight(ra, dec)
         at = self.selected_positions(rows)
         return sky_plots.highlight(self.positions.ra[at], self.positions.dec[at])
+
+    def marked(self, rows: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """(rows, unwrapped RA, Dec) of a big survey's selection made elsewhere: the RA/Dec of
+        its rows read by row group (only the groups holding them; an even
+        :data:`HIGHLIGHT_ROWS` of them for a larger selection), kept for the latest one."""
+        if self._marked is not None and self._marked[0] is rows:
+            return self._marked
+        n = 0 if rows is None else int(rows.count())
+        ra = dec = np.zeros(0)
+        if n:
+            take = np.asarray(rows.all_rows(), np.int64)
+            if n > HIGHLIGHT_ROWS:
+                take = take[np.linspace(0, n - 1, HIGHLIGHT_ROWS).astype(np.int64)]
+            frame = self.data.table.rows(take, ["ra", "dec"])
+            ra = pd.to_numeric(frame["ra"], errors="coerce").to_numpy(np.float64)
+            dec = pd.to_numeric(frame["dec"], errors="coerce").to_numpy(np.float64)
+            ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
+            ra, dec = self.unwrap(ra[ok]), dec[ok]
+        self._marked = (rows, ra, dec)
+        return self._marked
 
     def outline(self, shape: list, rows: Any) -> hv.Path:
         """The sky's box or lasso while its selection is the one shared."""
@@ -236,6 +322,13 @@ class SkyView(pn.viewable.Viewer):
             return "**No selection.** Select on the sky here or on the latent map in *Explore*."
         where = "on the sky" if self.state.selection_from == "sky" else "on the latent map"
         mine = self._drawn is not None and rows is self._drawn[0]
+        if not mine and self.counts is not None:  # a big survey: the selection's positions
+            read = len(self.marked(rows)[1])
+            if n > HIGHLIGHT_ROWS:
+                return (f"**{n:,} objects selected** {where} (drawn: the positions of an "
+                        f"even {HIGHLIGHT_ROWS:,} of them)")  # fmt: skip
+            missing = f" ({n - read:,} without a sky position)" if read < n else ""
+            return f"**{n:,} objects selected** {where}{missing}"
         shown = n if mine else len(self.selected_positions(rows))
         without = (
             "not drawn: outside the sky's sample" if self.data.paged else "without a sky position"
@@ -266,7 +359,10 @@ class SkyView(pn.viewable.Viewer):
         if self.counts is not None:
             note.append(pn.pane.Alert(
                 f"A big survey: every object is drawn, counted in HEALPix pixels of order "
-                f"{self.draw_order} (about {_pixel_arcmin(self.draw_order):.1f}′).",
+                f"{self.draw_order} (about {_pixel_arcmin(self.draw_order):.1f}′). Zoom in for "
+                f"finer pixels, down to order {self.counts.order} "
+                f"({_pixel_arcmin(self.counts.order):.2f}′), and for the objects themselves "
+                f"where a view holds at most {VIEW_OBJECTS:,} of them in a few catalog row groups.",
                 alert_type="light", sizing_mode="stretch_width",
             ))  # fmt: skip
         if self.sampled:
@@ -288,6 +384,7 @@ class SkyView(pn.viewable.Viewer):
             self._alert,
             pn.Row(layer, pn.pane.Markdown(pn.bind(self.count_text, self.state.param.selection))),
             pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", linked_axes=False),
+            pn.pane.Markdown(self.param.detail, styles={"font-size": "12px", "color": "#6b7280"}),
             pn.pane.HTML(pn.bind(self.card, self.state.param.picked), stylesheets=[CARD_CSS],
                          sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
@@ -333,6 +430,12 @@ def _mask(n: int, at: np.ndarray) -> np.ndarray:
     mask = np.zeros(n, dtype=bool)
     mask[at] = True
     return mask
+
+
+def _pixels_text(order: int) -> str:
+    return (
+        f"every object counted in HEALPix pixels of order {order} (~{_pixel_arcmin(order):.2f}′)."
+    )
 
 
 def _pixel_arcmin(order: int) -> float:

@@ -193,6 +193,16 @@ class PagedSkyIndex:
         row, dist = self._scan(list(range(len(self.boxes))), position, np.inf)
         return None if row < 0 else (row, float(arcsec_from_chord(dist)))
 
+    def groups_meeting(
+        self, ra_range: tuple[float, float], dec_range: tuple[float, float]
+    ) -> np.ndarray:
+        """Row groups whose RA/Dec statistics meet the RA/Dec ranges (RA on the circle; a group
+        without statistics always): what :meth:`rows_in` would read."""
+        return np.array(
+            [g for g, box in enumerate(self.boxes)
+             if box is None or _box_meets(box, ra_range, dec_range)], dtype=np.int64,
+        )  # fmt: skip
+
     def rows_in(
         self,
         ra_range: tuple[float, float],
