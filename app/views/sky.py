@@ -144,7 +144,7 @@ class SkyView(pn.viewable.Viewer):
         if x_range is not None and y_range is not None and None not in (*x_range, *y_range):
             rr = (min(x_range), max(x_range))
             dr = (max(min(y_range), -90.0), min(max(y_range), 90.0))
-            order = sky_plots.view_order(rr, dr, deepest=self.counts.order)
+            order = sky_plots.view_order(rr, dr, sky_plots.VIEW_PIXELS, self.counts.order)
         if order <= self.draw_order:
             self.detail = f"The whole survey: {_pixels_text(self.draw_order)}"
             return sky_plots.counted_points(ra, dec, self.drawn_counts)

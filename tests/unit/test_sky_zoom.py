@@ -96,7 +96,19 @@ def test_a_zoomed_view_draws_deeper_pixels_of_only_what_it_shows(
     # a wider view: a coarser order, still deeper than the survey-wide one
     mid = view.base(sky.OBJECTS, x_range=(150.0, 156.0), y_range=(0.0, 6.0))
     assert len(mid) <= sky_plots.VIEW_PIXELS and view.draw_order < 12
-    hv.render(view.plot)  # the page's pipeline with its range stream
+    plot = hv.renderer("bokeh").get_plot(view.plot)  # the page's pipeline
+    ranges = [s for s in plot.streams if isinstance(s, hv.streams.RangeXY)]
+    assert ranges  # a pan or zoom in the page reaches the objects layer
+    for stream in ranges:
+        stream.event(x_range=(150.0, 160.0), y_range=(0.0, 8.0))
+    assert "order 12" in view.detail  # 80 deg² in order-12 pixels: fewer than VIEW_PIXELS
+    monkeypatch.setattr(sky_plots, "VIEW_PIXELS", 20_000)
+    for stream in ranges:  # (not the same ranges: the DynamicMap keeps its last answer)
+        stream.event(x_range=(150.0, 160.01), y_range=(0.0, 8.0))
+    assert "This view" in view.detail and "order 9" in view.detail  # 80 deg² / 20,000
+    for stream in ranges:
+        stream.event(x_range=x_range, y_range=y_range)
+    assert "This view" in view.detail and "order 12" in view.detail
     assert wide.table.reads["full_columns"] == 0
 
 
