@@ -474,6 +474,84 @@ def measure_sky_footprint(n: int, seed: int = 4) -> dict[str, Any]:
     _, s = timed(lambda: sky_plots.density_image(
         *counts.at_order(density_order), density_order, unwrap(c_ra), c_dec))  # fmt: skip
     out["density_order"], out["density_image_s"] = density_order, round(s, 3)
+    out["zoom"] = measure_sky_zoom(counts, unwrap, order)
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    return out
+
+
+def measure_sky_zoom(
+    counts: Any, unwrap: Any, drawn_order: int, repeats: int = 5
+) -> list[dict[str, Any]]:
+    """The Sky view's objects layer of views ever smaller about (185°, 15°), as
+    ``SkyView.objects_in_view`` draws them from the counts (no catalog here): the order (the
+    survey-wide layer when no deeper than ``drawn_order``), the view's pixels
+    (``app.sky_plots.counts_in_view``) and their centres, then one 800x560 rasterization;
+    seconds per view (median and max of ``repeats`` shifted views), ``select_s`` without the
+    rasterization."""
+    from holoviews.operation import datashader as hd
+
+    from app import sky_plots
+    from backend.survey.skycounts import centres_of
+
+    out = []
+    for side in (60.0, 20.0, 8.0, 2.0, 0.5, 0.1):
+        times, selects, pixels, objects, order = [], [], 0, 0, 0
+        for k in range(repeats):
+            x0, y0 = 185.0 - side / 2 + 0.01 * k * side, 15.0 - side / 2
+            rr, dr = (x0, x0 + side), (y0, y0 + side)
+            start = time.perf_counter()
+            order = sky_plots.view_order(rr, dr, sky_plots.VIEW_PIXELS, counts.order)
+            if order <= drawn_order:
+                break
+            pix, n = sky_plots.counts_in_view(counts.pixels, counts.counts, counts.order, rr, dr,
+                                              order)  # fmt: skip
+            c_ra, c_dec = centres_of(pix, order)
+            element = sky_plots.counted_points(unwrap(c_ra), c_dec, n)
+            selects.append(time.perf_counter() - start)
+            hd.rasterize(element, aggregator="sum", dynamic=False, width=WIDTH, height=HEIGHT,
+                         x_range=rr, y_range=dr)  # fmt: skip
+            times.append(time.perf_counter() - start)
+            pixels, objects = len(pix), int(n.sum())
+        if not times:
+            out.append({"side_deg": side, "order": order, "drawn": "the survey-wide layer"})
+            continue
+        out.append({"side_deg": side, "order": order, "pixels": pixels, "objects": objects,
+                    "select_s_median": round(float(np.median(selects)), 3),
+                    "view_s_median": round(float(np.median(times)), 3),
+                    "view_s_max": round(float(np.max(times)), 3)})  # fmt: skip
+    return out
+
+
+def measure_sky_highlight(n: int, seed: int = 4) -> dict[str, Any]:
+    """A latent-map selection highlighted on the Sky view of a big survey: a catalog of ``n``
+    positions over the 5,000 deg² footprint in row groups of 65,536 (rows in no sky order),
+    then the RA/Dec of a selection's rows read by row group (``RowTable.rows``, as
+    ``SkyView.marked``) and their marks (``sky_plots.highlight_positions``), for 20,000 rows
+    in 2 row groups and for the view's cap of evenly spread rows (every row group)."""
+    from app import sky_plots
+    from app.views.sky import HIGHLIGHT_ROWS
+    from backend.rowtable import ROW_GROUP, RowTable, Source
+
+    rng = np.random.default_rng(seed)
+    lo, hi = np.sin(np.radians(-5.0)), np.sin(np.radians(35.0))
+    frame = pd.DataFrame({"ra": rng.uniform(120.0, 250.0, n),
+                          "dec": np.degrees(np.arcsin(rng.uniform(lo, hi, n)))})  # fmt: skip
+    out: dict[str, Any] = {"points": n}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "catalog.parquet"
+        frame.to_parquet(path, row_group_size=ROW_GROUP, index=False)
+        del frame
+        for name, rows in (
+            ("rows_20000_in_2_groups", np.arange(ROW_GROUP - 10_000, ROW_GROUP + 10_000)),
+            (f"rows_{HIGHLIGHT_ROWS}_spread", np.linspace(0, n - 1, HIGHLIGHT_ROWS).astype(int)),
+        ):
+            table = RowTable([Source(path, {"ra": "ra", "dec": "dec"})], n)
+            got, s = timed(lambda t=table, r=rows: t.rows(r, ["ra", "dec"]))
+            ra, dec = got["ra"].to_numpy(), got["dec"].to_numpy()
+            marks, s2 = timed(lambda a=ra, b=dec: sky_plots.highlight_positions(a, b))
+            out[name] = {"read_s": round(s, 3), "row_groups_read": table.reads["groups"] // 2,
+                         "marks": len(marks[0]), "marks_s": round(s2, 3)}  # fmt: skip
     out["peak_rss_mb"] = round(peak_rss_mb(), 1)
     out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
     return out
@@ -611,6 +689,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sky-footprint", action="store_true", help="with --points: the Sky view's counts"
     )
     parser.add_argument(
+        "--sky-highlight", action="store_true", help="with --points: a map selection's marks"
+    )
+    parser.add_argument(
         "--eager", action="store_true", help="with --measure-app: the whole-table load instead"
     )
     args = parser.parse_args(argv)
@@ -621,6 +702,11 @@ def main(argv: list[str] | None = None) -> int:
         say(json.dumps(figures, indent=2))
         kind = "eager" if args.eager else "paged"
         merge_results(args.json, f"app_{kind}_{figures['points']}", figures)
+        return 0
+    if args.sky_highlight:
+        figures = measure_sky_highlight(args.points)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"sky_highlight_{args.points}", figures)
         return 0
     if args.sky_footprint:
         figures = measure_sky_footprint(args.points)
