@@ -180,52 +180,11 @@ def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
     else:
         rgb = hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=(x0, y0, x1, y1), vdims=list("RGBA"))
         image = _float32(element)
-    ticks: tuple[tuple[float, str], ...] = ()
-    if style.kind == "count":
-        image, ticks = equalised(image)
     image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
                   "clabel": style.clabel or " ", "cnorm": "linear",
                   "clim": _clim(style),
-                  "hooks": [ColourBarHook(style.kind, style.colorbar, ticks)]}  # fmt: skip
+                  "hooks": [ColourBarHook(style.kind, style.colorbar)]}  # fmt: skip
     return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
-
-
-def equalise_counts(counts: np.ndarray) -> tuple[np.ndarray, tuple[tuple[float, str], ...]]:
-    """Histogram equalisation of a density picture (as datashader's and Bokeh's ``eq_hist``):
-    each drawn pixel's count becomes the fraction of drawn pixels with at most that count, in
-    (0, 1] (float32, NaN where nothing is drawn); with the colour bar's ticks, (place, count)
-    for counts 1, 2, 5, 10, ... at their equalised places, none closer than 6% of the bar."""
-    c = np.asarray(counts, dtype=np.float64)
-    drawn = np.isfinite(c) & (c > 0)
-    values = np.sort(c[drawn])
-    out = np.full(c.shape, np.nan, dtype=np.float32)
-    if not values.size:
-        return out, ()
-    out[drawn] = np.searchsorted(values, c[drawn], side="right") / values.size
-    top = values[-1]
-    nice = [m * 10**e for e in range(int(np.log10(top)) + 1) for m in (1, 2, 5) if m * 10**e <= top]
-    places = np.searchsorted(values, nice, side="right") / values.size
-    ticks, last = [], -1.0
-    for place, count in zip(places, nice, strict=True):
-        if place - last >= 0.06:
-            ticks.append((float(place), f"{count:g}"))
-            last = place
-    return out, tuple(ticks)
-
-
-def equalised(image: hv.Image) -> tuple[hv.Image, tuple[tuple[float, str], ...]]:
-    """A density picture equalised on the server (:func:`equalise_counts`), so the browser
-    maps it linearly: Bokeh's own EqHistColorMapper scans every picture it maps, the first of
-    another colouring too, which held the page's main thread 0.2–0.9 s per change of colouring
-    into or out of density (while a linear one takes < 0.1 s)."""
-    data, name = image.data, image.vdims[0].name
-    if hasattr(data, "data_vars"):  # xarray, as datashader aggregates
-        values, ticks = equalise_counts(data[name].values)
-        return image.clone(data.assign({name: (data[name].dims, values)})), ticks
-    if isinstance(data, dict) and name in data:
-        values, ticks = equalise_counts(np.asarray(data[name]))
-        return image.clone({**data, name: values}), ticks
-    return image, ()
 
 
 def _float32(image: hv.Image) -> hv.Image:
@@ -256,45 +215,48 @@ COLOUR_BAR_ROOM = 100
 @dataclass(frozen=True)
 class ColourBarHook:
     """Bokeh hook of the map's colour-mapped layer: the colour bar shows for numbers and
-    density only, titled by ``clabel``. Both map linearly (density comes equalised, see
-    :func:`equalised`), so the glyph and the bar keep one mapper; density's bar is ticked at
-    ``ticks`` ((place, count) of its equalised picture), numbers' by the bar's own ticker.
-    With ``colorbar`` the figure keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's
+    density only, titled by ``clabel``; density maps by histogram equalisation, numbers
+    linearly. HoloViews keeps the mapper it built first, so the hook swaps the glyph's and the
+    bar's mapper between that (linear) one and an equalising twin that copies its palette and
+    range. With ``colorbar`` the figure keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's
     ``min_border_right``: a side panel wider than that would still widen it)."""
 
     kind: str
     colorbar: bool = False  # the figure keeps room for a colour bar, shown or not
-    ticks: tuple[tuple[float, str], ...] = ()
 
     def __call__(self, plot: Any, element: hv.Element) -> None:
-        from bokeh.models import FixedTicker
+        from bokeh.models import EqHistColorMapper
 
         figure = plot.state
         if self.colorbar and getattr(figure, "min_border_right", None) != COLOUR_BAR_ROOM:
             figure.min_border_right = COLOUR_BAR_ROOM
+        linear = plot.handles.get("color_mapper")
+        glyph = plot.handles.get("glyph")
+        if linear is None or glyph is None:
+            return
+        mapper = linear
+        if self.kind == "count":
+            mapper = plot.handles.get("eq_hist_color_mapper")
+            same = {k: getattr(linear, k) for k in ("palette", "low", "high", "nan_color")}
+            if mapper is None:
+                mapper = EqHistColorMapper(rescale_discrete_levels=True, **same)
+                plot.handles["eq_hist_color_mapper"] = mapper
+            changed = {k: v for k, v in same.items() if getattr(mapper, k) != v}
+            if changed:
+                mapper.update(**changed)
+        if glyph.color_mapper is not mapper:
+            glyph.color_mapper = mapper
         bar = plot.handles.get("colorbar")
         if bar is None:
             return
+        if bar.color_mapper is not mapper:
+            bar.color_mapper = mapper
         shown = self.kind != "cat"
         if bar.visible != shown:
             bar.visible = shown
         title = plot.clabel if shown and plot.clabel else ""
         if bar.title != title:
             bar.title = title
-        own = plot.handles.setdefault("colorbar_ticker", bar.ticker)  # the numbers' ticker
-        ticker, labels = own, {}
-        if self.kind == "count":
-            ticker = plot.handles.get("count_ticker")
-            if ticker is None:
-                ticker = plot.handles["count_ticker"] = FixedTicker(ticks=[])
-            places = [place for place, _ in self.ticks]
-            if list(ticker.ticks) != places:
-                ticker.ticks = places
-            labels = {place: label for place, label in self.ticks}
-        if bar.ticker is not ticker:
-            bar.ticker = ticker
-        if dict(bar.major_label_overrides) != labels:
-            bar.major_label_overrides = labels
 
 
 def marker_overlay(
