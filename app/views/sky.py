@@ -9,6 +9,7 @@ links to the Legacy Survey viewer, ESASky and SIMBAD (links only: :mod:`app.skyl
 from __future__ import annotations
 
 import html
+import threading
 from typing import Any
 
 import holoviews as hv
@@ -72,6 +73,7 @@ class SkyView(pn.viewable.Viewer):
         self.plot: hv.Overlay | None = None
         self._drawn: tuple[Any, np.ndarray, np.ndarray] | None = None  # a sky selection's
         self._marked: tuple[Any, np.ndarray, np.ndarray] | None = None  # a map selection's
+        self._marks_lock = threading.Lock()
         if self.positions is None:
             return
         aggregator = None
@@ -90,6 +92,8 @@ class SkyView(pn.viewable.Viewer):
             *(self.centres if self.counts is not None else (pos.ra, pos.dec))
         )
         self._tree: Any = None
+        if self.counts is not None:  # a map selection's positions read as it is made
+            self.state.param.watch(self._prefetch_marks, "selection")
         # a big survey's objects layer follows the view: deeper pixels, or the objects
         streams = [hv.streams.RangeXY()] if self.counts is not None else []
         base = sky_plots.shaded(
@@ -212,8 +216,13 @@ class SkyView(pn.viewable.Viewer):
         """(rows, unwrapped RA, Dec) of a big survey's selection made elsewhere: the RA/Dec of
         its rows read by row group (only the groups holding them; an even
         :data:`HIGHLIGHT_ROWS` of them for a larger selection), kept for the latest one."""
-        if self._marked is not None and self._marked[0] is rows:
+        with self._marks_lock:  # one read per selection (a prefetch and a render may race)
+            if self._marked is None or self._marked[0] is not rows:
+                self._marked = self._read_marks(rows)
             return self._marked
+
+    def _read_marks(self, rows: Any) -> tuple[Any, np.ndarray, np.ndarray]:
+        """What :meth:`marked` keeps, read now."""
         n = 0 if rows is None else int(rows.count())
         ra = dec = np.zeros(0)
         if n:
@@ -225,8 +234,19 @@ class SkyView(pn.viewable.Viewer):
             dec = pd.to_numeric(frame["dec"], errors="coerce").to_numpy(np.float64)
             ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90)
             ra, dec = self.unwrap(ra[ok]), dec[ok]
-        self._marked = (rows, ra, dec)
-        return self._marked
+        return rows, ra, dec
+
+    def _prefetch_marks(self, event: Any) -> None:
+        """Read a new map selection's positions on the server's pool, off the page's render
+        (seconds for a selection spread over every row group of 10^8 objects)."""
+        rows = event.new
+        if (
+            rows is None
+            or self.state.selection_from == "sky"
+            or self.state.survey != self.data.name
+        ):
+            return
+        in_thread(guarded(self._alert)(lambda: self.marked(rows)))
 
     def outline(self, shape: list, rows: Any) -> hv.Path:
         """The sky's box or lasso while its selection is the one shared."""

@@ -140,6 +140,7 @@ def test_a_latent_map_selection_is_highlighted_from_its_own_rows(
     rows = np.arange(5 * GROUP + 3, 7 * GROUP, 3)  # in two row groups only
     groups = wide.table.reads["groups"]
     state.share_selection(ArrayRows(rows), "explore")
+    assert view._marked is not None and view._marked[0] is state.selection  # read as made
     marks = view.highlighted(state.selection)
     np.testing.assert_array_equal(marks.dimension_values("dec"), catalog["dec"].to_numpy()[rows])
     np.testing.assert_array_equal(marks.dimension_values("ra"), catalog["ra"].to_numpy()[rows])
