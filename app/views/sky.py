@@ -144,18 +144,20 @@ class SkyView(pn.viewable.Viewer):
         :data:`VIEW_OBJECTS` objects in at most :data:`VIEW_GROUPS` catalog row groups, the
         objects themselves. Sets :attr:`detail` to what is drawn."""
         ra, dec = self.centres
-        order = self.draw_order
-        if x_range is not None and y_range is not None and None not in (*x_range, *y_range):
+        stored = self.counts.order
+        known = x_range is not None and y_range is not None and None not in (*x_range, *y_range)
+        order = -1
+        if known:
             rr = (min(x_range), max(x_range))
             dr = (max(min(y_range), -90.0), min(max(y_range), 90.0))
-            order = sky_plots.view_order(rr, dr, sky_plots.VIEW_PIXELS, self.counts.order)
-        if order <= self.draw_order:
+            order = sky_plots.view_order(rr, dr, sky_plots.VIEW_PIXELS, stored)
+        if not known or (order < stored and order <= self.draw_order):
             self.detail = f"The whole survey: {_pixels_text(self.draw_order)}"
             return sky_plots.counted_points(ra, dec, self.drawn_counts)
         pixels, objects = sky_plots.counts_in_view(
-            self.counts.pixels, self.counts.counts, self.counts.order, rr, dr, order
+            self.counts.pixels, self.counts.counts, stored, rr, dr, order
         )  # fmt: skip
-        if order == self.counts.order and objects.sum() <= VIEW_OBJECTS:
+        if order == stored and objects.sum() <= VIEW_OBJECTS:  # past the pixels: the objects
             found = self.catalog_in_view(rr, dr)
             if found is not None:
                 self.detail = f"This view: its {len(found[0]):,} objects, read from the catalog."

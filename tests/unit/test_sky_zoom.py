@@ -115,7 +115,9 @@ def test_a_zoomed_view_draws_deeper_pixels_of_only_what_it_shows(
 def test_a_small_view_draws_its_objects_from_the_catalog(
     wide: app_data.SurveyData, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sky, "DRAW_PIXELS", 2_000_000)  # already order 12 survey-wide
     view = sky.SkyView(data=wide, state=AppState(survey=NAME))
+    assert view.draw_order == 12  # fewer objects than DRAW_PIXELS: past the pixels, zoomed
     groups = wide.table.reads["groups"]
     shown = view.base(sky.OBJECTS, x_range=(BOX[0], BOX[2]), y_range=(BOX[1], BOX[3]))
     ra, dec = _sky()
