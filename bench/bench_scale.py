@@ -557,6 +557,67 @@ def measure_sky_highlight(n: int, seed: int = 4) -> dict[str, Any]:
     return out
 
 
+def measure_sky_objects(n: int, seed: int = 4, repeats: int = 5) -> dict[str, Any]:
+    """The Sky view's zoomed objects read from the catalog: a paged survey of ``n`` objects
+    over the 5,000 deg² footprint, its catalog in Dec order (row groups are Dec bands, as a
+    sky-ordered catalog's), built in a temporary data root; views ever smaller about
+    (185°, 15°) through ``SkyView.objects_in_view`` and one 800x560 rasterization: what each
+    draws and seconds per view (median and max of ``repeats`` shifted views)."""
+    from holoviews.operation import datashader as hd
+
+    from app import data as app_data
+    from app.state import AppState
+    from app.views.sky import OBJECTS, SkyView
+    from backend.survey import SurveyWriter
+
+    rng = np.random.default_rng(seed)
+    lo, hi = np.sin(np.radians(-5.0)), np.sin(np.radians(35.0))
+    ra = rng.uniform(120.0, 250.0, n)
+    dec = np.sort(np.degrees(np.arcsin(rng.uniform(lo, hi, n))))
+    out: dict[str, Any] = {"points": n, "views": []}
+    old = {k: os.environ.get(k) for k in ("LATENTSKY_HOME", "LATENTSKY_TILED_MAP_ABOVE")}
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LATENTSKY_HOME"], os.environ["LATENTSKY_TILED_MAP_ABOVE"] = tmp, "1"
+        try:
+            start = time.perf_counter()
+            with SurveyWriter("skyorder", ["g"], (8, 8), "synthetic-sky") as writer:
+                for a in range(0, n, BATCH):
+                    b = min(a + BATCH, n)
+                    catalog = pd.DataFrame({"object_id": [f"k{i:09d}" for i in range(a, b)],
+                                            "ra": ra[a:b], "dec": dec[a:b]})  # fmt: skip
+                    writer.append(np.zeros((b - a, 1, 8, 8), np.float32), catalog)
+            out["build_s"] = round(time.perf_counter() - start, 1)
+            app_data.clear_cache()
+            data = app_data.survey_data("skyorder")
+            view = SkyView(data=data, state=AppState(survey="skyorder"))
+            out["drawn_order"] = view.draw_order
+            for side in (4.0, 1.0, 0.25, 0.05):
+                times, what = [], ""
+                for k in range(repeats):
+                    x0, y0 = 185.0 - side / 2 + 0.05 * k * side, 15.0 - side / 2
+                    rr, dr = (x0, x0 + side), (y0, y0 + side)
+                    t0 = time.perf_counter()
+                    element = view.base(OBJECTS, x_range=rr, y_range=dr)
+                    hd.rasterize(element, aggregator="sum", dynamic=False, width=WIDTH,
+                                 height=HEIGHT, x_range=rr, y_range=dr)  # fmt: skip
+                    times.append(time.perf_counter() - t0)
+                    what = view.detail
+                out["views"].append({"side_deg": side, "drawn": what,
+                                     "view_s_median": round(float(np.median(times)), 3),
+                                     "view_s_max": round(float(np.max(times)), 3)})  # fmt: skip
+            out["full_columns_read"] = data.table.reads["full_columns"]
+            app_data.clear_cache()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["load_avg"] = [round(v, 2) for v in os.getloadavg()]
+    return out
+
+
 def measure_labelled_colouring(data: Any) -> dict[str, Any]:
     """The first *Human labels* colouring of a labelled survey in a process (its id look-ups:
     memory-mapped from the file the survey writer stored), and the look-ups built from the
@@ -689,6 +750,9 @@ def main(argv: list[str] | None = None) -> int:
         "--sky-footprint", action="store_true", help="with --points: the Sky view's counts"
     )
     parser.add_argument(
+        "--sky-objects", action="store_true", help="with --points: zoomed views' objects"
+    )
+    parser.add_argument(
         "--sky-highlight", action="store_true", help="with --points: a map selection's marks"
     )
     parser.add_argument(
@@ -702,6 +766,11 @@ def main(argv: list[str] | None = None) -> int:
         say(json.dumps(figures, indent=2))
         kind = "eager" if args.eager else "paged"
         merge_results(args.json, f"app_{kind}_{figures['points']}", figures)
+        return 0
+    if args.sky_objects:
+        figures = measure_sky_objects(args.points)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"sky_objects_{args.points}", figures)
         return 0
     if args.sky_highlight:
         figures = measure_sky_highlight(args.points)
