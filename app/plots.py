@@ -180,11 +180,86 @@ def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
     else:
         rgb = hv.RGB(np.zeros((1, 1, 4), np.uint8), bounds=(x0, y0, x1, y1), vdims=list("RGBA"))
         image = _float32(element)
+    clim, ticks = _clim(style), ()
+    if style.kind == "count":
+        image, clim, ticks = equalised(image)
     image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
-                  "clabel": style.clabel or " ", "cnorm": "linear",
-                  "clim": _clim(style),
-                  "hooks": [ColourBarHook(style.kind, style.colorbar)]}  # fmt: skip
+                  "clabel": style.clabel or " ", "cnorm": "linear", "clim": clim,
+                  "hooks": [ColourBarHook(style.kind, style.colorbar, ticks)]}  # fmt: skip
     return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
+
+
+Ticks = tuple[tuple[float, str], ...]  # (place on the colour bar, its label)
+
+
+def equalise_counts(counts: np.ndarray) -> tuple[np.ndarray, tuple[float, float], Ticks]:
+    """A density picture equalised as datashader's ``shade(how="eq_hist",
+    rescale_discrete_levels=True)`` does it: each drawn pixel's count (finite, > 0) becomes the
+    fraction of drawn pixels with at most that count (``datashader.transfer_functions.eq_hist``),
+    float32, NaN where nothing is drawn; with the colour range to map it linearly over (the
+    span, its lower end lowered when there are few distinct counts, so that the smallest count
+    keeps a colour above the palette's bottom) and the bar's ticks: counts 1, 2, 5, 10, ... at
+    their equalised places, none closer than 6% of the bar."""
+    import datashader.transfer_functions as tf
+
+    c = np.asarray(counts, dtype=np.float64)
+    drawn = np.isfinite(c) & (c > 0)
+    out = np.full(c.shape, np.nan, dtype=np.float32)
+    if not drawn.any():
+        return out, (0.0, 1.0), ()
+    whole = np.where(drawn, np.rint(c), 0).astype(np.int64)
+    offset = int(whole[drawn].min())
+    levels, n_levels = tf.eq_hist(whole - offset, mask=~drawn)
+    out[drawn] = levels[drawn]
+    span = _rescaled_span(n_levels, (float(levels[drawn].min()), float(levels[drawn].max())))
+    values = np.sort(whole[drawn])
+    top = int(values[-1])
+    nice = [
+        m * 10**e for e in range(len(str(top))) for m in (1, 2, 5) if offset <= m * 10**e <= top
+    ]
+    places = np.searchsorted(values, nice, side="right") / values.size  # eq_hist's cdf at each
+    ticks: list[tuple[float, str]] = []
+    for place, count in zip(places.tolist(), nice, strict=True):
+        if not ticks or place - ticks[-1][0] >= 0.06 * (span[1] - span[0]):
+            ticks.append((place, f"{count:,}"))
+    return out, span, tuple(ticks)
+
+
+def _rescaled_span(n_levels: int, span: tuple[float, float]) -> tuple[float, float]:
+    """Datashader's ``rescale_discrete_levels`` (``transfer_functions._rescale_discrete_levels``,
+    private there): with few distinct counts the span's lower end goes down, linearly from 1.5
+    spans at 2 levels to 1 span at 100, so that the lowest count is not the palette's bottom."""
+    multiple = -0.5 / 98.0 * n_levels + 1.5 + 1.0 / 98.0
+    if multiple <= 1:
+        return span
+    return (max(span[1] - multiple * (span[1] - span[0]), 0.0), 1.0)
+
+
+def equalised(image: hv.Image) -> tuple[hv.Image, tuple[float, float], Ticks]:
+    """A density picture equalised on the server (:func:`equalise_counts`), with its colour
+    range and bar ticks, so the browser maps it linearly: Bokeh's own EqHistColorMapper scans
+    every picture it maps, the first of the next colouring too, which held the page's main
+    thread 0.2-1.5 s per change of colouring into or out of density."""
+    data, name = image.data, image.vdims[0].name
+    if hasattr(data, "data_vars"):  # xarray, as datashader aggregates
+        values, span, ticks = equalise_counts(data[name].values)
+        return image.clone(data.assign({name: (data[name].dims, values)})), span, ticks
+    if isinstance(data, dict) and name in data:
+        values, span, ticks = equalise_counts(np.asarray(data[name]))
+        return image.clone({**data, name: values}), span, ticks
+    return image, (np.nan, np.nan), ()
+
+
+def nice_ticks(low: float, high: float, target: int = 6) -> list[float]:
+    """About ``target`` round numbers (steps of 1, 2 or 5 × 10^k) between ``low`` and ``high``."""
+    if not (np.isfinite(low) and np.isfinite(high)) or high <= low:
+        return [float(low)] if np.isfinite(low) else []
+    raw = (high - low) / target
+    base = 10.0 ** np.floor(np.log10(raw))
+    step = next(m * base for m in (1, 2, 5, 10) if m * base >= raw)
+    digits = max(0, int(-np.floor(np.log10(step))) + 1)
+    first = np.ceil(low / step - 1e-9) * step
+    return [round(float(t), digits) for t in np.arange(first, high + step * 1e-9, step)]
 
 
 def _float32(image: hv.Image) -> hv.Image:
@@ -215,48 +290,49 @@ COLOUR_BAR_ROOM = 100
 @dataclass(frozen=True)
 class ColourBarHook:
     """Bokeh hook of the map's colour-mapped layer: the colour bar shows for numbers and
-    density only, titled by ``clabel``; density maps by histogram equalisation, numbers
-    linearly. HoloViews keeps the mapper it built first, so the hook swaps the glyph's and the
-    bar's mapper between that (linear) one and an equalising twin that copies its palette and
-    range. With ``colorbar`` the figure keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's
-    ``min_border_right``: a side panel wider than that would still widen it)."""
+    density only, titled by ``clabel``. Both map linearly (density comes equalised, see
+    :func:`equalised`), so the glyph and the bar keep HoloViews' one mapper. The bar keeps one
+    ``FixedTicker`` for its life, set on the first frame, before the page gets the figure:
+    BokehJS's colour bar reads its ticker once, when its view is built, so a ticker swapped
+    later never reaches the page, while a change to that ticker's ``ticks`` and the bar's
+    ``major_label_overrides`` does. Density's ticks are ``ticks`` (counts at their equalised
+    places), numbers' :func:`nice_ticks` over the mapper's range. With ``colorbar`` the figure
+    keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's ``min_border_right``: a side panel
+    wider than that would still widen it)."""
 
     kind: str
     colorbar: bool = False  # the figure keeps room for a colour bar, shown or not
+    ticks: Ticks = ()
 
     def __call__(self, plot: Any, element: hv.Element) -> None:
-        from bokeh.models import EqHistColorMapper
+        from bokeh.models import FixedTicker
 
         figure = plot.state
         if self.colorbar and getattr(figure, "min_border_right", None) != COLOUR_BAR_ROOM:
             figure.min_border_right = COLOUR_BAR_ROOM
-        linear = plot.handles.get("color_mapper")
-        glyph = plot.handles.get("glyph")
-        if linear is None or glyph is None:
-            return
-        mapper = linear
-        if self.kind == "count":
-            mapper = plot.handles.get("eq_hist_color_mapper")
-            same = {k: getattr(linear, k) for k in ("palette", "low", "high", "nan_color")}
-            if mapper is None:
-                mapper = EqHistColorMapper(rescale_discrete_levels=True, **same)
-                plot.handles["eq_hist_color_mapper"] = mapper
-            changed = {k: v for k, v in same.items() if getattr(mapper, k) != v}
-            if changed:
-                mapper.update(**changed)
-        if glyph.color_mapper is not mapper:
-            glyph.color_mapper = mapper
         bar = plot.handles.get("colorbar")
-        if bar is None:
+        mapper = plot.handles.get("color_mapper")
+        if bar is None or mapper is None:
             return
-        if bar.color_mapper is not mapper:
-            bar.color_mapper = mapper
         shown = self.kind != "cat"
         if bar.visible != shown:
             bar.visible = shown
         title = plot.clabel if shown and plot.clabel else ""
         if bar.title != title:
             bar.title = title
+        if not isinstance(bar.ticker, FixedTicker):
+            bar.ticker = FixedTicker(ticks=[])
+        places: list[float] = []
+        labels: dict[float, str] = {}
+        if self.kind == "count":
+            places = [place for place, _ in self.ticks]
+            labels = dict(self.ticks)
+        elif self.kind == "num" and mapper.low is not None and mapper.high is not None:
+            places = nice_ticks(float(mapper.low), float(mapper.high))
+        if list(bar.ticker.ticks) != places:
+            bar.ticker.ticks = places
+        if dict(bar.major_label_overrides) != labels:
+            bar.major_label_overrides = labels
 
 
 def marker_overlay(

@@ -109,3 +109,57 @@ def test_a_click_right_after_a_change_of_colouring_kind_opens_the_details(
     title.wait_for(timeout=20_000)
     assert title.inner_text().startswith("demo-")
     assert page.console_errors == []
+
+
+COLOUR_BAR_JS = """() => {
+  const bars = Bokeh.index.query((v) => v._axis != null && v.model.color_mapper != null);
+  const images = Bokeh.index.query((v) => v.model.glyph != null
+    && v.model.glyph.color_mapper != null && v.model.data_source.data.image != null);
+  const out = {bars: [], images: []};
+  for (const v of bars) {
+    if (!v.model.visible) continue;
+    const m = v.model.color_mapper;
+    out.bars.push({ticks: Array.from(v._axis.ticker.ticks ?? []),
+      overrides: Array.from(v._axis.major_label_overrides ?? new Map()),
+      low: m.low, high: m.high, title: v.model.title});
+  }
+  for (const v of images) {
+    const m = v.model.glyph.color_mapper, data = v.model.data_source.data.image[0];
+    let min = Infinity, drawn = 0;
+    for (const x of data) if (Number.isFinite(x)) { drawn++; if (x < min) min = x; }
+    out.images.push({min, drawn, low: m.low, high: m.high, n: m.palette.length,
+      kind: m.type ?? m.constructor.name});
+  }
+  return out;
+}"""
+
+
+def test_the_density_colour_bar_reads_object_counts(demo_url: str, page: object) -> None:
+    """Density is equalised on the server and mapped linearly: the colour bar the page draws
+    is ticked with object counts, 1 first (it showed Bokeh's own 0.92-1 when the ticker was
+    swapped after the page was built), a pixel with one object is not the palette's bottom
+    colour, and a number's bar has its own ticks again afterwards."""
+    page.goto(demo_url, wait_until="networkidle")
+    page.locator("canvas").first.wait_for(timeout=60_000)
+    settled_map(page)
+    select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
+    number = next(o for o in options if o.startswith("Anomaly score"))
+    _recolour(page, number)
+    _recolour(page, "Density (objects per pixel)")
+    state = page.evaluate(COLOUR_BAR_JS)
+    (bar,) = state["bars"]
+    assert bar["title"] == "objects per pixel"
+    labels = dict(bar["overrides"])
+    assert bar["ticks"] and all(t in labels for t in bar["ticks"]), bar
+    counts = [int(labels[t].replace(",", "")) for t in bar["ticks"]]
+    assert counts[0] == 1 and counts == sorted(counts), bar
+    assert all(bar["low"] <= t <= bar["high"] for t in bar["ticks"]), bar
+    (image,) = [i for i in state["images"] if i["drawn"]]
+    assert "EqHist" not in image["kind"]  # mapped linearly in the browser
+    lowest = int((image["min"] - image["low"]) / (image["high"] - image["low"]) * image["n"])
+    assert lowest >= 1, f"the fewest objects drawn in the palette's bottom colour: {image}"
+    _recolour(page, number)
+    (bar,) = page.evaluate(COLOUR_BAR_JS)["bars"]
+    assert bar["ticks"] and not bar["overrides"], bar  # the number's own round ticks
+    assert page.console_errors == []

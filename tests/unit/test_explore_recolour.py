@@ -81,11 +81,13 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     survey_data: SurveyData,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Classes -> a number -> density -> classes: one Bokeh figure all along; its colour bar
-    shows for the number (titled, linear mapper on the number's range) and density (titled,
-    histogram-equalised mapper), and hides for classes, whose picture is back as it was."""
+    """Classes -> a number -> density -> a number -> classes: one Bokeh figure all along; its
+    colour bar shows for the number (titled, linear mapper on the number's range, round
+    ticks) and density (titled, the same linear mapper over a picture equalised on the
+    server, ticked with object counts), and hides for classes, whose picture is back as it
+    was. The bar keeps one ticker object (BokehJS reads a colour bar's ticker only once)."""
     import holoviews.plotting.bokeh  # noqa: F401
-    from bokeh.models import ColorBar, EqHistColorMapper, LinearColorMapper
+    from bokeh.models import ColorBar, FixedTicker, LinearColorMapper
     from bokeh.models import Image as ImageGlyph
 
     view = explore(survey_data, monkeypatch)
@@ -109,12 +111,23 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     assert (glyph.color_mapper.low, glyph.color_mapper.high) == pytest.approx(clim)
     drawn = np.isfinite(source.data["image"][0]).sum()
     assert drawn > 100
+    ticker, mapper = bar.ticker, glyph.color_mapper
+    assert isinstance(ticker, FixedTicker) and ticker.ticks and not bar.major_label_overrides
+    assert clim[0] <= min(ticker.ticks) and max(ticker.ticks) <= clim[1]
     view.colour.value = "density"
     assert view._map.object is pane and plot.state is figure, "a new figure for density"
     assert bar.visible and bar.title == "objects per pixel"
-    assert isinstance(glyph.color_mapper, EqHistColorMapper)
-    assert bar.color_mapper is glyph.color_mapper
-    assert list(glyph.color_mapper.palette) == list(layer.handles["color_mapper"].palette)
+    assert glyph.color_mapper is mapper and bar.color_mapper is mapper  # no mapper swapped
+    assert bar.ticker is ticker  # the same ticker, new ticks
+    equalised = source.data["image"][0]
+    shown = np.isfinite(equalised)
+    assert shown.sum() > 100 and equalised[shown].max() == 1
+    assert mapper.low < equalised[shown].min() and mapper.high == 1  # lowest count not bottom
+    labels = [bar.major_label_overrides[t] for t in ticker.ticks]
+    assert labels[0] == "1" and all(label.replace(",", "").isdigit() for label in labels)
+    view.colour.value = number.key
+    assert bar.ticker is ticker and not bar.major_label_overrides
+    assert (mapper.low, mapper.high) == pytest.approx(clim)
     view.colour.value = "catalog:kind"
     assert view._map.object is pane and plot.state is figure, "a new figure for classes"
     assert not bar.visible
@@ -145,3 +158,46 @@ def test_the_map_kernels_are_compiled_once_per_process_and_dtypes(
     assert calls == ["count", "num", "count", "num"]
     plots.warm_up_later(x16, x16)  # done already: no thread
     assert calls == ["count", "num", "count", "num"]
+
+
+def test_density_is_equalised_as_datashader_shades_it_with_count_ticks() -> None:
+    """Each drawn pixel's count becomes datashader's eq_hist level (the fraction of drawn
+    pixels with at most that count), mapped linearly over a span whose lower end
+    rescale_discrete_levels lowered: the colours are datashader's own ``shade(how="eq_hist",
+    rescale_discrete_levels=True)``, one-object pixels not at the palette's bottom; the bar's
+    ticks are counts at their levels."""
+    import datashader.transfer_functions as tf
+    import xarray as xr
+
+    from app.plots import equalise_counts
+
+    counts = np.array([[np.nan, 1, 1, 1], [1, 2, 2, 5], [0, 5, 10, 40]])
+    values, span, ticks = equalise_counts(counts)
+    assert np.isnan(values[0, 0]) and np.isnan(values[2, 0])  # nothing drawn there
+    assert values[0, 1] == pytest.approx(4 / 10) and values[1, 1] == pytest.approx(6 / 10)
+    assert values[2, 3] == 1 and values.dtype == np.float32
+    assert span[1] == 1 and span[0] < 4 / 10  # 6 levels: the lower end pulled down
+    assert ticks[0] == (pytest.approx(0.4), "1")
+    assert [label for _, label in ticks] == ["1", "2", "5", "10"]  # 20: at 10's place
+    palette = ["#000000", "#ffffff"]
+    agg = xr.DataArray(np.nan_to_num(counts).astype(np.uint32), dims=["y", "x"])
+    theirs = tf.shade(agg, cmap=palette, how="eq_hist", rescale_discrete_levels=True)
+    grey = np.asarray(theirs.data).view(np.uint8).reshape(*counts.shape, 4)[..., 0]
+    ours = np.interp(values, span, [0, 255])
+    drawn = np.isfinite(values)
+    np.testing.assert_allclose(ours[drawn], grey[drawn], atol=1)
+    assert grey[0, 1] > 0 and ours[0, 1] > 1  # one object: above the bottom colour
+    big = np.arange(1, 2001, dtype=float).reshape(40, 50)
+    _, wide, big_ticks = equalise_counts(big)
+    assert wide == (pytest.approx(1 / 2000), 1.0)  # many levels: no rescaling
+    assert big_ticks[-1][1] == "2,000"
+    assert equalise_counts(np.full((2, 2), np.nan))[2] == ()
+
+
+def test_number_ticks_are_round_and_inside_the_range() -> None:
+    from app.plots import nice_ticks
+
+    assert nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(17.3, 24.9) == [18.0, 20.0, 22.0, 24.0]
+    assert nice_ticks(-0.013, 0.021) == [-0.01, 0.0, 0.01, 0.02]
+    assert nice_ticks(3.0, 3.0) == [3.0]
