@@ -45,7 +45,7 @@ TARGET_RECALL = 0.85  # a density score, not a search: rough neighbours change i
 #: The most isolated rows (this fraction, by the first pass's score) are searched again with
 #: TAIL_FACTOR times the probes: their neighbours lie farther, across more leaves, and they
 #: are the top of the anomaly ranking.
-TAIL, TAIL_FACTOR = 0.02, 4
+TAIL, TAIL_FACTOR = 0.02, 2
 TUNE_QUERIES = 300
 MAX_LEAVES = 8192
 KMEANS_ITER = 10

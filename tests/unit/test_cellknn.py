@@ -69,7 +69,7 @@ def test_big_surveys_get_knn_scores_from_cells_close_to_exact(
     assert spearmanr(got, exact)[0] > 0.97
     assert np.all(got >= exact - 1e-4)  # a missed neighbour is a farther one: never lower
     assert len(set(np.argsort(-exact)[:20]) & set(np.argsort(-got)[:60])) >= 18
-    top = set(np.argsort(-exact)[:60])  # the top 1%: 42 of 60 the same when measured
+    top = set(np.argsort(-exact)[:60])  # the top 1%: 44 of 60 the same when measured
     assert len(top & set(np.argsort(-got)[:60])) >= 38  # 35 without the tail's wider search
 
 
