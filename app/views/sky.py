@@ -399,7 +399,7 @@ class SkyView(pn.viewable.Viewer):
                 "These are simulated coordinates (GalSim demo survey): the layout is real, the "
                 "sky is not.", alert_type="light", sizing_mode="stretch_width",
             )]  # fmt: skip
-        layer = pn.widgets.RadioButtonGroup.from_param(self.param.layer, button_type="light")
+        layer = pn.widgets.RadioButtonGroup.from_param(self.param.layer, color="light")
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             *note,
