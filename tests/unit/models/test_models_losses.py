@@ -203,6 +203,7 @@ def test_class_bias_restores_the_prior_a_balanced_head_forgot() -> None:
     test_x, test_y = logits[3000:], y[3000:]
     plain = torch.softmax(torch.tensor(test_x / t_only), dim=1).numpy()
     biased = torch.softmax(torch.tensor(test_x / t + b), dim=1).numpy()
+
     def nll(p: np.ndarray) -> float:
         return float(-np.log(p[np.arange(len(test_y)), test_y]).mean())
 
