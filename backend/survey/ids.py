@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from backend.rowtable import RowTable, Source
+from backend.survey.beside import load_current_beside
 
 LOOKUP_FILE = "object_ids.npy"  # beside catalog.parquet: (2, N) uint64, sorted hashes; rows
 CHECKED_ROWS = 3  # rows whose ids are looked up to accept a stored file (first, middle, last)
@@ -67,12 +68,8 @@ class IdLookup:
     def _stored(catalog: Path, n: int) -> np.ndarray | None:
         """The catalog's stored look-up, memory-mapped; None when absent, of another size or
         older than the catalog (rewritten since)."""
-        path = catalog.with_name(LOOKUP_FILE)
-        try:
-            if path.stat().st_mtime_ns < catalog.stat().st_mtime_ns:
-                return None
-            table = np.load(path, mmap_mode="r")
-        except (OSError, ValueError):
+        table = load_current_beside(catalog, LOOKUP_FILE)
+        if table is None:
             return None
         return table if table.shape == (2, n) and table.dtype == np.uint64 else None
 

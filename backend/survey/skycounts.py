@@ -17,6 +17,8 @@ import cdshealpix
 import numpy as np
 from astropy.coordinates import Latitude, Longitude
 
+from backend.survey.beside import load_current_beside
+
 SKY_COUNTS_FILE = "sky_counts.npy"
 ORDER = 12
 
@@ -81,13 +83,8 @@ def write_sky_counts(folder: Path, ra: np.ndarray, dec: np.ndarray) -> Path:
 def read_sky_counts(catalog: Path, n: int) -> SkyCounts | None:
     """The stored counts beside ``catalog`` (memory-mapped); None when absent, older than the
     catalog, malformed or counting more than its ``n`` objects."""
-    catalog = Path(catalog)
-    path = catalog.with_name(SKY_COUNTS_FILE)
-    try:
-        if path.stat().st_mtime_ns < catalog.stat().st_mtime_ns:
-            return None
-        table = np.load(path, mmap_mode="r")
-    except (OSError, ValueError):
+    table = load_current_beside(catalog, SKY_COUNTS_FILE)
+    if table is None:
         return None
     if table.ndim != 2 or table.shape[0] != 2 or table.dtype != np.int64:
         return None
