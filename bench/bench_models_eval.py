@@ -583,7 +583,7 @@ def main() -> None:
         help="optimiser steps of the supervised CNN (default: the active encoder's, pretraining included)",
     )  # fmt: skip
     parser.add_argument("--cnn-batch", type=int, default=256)
-    parser.add_argument("--cnn10", action="store_true", help="also a CNN on 10% of the labels")
+    parser.add_argument("--cnn10", action="store_true", help="also a CNN on 10%% of the labels")
     parser.add_argument("--encoder-steps", type=int, default=0, help="also a SimCLR from scratch")
     parser.add_argument("--stem-stride", type=int, default=4)
     parser.add_argument("--save-embeddings", default="")
