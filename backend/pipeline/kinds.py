@@ -64,7 +64,8 @@ PRODUCTS: dict[str, ProductKind] = {
         ),
         ProductKind(
             "scores", "anomaly scores and ranking", "encoder", (storage.ANOMALY_FILE,),
-            ("embeddings", "index (when present)", "autoencoder predictions (when present)",
+            ("embeddings", "index (when present; not read above 200,000 objects)",
+             "autoencoder predictions (when present)",
              "pixel scores (when its scorers are used)"),
             "score",
         ),

@@ -96,6 +96,16 @@ def resolve_versions(survey: str, versions: Mapping[str, str] | None = None) -> 
     return Versions(encoder, chosen, frozenset(given))
 
 
+def scores_read_index(survey: str) -> bool:
+    """Whether the anomaly scores of ``survey`` read its similarity index: not when its kNN
+    graph is searched by cells (a big survey), so they neither wait for nor follow the index."""
+    from backend.latent.scorers import by_cells
+    from backend.survey.meta import SurveyMeta
+    from backend.survey.store import survey_path
+
+    return not by_cells(SurveyMeta.read(survey_path(survey) / "survey.json").count)
+
+
 def survey_stamp(survey: str) -> str:
     """What identifies the survey's content: its creation time and object count."""
     from backend.survey import Survey
@@ -224,7 +234,8 @@ def inputs_of(
         inputs["reference"] = ood_reference_stamp(target.version)
     elif target.product == "scores":
         inputs.update(encoder_products(target.version))
-        inputs["index"] = hash_of(Target("index", survey, "encoder", target.version))
+        if scores_read_index(survey):
+            inputs["index"] = hash_of(Target("index", survey, "encoder", target.version))
         inputs["autoencoder_predictions"] = None
         autoencoder = versions.models.get("autoencoder")
         if autoencoder:
@@ -325,7 +336,7 @@ class _Planner:
             out = [enc("embeddings", target.version)]
             if product == "scores":
                 index = enc("index", target.version)
-                if index.key in self.requested or index.exists():
+                if scores_read_index(s) and (index.key in self.requested or index.exists()):
                     out.append(index)
                 ae = self.versions.models.get("autoencoder")
                 if ae:

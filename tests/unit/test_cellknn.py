@@ -92,3 +92,27 @@ def test_the_scores_product_of_a_big_survey_says_how_its_neighbours_were_found(
     knn = saved.attrs["scoring"]["knn"]  # kept in the scores file
     assert knn["method"] == "cells" and knn["leaves"] == 150 // 16
     assert 0 < knn["recall_at_k"] <= 1 and saved["knn_raw"].notna().all()
+
+
+def test_a_big_surveys_scores_neither_wait_for_the_index_nor_go_stale_with_it(
+    tiny_survey: Survey, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backend.modelling.imported import EmbeddingsRequest, import_embeddings
+    from backend.pipeline.kinds import Target
+    from backend.pipeline.planner import plan
+    from backend.pipeline.runner import ensure
+
+    x, _ = clustered_embeddings(len(tiny_survey), 16, n_clusters=3, seed=2)
+    np.save(tmp_path / "vectors.npy", x)
+    request = EmbeddingsRequest(tmp_path / "vectors.npy", "tiny")
+    version = import_embeddings(request, activate=True)[0].version
+    index = Target("index", "tiny", "encoder", version).key
+    scores = Target("scores", "tiny", "encoder", version).key
+    assert index in plan("tiny", ["index", "scores"]).items[scores].deps  # a small survey's do
+
+    monkeypatch.setattr(scorers, "CELL_KNN_ABOVE", 50)  # 150 objects count as a big survey
+    monkeypatch.setattr(cellknn, "CELL_SIZE", 16)
+    assert index not in plan("tiny", ["index", "scores"]).items[scores].deps
+    ensure("tiny", ["index", "scores"], "sync", params={"scores": {"scorers": ["knn"]}})
+    ensure("tiny", ["index"], "sync", params={"index": {"kind": "hnsw"}})  # a rebuilt index
+    assert not plan("tiny", ["scores"]).items[scores].todo
