@@ -32,6 +32,9 @@
 ``LATENTSKY_COMPRESSED_INDEX_ABOVE``  surveys of more objects than this (default 5,000,000) get
                      a compressed similarity index (IVF-PQ, lists on disk, exact re-ranking;
                      :mod:`backend.latent.compressed`).
+``LATENTSKY_FLOAT16_EMBEDDINGS_ABOVE``  surveys of more objects than this (default 50,000,000)
+                     get their imported embeddings stored as float16 (``import embeddings
+                     --dtype auto``): 10^8 x 128 is 25.6 GB instead of 51 GB.
 
 Settings are read on every call of :func:`get_settings` (and of the accessors below, each one
 variable), never cached, so tests and tools can point a process at another data root or setting
@@ -119,6 +122,7 @@ DEFAULT_LOGIN_CLIENT_LOCKOUT = "20/900"
 SCHEDULER_ENV = "LATENTSKY_SCHEDULER"
 DASK_GPU_ENV = "LATENTSKY_DASK_GPU"
 COMPRESSED_INDEX_ENV, DEFAULT_COMPRESSED_INDEX_ABOVE = "LATENTSKY_COMPRESSED_INDEX_ABOVE", 5_000_000
+FLOAT16_ENV, DEFAULT_FLOAT16_ABOVE = "LATENTSKY_FLOAT16_EMBEDDINGS_ABOVE", 50_000_000
 
 
 def retrain_every() -> int:
@@ -226,16 +230,23 @@ def scheduler_text() -> str | None:
 def compressed_index_threshold() -> int:
     """``LATENTSKY_COMPRESSED_INDEX_ABOVE``: the object count above which ``index --kind auto``
     builds a compressed IVF-PQ index (default 5,000,000)."""
-    text = os.environ.get(COMPRESSED_INDEX_ENV, "").strip() or str(DEFAULT_COMPRESSED_INDEX_ABOVE)
+    return _object_count(COMPRESSED_INDEX_ENV, DEFAULT_COMPRESSED_INDEX_ABOVE)
+
+
+def float16_embeddings_threshold() -> int:
+    """``LATENTSKY_FLOAT16_EMBEDDINGS_ABOVE``: the object count above which imported
+    embeddings are stored as float16 unless asked otherwise (default 50,000,000)."""
+    return _object_count(FLOAT16_ENV, DEFAULT_FLOAT16_ABOVE)
+
+
+def _object_count(env: str, default: int) -> int:
+    text = os.environ.get(env, "").strip() or str(default)
     try:
         value = int(text.replace("_", ""))
         if value < 0:
             raise ValueError
     except ValueError:
-        raise ConfigError(
-            f"{COMPRESSED_INDEX_ENV}={text!r}: give a number of objects, e.g. "
-            f"{DEFAULT_COMPRESSED_INDEX_ABOVE}"
-        ) from None
+        raise ConfigError(f"{env}={text!r}: give a number of objects, e.g. {default}") from None
     return value
 
 

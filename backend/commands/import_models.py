@@ -59,6 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     emb.add_argument("--ids", type=Path, help=".npy only: ids, one per line (or an .npy array)")
     emb.add_argument("--name", help="label shown for these embeddings (default: file name)")
     emb.add_argument("--embedding-dim", type=int, help="expected dimension (checked)")
+    emb.add_argument(
+        "--dtype", choices=("auto", "float32", "float16"), default="auto",
+        help="how the product stores them (auto: float16 above "
+        "LATENTSKY_FLOAT16_EMBEDDINGS_ABOVE objects, default 50M)",
+    )  # fmt: skip
     emb.add_argument("--activate", action="store_true", help="make it the survey's encoder")
     emb.set_defaults(func=run_embeddings)
 
@@ -131,6 +136,7 @@ def run_embeddings(args: argparse.Namespace) -> int:
         ids_file=args.ids,
         name=args.name,
         embedding_dim=args.embedding_dim,
+        dtype=args.dtype,
     )
     timer = Timer()
     version, path, notes = import_embeddings(req, activate=args.activate)
@@ -139,6 +145,7 @@ def run_embeddings(args: argparse.Namespace) -> int:
         f"imported {version.config['embedding_dim']}-d embeddings {version.config['name']!r} "
         f"as encoder {version.version} for survey {args.survey}"
         f"{' (active)' if args.activate else ''}: {path}"
+        f"{' (stored as float16)' if version.config['source']['stored_dtype'] == 'float16' else ''}"
     )
     for note in notes:
         print(f"  note: {note}")

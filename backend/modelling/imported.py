@@ -30,6 +30,7 @@ ID_NAMES = ("object_id", "objid", "id", "ids", "object_ids")
 RA_NAMES = ("ra", "ra_deg", "raj2000")
 DEC_NAMES = ("dec", "dec_deg", "dej2000", "decj2000")
 CHUNK = 65_536
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class EmbeddingsRequest:
     ids_file: Path | None = None
     name: str | None = None
     embedding_dim: int | None = None
+    dtype: str = "auto"  # how the product stores them: float32, float16 or auto (by size)
 
 
 def import_embeddings(
@@ -72,7 +74,8 @@ def import_embeddings(
         )
     data = read_vector_file(req, path)
     rows, notes = _rows_for_survey(req, data, survey)
-    dim = _check_vectors(req, data, rows, survey)
+    dtype = stored_dtype(req.dtype, len(survey))
+    dim = _check_vectors(req, data, rows, survey, dtype)
     name = req.name or path.stem
     provenance = {
         "format": _format(path),
@@ -85,6 +88,7 @@ def import_embeddings(
         else ("id" if data.ids is not None else "row order"),
         "match_radius_arcsec": req.match_radius,
         "file_rows": len(data.vectors),
+        "stored_dtype": dtype,
         "notes": data.notes + notes,
     }
     config = {
@@ -101,14 +105,28 @@ def import_embeddings(
     )
     try:
         out_path = write_embeddings(
-            survey.name, "encoder", version.version, (len(survey), dim), _filler(data.vectors, rows)
-        )
+            survey.name, "encoder", version.version, (len(survey), dim),
+            _filler(data.vectors, rows), dtype=dtype,
+        )  # fmt: skip
     except BaseException:
         shutil.rmtree(version.path, ignore_errors=True)
         raise
     if activate:
         registry.set_active(survey.name, "encoder", version.version)
     return version, out_path, provenance["notes"]
+
+
+def stored_dtype(wanted: str, n: int) -> str:
+    """``float32`` or ``float16``; ``auto``: float16 above
+    :func:`backend.config.float16_embeddings_threshold` objects (half the disk; cosine
+    similarities change by about 1e-3, which re-ranking and maps tolerate)."""
+    from backend.config import float16_embeddings_threshold
+
+    if wanted == "auto":
+        return "float16" if n > float16_embeddings_threshold() else "float32"
+    if wanted not in ("float32", "float16"):
+        raise ImportModelError(f"--dtype {wanted!r}: choose float32, float16 or auto")
+    return wanted
 
 
 def imported_product(survey: str, version: ModelVersion) -> Path:
@@ -370,7 +388,7 @@ def _rows_for_survey(
 
 
 def _check_vectors(
-    req: EmbeddingsRequest, data: VectorFile, rows: np.ndarray, survey: Survey
+    req: EmbeddingsRequest, data: VectorFile, rows: np.ndarray, survey: Survey, dtype: str
 ) -> int:
     path, vectors = data.path, data.vectors
     if getattr(vectors, "ndim", 0) != 2 or vectors.shape[1] < 1:
@@ -386,16 +404,26 @@ def _check_vectors(
         )
     ids = survey.catalog["object_id"].astype(str).to_numpy()
     bad: list[np.ndarray] = []
+    large: list[np.ndarray] = []
     for lo in range(0, len(rows), CHUNK):
         block = np.asarray(vectors[np.sort(rows[lo : lo + CHUNK])], dtype=np.float32)
+        order = np.argsort(rows[lo : lo + CHUNK], kind="stable")
         finite = np.isfinite(block).all(axis=1)
         if not finite.all():
-            order = np.argsort(rows[lo : lo + CHUNK], kind="stable")
             bad.append(lo + order[~finite])
+        if dtype == "float16":
+            fits = (np.abs(np.where(np.isfinite(block), block, 0)) <= FLOAT16_MAX).all(axis=1)
+            large.append(lo + order[~fits])
     if bad:
         where = np.sort(np.concatenate(bad))
         raise ImportModelError(
             f"{path}: {len(where)} vector(s) hold NaN or infinite values (e.g. objects {_few(ids[where])})"
+        )
+    where = np.sort(np.concatenate(large)) if large else np.zeros(0, np.int64)
+    if len(where):
+        raise ImportModelError(
+            f"{path}: {len(where)} vector(s) hold values beyond float16's range (|x| > "
+            f"{FLOAT16_MAX:g}; e.g. objects {_few(ids[where])}); import them with --dtype float32"
         )
     return dim
 

@@ -74,6 +74,9 @@ def evaluation_dir(survey: str, task: str) -> Path:
     return products_root(survey) / "evaluation" / task
 
 
+EMBEDDING_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))
+
+
 def _embeddings_file(mirror: bool) -> str:
     return MIRROR_EMBEDDINGS_FILE if mirror else EMBEDDINGS_FILE
 
@@ -86,15 +89,19 @@ def write_embeddings(
     fill: Callable[[np.ndarray], None],
     root: Path | None = None,
     mirror: bool = False,
+    dtype: str = "float32",
 ) -> Path:
     """Create ``embeddings.npy`` of ``shape`` and let ``fill(out)`` write it chunk by chunk
     (``embeddings_mirror.npy``, the cutouts' mirror images, with ``mirror``); the file appears
-    only once ``fill`` returned."""
+    only once ``fill`` returned. ``dtype`` ``float16`` halves the file (surveys of 10^8
+    objects); readers upcast the rows they read to float32."""
+    if np.dtype(dtype) not in EMBEDDING_DTYPES:
+        raise ProductError(f"embeddings are stored as float32 or float16, not {dtype}")
     path = product_dir(survey, kind, version, root) / _embeddings_file(mirror)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        out = open_memmap(tmp, mode="w+", dtype=np.float32, shape=shape)
+        out = open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=shape)
         fill(out)
         out.flush()
         del out
@@ -119,8 +126,8 @@ def open_embeddings(
     root: Path | None = None,
     mirror: bool = False,
 ) -> np.ndarray:
-    """Memory-mapped (N, D) float32 embeddings (read-only) of one model version; of the mirror
-    images with ``mirror``."""
+    """Memory-mapped (N, D) float32 (or float16: upcast the rows read) embeddings
+    (read-only) of one model version; of the mirror images with ``mirror``."""
     path = product_dir(survey, kind, version, root) / _embeddings_file(mirror)
     if not path.is_file():
         raise ProductError(
@@ -129,8 +136,10 @@ def open_embeddings(
             f"--survey {survey}`)"
         )
     emb = np.load(path, mmap_mode="r")
-    if emb.ndim != 2 or emb.dtype != np.float32:
-        raise ProductError(f"{path}: expected (N, D) float32, got {emb.shape} {emb.dtype}")
+    if emb.ndim != 2 or emb.dtype not in EMBEDDING_DTYPES:
+        raise ProductError(
+            f"{path}: expected (N, D) float32 or float16, got {emb.shape} {emb.dtype}"
+        )
     return emb
 
 
