@@ -103,20 +103,29 @@ def make_survey(n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray) -> Non
             writer.append(np.zeros((hi - lo, 1, 8, 8), dtype=np.float32), catalog)
 
 
-def make_encoder(n: int, dim: int = 128) -> str:
-    """An encoder version holding N clustered embeddings (written chunk by chunk)."""
-    from backend.latent.synthetic import clustered_embeddings
+def make_encoder(n: int, dim: int = 128, dtype: str = "auto") -> str:
+    """An encoder version holding N clustered embeddings (written chunk by chunk), stored as
+    ``dtype`` (``auto``: float16 above ``LATENTSKY_FLOAT16_EMBEDDINGS_ABOVE`` objects, as an
+    import stores them; float16 rows come from the per-block seeded generator)."""
+    from backend.latent.synthetic import clustered_chunks, clustered_embeddings
+    from backend.modelling.imported import stored_dtype
     from backend.pipeline.storage import write_embeddings
     from backend.registry import ModelRegistry
+
+    dtype = stored_dtype(dtype, n)
+
+    def fill(out: np.ndarray) -> None:
+        if dtype == "float32":
+            clustered_embeddings(n, dim, 50, seed=0, out=out)
+            return
+        for lo, block, _ in clustered_chunks(n, dim, 50, seed=0):
+            out[lo : lo + len(block)] = block
 
     registry = ModelRegistry()
     config = {"kind": "imported", "bands": ["g"], "embedding_dim": dim, "name": "synthetic",
               "survey": SURVEY, "source": {"file": "bench_scale synthetic"}}  # fmt: skip
     version = registry.save("encoder", {}, config, survey=SURVEY, training={"imported": {}})
-    write_embeddings(
-        SURVEY, "encoder", version.version, (n, dim),
-        lambda out: clustered_embeddings(n, dim, 50, seed=0, out=out),
-    )  # fmt: skip
+    write_embeddings(SURVEY, "encoder", version.version, (n, dim), fill, dtype=dtype)
     registry.set_active(SURVEY, "encoder", version.version)
     return version.version
 
@@ -158,7 +167,7 @@ def write_scores(version: str, n: int, mag: np.ndarray, seed: int = 2) -> None:
     record(Target("scores", SURVEY, "encoder", version), {"scorers": sorted(raw)}, None)
 
 
-def build_survey(n: int, dim: int = 128, scores: bool = False) -> str:
+def build_survey(n: int, dim: int = 128, scores: bool = False, dtype: str = "auto") -> str:
     """The synthetic survey of N objects in the current data root (``LATENTSKY_HOME``): survey,
     encoder embeddings (``dim``), map, (synthetic anomaly scores,) and the map tiles through the
     pipeline (``make_tiles``, ``mag`` pre-aggregated); returns the encoder version. Browser
@@ -167,7 +176,7 @@ def build_survey(n: int, dim: int = 128, scores: bool = False) -> str:
 
     xy, cls, mag = map_positions(n)
     make_survey(n, xy, cls, mag)
-    version = make_encoder(n, dim)
+    version = make_encoder(n, dim, dtype)
     write_map(version, xy)
     if scores:
         write_scores(version, n, mag)
@@ -640,16 +649,16 @@ def measure_labelled_colouring(data: Any) -> dict[str, Any]:
             "id_lookup_built_from_catalog_s": round(s_built, 3)}  # fmt: skip
 
 
-def run(n: int, keep: Path | None, index: bool) -> dict[str, Any]:
+def run(n: int, keep: Path | None, index: bool, dtype: str = "auto") -> dict[str, Any]:
     home = keep or Path(tempfile.mkdtemp(prefix="bench-scale-", dir=os.environ.get("TMPDIR")))
     old = os.environ.get("LATENTSKY_HOME")
     os.environ["LATENTSKY_HOME"] = str(home)
-    figures: dict[str, Any] = {"points": n, "build_s": {}}
+    figures: dict[str, Any] = {"points": n, "build_s": {}, "embeddings_dtype": dtype}
     try:
         xy, cls, mag = map_positions(n)
         _, s = timed(lambda: make_survey(n, xy, cls, mag))
         figures["build_s"]["survey"] = round(s, 1)
-        version, s = timed(lambda: make_encoder(n))
+        version, s = timed(lambda: make_encoder(n, dtype=dtype))
         figures["build_s"]["embeddings"] = round(s, 1)
         write_map(version, xy)
         say(f"survey, embeddings and map of {n:,} in {sum(figures['build_s'].values()):.0f} s")
@@ -739,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="data root to build in (kept)")
     parser.add_argument("--no-index", action="store_true", help="skip the index and search")
     parser.add_argument(
+        "--dtype", choices=("auto", "float32", "float16"), default="auto",
+        help="how the embeddings are stored (auto: float16 above 50M objects)",
+    )  # fmt: skip
+    parser.add_argument(
         "--map-only", action="store_true", help="only the tiles of N map points (no survey)"
     )
     parser.add_argument("--measure-app", type=Path, help="measure the app on a built data root")
@@ -790,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.map_only:
         figures = run_map_only(args.points, args.keep)
     else:
-        figures = run(args.points, args.keep, not args.no_index)
+        figures = run(args.points, args.keep, not args.no_index, args.dtype)
     say(json.dumps(figures, indent=2))
     suffix = "_map_only" if args.map_only else ""
     merge_results(args.json, f"points_{args.points}{suffix}", figures)

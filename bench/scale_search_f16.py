@@ -36,6 +36,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.atomic import atomic_write, atomic_write_json
 from bench.measure import latencies_ms, peak_rss_mb
 from bench.results_file import merge_results
 from bench.scale_search import RESULTS, MemorySampler, rss_parts_mb, say
@@ -55,8 +56,14 @@ def cpu_s() -> float:
 def stage_record(directory: Path, stage: str, figures: dict[str, Any]) -> None:
     """Write one stage's figures to ``DIR/<stage>.json`` (with the load average)."""
     figures["load_avg_end"] = [round(x, 2) for x in os.getloadavg()]
-    (directory / f"{stage}.json").write_text(json.dumps(figures, indent=2))
+    atomic_write_json(directory / f"{stage}.json", figures)
     say(json.dumps(figures, indent=2))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to exactly ``path`` (no ``.npy`` added to a temporary name)."""
+    with open(path, "wb") as fh:
+        np.save(fh, array)
 
 
 # -- gen -----------------------------------------------------------------------------------------
@@ -107,8 +114,8 @@ def generate(n: int, dim: int, n_queries: int, directory: Path, workers: int) ->
             best_i = np.take_along_axis(best_i, top, axis=1)
             if done % 20 == 0 or done == len(blocks):
                 say(f"gen: {done}/{len(blocks)} blocks, {time.perf_counter() - t0:.0f} s")
-    np.save(directory / "queries.npy", queries)
-    np.save(directory / "exact.npy", best_i)
+    for name, array in (("queries.npy", queries), ("exact.npy", best_i)):
+        atomic_write(directory / name, lambda tmp, a=array: save_npy(tmp, a))
     return {
         "n": n, "dim": dim, "dtype": "float16", "n_queries": n_queries, "workers": workers,
         "gen_s": round(time.perf_counter() - t0, 1), "gen_cpu_s": round(cpu_s() - c0, 1),
