@@ -133,3 +133,31 @@ def test_a_classifier_trains_and_predicts_on_float16(
     table = read_predictions("tiny", "classifier", version.version)
     probs = table[[c for c in table.columns if c.startswith("p_")]].to_numpy()
     assert probs.shape == (150, 2) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
+
+
+def test_knn_scores_by_cells_read_float16(
+    tiny_survey: Survey, home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The big-survey scores path (k-means leaves over memory-mapped rows) on float16 rows
+    ranks objects as it does on the same vectors in float32."""
+    from scipy.stats import spearmanr
+
+    from backend.latent import cellknn, scorers
+    from backend.latent.anomaly import AnomalyRanker
+    from backend.latent.pipeline import make_scores
+    from backend.latent.source import ANOMALY_FILE, latent_dir
+
+    np.save(tmp_path / "v.npy", vectors(tiny_survey))
+    argv = ["import", "embeddings", str(tmp_path / "v.npy"), "--survey", "tiny"]
+    assert main([*argv, "--dtype", "float32"]) == 0
+    assert main([*argv, "--dtype", "float16"]) == 0
+    monkeypatch.setattr(scorers, "CELL_KNN_ABOVE", 50)  # 150 objects count as a big survey
+    monkeypatch.setattr(cellknn, "CELL_SIZE", 16)
+    raw = {}
+    for version in ("v0001", "v0002"):
+        outcome = make_scores("tiny", version, scorers=("knn",), scheduler="sync")
+        assert any(n.startswith("kNN by cells: ") for n in outcome.notes)
+        saved = AnomalyRanker.load(latent_dir("tiny", version) / ANOMALY_FILE).scores
+        raw[version] = saved["knn_raw"].to_numpy()
+    assert stored(home, "v0002").dtype == np.float16 and np.isfinite(raw["v0002"]).all()
+    assert spearmanr(raw["v0001"], raw["v0002"]).statistic > 0.98
