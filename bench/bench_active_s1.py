@@ -258,6 +258,7 @@ def run_one_finetune(
         curve.append({
             "labels": len(rows), "accuracy": acc, "encoder": version,
             "recipe": training["recipe"], "steps": training["budget"]["steps"],
+            "head": training.get("head"),
             "seconds": round(time.perf_counter() - t0, 1),
         })  # fmt: skip
         print(f"finetune seed {seed} {name} {len(rows)} labels acc {acc:.3f} "

@@ -8,6 +8,10 @@ representation towards the task without collapsing what it knew. Augmentations a
 a task that is not mirror-symmetric (spiral winding) trains without flips, and a task whose
 mirror swaps classes (cw <-> acw) gets a mirror-equivariant head (:mod:`models.mirror`).
 
+Before the backbone moves, :meth:`LabelFineTuner.fit_head` can fit the head on the frozen
+features (linear probe, then fine-tune), so a short fine-tune does not spend its steps, and the
+features, undoing a random head.
+
 Targets are (B, K) class distributions; a row of zeros is an unlabelled cutout.
 """
 
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -22,6 +27,7 @@ from torch import Tensor, nn
 from models.augment import AugmentConfig, Augmenter
 from models.classifier import MLPHead
 from models.contrastive import SimCLREncoder, nt_xent_loss, supervised_contrastive_loss
+from models.data import array_length, read_rows
 from models.mirror import equivariant_logits, mirror
 
 
@@ -74,6 +80,54 @@ class LabelFineTuner(nn.Module):
         if mirror_permutation is not None and sorted(mirror_permutation) != list(range(n_classes)):
             raise ValueError(f"mirror permutation {mirror_permutation} of {n_classes} classes")
         self.mirror_permutation = None if mirror_permutation is None else list(mirror_permutation)
+
+    def fit_head(
+        self,
+        images: Any,
+        targets: Any,
+        rows: np.ndarray | None = None,
+        *,
+        steps: int = 300,
+        lr: float = 1e-2,
+        chunk: int = 256,
+    ) -> float:
+        """Fit the head alone on the frozen backbone's features of raw cutouts ``images``
+        (N, C, H, W; an array, memory map or zarr array, read ``chunk`` rows at a time) at
+        ``rows`` (default all) against class distributions ``targets`` (len(rows), K):
+        full-batch AdamW for ``steps`` steps, on the head's device. Returns the final loss.
+
+        A fine-tune that starts from a fitted head (linear probe, then fine-tune) sends the
+        backbone the labels' signal from its first step; a random head's large, arbitrary
+        gradients instead distort the features, which a short fine-tune (a few dozen steps at
+        lr 1e-3) does not recover from (docs/results.md, issue 9)."""
+        rows = np.arange(array_length(images)) if rows is None else np.asarray(rows, np.int64)
+        on = next(self.head.parameters()).device
+        was_training = self.training
+        self.eval()
+        feats, mirrored = [], []
+        with torch.no_grad():
+            for i in range(0, len(rows), chunk):
+                x = torch.as_tensor(np.asarray(read_rows(images, rows[i : i + chunk]), np.float32))
+                z = self.encoder.network_input(x.to(on))
+                feats.append(self.encoder.backbone(z).float())
+                if self.mirror_permutation is not None:
+                    mirrored.append(self.encoder.backbone(mirror(z)).float())
+        h = torch.cat(feats)
+        hm = torch.cat(mirrored) if mirrored else None
+        t = torch.as_tensor(np.asarray(targets, np.float32), device=on)
+        self.head.train()
+        opt = torch.optim.AdamW(self.head.parameters(), lr=lr, weight_decay=1e-4)
+        loss = h.new_zeros(())
+        for _ in range(int(steps)):
+            opt.zero_grad(set_to_none=True)
+            logits = self.head(h)
+            if hm is not None:
+                logits = equivariant_logits(logits, self.head(hm), self.mirror_permutation)
+            loss = soft_cross_entropy(logits, t, self.class_weights)
+            loss.backward()
+            opt.step()
+        self.train(was_training)
+        return float(loss.detach())
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits (B, K) of raw cutouts (no augmentation)."""
