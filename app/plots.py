@@ -185,7 +185,8 @@ def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
         image, clim, ticks = equalised(image)
     image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
                   "clabel": style.clabel or " ", "cnorm": "linear", "clim": clim,
-                  "hooks": [ColourBarHook(style.kind, style.colorbar, ticks)]}  # fmt: skip
+                  "colorbar_position": "top_right", "colorbar_opts": COLOUR_BAR_OPTS,
+                  "hooks": [ColourBarHook(style.kind, ticks)]}  # fmt: skip
     return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
 
 
@@ -281,45 +282,53 @@ def _clim(style: MapStyle) -> tuple[float, float]:
     return (np.nan, np.nan) if style.kind != "cat" else (0.0, 1.0)
 
 
-# pixels right of the map's drawing area, whatever the colouring: the widest colour bar fits
-# in them, so showing, hiding or relabelling the bar never resizes the drawing area (a new
-# size would make the server draw the map a second time after each change of colouring)
-COLOUR_BAR_ROOM = 100
+# the colour bar is drawn inside the map's drawing area, across its top right corner on a dark
+# panel: no strip beside the map is kept for it (categories have none), and showing, hiding
+# or relabelling it never resizes the drawing area (a new size would make the server draw the
+# map a second time after each change of colouring)
+COLOUR_BAR_OPTS: dict[str, Any] = {
+    "orientation": "horizontal", "width": 200, "height": 10, "padding": 8, "margin": 8,
+    "background_fill_color": "#1c2435", "background_fill_alpha": 0.92,
+    "title_text_color": "#e5e7eb", "title_text_font_size": "12px",
+    "title_text_font_style": "normal", "major_label_text_color": "#e5e7eb",
+    "major_label_text_font_size": "11px", "major_tick_line_color": "#e5e7eb",
+    "bar_line_color": None, "border_line_color": "#334155",
+}  # fmt: skip
+TOOLBAR_ROOM_TAG = "latentsky-toolbar-room"
 
 
 @dataclass(frozen=True)
 class ColourBarHook:
     """Bokeh hook of the map's colour-mapped layer: the colour bar shows for numbers and
-    density only, titled by ``clabel``. Both map linearly (density comes equalised, see
-    :func:`equalised`), so the glyph and the bar keep HoloViews' one mapper. The bar keeps one
-    ``FixedTicker`` for its life, set on the first frame, before the page gets the figure:
-    BokehJS's colour bar reads its ticker once, when its view is built, so a ticker swapped
-    later never reaches the page, while a change to that ticker's ``ticks`` and the bar's
-    ``major_label_overrides`` does. Density's ticks are ``ticks`` (counts at their equalised
-    places), numbers' :func:`nice_ticks` over the mapper's range. With ``colorbar`` the figure
-    keeps :data:`COLOUR_BAR_ROOM` on its right (Bokeh's ``min_border_right``: a side panel
-    wider than that would still widen it)."""
+    density only, titled by ``clabel``; categories have none (the page draws their legend).
+
+    Both map linearly (density comes equalised, see :func:`equalised`), so the glyph and the
+    bar keep HoloViews' one mapper. The bars keep one ``FixedTicker`` for their life, set on
+    the first frame: BokehJS's colour bar reads its ticker once, when its view is built, so a
+    ticker swapped later never reaches the page, while a change to that ticker's ``ticks`` and
+    the bar's ``major_label_overrides`` does. Density's ticks are ``ticks`` (counts at their
+    equalised places), numbers' :func:`nice_ticks` over the mapper's range.
+
+    BokehJS lays out a colour bar inside the drawing area once, when its view is built (a bar
+    shown after being hidden is drawn at the canvas's corner, a new title is not fitted), so
+    the bar is taken out of the figure for categories and, when it shows with another title,
+    the other of two bars (HoloViews' and a copy sharing its mapper and ticker) takes its
+    place: the page builds a fresh view, laid out for what it shows. The figure's toolbar
+    loses the logo and gains an invisible tool (:func:`toolbar_room`), so that no tool is
+    folded into its overflow menu."""
 
     kind: str
-    colorbar: bool = False  # the figure keeps room for a colour bar, shown or not
     ticks: Ticks = ()
 
     def __call__(self, plot: Any, element: hv.Element) -> None:
-        from bokeh.models import FixedTicker
+        from bokeh.models import ColorBar, FixedTicker
 
         figure = plot.state
-        if self.colorbar and getattr(figure, "min_border_right", None) != COLOUR_BAR_ROOM:
-            figure.min_border_right = COLOUR_BAR_ROOM
+        toolbar_room(figure)
         bar = plot.handles.get("colorbar")
         mapper = plot.handles.get("color_mapper")
         if bar is None or mapper is None:
             return
-        shown = self.kind != "cat"
-        if bar.visible != shown:
-            bar.visible = shown
-        title = plot.clabel if shown and plot.clabel else ""
-        if bar.title != title:
-            bar.title = title
         if not isinstance(bar.ticker, FixedTicker):
             bar.ticker = FixedTicker(ticks=[])
         places: list[float] = []
@@ -329,10 +338,50 @@ class ColourBarHook:
             labels = dict(self.ticks)
         elif self.kind == "num" and mapper.low is not None and mapper.high is not None:
             places = nice_ticks(float(mapper.low), float(mapper.high))
+        shown = self.kind != "cat"
+        title = plot.clabel if shown and plot.clabel else ""
+        bars = [r for r in figure.center if isinstance(r, ColorBar)]
+        current = bars[0] if bars else None
+        drawn = plot.handles.get("colorbar_drawn")  # (shown, title) of the bar in the figure
+        target = current
+        if drawn != (shown, title):
+            if drawn is not None and shown:  # the page has a view of the current bar
+                spare = plot.handles.get("colorbar_spare")
+                if spare is None:
+                    spare = ColorBar(**bar.properties_with_values(include_defaults=False))
+                    plot.handles["colorbar_spare"] = spare
+                target = spare if current is not spare else bar
+            else:
+                target = current or bar
+            plot.handles["colorbar_drawn"] = (shown, title)
+        if target is None:
+            return
+        if target.title != title:
+            target.title = title
         if list(bar.ticker.ticks) != places:
             bar.ticker.ticks = places
-        if dict(bar.major_label_overrides) != labels:
-            bar.major_label_overrides = labels
+        if dict(target.major_label_overrides) != labels:
+            target.major_label_overrides = labels
+        others = [r for r in figure.center if not isinstance(r, ColorBar)]
+        wanted = [*others, target] if shown else others
+        if list(figure.center) != wanted:
+            figure.center = wanted
+
+
+def toolbar_room(figure: Any) -> None:
+    """No Bokeh logo on ``figure``'s toolbar, and one invisible tool more: BokehJS sizes a
+    toolbar above a figure at 30 px per tool (its logo 25 more) and folds into an overflow
+    menu ("⋮") whatever its buttons and group dividers exceed, so with dividers its last tool
+    was always folded."""
+    from bokeh.models import ResetTool
+
+    toolbar = getattr(figure, "toolbar", None)
+    if toolbar is None:
+        return
+    if toolbar.logo is not None:
+        toolbar.logo = None
+    if not any(TOOLBAR_ROOM_TAG in tool.tags for tool in toolbar.tools):
+        toolbar.tools = [*toolbar.tools, ResetTool(visible=False, tags=[TOOLBAR_ROOM_TAG])]
 
 
 def marker_overlay(

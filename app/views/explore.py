@@ -47,22 +47,35 @@ anomaly scores, labels, emulated properties and any catalog column.
 """
 
 
-def legend_html(colour_key: dict[str, str], counts: pd.Series) -> str:
-    """Swatches of a categorical colouring with the number of objects per category."""
+LEGEND_MAX = 12  # categories listed in the legend; the rest are counted as "+N more"
+
+
+def legend_html(colour_key: dict[str, str], counts: pd.Series, title: str = "") -> str:
+    """Swatches of a categorical colouring with the number of objects per category (those with
+    objects, in the colour key's order), the first :data:`LEGEND_MAX` of them and then "+N
+    more" (their names in its tooltip); ``title`` (the colouring's name) leads. Escaped."""
+    shown = [(k, c, int(counts.get(k, 0))) for k, c in colour_key.items() if counts.get(k, 0)]
+    rest = shown[LEGEND_MAX:]
     items = "".join(
-        f"<span class='lsl-item'><i style='background:{c}'></i>{html.escape(str(k))} "
-        f"<small>{int(counts.get(k, 0)):,}</small></span>"
-        for k, c in colour_key.items()
-        if counts.get(k, 0)
+        f"<span class='lsl-item'><i style='background:{html.escape(c)}'></i>"
+        f"{html.escape(str(k))} <small>{n:,}</small></span>"
+        for k, c, n in shown[:LEGEND_MAX]
     )
-    return f"<div class='lsl'>{items}</div>"
+    if rest:
+        names = html.escape(", ".join(str(k) for k, _, _ in rest), quote=True)
+        items += f"<span class='lsl-more' title='{names}'>+{len(rest)} more</span>"
+    head = f"<b class='lsl-title'>{html.escape(title)}</b>" if title else ""
+    return f"<div class='lsl lsl-cat'>{head}{items}</div>"
 
 
 LEGEND_CSS = """
 .lsl { display: flex; flex-wrap: wrap; gap: 4px 14px; font: 12.5px system-ui, sans-serif; }
 .lsl-item { display: inline-flex; align-items: center; gap: 5px; }
-.lsl-item i { width: 11px; height: 11px; border-radius: 50%; display: inline-block; }
-.lsl-item small { color: #6b7280; }
+.lsl-cat { font-size: 13.5px; color: #0b1a33; }
+.lsl-title { font-weight: 600; color: #334155; margin-right: 2px; }
+.lsl-item i { width: 12px; height: 12px; border-radius: 3px; display: inline-block; }
+.lsl-item small { color: #475569; font-size: 12px; }
+.lsl-more { color: #475569; cursor: help; border-bottom: 1px dotted #94a3b8; }
 .lsh { display: flex; gap: 8px; align-items: center; font: 12.5px system-ui, sans-serif;
        min-height: 48px; color: #334155; }
 .lsh img { border-radius: 4px; background: #0f1420; }
@@ -73,8 +86,8 @@ LEGEND_CSS = """
 def in_place(old: plots.MapStyle, new: plots.MapStyle) -> bool:
     """Whether a map drawn in ``old`` can be recoloured to ``new`` by pushing a new frame
     through its Pipe: any change of colouring, between kinds too (every frame has the same
-    layers, see :func:`app.plots.map_frame`), as long as the figure keeps its colour bar and
-    height."""
+    layers, see :func:`app.plots.map_frame`), as long as the figure keeps its colour bar (drawn
+    inside the map, shown for numbers and density) and height."""
     return old.colorbar == new.colorbar and old.height == new.height
 
 
@@ -98,7 +111,7 @@ def legend_for(drawn: Drawn | None) -> str:
     spec = drawn.spec
     if spec.kind == "cat":
         counts = pd.Series(drawn.values).value_counts() if drawn.counts is None else drawn.counts
-        return legend_html(drawn.colour_key, counts)
+        return legend_html(drawn.colour_key, counts, spec.label)
     if spec.kind == "num":
         lo, hi = drawn.clim
         return (

@@ -71,6 +71,26 @@ def map_frame(page: object, box: dict[str, float]) -> dict[str, float] | None:
     return max(inside, key=lambda f: f["width"] * f["height"]) if inside else None
 
 
+# the colour bars drawn on the page's Bokeh figures (inside the map's drawing area: a solid
+# block that is no object), in page pixels
+BARS_JS = """() => {
+  const bars = [];
+  const views = window.Bokeh ? Bokeh.index.query((v) => v.model.type == "ColorBar") : [];
+  for (const v of views) {
+    const b = v.bbox, r = v.parent.canvas.el.getBoundingClientRect();
+    if (v.model.visible && b && b.width > 0 && b.height > 0)
+      bars.push({x: r.left + b.x, y: r.top + b.y, width: b.width, height: b.height,
+                 title: v.model.title});
+  }
+  return bars;
+}"""
+
+
+def colour_bars(page: object) -> list[dict[str, float]]:
+    """Where the page's colour bars are drawn (page pixels) and their titles."""
+    return page.evaluate(BARS_JS)
+
+
 def drawn_points(page: object, box: dict[str, float], margin: int = 40) -> np.ndarray:
     """(n, 2) page coordinates of map pixels that differ from the background (drawn objects),
     inside the figure's drawing area (a colour bar or the toolbar is no object); ``margin``
@@ -86,6 +106,9 @@ def drawn_points(page: object, box: dict[str, float], margin: int = 40) -> np.nd
         inset = 6.0
         keep = (px > frame["x"] + inset) & (px < frame["x"] + frame["width"] - inset)
         keep &= (py > frame["y"] + inset) & (py < frame["y"] + frame["height"] - inset)
+        for bar in colour_bars(page):  # drawn over the map's top right corner
+            over_x = (px >= bar["x"] - inset) & (px <= bar["x"] + bar["width"] + inset)
+            keep &= ~(over_x & (py >= bar["y"] - inset) & (py <= bar["y"] + bar["height"] + inset))
     else:
         keep = (xs > margin) & (xs < w - 2 * margin) & (ys > margin) & (ys < h - margin)
     return np.column_stack([px[keep], py[keep]])

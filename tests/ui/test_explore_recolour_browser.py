@@ -4,6 +4,7 @@ selection still work."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 
 from tests.ui.pages import (
     box_select,
+    colour_bars,
     hover_object,
     map_box,
     map_frame,
@@ -162,4 +164,46 @@ def test_the_density_colour_bar_reads_object_counts(demo_url: str, page: object)
     _recolour(page, number)
     (bar,) = page.evaluate(COLOUR_BAR_JS)["bars"]
     assert bar["ticks"] and not bar["overrides"], bar  # the number's own round ticks
+    assert page.console_errors == []
+
+
+OVERFLOW_JS = """() => Array.from(Bokeh.index.query((v) => v._overflow_menu != null))
+  .map((v) => v._overflow_menu.items.length)"""
+
+
+def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_inside_the_map(
+    demo_url: str, page: object
+) -> None:
+    """No strip is kept beside the map for a colour bar: under classes the drawing area fills
+    the figure's width and a legend under the map names each class with its count; numbers and
+    density draw their bar inside the drawing area (its top right corner), which keeps its
+    size; the toolbar folds no tool into "⋮"."""
+    page.goto(demo_url, wait_until="networkidle")
+    page.locator("canvas").first.wait_for(timeout=60_000)
+    settled_map(page)
+    select = page.locator("select").filter(has=page.locator("option", has_text="Density")).first
+    options = [o.strip() for o in select.locator("option").all_inner_texts()]
+    current = select.evaluate("(s) => s.options[s.selectedIndex].text").strip()
+    if current != "Predicted class":
+        _recolour(page, "Predicted class")
+    box = map_box(page)
+    x, y, width, height = area = _drawing_area(page)
+    assert width >= box["width"] - 30, f"room kept beside the map: {area} in {box}"
+    assert colour_bars(page) == []
+    overflow = page.evaluate(OVERFLOW_JS)
+    assert overflow and all(n == 0 for n in overflow), f"tools folded into the menu: {overflow}"
+    legend = page.locator(".lsl-cat").first.inner_text()
+    assert legend.startswith("Predicted class"), legend
+    assert len(re.findall(r"\w+\s+[\d,]+", legend)) >= 3, legend  # class names with counts
+    number = next(o for o in options if o.startswith("Anomaly score"))
+    for option, title in ((number, number), ("Density (objects per pixel)", "objects per pixel")):
+        _recolour(page, option)
+        (bar,) = colour_bars(page)
+        assert bar["title"] == title
+        assert x <= bar["x"] and bar["x"] + bar["width"] <= x + width + 1, (bar, area)
+        assert y <= bar["y"] and bar["y"] + bar["height"] <= y + height / 3, (bar, area)
+        assert bar["x"] > x + width / 2, f"the bar is not in the top right corner: {bar}"
+        assert _drawing_area(page) == area
+        assert page.locator(".lsl-cat").count() == 0  # no class legend under a number
+    assert all(n == 0 for n in page.evaluate(OVERFLOW_JS))
     assert page.console_errors == []
