@@ -31,7 +31,9 @@ def _exact(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_cells_find_the_neighbours_with_the_recall_they_report(vectors: np.ndarray) -> None:
+    blas_from = faiss.cvar.distance_compute_blas_threshold
     sims, ids, info = cellknn.cell_knn(vectors, 11, cell_size=64, scheduler="sync")
+    assert faiss.cvar.distance_compute_blas_threshold == blas_from  # other searches' unchanged
     _, exact_i = _exact(vectors, 11)
     assert sims.shape == ids.shape == (6000, 11) and (ids >= 0).all()
     assert (ids[:, 0] == np.arange(6000)).all()  # each row is its own nearest
