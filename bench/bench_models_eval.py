@@ -180,6 +180,9 @@ def run_s2(args: argparse.Namespace) -> None:
         cfg = TrainConfig(
             epochs=10_000, max_steps=cnn_steps, batch_size=args.cnn_batch, seed=0,
             device="cpu", progress_bar=True,
+            checkpoint_path=f"{args.cnn_checkpoint}.{frac}.pt" if args.cnn_checkpoint else None,
+            checkpoint_every_steps=100 if args.cnn_checkpoint else None,
+            resume=bool(args.cnn_checkpoint),
         )  # fmt: skip
         res = fit(cnn, ArrayDataset(images, labels, rows=rows), cfg)
         probs = predict_classes(cnn, images[test_rows], device="cpu")["probs"]
@@ -583,6 +586,10 @@ def main() -> None:
         help="optimiser steps of the supervised CNN (default: the active encoder's, pretraining included)",
     )  # fmt: skip
     parser.add_argument("--cnn-batch", type=int, default=256)
+    parser.add_argument(
+        "--cnn-checkpoint", default="",
+        help="checkpoint the CNN every 100 steps to PATH.<fraction>.pt and resume from it (long runs)",
+    )  # fmt: skip
     parser.add_argument("--cnn10", action="store_true", help="also a CNN on 10%% of the labels")
     parser.add_argument("--encoder-steps", type=int, default=0, help="also a SimCLR from scratch")
     parser.add_argument("--stem-stride", type=int, default=4)
