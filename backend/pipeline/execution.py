@@ -301,11 +301,11 @@ class Executor:
             return {}
         if self.spec.kind == "sync":
             values = dask.compute(*[nodes[n] for n in order], scheduler="sync")
-        else:
+        else:  # a thread per step: a step coordinates partitions run on the workers, so every
+            # ready step starts (the map, index and scores of a big survey overlap, and what a
+            # step computes here, UMAP or a k-means, runs beside the others' partitions)
             values = dask.compute(
-                *[nodes[n] for n in order],
-                scheduler="threads",
-                num_workers=max(1, min(len(order), self.workers)),
+                *[nodes[n] for n in order], scheduler="threads", num_workers=len(order)
             )
         return dict(zip(order, values, strict=True))
 

@@ -196,6 +196,18 @@ def test_a_graph_runs_each_step_after_its_dependencies(scheduler: str) -> None:
         ex.submit_graph({"a": (str, ["nope"])})
 
 
+def test_every_ready_step_starts_at_once_whatever_the_workers() -> None:
+    """Steps coordinate partitions run on the workers: the map, the index and the scores of a
+    big survey (three independent steps) all start with 2 workers, none waits for a thread."""
+    import threading
+
+    meet = threading.Barrier(3, timeout=20)
+    steps = {name: (meet.wait, []) for name in ("map", "index", "scores")}
+    with executor("local:2") as ex:
+        results = ex.submit_graph(steps)
+    assert sorted(results.values()) == [0, 1, 2]  # each step passed the barrier
+
+
 def test_partitions_cover_every_row_once_whatever_the_workers() -> None:
     parts = partitions(150, 32)
     assert parts[0] == (0, 32) and parts[-1] == (128, 150)
