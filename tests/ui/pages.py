@@ -71,14 +71,14 @@ def map_frame(page: object, box: dict[str, float]) -> dict[str, float] | None:
     return max(inside, key=lambda f: f["width"] * f["height"]) if inside else None
 
 
-# the colour bars drawn on the page's Bokeh figures (inside the map's drawing area: a solid
+# the colour bars drawn on the page's shown Bokeh figures (inside the map's drawing area: a solid
 # block that is no object), in page pixels
 BARS_JS = """() => {
   const bars = [];
   const views = window.Bokeh ? Bokeh.index.query((v) => v.model.type == "ColorBar") : [];
   for (const v of views) {
     const b = v.bbox, r = v.parent.canvas.el.getBoundingClientRect();
-    if (v.model.visible && b && b.width > 0 && b.height > 0)
+    if (v.model.visible && r.width > 0 && b && b.width > 0 && b.height > 0)
       bars.push({x: r.left + b.x, y: r.top + b.y, width: b.width, height: b.height,
                  title: v.model.title});
   }
