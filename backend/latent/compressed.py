@@ -15,12 +15,15 @@ rows, each written to a scratch file and merged into the on-disk lists at the en
 
 from __future__ import annotations
 
+import functools
+import mmap
 import os
 import shutil
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -38,6 +41,7 @@ BLOCK_ROWS = 1 << 21  # rows encoded into one in-memory block before it goes to 
 DEPTHS = (10, 20, 40)  # re-ranking depths tried by the tuning, candidates per neighbour
 MAX_CANDIDATES = 16_384  # upper bound of the candidates of one query
 RERANK_BATCH = 65_536  # candidates re-ranked at once (x D floats in memory)
+READ_THREADS = 32  # concurrent reads of candidate rows from a file the page cache cannot hold
 _STDOUT_LOCK = threading.Lock()
 Assigned = tuple[tuple[int, int], np.ndarray]  # rows [lo, hi) and the coarse list of each
 
@@ -227,7 +231,11 @@ def _rerank(
     candidates = np.sort(candidates, axis=1)  # by row: a stable sort then breaks ties by row
     valid = candidates >= 0
     found = np.unique(candidates[valid])
-    exact = normalize(vectors[found]) if len(found) else np.zeros((1, queries.shape[1]), "f4")
+    exact = (
+        normalize(read_rows(vectors, found))
+        if len(found)
+        else np.zeros((1, queries.shape[1]), "f4")
+    )
     rows = exact[np.minimum(np.searchsorted(found, candidates), len(exact) - 1)]  # -1: any row
     scores = np.einsum("qcd,qd->qc", rows, queries)
     scores[~valid] = -np.inf
@@ -235,6 +243,64 @@ def _rerank(
     sims = np.take_along_axis(scores, top, axis=1)
     ids = np.where(np.isfinite(sims), np.take_along_axis(candidates, top, axis=1), -1)
     return sims.astype(np.float32), ids
+
+
+def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``vectors[rows]`` (``rows`` sorted). From a whole memory-mapped file, read by
+    :data:`READ_THREADS` threads with ``os.pread``: the rows of a 10^8-object survey (25.6 GB)
+    are mostly not in the page cache, and one page fault after another waits for the disk once
+    per row (200 rows at 10^8: 0.56 s; read concurrently: 4.5 ms, see docs/results.md)."""
+    whole = _whole_file(vectors)
+    if whole is None or len(rows) < 2 * READ_THREADS:
+        return np.asarray(vectors[rows])
+    path, offset = whole
+    size = vectors.shape[1] * vectors.dtype.itemsize
+    out = np.empty((len(rows), vectors.shape[1]), dtype=vectors.dtype)
+    buffer = memoryview(out).cast("B")
+    fd = os.open(path, os.O_RDONLY)
+
+    def read(part: np.ndarray) -> None:
+        for i in part:
+            start = int(i) * size
+            got = os.preadv(fd, [buffer[start : start + size]], offset + int(rows[i]) * size)
+            if got != size:
+                raise LatentError(f"{path}: short read of row {rows[i]} ({got} of {size} bytes)")
+
+    try:
+        list(_readers().map(read, np.array_split(np.arange(len(rows)), READ_THREADS)))
+    finally:
+        os.close(fd)
+    return out
+
+
+def _whole_file(vectors: np.ndarray) -> tuple[str, int] | None:
+    """(file, byte offset of row 0) when ``vectors`` is a whole C-ordered memory-mapped file."""
+    path = getattr(vectors, "filename", None)
+    if not isinstance(vectors, np.memmap) or path is None or not vectors.flags.c_contiguous:
+        return None
+    offset = int(vectors.offset)
+    try:
+        whole = os.path.getsize(path) - offset == vectors.nbytes
+    except OSError:
+        return None
+    base = vectors.base
+    starts_at_offset = isinstance(base, mmap.mmap) and _address(vectors) - _address_of(base) == (
+        offset % mmap.ALLOCATIONGRANULARITY
+    )
+    return (str(path), offset) if whole and starts_at_offset else None
+
+
+def _address(array: np.ndarray) -> int:
+    return int(array.__array_interface__["data"][0])
+
+
+def _address_of(buffer: mmap.mmap) -> int:
+    return _address(np.frombuffer(buffer, dtype=np.uint8, count=1))
+
+
+@functools.cache
+def _readers() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(READ_THREADS, thread_name_prefix="rerank-read")
 
 
 def copy_data(source: Path, directory: Path) -> None:

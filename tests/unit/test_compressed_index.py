@@ -210,3 +210,36 @@ def test_lists_assigned_by_two_local_dask_workers_equal_in_process(
         dask = SimilarityIndex.build(rows, scheduler=ex, workdir=tmp_path / "b", **kw)
     assert dask.info["nprobe"] == sync.info["nprobe"]
     np.testing.assert_array_equal(dask.search(rows[:40], 10)[1], sync.search(rows[:40], 10)[1])
+
+
+def test_rerank_reads_a_mapped_files_rows_concurrently_and_gets_the_same_rows(
+    built: SimilarityIndex, vectors: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 10^8 the rows are mostly not in the page cache: they are read with ``os.pread`` by
+    many threads (one page fault after another is 100x slower there); same rows, same
+    neighbours. A slice of a mapped file or an array in memory is indexed as before."""
+    import os
+
+    reads: list[int] = []
+    preadv = os.preadv
+
+    def counting(fd: int, buffers: list, offset: int) -> int:
+        reads.append(offset)
+        return preadv(fd, buffers, offset)
+
+    monkeypatch.setattr(compressed.os, "preadv", counting)
+    rows = np.sort(np.random.default_rng(8).choice(N, 500, replace=False))
+    np.testing.assert_array_equal(compressed.read_rows(vectors, rows), np.asarray(vectors)[rows])
+    assert len(reads) == 500
+    reads.clear()
+    tail = vectors[100:]
+    np.testing.assert_array_equal(compressed.read_rows(tail, rows[:-10]), tail[rows[:-10]])
+    assert reads == []  # not a whole file: indexed
+    queries = normalize(vectors[:40])
+    mapped = built.search_unit(queries, 10)
+    assert len(reads) > 0
+    in_memory = SimilarityIndex(built.index, built.info, np.asarray(vectors)).search_unit(
+        queries, 10
+    )
+    np.testing.assert_array_equal(mapped[1], in_memory[1])
+    np.testing.assert_allclose(mapped[0], in_memory[0], rtol=1e-6)
