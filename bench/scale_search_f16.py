@@ -12,7 +12,9 @@ they are 25.6 GB. Each stage runs in its own process and writes its figures besi
   (:meth:`SimilarityIndex.build`, chunks upcast to float32, tuned, saved into ``DIR``);
 - ``search``: a fresh process opens the saved index as the app does and runs the held-out
   queries one at a time (k=10): a first, cold pass (recall@10 vs the float32 reference and each
-  query's time) then a timed pass after 5 warm-up queries; peak RSS (anonymous vs file pages).
+  query's time) then a timed pass after 5 warm-up queries; peak RSS (anonymous vs file pages);
+- ``reads``: one query's re-ranking reads alone (random rows by page faults and by
+  :func:`backend.latent.compressed.read_rows`), measurable without the index.
 
     nice -n 19 .venv/bin/python bench/scale_search_f16.py --points 100000000 --dir D --stage gen
 
@@ -188,13 +190,36 @@ def search(directory: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+# -- reads ---------------------------------------------------------------------------------------
+def reads(directory: Path, n_queries: int, rows: int = 200) -> dict[str, Any]:
+    """What one query's re-ranking reads costs: ``rows`` random rows of the memory map
+    gathered by page faults (``vectors[rows]``) and by :func:`compressed.read_rows`
+    (concurrent ``pread``), ``n_queries`` times each, on different rows (cold where the file
+    is larger than the page cache)."""
+    from backend.latent.compressed import READ_THREADS, read_rows
+
+    embeddings = np.load(directory / "embeddings.npy", mmap_mode="r")
+    rng = np.random.default_rng(5)
+    out: dict[str, Any] = {"n": len(embeddings), "rows_per_query": rows, "threads": READ_THREADS}
+    for name, read in (("page_faults", lambda r: np.asarray(embeddings[r])),
+                       ("read_rows", lambda r: read_rows(embeddings, r))):  # fmt: skip
+        picks = [
+            np.unique(rng.choice(len(embeddings), rows, replace=False)) for _ in range(n_queries)
+        ]
+        ms = latencies_ms(lambda i, f=read, p=picks: f(p[i]), n_queries, 0)
+        out[name] = {f"p{q}_ms": round(float(np.percentile(ms, q)), 2) for q in (50, 95)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, required=True)
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dir", type=Path, required=True, help="folder for data and index")
-    parser.add_argument("--stage", choices=("gen", "build", "search", "report"), required=True)
+    parser.add_argument(
+        "--stage", choices=("gen", "build", "search", "reads", "report"), required=True
+    )
     parser.add_argument("--workers", type=int, default=2, help="processes generating (gen)")
     parser.add_argument("--json", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -206,9 +231,11 @@ def main(argv: list[str] | None = None) -> int:
         figures = build(args.dir)
     elif args.stage == "search":
         figures = search(args.dir)
+    elif args.stage == "reads":
+        figures = reads(args.dir, args.queries)
     else:
         stages = {s: json.loads((args.dir / f"{s}.json").read_text())
-                  for s in ("gen", "build", "search") if (args.dir / f"{s}.json").is_file()}  # fmt: skip
+                  for s in ("gen", "build", "search", "reads") if (args.dir / f"{s}.json").is_file()}  # fmt: skip
         merge_results(args.json, f"points_{args.points}_float16", stages)
         say(f"merged {sorted(stages)} into {args.json}")
         return 0
