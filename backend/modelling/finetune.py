@@ -121,7 +121,7 @@ def finetune_encoder(
     mirror_pairs: list[tuple[str, str]] | tuple = (),
     soft_targets: np.ndarray | None = None,
     recipe: str | None = None,
-    warm_head: bool = True,
+    warm_head: bool | None = None,
 ) -> ModelVersion:
     """Fine-tune the survey's encoder on ``labels`` at ``train_rows``; register (inactive).
 
@@ -144,10 +144,13 @@ def finetune_encoder(
     any one of NT-Xent 0.5, the unlabelled half, or zoom 0.3 with the MLP head gave 0.56-0.66
     (docs/results.md).
 
-    ``warm_head`` (default) fits the head on the frozen encoder's features of the training rows
-    before the backbone moves (:meth:`models.finetune.LabelFineTuner.fit_head`): with a random
-    head, 20 steps of ``supervised`` at the 1,000-label switch cut the S1 loop's accuracy by
-    0.026; from a fitted head they gain (docs/results.md, issue 9)."""
+    ``warm_head`` fits the head on the frozen encoder's features of the training rows before
+    the backbone moves (:meth:`models.finetune.LabelFineTuner.fit_head`): with a random head,
+    20 steps of ``supervised`` at the 1,000-label switch cut the S1 loop's accuracy by 0.026;
+    from a fitted head they gain. ``None`` (default) does so unless the task is mirror-
+    equivariant: frozen features that cannot tell a mirror pair apart give a head fitted to
+    noise (sdss_gz1 cw/acw, 400 steps: 0.794 accuracy from it, 0.853 from a random head;
+    docs/results.md, issue 9)."""
     from backend.modelling.common import device
     from models import ArrayDataset, AugmentConfig, TrainConfig, fit, seed_everything
     from models.contrastive import SimCLREncoder
@@ -226,6 +229,8 @@ def finetune_encoder(
         views=1 if recipe == "supervised" else 2,  # one view: half the cost of a step
     )
     head_loss = None
+    if warm_head is None:
+        warm_head = perm is None
     if warm_head:
         fit_rows = np.unique(train_rows)
         if len(fit_rows) > HEAD_FIT_MAX_ROWS:
