@@ -125,14 +125,19 @@ def knn_products(queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndar
     (one thread, 128-d, leaves of 512-1,220 rows probing 32 leaves). FAISS 1.15 takes its BLAS
     path only past :data:`BLAS_FROM` queries by default; a leaf's few hundred queries are
     searched by it too (its SIMD loop costs 7 ns per pair). The setting is FAISS's global one:
-    it is restored at once, so other searches (whose floats it would change) never see it."""
+    it is restored at once, so other searches (whose floats it would change) never see it.
+    The search runs on one thread, as on a Dask worker: a multithreaded BLAS product differs
+    in the last bit, and ``sync`` must equal ``local:N`` bitwise."""
     with _BLAS_LOCK:
         default = faiss.cvar.distance_compute_blas_threshold
+        threads = faiss.omp_get_max_threads()
         faiss.cvar.distance_compute_blas_threshold = BLAS_FROM
+        faiss.omp_set_num_threads(1)
         try:
             sims, idx = faiss.knn(queries, rows, k, metric=faiss.METRIC_INNER_PRODUCT)
         finally:
             faiss.cvar.distance_compute_blas_threshold = default
+            faiss.omp_set_num_threads(threads)
     sims[idx < 0] = -np.inf
     return sims.astype(np.float32, copy=False), idx.astype(np.int64, copy=False)
 

@@ -118,3 +118,21 @@ def test_a_big_surveys_scores_neither_wait_for_the_index_nor_go_stale_with_it(
     ensure("tiny", ["index", "scores"], "sync", params={"scores": {"scorers": ["knn"]}})
     ensure("tiny", ["index"], "sync", params={"index": {"kind": "hnsw"}})  # a rebuilt index
     assert not plan("tiny", ["scores"]).items[scores].todo
+
+
+def test_leaf_products_are_bitwise_the_same_whatever_faiss_threads() -> None:
+    """A Dask worker runs FAISS on one thread; the command process may have two. Multithreaded
+    BLAS changes the last bit of a product, so ``sync`` and ``local:2`` scores would differ:
+    the leaf search runs on one thread and leaves the caller's setting as it found it."""
+    rng = np.random.default_rng(0)
+    queries = normalize(rng.standard_normal((600, 128)).astype(np.float32))
+    before = faiss.omp_get_max_threads()
+    try:
+        faiss.omp_set_num_threads(1)
+        single = cellknn.knn_products(queries, queries, 6)
+        faiss.omp_set_num_threads(2)
+        several = cellknn.knn_products(queries, queries, 6)
+        assert faiss.omp_get_max_threads() == 2
+    finally:
+        faiss.omp_set_num_threads(before)
+    assert np.array_equal(single[0], several[0]) and np.array_equal(single[1], several[1])
