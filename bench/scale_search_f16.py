@@ -69,9 +69,10 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 # -- gen -----------------------------------------------------------------------------------------
-def _init_worker(path: str, queries: np.ndarray) -> None:
+def _init_worker(path: str, queries: np.ndarray, chunk: int) -> None:
     from backend.latent.synthetic import cluster_model
 
+    _worker["chunk"] = chunk  # the parent's (a spawned worker imports this module afresh)
     _worker["out"] = np.load(path, mmap_mode="r+")
     _worker["queries"] = queries
     _worker["model"] = cluster_model(_worker["out"].shape[1], 50, seed=0)
@@ -84,8 +85,8 @@ def _write_block(number: int) -> tuple[int, np.ndarray, np.ndarray]:
     from backend.latent.vectors import knn_inner_product, normalize
 
     out = _worker["out"]
-    lo = number * CHUNK
-    hi = min(lo + CHUNK, len(out))
+    lo = number * _worker["chunk"]
+    hi = min(lo + _worker["chunk"], len(out))
     block, _ = clustered_block(_worker["model"], hi - lo, 0, number)
     out[lo:hi] = block  # cast to float16
     sims, rows = knn_inner_product(_worker["queries"], normalize(block), K)
@@ -106,8 +107,8 @@ def generate(n: int, dim: int, n_queries: int, directory: Path, workers: int) ->
     best_s = np.full((n_queries, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((n_queries, 0), dtype=np.int64)
     blocks = range((n + CHUNK - 1) // CHUNK)
-    ctx = get_context("fork")
-    with ctx.Pool(workers, _init_worker, (str(path), queries)) as pool:
+    ctx = get_context("spawn")  # fork from a threaded process (pytest, torch) can deadlock
+    with ctx.Pool(workers, _init_worker, (str(path), queries, CHUNK)) as pool:
         for done, (_, s, i) in enumerate(pool.imap_unordered(_write_block, blocks), 1):
             best_s = np.concatenate([best_s, s], axis=1)
             best_i = np.concatenate([best_i, i], axis=1)
