@@ -31,12 +31,9 @@ def clustered_embeddings(
     without holding them twice in memory.
     """
     rng = np.random.default_rng(seed)
-    centres = rng.normal(0.0, 1.0, (n_clusters, dim)).astype(np.float32) * separation
-    widths = rng.uniform(0.3, 1.2, n_clusters).astype(np.float32)
-    bases = rng.normal(0.0, 1.0, (n_clusters, intrinsic_dim, dim)).astype(np.float32)
-    bases /= np.sqrt(dim / 4)
-    weights = rng.dirichlet(np.full(n_clusters, 2.0))
-    labels = rng.choice(n_clusters, size=n, p=weights).astype(np.int32)
+    model = _draw_model(rng, dim, n_clusters, intrinsic_dim, noise, separation)
+    centres, widths, bases = model.centres, model.widths, model.bases
+    labels = rng.choice(n_clusters, size=n, p=model.weights).astype(np.int32)
     x = out if out is not None else np.empty((n, dim), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(lo + chunk, n)
@@ -71,7 +68,20 @@ def cluster_model(
     seed: int = 0,
 ) -> ClusterModel:
     """The cluster model drawn from ``seed`` (as :func:`clustered_embeddings` draws it)."""
-    rng = np.random.default_rng(seed)
+    return _draw_model(
+        np.random.default_rng(seed), dim, n_clusters, intrinsic_dim, noise, separation
+    )
+
+
+def _draw_model(
+    rng: np.random.Generator,
+    dim: int,
+    n_clusters: int,
+    intrinsic_dim: int,
+    noise: float,
+    separation: float,
+) -> ClusterModel:
+    """Centres, widths, bases and weights, drawn in this order from ``rng``."""
     centres = rng.normal(0.0, 1.0, (n_clusters, dim)).astype(np.float32) * separation
     widths = rng.uniform(0.3, 1.2, n_clusters).astype(np.float32)
     bases = rng.normal(0.0, 1.0, (n_clusters, intrinsic_dim, dim)).astype(np.float32)
