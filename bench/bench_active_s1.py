@@ -20,10 +20,12 @@ Two feature sets (``--features``):
   the NT-Xent-regularised one below 1,000, ``supervised`` from 1,000), continuing the previous
   round's encoder as the product's loop continues the active one, for ``--finetune-steps``
   optimiser steps per round; the whole survey is re-embedded, the head retrained on the new
-  embeddings, and the next batch acquired from them. Each seed runs in its own process and
-  data root (``--jobs``), made under ``--work`` from a copy of ``--home``'s survey and encoder
-  (``--home`` is only read). ``--active-max-labels`` stops the active strategies early (S1
-  asks whether they reach random's 1,000-label accuracy with at most 500).
+  embeddings, and the next batch acquired from them. Each (seed, strategy) runs in its own
+  process and data root (``--jobs``), made under ``--work`` from a copy of ``--home``'s survey
+  and encoder (``--home`` is only read). ``--active-max-labels`` stops the active strategies
+  early (S1 asks whether they reach random's 1,000-label accuracy with at most 500).
+  ``--seed-list`` picks seeds; ``--reference`` takes random's curves of the seeds an earlier
+  result holds instead of re-running them (the result records which curves were run).
 
 The head is trained without class weights by default (``--class-weights balanced`` weights
 classes by inverse labelled frequency, as ``train_classifier`` does; it cost every strategy
@@ -191,10 +193,10 @@ def run_features(args, features: str, y: np.ndarray, classes: list[str]) -> dict
     }  # fmt: skip
 
 
-def seed_home(work: Path, source: Path, encoder: str, seed: int) -> Path:
-    """A data root for one seed's fine-tunes: the survey copy under ``work`` (linked) and the
-    starting encoder copied from ``source`` (which is never written)."""
-    home = work / f"seed{seed}"
+def seed_home(work: Path, source: Path, encoder: str, seed: int, strategy: str) -> Path:
+    """A data root for one (seed, strategy) run's fine-tunes: the survey copy under ``work``
+    (linked) and the starting encoder copied from ``source`` (which is never written)."""
+    home = work / f"seed{seed}-{strategy}"
     (home / "models/encoder").mkdir(parents=True, exist_ok=True)
     if not (home / "surveys").exists():
         (home / "surveys").symlink_to(work / "surveys", target_is_directory=True)
@@ -267,27 +269,57 @@ def run_one_finetune(
     return curve
 
 
-def finetune_seed(job: dict) -> dict[str, list[dict]]:
-    """A process's work: every strategy of one seed, in that seed's own data root."""
+def finetune_run(job: dict) -> list[dict]:
+    """A process's work: one strategy of one seed, in that (seed, strategy)'s own data root."""
     import torch
 
     from backend.survey import Survey
 
     torch.set_num_threads(1)
     args = argparse.Namespace(**job["args"])
-    os.environ["LATENTSKY_HOME"] = str(
-        seed_home(Path(job["work"]), Path(args.home), job["encoder"], job["seed"])
-    )
+    os.environ["LATENTSKY_HOME"] = str(seed_home(
+        Path(job["work"]), Path(args.home), job["encoder"], job["seed"], job["strategy"]
+    ))  # fmt: skip
     survey = Survey.open("demo")
     pixels = np.asarray(survey.images[:])
     base_x = embed_version(job["encoder"], pixels, list(survey.bands))
-    return {
-        name: run_one_finetune(
-            pixels, list(survey.bands), job["y"], job["test"], name, job["seed"],
-            job["encoder"], base_x, job["classes"], args,
+    return run_one_finetune(
+        pixels, list(survey.bands), job["y"], job["test"], job["strategy"], job["seed"],
+        job["encoder"], base_x, job["classes"], args,
+    )  # fmt: skip
+
+
+def seed_list(args) -> list[int]:
+    """The seeds to run: ``--seed-list`` (comma-separated) or ``range(--seeds)``."""
+    if getattr(args, "seed_list", None):
+        return sorted({int(v) for v in str(args.seed_list).split(",") if v.strip()})
+    return list(range(args.seeds))
+
+
+def reference_random(path: Path) -> dict[int, list[dict]]:
+    """Random's per-seed curves (rounds) from an earlier ``--features finetune`` result."""
+    try:
+        run = json.loads(path.read_text())
+        ft = run["features"]["finetune"]
+        rounds = ft["strategies"]["random"]["rounds"]
+        seeds = run.get("seed_list") or list(range(int(run["seeds"])))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a fine-tune S1 result with random's rounds ({exc})") from exc
+    if len(seeds) != len(rounds):
+        raise SystemExit(f"{path}: {len(rounds)} random curves for seeds {seeds}")
+    return dict(zip(seeds, rounds, strict=True))
+
+
+def plan_runs(strategies: list[str], seeds: list[int], reference: dict[int, list[dict]]):
+    """(strategy, seed) pairs to run, random first (its loop is the longest); random's curve of
+    a seed that ``reference`` holds is taken from it, not re-run."""
+    runs = [(n, s) for n in strategies for s in seeds if not (n == "random" and s in reference)]
+    missing = [s for s in seeds if "random" not in strategies and s not in reference]
+    if missing:
+        raise SystemExit(
+            f"random (the target's reference) is neither run nor in --reference for seeds {missing}"
         )
-        for name in job["strategies"]
-    }  # fmt: skip
+    return sorted(runs, key=lambda r: r[0] != "random")
 
 
 def active_encoder(home: Path) -> str:
@@ -300,37 +332,43 @@ def active_encoder(home: Path) -> str:
 
 
 def run_finetune(args, y: np.ndarray, classes: list[str]) -> dict:
-    """S1 with backbone fine-tuning in the loop; seeds in parallel processes."""
+    """S1 with backbone fine-tuning in the loop; one process per (seed, strategy) run."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
     home = Path(args.home)
     encoder = args.encoder or active_encoder(home)
     strategies = args.strategies.split(",")
+    seeds = seed_list(args)
+    reference = reference_random(Path(args.reference)) if args.reference else {}
+    runs = plan_runs(strategies, seeds, reference)
     if "random" not in strategies:
-        raise SystemExit("--strategies must include random (the target's reference)")
+        strategies = ["random", *strategies]
     test = np.sort(np.random.default_rng(12345).choice(len(y), args.test, replace=False))
     work = Path(args.work or tempfile.mkdtemp(prefix="latentsky-s1-finetune-"))
     started = time.perf_counter()
-    if not (work / "surveys/demo").exists():
+    if runs and not (work / "surveys/demo").exists():
         shutil.copytree(home / "surveys/demo", work / "surveys/demo")
     jobs = [
         {"args": vars(args), "work": str(work), "encoder": encoder, "seed": seed, "y": y,
-         "test": test, "classes": classes, "strategies": strategies}
-        for seed in range(args.seeds)
+         "test": test, "classes": classes, "strategy": name}
+        for name, seed in runs
     ]  # fmt: skip
-    with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-        per_seed = list(pool.map(finetune_seed, jobs))
+    with ProcessPoolExecutor(max(args.jobs, 1), mp_context=mp.get_context("spawn")) as pool:
+        done = dict(zip(runs, pool.map(finetune_run, jobs), strict=True))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
-    target_seed = [c["random"][-1]["accuracy"] for c in per_seed]
+    curves = {n: [done.get((n, s)) or reference[s] for s in seeds] for n in strategies}
+    sources = {n: ["run" if (n, s) in done else "reference" for s in seeds] for n in strategies}
+    target_seed = [c[-1]["accuracy"] for c in curves["random"]]
     target = float(np.mean(target_seed))
     out: dict = {"features": "finetune", "start_encoder": encoder, "strategies": {},
+                 "seeds": seeds, "seed_sources": sources,
+                 "reference": args.reference,
                  "random_final_accuracy": target, "random_final_accuracy_per_seed": target_seed}  # fmt: skip
     for name in strategies:
-        curves = [c[name] for c in per_seed]
-        labels = [p["labels"] for p in curves[0]]
-        acc = np.array([[p["accuracy"] for p in c] for c in curves])
+        labels = [p["labels"] for p in curves[name][0]]
+        acc = np.array([[p["accuracy"] for p in c] for c in curves[name]])
         mean = [
             {"labels": n, "accuracy": float(a)} for n, a in zip(labels, acc.mean(0), strict=True)
         ]
@@ -340,8 +378,8 @@ def run_finetune(args, y: np.ndarray, classes: list[str]) -> dict:
             "max_accuracy": acc.max(0).tolist(), "per_seed_accuracy": acc.tolist(),
             "labels_to_reach_random_final": labels_to_reach(mean, target),
             "labels_to_reach_per_seed": [labels_to_reach(c, t)
-                                         for c, t in zip(curves, target_seed, strict=True)],
-            "rounds": curves,
+                                         for c, t in zip(curves[name], target_seed, strict=True)],
+            "rounds": curves[name],
         }  # fmt: skip
     out["seconds"] = time.perf_counter() - started
     return out
@@ -392,7 +430,7 @@ def finetune_main(args, y: np.ndarray, classes: list[str], load_before: list[flo
         "target": "S1: acquisition with backbone fine-tuning reaches random's accuracy at "
                   "1,000 labels with at most 500 labels",
         "survey": "demo", "classes": classes, "test_size": args.test, "batch": args.batch,
-        "seeds": args.seeds, "max_labels": args.max_labels,
+        "seeds": len(run["seeds"]), "seed_list": run["seeds"], "max_labels": args.max_labels,
         "active_max_labels": args.active_max_labels,
         "finetune": {"function": "backend.modelling.finetune.finetune_encoder",
                      "recipe": "the product's default for the number of labels",
@@ -438,7 +476,11 @@ def main() -> None:
     ft.add_argument("--active-max-labels", type=int, default=1000,
                     help="labels at which the active strategies stop")  # fmt: skip
     ft.add_argument("--encoder", default=None, help="start encoder (default: --home's active)")
-    ft.add_argument("--jobs", type=int, default=1, help="seeds run in parallel processes")
+    ft.add_argument("--seed-list", default=None, help="comma-separated seeds (default: --seeds)")
+    ft.add_argument("--reference", default=None,
+                    help="earlier finetune result: random's curves of its seeds are taken from "
+                         "it, not re-run")  # fmt: skip
+    ft.add_argument("--jobs", type=int, default=1, help="(seed, strategy) runs in parallel")
     ft.add_argument("--work", default=None, help="scratch data root (default: a temporary one)")
     ft.add_argument("--frozen", default=str(ROOT / "bench/results/active_s1_general.json"),
                     help="frozen-embedding result drawn dashed for comparison")  # fmt: skip
