@@ -34,7 +34,7 @@ from backend.latent.morphology import (
     psf_sigma,
     sharpness_limit,
 )
-from backend.pipeline.execution import executor, partitions
+from backend.pipeline.execution import even_partitions, executor
 from backend.survey import Survey
 
 IMAGE_SCORERS = PIXEL_SCORERS  # what pixel_scores returns
@@ -76,7 +76,7 @@ def image_scores(
     "psf_sigma"})."""
     q_psf = survey_psf_sharpness(survey)
     task = PixelPartition(survey.name, sharpness_limit(q_psf), psf_sigma(q_psf))
-    parts = partitions(len(survey), PARTITION_ROWS)
+    parts = even_partitions(len(survey), PARTITION_ROWS)
     with executor(scheduler) as ex:
         found = ex.map(task, parts, desc="pixel scores" if progress and len(parts) > 1 else None)
     scores = {name: np.concatenate([f[name] for f in found]) for name in IMAGE_SCORERS}

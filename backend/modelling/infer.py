@@ -25,9 +25,9 @@ from backend.modelling.common import Progress, check_bands, device, load_model, 
 from backend.pipeline.execution import (
     Executor,
     SchedulerSpec,
+    even_partitions,
     executor,
     model_resources,
-    partitions,
 )
 from backend.products import open_embeddings, write_embeddings, write_predictions
 from backend.registry import ModelRegistry, ModelVersion
@@ -92,6 +92,12 @@ def partition_rows(rows: int | None, batch_size: int) -> int:
     batches."""
     rows = rows or PARTITION_ROWS
     return max(batch_size, -(-rows // batch_size) * batch_size)
+
+
+def image_partitions(n: int, rows: int | None, batch_size: int) -> list[tuple[int, int]]:
+    """The row ranges an image model runs over: as many as partitions of
+    :func:`partition_rows` rows need, of equal sizes, so workers finish together."""
+    return even_partitions(n, partition_rows(rows, batch_size))
 
 
 @dataclass(frozen=True)
@@ -174,8 +180,9 @@ def _gather(
     progress: Progress | None = None,
     resources: dict[str, float] | None = None,
 ) -> np.ndarray | dict[str, np.ndarray]:
-    """Run ``task`` over partitions of ``n`` rows and join the blocks in row order."""
-    parts = partitions(n, rows)
+    """Run ``task`` over equal partitions of at most ``rows`` rows and join the blocks in row
+    order."""
+    parts = even_partitions(n, rows)
     blocks = [b for _, b in _reported(ex.imap(task, parts, resources=resources, desc=desc),
                                       parts, progress)]  # fmt: skip
     if not blocks:
@@ -215,7 +222,7 @@ def embed_survey(
     encoder = cached_model(encoder_version)
     check_bands(encoder.bands, survey)
     shape = (len(survey), int(encoder.embedding_dim))
-    parts = partitions(len(survey), partition_rows(rows_per_partition, batch_size))
+    parts = image_partitions(len(survey), rows_per_partition, batch_size)
     op = "embed_mirror" if mirror else "embed"
     task = ImagePartition(survey.name, encoder_version, op, batch_size)
 

@@ -31,6 +31,7 @@ is requested and any worker runs any task.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -137,6 +138,15 @@ def partitions(n: int, rows: int) -> list[tuple[int, int]]:
     ``rows`` only, so results do not depend on how many workers run them)."""
     rows = max(1, int(rows))
     return [(lo, min(n, lo + rows)) for lo in range(0, n, rows)]
+
+
+def even_partitions(n: int, rows: int) -> list[tuple[int, int]]:
+    """As many ranges as :func:`partitions` makes, of equal sizes (differing by one row at
+    most): with ``k`` workers no worker is left with a full partition while another ends on a
+    short one (48,000 rows in 8,192-row parts: 6 of 8,000, not 5 of 8,192 and one of 7,040)."""
+    count = -(-n // max(1, int(rows))) if n > 0 else 0
+    bounds = [n * i // count for i in range(count + 1)] if count else []
+    return list(itertools.pairwise(bounds))
 
 
 class Executor:
