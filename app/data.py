@@ -152,6 +152,16 @@ class SurveyData:
     def object_id(self, index: int) -> str:
         return str(self.table["object_id"].iat[int(index)])
 
+    def object_ids(self, indices: np.ndarray | list[int]) -> list[str]:
+        """Ids of the rows ``indices`` (in the order given), in one look-up (a paged table
+        reads each of their row groups once)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if not idx.size:
+            return []
+        if self.paged:
+            return [str(v) for v in self.table["object_id"][idx]]
+        return [str(v) for v in self.table["object_id"].to_numpy()[idx]]
+
     def nearest(self, x: float, y: float, radius: float) -> int | None:
         """Row index of the map point nearest (x, y) within ``radius`` (map units), else None."""
         if not self.has_map or not np.isfinite([x, y, radius]).all():

@@ -133,10 +133,11 @@ class SelectionPanel(pn.viewable.Viewer):
         else:
             self._text.object = "**No selection.**"
         items = []
-        for i in self._rows.rows(lo, lo + PAGE).tolist():
+        page = self._rows.rows(lo, lo + PAGE)
+        for i, object_id in zip(page.tolist(), self.data.object_ids(page), strict=True):
             sub, colour = self._describe(i)
             items.append(
-                {"index": i, "id": self.data.object_id(i), "url": self.data.thumb(i, 88),
+                {"index": i, "id": object_id, "url": self.data.thumb(i, 88),
                  "sub": sub, "colour": colour, "current": i == self.state.picked}
             )  # fmt: skip
         self._gallery.items = items

@@ -145,14 +145,16 @@ class RowTable:
             return np.dtype(object)
 
     # -- reads -------------------------------------------------------------------------------
-    def _group(self, k: int, group: int, name: str) -> pd.Series:
+    def _group(self, k: int, group: int, name: str) -> np.ndarray:
+        """One row group of one column, decoded once (a look-up of a few rows then indexes the
+        cached array instead of converting the whole group again) and kept in the LRU."""
         key = (k, group, name)
         with self._lock:
             got = self._cache.get(key)
             if got is not None:
                 self._cache.move_to_end(key)
                 return got
-        got = self._files[k].read_group(group, name)
+        got = self._files[k].read_group(group, name).to_numpy()
         with self._lock:
             self.reads["groups"] += 1
             if key not in self._cache:
@@ -179,7 +181,7 @@ class RowTable:
         pieces: list[tuple[np.ndarray, np.ndarray]] = []
         for g in np.unique(groups):
             at = np.flatnonzero(groups == g)
-            chunk = self._group(k, int(g), name).to_numpy()
+            chunk = self._group(k, int(g), name)
             pieces.append((at, chunk[idx[at] - file.starts[g]]))
         with self._lock:
             self.reads["rows"] += len(idx)
@@ -230,7 +232,7 @@ class RowTable:
         k, name = self._where[column]
         n_groups = len(self._files[k].starts) - 1
         picked = np.unique(np.linspace(0, n_groups - 1, min(groups, n_groups)).astype(int))
-        parts = [self._group(k, int(g), name).to_numpy() for g in picked]
+        parts = [self._group(k, int(g), name) for g in picked]
         return np.concatenate(parts) if parts else np.empty(0)
 
     def sample_rows(
@@ -336,7 +338,7 @@ class ColumnArray:
         return np.asarray(self.column.series().to_numpy(), dtype=dtype)
 
 
-def _size(values: pd.Series) -> int:
+def _size(values: np.ndarray) -> int:
     """Bytes a decoded column holds (text: 64 B a value, its pointer and string)."""
     return len(values) * 64 if values.dtype == object else int(values.nbytes)
 

@@ -1,0 +1,96 @@
+"""A selection's page of thumbnails on a paged survey (issue 12): its ids come from one look-up
+and each row group of a column is decoded once, not once per object shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app import data as app_data
+from app.selectionpanel import PAGE, SelectionPanel
+from app.state import AppState
+from backend.rowtable import RowTable, Source
+from backend.survey import SurveyWriter
+
+N = 2_000
+GROUP = 250  # rows per parquet row group here (the pipeline writes 65,536)
+
+
+def _ids(n: int) -> list[str]:
+    return [f"obj-{i:05d}" for i in range(n)]
+
+
+def _count_decoded(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Values converted by ``pd.Series.to_numpy`` while the test runs (a decoded row group)."""
+    seen = {"values": 0}
+    to_numpy = pd.Series.to_numpy
+
+    def counted(self: pd.Series, *args: object, **kwargs: object) -> np.ndarray:
+        seen["values"] += len(self)
+        return to_numpy(self, *args, **kwargs)
+
+    monkeypatch.setattr(pd.Series, "to_numpy", counted)
+    return seen
+
+
+def test_looking_up_rows_one_by_one_decodes_their_row_group_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.parquet"
+    pd.DataFrame({"object_id": _ids(N), "mag": np.arange(N, dtype=np.float32)}).to_parquet(
+        path, row_group_size=GROUP
+    )
+    table = RowTable([Source(path, {"object_id": "object_id", "mag": "mag"})], N)
+    decoded = _count_decoded(monkeypatch)
+    rows = [3, 17, 101, 249, 0, 42, 200, 7]  # all in the first row group
+    got = [table["object_id"].iat[i] for i in rows]
+    assert got == [f"obj-{i:05d}" for i in rows]
+    assert table.reads["groups"] == 1
+    assert decoded["values"] <= GROUP + len(rows)  # the group once (and the answers)
+    assert list(table.values("mag", [260, 5, 1999])) == [260.0, 5.0, 1999.0]
+    ids = table["object_id"][np.array([1999, 3, 600])]
+    assert list(ids) == ["obj-01999", "obj-00003", "obj-00600"]
+
+
+@pytest.fixture
+def paged(home: Path, monkeypatch: pytest.MonkeyPatch) -> app_data.SurveyData:
+    """A survey of N objects in row groups of GROUP, opened paged (above the threshold)."""
+    monkeypatch.setattr("backend.survey.writer.ROW_GROUP", GROUP)
+    rng = np.random.default_rng(0)
+    with SurveyWriter("pg", ["g"], (8, 8), "test") as writer:
+        catalog = pd.DataFrame({"object_id": _ids(N), "ra": rng.uniform(0, 1, N),
+                                "dec": rng.uniform(0, 1, N)})  # fmt: skip
+        writer.append(rng.normal(size=(N, 1, 8, 8)).astype(np.float32), catalog)
+    monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", str(N // 2))
+    app_data.clear_cache()
+    data = app_data.survey_data("pg")
+    assert data.paged
+    yield data
+    app_data.clear_cache()
+
+
+def test_a_selection_page_reads_its_ids_in_one_look_up(
+    paged: app_data.SurveyData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    values = RowTable.values
+
+    def spied(self: RowTable, column: str, rows: object) -> pd.Series:
+        if column == "object_id":
+            calls.append(len(np.asarray(rows).reshape(-1)))
+        return values(self, column, rows)
+
+    monkeypatch.setattr(RowTable, "values", spied)
+    panel = SelectionPanel(lambda i: ("", None), lambda: None, data=paged,
+                           state=AppState(survey="pg"))  # fmt: skip
+    selected = np.arange(5, N, 37)[::-1].copy()  # spread over every row group, not in order
+    panel.select(selected, "box")
+    items = panel._gallery.items
+    assert [it["index"] for it in items] == selected[:PAGE].tolist()
+    assert [it["id"] for it in items] == [f"obj-{i:05d}" for i in selected[:PAGE]]
+    assert all(it["url"].startswith(f"/thumb/pg/{it['index']}.png") for it in items)
+    assert calls == [PAGE]  # one look-up for the page, not one per object
+    assert paged.object_ids([]) == []
