@@ -185,9 +185,9 @@ def map_frame(element: hv.Element, style: MapStyle) -> hv.Overlay:
         image, clim, ticks = equalised(image)
     image_opts = {**base, "cmap": visible_cmap(style.cmap), "colorbar": style.colorbar,
                   "clabel": style.clabel or " ", "cnorm": "linear", "clim": clim,
-                  "colorbar_position": "top_right", "colorbar_opts": COLOUR_BAR_OPTS,
+                  "colorbar_position": "bottom", "colorbar_opts": COLOUR_BAR_OPTS,
                   "hooks": [ColourBarHook(style.kind, ticks)]}  # fmt: skip
-    return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)])
+    return hv.Overlay([rgb.opts(**base), image.opts(**image_opts)]).opts(hooks=[bar_room])
 
 
 Ticks = tuple[tuple[float, str], ...]  # (place on the colour bar, its label)
@@ -282,18 +282,20 @@ def _clim(style: MapStyle) -> tuple[float, float]:
     return (np.nan, np.nan) if style.kind != "cat" else (0.0, 1.0)
 
 
-# the colour bar is drawn inside the map's drawing area, across its top right corner on a dark
-# panel: no strip beside the map is kept for it (categories have none), and showing, hiding
-# or relabelling it never resizes the drawing area (a new size would make the server draw the
-# map a second time after each change of colouring)
+# the colour bar is drawn under the map's drawing area, never over it (a bar inside the map hid
+# ~220x65 px of objects at its top right corner); the figure keeps room for it under the
+# drawing area whatever the colouring (categories have no bar, the page draws their legend),
+# so showing, hiding or relabelling it never resizes the drawing area (a new size would make
+# the server draw the map a second time after each change of colouring, and the map jump)
 COLOUR_BAR_OPTS: dict[str, Any] = {
-    "orientation": "horizontal", "width": 200, "height": 10, "padding": 8, "margin": 8,
-    "background_fill_color": "#1c2435", "background_fill_alpha": 0.92,
-    "title_text_color": "#e5e7eb", "title_text_font_size": "12px",
-    "title_text_font_style": "normal", "major_label_text_color": "#e5e7eb",
-    "major_label_text_font_size": "11px", "major_tick_line_color": "#e5e7eb",
-    "bar_line_color": None, "border_line_color": "#334155",
+    "orientation": "horizontal", "location": (0, 0), "width": 260, "height": 10,
+    "padding": 4, "margin": 0, "background_fill_alpha": 0.0, "title_standoff": 3,
+    "title_text_color": "#334155", "title_text_font_size": "12px",
+    "title_text_font_style": "normal", "major_label_text_color": "#334155",
+    "major_label_text_font_size": "11px", "major_tick_line_color": "#334155",
+    "bar_line_color": None, "border_line_color": None,
 }  # fmt: skip
+BAR_ROOM = 56  # px under the drawing area: the bar with its title and tick labels
 TOOLBAR_ROOM_TAG = "latentsky-toolbar-room"
 
 
@@ -309,13 +311,14 @@ class ColourBarHook:
     the bar's ``major_label_overrides`` does. Density's ticks are ``ticks`` (counts at their
     equalised places), numbers' :func:`nice_ticks` over the mapper's range.
 
-    BokehJS lays out a colour bar inside the drawing area once, when its view is built (a bar
-    shown after being hidden is drawn at the canvas's corner, a new title is not fitted), so
-    the bar is taken out of the figure for categories and, when it shows with another title,
-    the other of two bars (HoloViews' and a copy sharing its mapper and ticker) takes its
-    place: the page builds a fresh view, laid out for what it shows. The figure's toolbar
-    loses the logo and gains an invisible tool (:func:`toolbar_room`), so that no tool is
-    folded into its overflow menu."""
+    The bar lies under the drawing area, in the room the figure keeps there for it
+    (:data:`BAR_ROOM`, whatever the colouring). BokehJS lays a colour bar out once, when its
+    view is built (a bar shown after being hidden is drawn at the canvas's corner, a new title
+    is not fitted), so the bar is taken out of the figure for categories and, when it shows
+    with another title, the other of two bars (HoloViews' and a copy sharing its mapper and
+    ticker) takes its place: the page builds a fresh view, laid out for what it shows. The
+    figure's toolbar loses the logo and gains an invisible tool (:func:`toolbar_room`), so
+    that no tool is folded into its overflow menu."""
 
     kind: str
     ticks: Ticks = ()
@@ -340,7 +343,7 @@ class ColourBarHook:
             places = nice_ticks(float(mapper.low), float(mapper.high))
         shown = self.kind != "cat"
         title = plot.clabel if shown and plot.clabel else ""
-        bars = [r for r in figure.center if isinstance(r, ColorBar)]
+        bars = [r for r in figure.below if isinstance(r, ColorBar)]
         current = bars[0] if bars else None
         drawn = plot.handles.get("colorbar_drawn")  # (shown, title) of the bar in the figure
         target = current
@@ -362,10 +365,18 @@ class ColourBarHook:
             bar.ticker.ticks = places
         if dict(target.major_label_overrides) != labels:
             target.major_label_overrides = labels
-        others = [r for r in figure.center if not isinstance(r, ColorBar)]
+        others = [r for r in figure.below if not isinstance(r, ColorBar)]
         wanted = [*others, target] if shown else others
-        if list(figure.center) != wanted:
-            figure.center = wanted
+        if list(figure.below) != wanted:
+            figure.below = wanted
+
+
+def bar_room(plot: Any, element: hv.Element) -> None:
+    """Bokeh hook of the map's overlay (it runs after the overlay sets the figure's borders):
+    :data:`BAR_ROOM` pixels kept under the drawing area for the colour bar, shown or not."""
+    figure = plot.state
+    if figure.min_border_bottom != BAR_ROOM:
+        figure.min_border_bottom = BAR_ROOM
 
 
 def toolbar_room(figure: Any) -> None:

@@ -87,7 +87,7 @@ def in_place(old: plots.MapStyle, new: plots.MapStyle) -> bool:
     """Whether a map drawn in ``old`` can be recoloured to ``new`` by pushing a new frame
     through its Pipe: any change of colouring, between kinds too (every frame has the same
     layers, see :func:`app.plots.map_frame`), as long as the figure keeps its colour bar (drawn
-    inside the map, shown for numbers and density) and height."""
+    under the map, shown for numbers and density) and height."""
     return old.colorbar == new.colorbar and old.height == new.height
 
 
@@ -319,7 +319,7 @@ class ExploreView(pn.viewable.Viewer):
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
         shared = hv.DynamicMap(pn.bind(self.sky_selection, rows=self.state.param.selection))
         self._attach_streams(self._server_map.source)
-        return shaded * shared * outline * marker
+        return (shaded * shared * outline * marker).opts(hooks=[plots.bar_room])
 
     @property
     def _values(self) -> Any:

@@ -106,7 +106,7 @@ def drawn_points(page: object, box: dict[str, float], margin: int = 40) -> np.nd
         inset = 6.0
         keep = (px > frame["x"] + inset) & (px < frame["x"] + frame["width"] - inset)
         keep &= (py > frame["y"] + inset) & (py < frame["y"] + frame["height"] - inset)
-        for bar in colour_bars(page):  # drawn over the map's top right corner
+        for bar in colour_bars(page):  # under the drawing area: kept out all the same
             over_x = (px >= bar["x"] - inset) & (px <= bar["x"] + bar["width"] + inset)
             keep &= ~(over_x & (py >= bar["y"] - inset) & (py <= bar["y"] + bar["height"] + inset))
     else:
@@ -142,9 +142,10 @@ def hover_object(page: object, points: np.ndarray) -> tuple[float, float]:
 def inside_plot(box: dict[str, float], x: float, y: float, reach: float) -> tuple[float, float]:
     """(x, y) moved, if need be, so that every point within ``reach`` of it lies on the plot
     (a drag that starts on the axes or the toolbar selects nothing)."""
-    pad = 45.0  # axes, toolbar and colour bar around the drawing area
+    pad = 45.0  # axes and toolbar around the drawing area
+    under = 60.0  # the colour bar's room under it
     x = min(max(x, box["x"] + pad + reach), box["x"] + box["width"] - pad - reach)
-    y = min(max(y, box["y"] + pad + reach), box["y"] + box["height"] - pad - reach)
+    y = min(max(y, box["y"] + pad + reach), box["y"] + box["height"] - under - reach)
     return x, y
 
 

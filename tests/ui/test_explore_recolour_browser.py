@@ -171,13 +171,14 @@ OVERFLOW_JS = """() => Array.from(Bokeh.index.query((v) => v._overflow_menu != n
   .map((v) => v._overflow_menu.items.length)"""
 
 
-def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_inside_the_map(
+def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_under_the_map(
     demo_url: str, page: object
 ) -> None:
     """No strip is kept beside the map for a colour bar: under classes the drawing area fills
     the figure's width and a legend under the map names each class with its count; numbers and
-    density draw their bar inside the drawing area (its top right corner), which keeps its
-    size; the toolbar folds no tool into "⋮"."""
+    density draw their bar under the drawing area, never over the objects (it hid ~220x65 px at
+    the map's top right corner), and the drawing area keeps its size whatever the colouring;
+    the toolbar folds no tool into "⋮"."""
     page.goto(demo_url, wait_until="networkidle")
     page.locator("canvas").first.wait_for(timeout=60_000)
     settled_map(page)
@@ -200,10 +201,12 @@ def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_inside_the_map(
         _recolour(page, option)
         (bar,) = colour_bars(page)
         assert bar["title"] == title
-        assert x <= bar["x"] and bar["x"] + bar["width"] <= x + width + 1, (bar, area)
-        assert y <= bar["y"] and bar["y"] + bar["height"] <= y + height / 3, (bar, area)
-        assert bar["x"] > x + width / 2, f"the bar is not in the top right corner: {bar}"
+        assert x - 1 <= bar["x"] and bar["x"] + bar["width"] <= x + width + 1, (bar, area)
+        assert bar["y"] >= y + height - 1, f"the bar covers the map: {bar} over {area}"
+        assert bar["y"] + bar["height"] <= box["y"] + box["height"] + 1, (bar, box)  # not cut
         assert _drawing_area(page) == area
         assert page.locator(".lsl-cat").count() == 0  # no class legend under a number
+    _recolour(page, "Predicted class")
+    assert colour_bars(page) == [] and _drawing_area(page) == area
     assert all(n == 0 for n in page.evaluate(OVERFLOW_JS))
     assert page.console_errors == []

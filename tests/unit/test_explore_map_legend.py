@@ -1,7 +1,7 @@
 """The Explore map's full width (issue 13 follow-up): categorical colourings get a legend of
 class names, swatches and counts under the map (at most LEGEND_MAX entries, then "+N more",
-everything escaped) and no colour bar; numbers and density get a colour bar drawn inside the
-map; the toolbar folds no tool into an overflow menu. Pure builders, no browser."""
+everything escaped) and no colour bar; numbers and density get a colour bar drawn under the
+map (never over it); the toolbar folds no tool into an overflow menu. Pure builders, no browser."""
 
 from __future__ import annotations
 
@@ -59,13 +59,17 @@ def _plot(kind: str) -> tuple[object, hv.streams.Pipe]:
 
 
 def _bars(figure: object) -> list[object]:
+    """The colour bars under the map's drawing area; none may be drawn over it."""
     from bokeh.models import ColorBar
 
-    return [r for r in figure.center if isinstance(r, ColorBar)]
+    assert not [r for r in figure.center if isinstance(r, ColorBar)], "a bar over the map"
+    return [r for r in figure.below if isinstance(r, ColorBar)]
 
 
 @pytest.mark.parametrize("first", ["cat", "num"])
-def test_the_colour_bar_is_drawn_inside_the_map_for_numbers_and_density_only(first: str) -> None:
+def test_the_colour_bar_is_drawn_under_the_map_for_numbers_and_density_only(first: str) -> None:
+    """The bar hid the objects at the map's top right corner: it lies under the drawing area,
+    in room the figure keeps for it whatever the colouring (the drawing area keeps its size)."""
     plot, pipe = _plot(first)
     figure = plot.state
     for kind, label in [("num", "score"), ("count", "objects per pixel"), ("num", "mag"),
@@ -73,17 +77,18 @@ def test_the_colour_bar_is_drawn_inside_the_map_for_numbers_and_density_only(fir
         pipe.send((kind, label))
         assert plot.state is figure
         assert figure.min_border_right != 100 and not figure.right  # no strip kept beside
+        assert figure.min_border_bottom == plots.BAR_ROOM  # room under the map, always
         bars = _bars(figure)
         if kind == "cat":
             assert bars == [], "a colour bar over categories"
             continue
         (bar,) = bars
-        assert bar.title == label and bar.location == "top_right"
+        assert bar.title == label and bar.orientation == "horizontal"
         assert bar.color_mapper is not None and bar.ticker.ticks
 
 
 def test_a_bar_shown_with_another_title_is_a_fresh_model_sharing_mapper_and_ticker() -> None:
-    """BokehJS lays a colour bar inside the drawing area out once, when it builds its view:
+    """BokehJS lays a colour bar out once, when it builds its view:
     a new title (or a bar shown after categories) must reach the page as another model."""
     plot, pipe = _plot("num")
     pipe.send(("num", "score"))

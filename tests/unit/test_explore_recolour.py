@@ -7,6 +7,7 @@ import holoviews as hv
 import numpy as np
 import pytest
 
+from app import plots
 from app.colouring import LABELS
 from app.data import SurveyData
 from tests.unit.test_tiled_explore import explore, survey_data  # noqa: F401  (fixture)
@@ -78,10 +79,12 @@ def test_a_number_colouring_change_updates_the_mapper_and_colour_bar_of_the_same
 
 
 def _shown_bar(figure: object) -> object | None:
-    """The colour bar drawn in the map (inside its drawing area), None when there is none."""
+    """The colour bar drawn under the map's drawing area, None when there is none."""
     from bokeh.models import ColorBar
 
-    bars = [r for r in figure.center if isinstance(r, ColorBar)]
+    assert not [r for r in figure.center if isinstance(r, ColorBar)], "a bar over the map"
+    assert figure.min_border_bottom == plots.BAR_ROOM  # its room, kept whatever the colouring
+    bars = [r for r in figure.below if isinstance(r, ColorBar)]
     assert len(bars) <= 1 and not figure.right, (bars, figure.right)  # no strip beside it
     return bars[0] if bars else None
 
@@ -91,12 +94,12 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Classes -> a number -> density -> a number -> classes: one Bokeh figure all along; its
-    colour bar, inside the drawing area, shows for the number (titled, linear mapper on the
+    colour bar, under the drawing area, shows for the number (titled, linear mapper on the
     number's range, round ticks) and density (titled, the same linear mapper over a picture
     equalised on the server, ticked with object counts), and is gone for classes, whose
     picture is back as it was. The bars keep one ticker object (BokehJS reads a colour bar's
-    ticker only once); a bar shown with another title is a fresh model (BokehJS lays out a
-    bar inside the drawing area once, when it builds its view)."""
+    ticker only once); a bar shown with another title is a fresh model (BokehJS lays a
+    bar out once, when it builds its view)."""
     import holoviews.plotting.bokeh  # noqa: F401
     from bokeh.models import ColorBar, FixedTicker, LinearColorMapper
     from bokeh.models import Image as ImageGlyph
@@ -116,7 +119,7 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     assert view._map.object is pane and plot.state is figure, "a new figure for a number"
     bar = _shown_bar(figure)
     assert isinstance(bar, ColorBar) and bar.title == number.label
-    assert bar.location == "top_right" and bar.orientation == "horizontal"
+    assert bar.orientation == "horizontal"
     assert isinstance(glyph.color_mapper, LinearColorMapper)
     assert bar.color_mapper is glyph.color_mapper
     _, _, clim = view._colour_values(number)
