@@ -70,9 +70,12 @@ class _File:
         return read_percentiles(self.parquet.schema_arrow.metadata)
 
     def read_group(self, group: int, column: str) -> pd.Series:
+        return self.read_group_arrow(group, column).to_pandas()
+
+    def read_group_arrow(self, group: int, column: str) -> pa.ChunkedArray:
+        """One row group of one column as read (Arrow: not converted to Python values)."""
         with self.lock:
-            chunk = self.parquet.read_row_group(group, columns=[column]).column(0)
-        return chunk.to_pandas()
+            return self.parquet.read_row_group(group, columns=[column]).column(0)
 
     def stats(self, column: str) -> tuple[float, float] | None:
         """(min, max) of a numeric column over its row groups' statistics (None: unknown)."""
@@ -145,16 +148,16 @@ class RowTable:
             return np.dtype(object)
 
     # -- reads -------------------------------------------------------------------------------
-    def _group(self, k: int, group: int, name: str) -> np.ndarray:
-        """One row group of one column, decoded once (a look-up of a few rows then indexes the
-        cached array instead of converting the whole group again) and kept in the LRU."""
+    def _group(self, k: int, group: int, name: str) -> pa.ChunkedArray:
+        """One row group of one column as Arrow read it, kept in the LRU: a look-up converts
+        only the rows it asks for (:func:`_decode`), never the whole group again."""
         key = (k, group, name)
         with self._lock:
             got = self._cache.get(key)
             if got is not None:
                 self._cache.move_to_end(key)
                 return got
-        got = self._files[k].read_group(group, name).to_numpy()
+        got = self._files[k].read_group_arrow(group, name)
         with self._lock:
             self.reads["groups"] += 1
             if key not in self._cache:
@@ -182,7 +185,7 @@ class RowTable:
         for g in np.unique(groups):
             at = np.flatnonzero(groups == g)
             chunk = self._group(k, int(g), name)
-            pieces.append((at, chunk[idx[at] - file.starts[g]]))
+            pieces.append((at, _decode(chunk, idx[at] - file.starts[g])))
         with self._lock:
             self.reads["rows"] += len(idx)
         if not pieces:
@@ -232,7 +235,7 @@ class RowTable:
         k, name = self._where[column]
         n_groups = len(self._files[k].starts) - 1
         picked = np.unique(np.linspace(0, n_groups - 1, min(groups, n_groups)).astype(int))
-        parts = [self._group(k, int(g), name) for g in picked]
+        parts = [_decode(self._group(k, int(g), name)) for g in picked]
         return np.concatenate(parts) if parts else np.empty(0)
 
     def sample_rows(
@@ -338,9 +341,17 @@ class ColumnArray:
         return np.asarray(self.column.series().to_numpy(), dtype=dtype)
 
 
-def _size(values: np.ndarray) -> int:
-    """Bytes a decoded column holds (text: 64 B a value, its pointer and string)."""
-    return len(values) * 64 if values.dtype == object else int(values.nbytes)
+def _size(values: pa.ChunkedArray) -> int:
+    """Bytes an Arrow column holds (its buffers)."""
+    return int(values.nbytes)
+
+
+def _decode(values: pa.ChunkedArray, positions: np.ndarray | None = None) -> np.ndarray:
+    """The values at ``positions`` (default all) as NumPy, through pandas' conversion (as a
+    whole group's would be: nulls, text and times alike), converting only those rows."""
+    if positions is not None:
+        values = values.take(pa.array(np.asarray(positions, dtype=np.int64)))
+    return values.to_pandas().to_numpy()
 
 
 def _positions(rows: Any, n: int) -> np.ndarray | int:
