@@ -31,6 +31,25 @@ def schema_for(survey: str) -> LabelSchema:
     return load_schema(survey)
 
 
+def classifier_classes(survey: str) -> list[str]:
+    """The classes of the survey's active classifier, in its order ([] without one)."""
+    from backend.registry import ModelRegistry, RegistryError
+
+    try:
+        version = ModelRegistry().active(survey, "classifier")
+        classes = version.config.get("classes", []) if version is not None else []
+    except (RegistryError, OSError, ValueError):  # no readable classifier: nothing to compare
+        return []
+    return [str(c) for c in classes]
+
+
+def missing_classes(schema: LabelSchema, classes: list[str]) -> list[str]:
+    """The classifier's ``classes`` that ``schema`` lacks: labels given with the schema can
+    never teach or correct them (a survey prepared on a catalog column keeps the default
+    classes until someone saves its own)."""
+    return [c for c in classes if c not in schema.by_name]
+
+
 def save_and_load_schema(survey: str, names: list[str]) -> LabelSchema:
     """Save ``names`` as the survey's classes (validated; atomically) and read them back."""
     from backend.labels.schema import make_schema, save_schema

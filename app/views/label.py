@@ -20,7 +20,15 @@ import param
 
 from app.auth import require_session, restrict
 from app.data import SurveyData
-from app.labelling import ActiveQueue, label_store, make_queue, save_and_load_schema, schema_for
+from app.labelling import (
+    ActiveQueue,
+    classifier_classes,
+    label_store,
+    make_queue,
+    missing_classes,
+    save_and_load_schema,
+    schema_for,
+)
 from app.safe import guarded, heading, in_thread, message_pane, say
 from app.state import AppState
 from app.widgets import CutoutStage, KeyListener, ThumbGallery, kbd
@@ -40,6 +48,21 @@ CSS = """
   border: 1px solid #fde047; border-radius: 6px; padding: 8px 12px; margin: 4px 0; }
 .lsa-gate code { color: #713f12; }
 """
+
+
+def mismatch_html(missing: list[str], classes: list[str]) -> str:
+    """The warning that the label buttons lack some of the active classifier's classes
+    (HTML, escaped; empty when none is missing)."""
+    if not missing:
+        return ""
+    return (
+        "<div class='lsa-gate'>The active classifier's classes are "
+        f"<b>{html.escape(', '.join(classes))}</b>; these buttons lack "
+        f"<b>{html.escape(', '.join(missing))}</b>, so labels given here cannot teach or correct "
+        "them. Use the classifier's classes for the buttons, or edit them below.</div>"
+    )
+
+
 HELP = """
 **Label galaxies** for the classifier's next training round. The queue is chosen by active
 learning: the objects whose labels should teach the active classifier most (an uncertainty
@@ -231,7 +254,19 @@ class LabelView(pn.viewable.Viewer):
                 self._classes_input.value.split(",")
             )))
         )  # fmt: skip
-        restrict("edit_schema", [self._classes_input, self._save_classes])
+        self._classifier_classes = classifier_classes(self.data.name)
+        self._adopt = pn.widgets.Button(
+            label="Use the classifier's classes", color="primary", width=230
+        )
+        self._adopt.on_click(
+            lambda _: in_thread(guarded(self._alert)(
+                lambda: self.set_classes(self._classifier_classes)
+            ))
+        )  # fmt: skip
+        self._mismatch = pn.pane.HTML(sizing_mode="stretch_width", stylesheets=[CSS])
+        self._mismatch_box = pn.Column(self._mismatch, self._adopt, sizing_mode="stretch_width")
+        self._show_mismatch()
+        restrict("edit_schema", [self._classes_input, self._save_classes, self._adopt])
         if why := restrict("label", [self._undo]):
             say(self._notice, why, "info")
         self._keys.on_key(guarded(self._alert)(self._on_key))
@@ -290,6 +325,12 @@ class LabelView(pn.viewable.Viewer):
         keys, hint = key_bindings(self.schema, may_label=not viewer)
         self._keys.param.update(keys=keys, hint=hint)
 
+    def _show_mismatch(self) -> None:
+        """Warn (with a one-click fix) while the buttons lack some of the classifier's classes."""
+        missing = missing_classes(self.schema, self._classifier_classes)
+        self._mismatch.object = mismatch_html(missing, self._classifier_classes)
+        self._mismatch_box.visible = bool(missing)
+
     def set_classes(self, names: list[str]) -> None:
         """Make ``names`` this survey's classes (saved in the data root for every user)."""
         require_session("edit_schema")
@@ -297,6 +338,7 @@ class LabelView(pn.viewable.Viewer):
         with self._lock:
             self.schema = schema
             self._build_class_controls()
+            self._show_mismatch()
         self._classes_input.value = ", ".join(schema.names)
         stale = sorted(set(self._known.values()) - set(schema.names))
         note = (
@@ -498,6 +540,7 @@ class LabelView(pn.viewable.Viewer):
         )  # fmt: skip
         right = pn.Column(
             heading("Class"),
+            self._mismatch_box,
             self._class_box,
             pn.Row(self._skip, self._undo),
             self._keys,

@@ -5,6 +5,8 @@ retrain notice, neighbours); the keys label; hostile strings stay text."""
 
 from __future__ import annotations
 
+import time
+
 import panel as pn
 import pytest
 
@@ -160,3 +162,31 @@ def test_the_queue_strategy_is_a_param_that_rebuilds_the_queue(data: SurveyData)
     assert view.current is not None and view.current != labelled  # labelled objects stay out
     assert view._stage.object_id == data.object_id(view.current)
     assert "queue: " in view._why.object
+
+
+def test_buttons_lacking_the_classifiers_classes_warn_and_adopt_them(data: SurveyData) -> None:
+    """A survey prepared on a catalog column (sdss_gz1: elliptical, edge_on, spiral_cw, ...)
+    kept the default label classes (lenticular, barred spiral, ...): labels given with them
+    could never teach the classifier its own classes. The view says which are missing and one
+    click makes the classifier's classes the survey's, for every user."""
+    from backend.registry import ModelRegistry
+
+    classes = ["elliptical", "edge_on", "spiral_cw", "spiral_acw", "merger"]
+    registry = ModelRegistry()
+    version = registry.save("classifier", {}, {"classes": classes}, survey="tiny")
+    registry.set_active("tiny", "classifier", version.version)
+    view = _view(data)
+    missing = [c for c in classes if c not in view.schema.names]
+    assert missing, "the default classes already hold every class of this test"
+    assert view._mismatch_box.visible
+    warning = view._mismatch.object
+    assert all(c in warning for c in missing) and "Use the classifier" in warning
+    view._adopt.clicks += 1  # the button: the buttons become the classifier's classes
+    deadline = time.monotonic() + 10
+    while view.schema.names != classes and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert view.schema.names == classes
+    assert [b.name.split(" · ")[-1].replace(" ", "_") for b in view._buttons] == classes
+    assert not view._mismatch_box.visible and view._mismatch.object == ""
+    assert _view(data).schema.names == classes  # saved in the data root: every view has them
+    assert not _view(data)._mismatch_box.visible
