@@ -417,8 +417,8 @@ class ExploreView(pn.viewable.Viewer):
                 rows: Any = self._tiled.tiles.select(box_polygon(bounds))
             else:
                 rows = ArrayRows(box_indices(self.data.x, self.data.y, bounds))
-            self._shape_pipe.send(corners)
-            self.selection.select(rows, "box")
+            self.selection.select(rows, "box")  # the gallery first: the browser then
+            self._shape_pipe.send(corners)  # loads its pictures while it redraws the map
 
         in_thread(guarded(self._alert)(work))
 
@@ -432,8 +432,8 @@ class ExploreView(pn.viewable.Viewer):
                 rows: Any = self._tiled.tiles.select(poly)
             else:
                 rows = ArrayRows(lasso_indices(self.data.x, self.data.y, poly))
-            self._shape_pipe.send([*map(tuple, poly), tuple(poly[0])])
             self.selection.select(rows, "lasso")
+            self._shape_pipe.send([*map(tuple, poly), tuple(poly[0])])
 
         in_thread(guarded(self._alert)(work))
 

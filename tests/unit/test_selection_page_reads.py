@@ -14,6 +14,7 @@ from app.selectionpanel import PAGE, SelectionPanel
 from app.state import AppState
 from backend.rowtable import RowTable, Source
 from backend.survey import SurveyWriter
+from tests.unit.test_tiled_explore import explore, survey_data  # noqa: F401  (fixture)
 
 N = 2_000
 GROUP = 250  # rows per parquet row group here (the pipeline writes 65,536)
@@ -94,3 +95,24 @@ def test_a_selection_page_reads_its_ids_in_one_look_up(
     assert all(it["url"].startswith(f"/thumb/pg/{it['index']}.png") for it in items)
     assert calls == [PAGE]  # one look-up for the page, not one per object
     assert paged.object_ids([]) == []
+
+
+@pytest.mark.parametrize("tool", ["box", "lasso"])
+def test_a_map_selection_sends_its_gallery_before_the_maps_outline(
+    survey_data: app_data.SurveyData,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tool: str,
+) -> None:
+    """The browser handles the server's messages in order, and redrawing the map for the
+    outline takes it a few hundred ms: the gallery goes first, so its pictures load meanwhile."""
+    view = explore(survey_data, monkeypatch)
+    sent: list[str] = []
+    select = view.selection.select
+    monkeypatch.setattr(view.selection, "select", lambda *a: (sent.append("gallery"), select(*a)))
+    monkeypatch.setattr(view._shape_pipe, "send", lambda data: sent.append("outline"))
+    if tool == "box":
+        view._on_box((-20.0, -20.0, 20.0, 20.0))
+    else:
+        view._on_lasso(np.array([(-20.0, -20.0), (20.0, -20.0), (20.0, 20.0), (-20.0, 20.0)]))
+    assert sent == ["gallery", "outline"]
+    assert view.selection._count > PAGE and len(view.selection._gallery.items) == PAGE
