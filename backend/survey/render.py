@@ -119,11 +119,17 @@ def to_mono(
     return _screen_orientation(grey, display)
 
 
+PNG_DEFLATE_LEVEL = 1  # zlib's fastest: ~0.6x the encoding time of its default, ~12% larger
+
+
 def png_bytes(picture: np.ndarray, size: int | None = None) -> bytes:
-    """Encode an (H, W) or (H, W, 3) uint8 picture as PNG, optionally resized to ``size`` px."""
+    """Encode an (H, W) or (H, W, 3) uint8 picture as PNG, optionally resized to ``size`` px.
+
+    Lossless at zlib's fastest level: encoding was most of a thumbnail's cost (a gallery page
+    of 48 pictures made on demand), and a few hundred bytes more per picture are cheap."""
     image = Image.fromarray(picture)
     if size and size != image.width:
         image = image.resize((size, size), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    image.save(buf, format="PNG", optimize=False)
+    image.save(buf, format="PNG", optimize=False, compress_level=PNG_DEFLATE_LEVEL)
     return buf.getvalue()

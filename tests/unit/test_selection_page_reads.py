@@ -116,3 +116,26 @@ def test_a_map_selection_sends_its_gallery_before_the_maps_outline(
         view._on_lasso(np.array([(-20.0, -20.0), (20.0, -20.0), (20.0, 20.0), (-20.0, 20.0)]))
     assert sent == ["gallery", "outline"]
     assert view.selection._count > PAGE and len(view.selection._gallery.items) == PAGE
+
+
+def _deflate_level(png: bytes) -> int:
+    """zlib's FLEVEL of a PNG's first IDAT stream (0: fastest, 1: fast, 2: default, 3: max)."""
+    at = png.index(b"IDAT") + 4
+    return png[at + 1] >> 6
+
+
+def test_thumbnails_are_encoded_fast_and_losslessly() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    from backend.survey.render import png_bytes
+
+    rng = np.random.default_rng(1)
+    picture = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    png = png_bytes(picture)
+    assert _deflate_level(png) == 0  # zlib's fastest: encoding is most of a thumbnail's cost
+    assert np.array_equal(np.asarray(Image.open(BytesIO(png))), picture)
+    big = Image.open(BytesIO(png_bytes(picture, 88)))
+    assert big.size == (88, 88) and big.mode == "RGB"
+    assert _deflate_level(png_bytes(picture[..., 0], 88)) == 0  # one band, greyscale
