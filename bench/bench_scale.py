@@ -89,7 +89,26 @@ def map_positions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
     return xy, cls, mag
 
 
-def make_survey(n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray) -> None:
+def galaxy_cutouts(lo: int, hi: int, seed: int = 5) -> np.ndarray:
+    """(hi - lo, 1, 8, 8) float32 pictures of rows lo..hi: a Gaussian blob (random brightness,
+    width and offset) on unit sky noise, drawn from a generator seeded by (seed, lo), so a batch
+    is the same whatever else is drawn; they compress as real cutouts do, not as zeros."""
+    rng = np.random.default_rng([seed, lo])
+    m = hi - lo
+    grid = np.arange(8, dtype=np.float32) - 3.5
+    cx, cy = (rng.normal(0, 0.7, (2, m, 1, 1))).astype(np.float32)
+    width = rng.uniform(0.8, 2.5, (m, 1, 1)).astype(np.float32)
+    peak = rng.lognormal(2.0, 0.8, (m, 1, 1)).astype(np.float32)
+    r2 = (grid[None, None, :] - cx) ** 2 + (grid[None, :, None] - cy) ** 2
+    blob = peak * np.exp(-r2 / (2 * width**2)) + rng.standard_normal((m, 8, 8), np.float32)
+    return blob[:, None].astype(np.float32)
+
+
+def make_survey(
+    n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray, pictures: bool = True
+) -> None:
+    """The survey's catalog and 1-band 8x8 cutouts (``pictures``: :func:`galaxy_cutouts`;
+    else all zeros, which zarr stores as no chunk at all)."""
     from backend.survey import SurveyWriter
 
     with SurveyWriter(SURVEY, ["g"], (8, 8), "synthetic-scale") as writer:
@@ -100,7 +119,10 @@ def make_survey(n: int, xy: np.ndarray, cls: np.ndarray, mag: np.ndarray) -> Non
                 "ra": np.linspace(0, 1, hi - lo), "dec": np.zeros(hi - lo),
                 "true_class": np.asarray(CLASSES)[cls[lo:hi]], "mag": mag[lo:hi],
             })  # fmt: skip
-            writer.append(np.zeros((hi - lo, 1, 8, 8), dtype=np.float32), catalog)
+            images = (
+                galaxy_cutouts(lo, hi) if pictures else np.zeros((hi - lo, 1, 8, 8), np.float32)
+            )
+            writer.append(images, catalog)
 
 
 def make_encoder(n: int, dim: int = 128, dtype: str = "auto") -> str:
@@ -741,6 +763,196 @@ def measure_tiles(n: int, path: Path, boxes: int = 10) -> dict[str, Any]:
     return figures
 
 
+THUMB_PX = 88  # the selection gallery's pictures (app/selectionpanel.py)
+
+
+def _box_pages(home: Path, boxes: int, seed: int) -> tuple[Any, Any, list[tuple]]:
+    """(the app's SurveyData, the tiles, ``boxes`` box bounds holding at least 48 objects) of
+    a built data root: boxes around random mapped objects, an eighth to half the map's width."""
+    from app import data as app_data
+    from backend.latent.source import latent_dir
+    from backend.latent.tiles import TileSet, box_polygon
+    from backend.latent.tiles_product import tiles_path
+    from backend.registry import ModelRegistry
+
+    version = ModelRegistry().active(SURVEY, "encoder").version
+    xy = np.load(latent_dir(SURVEY, version) / "map.npy", mmap_mode="r")
+    tiles = TileSet(tiles_path(SURVEY, version))
+    data = app_data.survey_data(SURVEY)
+    rng = np.random.default_rng(seed)
+    e, out = tiles.extent, []
+    while len(out) < boxes:
+        cx, cy = (float(v) for v in xy[rng.integers(len(xy))])
+        size = e.width / rng.choice([2, 4, 8])
+        bounds = (cx - size / 2, cy - size / 3, cx + size / 2, cy + size / 3)
+        if tiles.select(box_polygon(bounds)).count() >= 48:
+            out.append(bounds)
+    return data, tiles, out
+
+
+def _render_48(rows: np.ndarray) -> list[bytes]:
+    """The 48 PNGs as ``/thumb`` makes them: ``app.routes.render_png`` on the route's pool."""
+    from app.routes import _POOL, render_png
+
+    return list(_POOL.map(lambda i: render_png(SURVEY, int(i), THUMB_PX, None), rows))
+
+
+def _fresh_store() -> None:
+    """Forget the open survey (zarr store) and the PNG cache: the next picture starts cold."""
+    from app import surveys
+    from backend.survey.store import clear_thumbnail_cache
+
+    with surveys._lock:
+        surveys._open.clear()
+    clear_thumbnail_cache()
+
+
+def _stage_costs(rows: np.ndarray) -> dict[str, float]:
+    """Milliseconds the 48 pictures of one page spend in each stage, one after another, from a
+    fresh store: opening it, reading the cutouts (zarr chunks), colour rendering, PNG encoding."""
+    from app.surveys import get_survey
+    from backend.survey.render import png_bytes, to_rgb
+
+    _fresh_store()
+    survey, t_open = timed(lambda: get_survey(SURVEY))
+    cutouts, t_read = timed(lambda: [survey.cutout(int(i)) for i in rows])
+    rgbs, t_rgb = timed(lambda: [to_rgb(c, survey.bands, survey.meta.display) for c in cutouts])
+    pngs, t_png = timed(lambda: [png_bytes(p, THUMB_PX) for p in rgbs])
+    return {"open_store_ms": round(t_open * 1e3, 1), "read_cutouts_ms": round(t_read * 1e3, 1),
+            "render_ms": round(t_rgb * 1e3, 1), "png_ms": round(t_png * 1e3, 1),
+            "png_bytes_mean": int(np.mean([len(b) for b in pngs]))}  # fmt: skip
+
+
+def _serve_routes() -> tuple[str, Callable[[], None]]:
+    """``app.routes``' handlers on a tornado server on 127.0.0.1 (a thread of its own);
+    returns (base URL, stop)."""
+    import asyncio
+    import threading
+
+    from tornado.httpserver import HTTPServer
+    from tornado.web import Application
+
+    from app.routes import ROUTES
+
+    ready: dict[str, Any] = {}
+    started = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        server = HTTPServer(Application(ROUTES))
+        sockets = __import__("tornado.netutil", fromlist=["bind_sockets"]).bind_sockets(
+            0, "127.0.0.1"
+        )
+        server.add_sockets(sockets)
+        ready["port"] = sockets[0].getsockname()[1]
+        ready["loop"] = asyncio.get_event_loop()
+        started.set()
+        ready["loop"].run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started.wait(30)
+
+    def stop() -> None:
+        ready["loop"].call_soon_threadsafe(ready["loop"].stop)
+        thread.join(10)
+
+    return f"http://127.0.0.1:{ready['port']}", stop
+
+
+def _fetch_48(base: str, rows: np.ndarray, connections: int = 6) -> tuple[float, int]:
+    """Seconds to GET the 48 thumbnails over ``connections`` concurrent connections (a
+    browser's per-host limit for HTTP/1.1), and the bytes received; raises on a non-200."""
+    import asyncio
+
+    from tornado.httpclient import AsyncHTTPClient
+
+    async def fetch_all() -> int:
+        client = AsyncHTTPClient(force_instance=True, max_clients=connections)
+        try:
+            got = await asyncio.gather(*[
+                client.fetch(f"{base}/thumb/{SURVEY}/{int(i)}.png?size={THUMB_PX}") for i in rows
+            ])  # fmt: skip
+        finally:
+            client.close()
+        return sum(len(r.body) for r in got)
+
+    t0 = time.perf_counter()
+    nbytes = asyncio.run(fetch_all())
+    return time.perf_counter() - t0, nbytes
+
+
+def measure_thumbnails(
+    home: Path, boxes: int = 10, http: bool = True, seed: int = 6
+) -> dict[str, Any]:
+    """The first page of a box selection with its pictures (``--thumbnails HOME``): count, the
+    first 48 rows and their ids (``SurveyData.object_ids``, as the gallery reads them), then
+    their 48 PNGs made by ``/thumb``'s own code (``app.routes.render_png`` on its thread pool),
+    per box: cold (a fresh survey store and PNG cache), new pictures from the open store (the
+    usual case: another box in a running server) and cached; stage costs of one cold page; and,
+    with ``http``, the same 48 fetched from the routes served by tornado on 127.0.0.1 over 6
+    connections (cold and cached). Timings are wall-clock under whatever load the machine has."""
+    os.environ["LATENTSKY_HOME"] = str(home)
+    from app.surveys import get_survey
+
+    n = get_survey(SURVEY).meta.count
+    os.environ.setdefault("LATENTSKY_TILED_MAP_ABOVE", str(max(1, n // 2)))
+    from backend.latent.tiles import box_polygon
+    from backend.survey.store import clear_thumbnail_cache
+
+    load0 = os.getloadavg()
+    data, tiles, bounds = _box_pages(home, boxes + 1, seed)
+    pages = [tiles.select(box_polygon(b)).rows(0, 48) for b in bounds]
+    _render_48(pages[-1])  # warm-up: imports and the pool's threads (the extra box)
+    ids_t, count_t, cold_t, open_t, cached_t, first_t, counts = [], [], [], [], [], [], []
+    for k, b in enumerate(bounds[:boxes]):
+        sel = tiles.select(box_polygon(b))  # a new selection: nothing counted or listed yet
+        got, s_count = timed(sel.count)
+        rows, s_rows = timed(lambda sel=sel: sel.rows(0, 48))
+        ids, s_ids = timed(lambda rows=rows: data.object_ids(rows))
+        assert len(ids) == 48 and np.array_equal(rows, pages[k])
+        counts.append(got)
+        count_t.append(s_count)
+        ids_t.append(s_rows + s_ids)
+        _fresh_store()
+        _, s = timed(lambda rows=rows: _render_48(rows))
+        cold_t.append(s)
+        first_t.append(s_count + s_rows + s_ids + s)
+        _, s = timed(lambda rows=rows: _render_48(rows))
+        cached_t.append(s)
+        clear_thumbnail_cache()  # the store stays open: the next box's pictures, not cached
+        _, s = timed(lambda k=k: _render_48(pages[(k + 1) % boxes]))
+        open_t.append(s)
+    out: dict[str, Any] = {
+        "points": n, "boxes": boxes, "thumb_px": THUMB_PX,
+        "count": {**stats(count_t), "objects_median": int(np.median(counts))},
+        "first_48_ids": stats(ids_t),
+        "pngs_48_cold_store": stats(cold_t), "pngs_48_open_store": stats(open_t),
+        "pngs_48_cached": stats(cached_t),
+        "first_page_with_pictures_cold": stats(first_t),
+        "stages_one_cold_page": _stage_costs(pages[0]),
+    }  # fmt: skip
+    if http:
+        base, stop = _serve_routes()
+        try:
+            cold, cached, sizes = [], [], []
+            for rows in pages[:boxes]:
+                _fresh_store()
+                s, nbytes = _fetch_48(base, rows)
+                cold.append(s)
+                sizes.append(nbytes)
+                cached.append(_fetch_48(base, rows)[0])
+            out["http_48_cold_store"] = stats(cold)
+            out["http_48_cached"] = stats(cached)
+            out["http_bytes_per_page"] = int(np.mean(sizes))
+        finally:
+            stop()
+    out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+    out["load_avg"] = [round(v, 2) for v in load0] + [round(v, 2) for v in os.getloadavg()]
+    out["cpus"] = os.cpu_count()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--points", type=int, help="number of objects (required to build)")
@@ -771,7 +983,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--eager", action="store_true", help="with --measure-app: the whole-table load instead"
     )
+    parser.add_argument(
+        "--thumbnails", type=Path, help="a built data root: a selection's first 48 pictures"
+    )
+    parser.add_argument("--no-http", action="store_true", help="with --thumbnails: no server")
     args = parser.parse_args(argv)
+    if args.thumbnails:
+        figures = measure_thumbnails(args.thumbnails, args.boxes, not args.no_http)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"thumbnails_{figures['points']}", figures)
+        return 0
     if not args.measure_app and not args.points:
         parser.error("--points is required (unless --measure-app)")
     if args.measure_app:
