@@ -27,6 +27,7 @@ from backend.latent.errors import LatentError
 from backend.latent.images import check_embeddings
 
 MODES = ["Picked object", "Object id", "Sky position", "Image file"]
+MAP_TITLE = "results (orange) and query (white) on the map"
 HELP = """
 **Find look-alikes** in the encoder's latent space (cosine similarity of embeddings). Search
 from the object picked on the map, an object id (or `#123` for row 123), a sky position
@@ -226,10 +227,7 @@ class SimilarView(pn.viewable.Viewer):
         if not self.data.has_map:
             return None
         points = plots.map_points(self.data.x, self.data.y)
-        style = plots.MapStyle(
-            "count", cmap="gray", height=420, colorbar=False,
-            title="results (orange) and query (white) on the map",
-        )  # fmt: skip
+        style = plots.MapStyle("count", cmap="gray", height=420, colorbar=False)  # title: HTML
         home = self.data.memo("home", lambda: home_view(self.data.x, self.data.y))
         self._server_map = ServerMap(points, style, *home)
         base = self._server_map.dmap
@@ -385,7 +383,12 @@ class SimilarView(pn.viewable.Viewer):
             width=380,
             sizing_mode="fixed",
         )
-        right = pn.Column(self._map, width=460, sizing_mode="fixed") if self.data.has_map else None
+        right = (  # titled above the figure: a Bokeh title shares the toolbar's row and folded
+            # six of its eight tools into "⋮"
+            pn.Column(heading(MAP_TITLE), self._map, width=460, sizing_mode="fixed")
+            if self.data.has_map
+            else None
+        )
         top = pn.Row(
             controls,
             pn.Column(self._query_html, sizing_mode="stretch_width"),
