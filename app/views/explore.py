@@ -19,11 +19,12 @@ from app.colouring import (
     UNLABELLED,
     ColourSpec,
     categorical,
+    category_colours,
     colour_specs,
 )
 from app.data import SurveyData
 from app.detail import DetailPanel
-from app.labelling import schema_for
+from app.labelling import classifier_classes, schema_for
 from app.mapview import Colouring, RowCategories, ServerMap, home_view, tile_categories, tiled_map
 from app.safe import explain, guarded, heading, in_thread, message_pane, say
 from app.selection import ArrayRows, box_indices, lasso_indices
@@ -35,7 +36,6 @@ from backend.latent.tiles import box_polygon
 
 HOVER_RADIUS = 0.015  # fraction of the visible x range
 TAP_RADIUS = 0.04
-CLASS_COLUMNS = {"pred_class", "labels", "catalog:true_class"}
 
 HELP = """
 **The latent map**: every object of the survey placed by its encoder embedding (UMAP), so
@@ -212,10 +212,15 @@ class ExploreView(pn.viewable.Viewer):
 
     # -- colouring -------------------------------------------------------------------------
     def _class_colours(self) -> dict[str, str]:
+        """One colour per class in every categorical colouring (predictions, labels and catalog
+        columns alike): the label schema's, then the active classifier's other classes in its
+        order (sdss_gz1's elliptical was red as a prediction, orange in its catalog column)."""
         try:
-            return schema_for(self.data.name).colour_key()
+            colours = schema_for(self.data.name).colour_key()
         except Exception:  # a broken schema file must not hide the map
-            return {}
+            colours = {}
+        extra = [c for c in classifier_classes(self.data.name) if c not in colours]
+        return {**colours, **category_colours(extra, colours)} if extra else colours
 
     def _colour_values(self, spec: ColourSpec) -> tuple[Any, dict[str, str], Any]:
         """(values for the map, colour key for categories, clim for numbers)."""
@@ -226,7 +231,7 @@ class ExploreView(pn.viewable.Viewer):
             return values, key, None
         column = self.data.table[spec.column]
         if spec.kind == "cat":
-            colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
+            colours = self._class_colours()
             values, key = self.data.memo(("cat", spec.key), lambda: categorical(column, colours))
             return values, key, None
 
@@ -247,7 +252,7 @@ class ExploreView(pn.viewable.Viewer):
     def _tiled_categories(self, spec: ColourSpec, layer: str) -> Drawn:
         """A tiled categorical colouring from its aggregates (no pass over the objects)."""
         counts = self._tiled.category_counts(layer)
-        colours = self._class_colours() if spec.key in CLASS_COLUMNS else None
+        colours = self._class_colours()
         names = self._tiled.tiles.layers[layer].categories
         order, key, lut = tile_categories(names, counts, colours)
         ok = lut >= 0
