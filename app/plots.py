@@ -484,8 +484,12 @@ def learning_curve(df: pd.DataFrame, metric: str) -> hv.Overlay:
     x = "labels" if "labels" in df and df["labels"].notna().all() else "round"
     curve = hv.Curve(df, x, metric).opts(color="#4c78a8")
     pts = hv.Scatter(df, x, [metric, "version"]).opts(color=ACCENT, size=8, tools=["hover"])
+    opts: dict[str, Any] = {}
+    if x == "round":  # whole rounds only (Bokeh ticked 0.2, 0.4, ... between two rounds)
+        rounds = sorted({int(r) for r in df[x]})
+        opts["xticks"] = rounds[:: -(-len(rounds) // 10)]  # at most 10
     return (curve * pts).opts(
-        title=f"{metric} per retraining round", height=280, width=320, toolbar=None
+        title=f"{metric} per retraining round", height=280, width=320, toolbar=None, **opts
     )
 
 

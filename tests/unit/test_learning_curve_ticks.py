@@ -1,0 +1,29 @@
+"""The learning curve of *Models & jobs* ticks whole retraining rounds: with two rounds Bokeh
+ticked 0, 0.2, 0.4, ... 1 (sdss_gz1's classifier v0002), as if there were rounds between."""
+
+from __future__ import annotations
+
+import holoviews as hv
+import pandas as pd
+import pytest
+
+from app import plots
+
+
+def _ticks(df: pd.DataFrame) -> list[float]:
+    import holoviews.plotting.bokeh  # noqa: F401
+
+    figure = hv.renderer("bokeh").get_plot(plots.learning_curve(df, "accuracy")).state
+    ticker = figure.xaxis[0].ticker  # Bokeh's BasicTicker (no fixed ticks) picks fractions
+    return list(getattr(ticker, "ticks", []))
+
+
+@pytest.mark.parametrize("n", [2, 5, 31])
+def test_rounds_are_ticked_whole(n: int) -> None:
+    df = pd.DataFrame(
+        {"round": range(n), "accuracy": [0.67 + 0.001 * i for i in range(n)],
+         "version": [f"v{i:04d}" for i in range(n)]}
+    )  # fmt: skip
+    ticks = _ticks(df)
+    assert ticks and all(float(t).is_integer() and 0 <= t < n for t in ticks), ticks
+    assert ticks[0] == 0 and len(ticks) <= 10
