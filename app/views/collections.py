@@ -149,8 +149,10 @@ class CollectionsView(pn.viewable.Viewer):
         self._label.on_click(guarded(self._alert)(lambda _: self.label()))
         self._delete.on_click(guarded(self._alert)(lambda _: self.delete()))
         self._gallery.on_action(guarded(self._alert)(self._clicked))
-        restrict("label", [self._label])
-        restrict("save_collection", [self._delete])
+        self._refused = {  # buttons the session's role disables for good
+            w for w, action in ((self._label, "label"), (self._delete, "save_collection"))
+            if restrict(action, [w])
+        }  # fmt: skip
         self.state.param.watch(guarded(self._alert)(self._on_tab), "tab")
         self.reload()
 
@@ -189,8 +191,8 @@ class CollectionsView(pn.viewable.Viewer):
         ]  # fmt: skip
         name = self.collection or "collection"
         self._download.filename = file_name(f"{self.data.name}-{name}", self.fmt)
-        for w in (self._download, self._samp):
-            w.disabled = self.current is None
+        for w in (self._download, self._samp, self._label, self._delete):
+            w.disabled = self.current is None or w in self._refused  # nothing to act on yet
 
     @param.depends("fmt", watch=True)
     def _rename(self) -> None:

@@ -168,3 +168,15 @@ def test_the_top_n_anomaly_candidates_save_in_rank_order(tiny_survey: Survey) ->
     saved = store.get("tiny", "top five")
     assert saved.kind == "anomalies" and saved.object_ids == tuple(shown["object_id"])
     assert (np.diff(shown[view.scorer.value].to_numpy()) <= 0).all()  # best first
+
+
+def test_actions_wait_for_a_collection(data: SurveyData) -> None:
+    """With no collection saved, *Label these* and *Delete* were enabled (primary and danger
+    colours) and only answered with an error; like Download and SAMP they now wait for one."""
+    state = AppState(survey="tiny", user="ana")
+    view = CollectionsView(data=data, state=state)
+    actions = [view._label, view._delete, view._download, view._samp]
+    assert view.collection is None and all(w.disabled for w in actions)
+    SaveCollection(ids=lambda: ["tiny-0001"], data=data, state=state, title="one").save()
+    state.tab = "collections"
+    assert view.collection == "one" and not any(w.disabled for w in actions)
