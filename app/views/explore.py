@@ -189,6 +189,8 @@ class ExploreView(pn.viewable.Viewer):
         self._ranges: tuple[tuple[float, float], tuple[float, float]] | None = None
         self._pick_pipe = hv.streams.Pipe(data=self._picked_xy())
         self._shape_pipe = hv.streams.Pipe(data=[])
+        self._sky_pipe = hv.streams.Pipe(data=self._sky_rows())  # the Sky view's selection
+        self.state.param.watch(self._on_shared_selection, "selection")
         self._labels_seen = self.state.labels_changed
         self._labels_stale = False
 
@@ -322,7 +324,7 @@ class ExploreView(pn.viewable.Viewer):
         shaded = self._server_map.dmap
         outline = hv.DynamicMap(self._outline, streams=[self._shape_pipe])
         marker = hv.DynamicMap(self._marker, streams=[self._pick_pipe])
-        shared = hv.DynamicMap(pn.bind(self.sky_selection, rows=self.state.param.selection))
+        shared = hv.DynamicMap(lambda data: self.sky_selection(data), streams=[self._sky_pipe])
         self._attach_streams(self._server_map.source)
         return (shaded * shared * outline * marker).opts(hooks=[plots.bar_room])
 
@@ -356,6 +358,18 @@ class ExploreView(pn.viewable.Viewer):
         tap.add_subscriber(guarded(self._alert)(self._on_tap))
         pointer.add_subscriber(guarded(self._alert)(self._on_pointer))
         ranges.add_subscriber(self._on_range)
+
+    def _sky_rows(self) -> Any:
+        """The rows the map marks for the Sky view: its selection, else None."""
+        return self.state.selection if self.state.selection_from == "sky" else None
+
+    def _on_shared_selection(self, *_: object) -> None:
+        """Mark a selection made on the sky; one made here leaves the (empty) marks as they
+        are, so the browser does not redraw the map before the gallery's pictures load."""
+        rows = self._sky_rows()
+        if rows is None and self._sky_pipe.data is None:
+            return
+        self._sky_pipe.send(rows)
 
     def sky_selection(self, rows: Any) -> hv.Points:
         """The objects selected on the sky (``state.selection`` shared by the Sky view) at

@@ -139,3 +139,38 @@ def test_thumbnails_are_encoded_fast_and_losslessly() -> None:
     big = Image.open(BytesIO(png_bytes(picture, 88)))
     assert big.size == (88, 88) and big.mode == "RGB"
     assert _deflate_level(png_bytes(picture[..., 0], 88)) == 0  # one band, greyscale
+
+
+def test_a_selection_made_here_does_not_redraw_the_sky_views_marks(
+    survey_data: app_data.SurveyData,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each redraw of a map layer makes the browser redraw the whole map before it handles
+    the gallery: a box on the latent map leaves the (empty) marks of a sky selection alone."""
+    import holoviews as hv
+    import holoviews.plotting.bokeh
+
+    from app.selection import ArrayRows
+    from app.views.explore import ExploreView
+    from tests.unit.test_explore_sky_selection import _marked
+
+    calls: list[object] = []
+    drawn = ExploreView.sky_selection
+
+    def spied(self: ExploreView, rows: object) -> object:
+        calls.append(rows)
+        return drawn(self, rows)
+
+    monkeypatch.setattr(ExploreView, "sky_selection", spied)
+    view = explore(survey_data, monkeypatch)
+    plot = hv.renderer("bokeh").get_plot(view._map.object)  # what the browser shows
+    calls.clear()  # the first drawing
+    view.selection.select(ArrayRows(np.array([1, 2])), "box")
+    assert calls == []
+    rows = np.array([5, 17, 300])
+    view.state.share_selection(ArrayRows(rows), "sky")  # a box on the sky: marked here
+    assert len(calls) == 1 and len(_marked(plot.state)) == 3
+    view.selection.select(ArrayRows(np.array([1, 2])), "box")  # the marks are cleared once
+    assert len(calls) == 2 and _marked(plot.state) == set()
+    view.selection.select(ArrayRows(np.array([3, 4])), "box")
+    assert len(calls) == 2
