@@ -29,7 +29,7 @@ def test_the_thumbnail_bench_measures_a_page_of_real_pictures(
     assert figures["count"]["objects_median"] >= 48
     for key in ("first_48_ids", "pngs_48_cold_store", "pngs_48_open_store", "pngs_48_cached",
                 "first_page_with_pictures_cold", "http_48_cold_store", "http_48_cached"):  # fmt: skip
-        assert figures[key]["n"] == 2 and figures[key]["p50_ms"] > 0, key
+        assert figures[key]["n"] >= 1 and figures[key]["p50_ms"] > 0, key
     stages = figures["stages_median_cold_page"]
     assert stages["png_bytes_mean"] > 200  # pictures, not blanks
     assert figures["http_bytes_per_page"] > 48 * 200
