@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -206,7 +206,10 @@ class SurveyWriter:
             description=self.description,
             extra=self.extra,
         )
-        catalog.to_parquet(self.tmp_path / "catalog.parquet", index=False, row_group_size=ROW_GROUP)
+        catalog.to_parquet(
+            self.tmp_path / "catalog.parquet", index=False, row_group_size=ROW_GROUP,
+            **catalog_encoding(catalog.columns),
+        )  # fmt: skip
         write_lookup(self.tmp_path, catalog["object_id"].to_numpy(dtype=object))
         write_sky_counts(self.tmp_path, catalog["ra"].to_numpy(), catalog["dec"].to_numpy())
         meta.write(self.tmp_path / "survey.json")
@@ -251,6 +254,18 @@ class SurveyWriter:
         os.rename(self.tmp_path, self.final_path)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
+
+
+def catalog_encoding(columns: Iterable[str]) -> dict[str, object]:
+    """Parquet options of a catalog: ``object_id`` plain and uncompressed, the rest as usual
+    (dictionary, snappy). A paged survey reads a row's id from its row group, and a gallery
+    page up to 48 groups: 65,536 unique ids read in ~0.4 ms so, ~3.5 ms dictionary-encoded and
+    compressed, for ~1.6x their compressed bytes."""
+    others = [str(c) for c in columns if c != "object_id"]
+    return {
+        "compression": {**{c: "snappy" for c in others}, "object_id": "none"},
+        "use_dictionary": others,
+    }
 
 
 def sweep_stale_incoming(root: Path) -> list[Path]:

@@ -174,3 +174,20 @@ def test_a_selection_made_here_does_not_redraw_the_sky_views_marks(
     assert len(calls) == 2 and _marked(plot.state) == set()
     view.selection.select(ArrayRows(np.array([3, 4])), "box")
     assert len(calls) == 2
+
+
+def test_the_catalog_stores_ids_for_reading_a_row_group_fast(
+    paged: app_data.SurveyData,
+) -> None:
+    """A page's ids are read row group by row group: ``object_id`` is written plain and
+    uncompressed (decoding is most of such a read), the other columns as before."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(paged.survey.path / "catalog.parquet").metadata
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    group = meta.row_group(0)
+    chunks = {name: group.column(i) for i, name in enumerate(names)}
+    assert chunks["object_id"].compression == "UNCOMPRESSED"
+    assert not chunks["object_id"].has_dictionary_page
+    assert chunks["ra"].compression == "SNAPPY"
+    assert paged.object_ids([0, 1999, 250]) == ["obj-00000", "obj-01999", "obj-00250"]
