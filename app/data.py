@@ -158,9 +158,9 @@ class SurveyData:
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if not idx.size:
             return []
-        if self.paged:
-            return [str(v) for v in self.table["object_id"][idx]]
-        return [str(v) for v in self.table["object_id"].to_numpy()[idx]]
+        column = self.table["object_id"]
+        got = column[idx] if self.paged else column.iloc[idx]  # only these rows converted
+        return [str(v) for v in got]
 
     def nearest(self, x: float, y: float, radius: float) -> int | None:
         """Row index of the map point nearest (x, y) within ``radius`` (map units), else None."""

@@ -56,20 +56,36 @@ def test_looking_up_rows_one_by_one_decodes_their_row_group_once(
     assert list(ids) == ["obj-01999", "obj-00003", "obj-00600"]
 
 
-@pytest.fixture
-def paged(home: Path, monkeypatch: pytest.MonkeyPatch) -> app_data.SurveyData:
-    """A survey of N objects in row groups of GROUP, opened paged (above the threshold)."""
+def _survey(monkeypatch: pytest.MonkeyPatch, paged: bool) -> app_data.SurveyData:
+    """A survey of N objects in row groups of GROUP, opened paged (above the threshold) or in
+    memory."""
     monkeypatch.setattr("backend.survey.writer.ROW_GROUP", GROUP)
     rng = np.random.default_rng(0)
     with SurveyWriter("pg", ["g"], (8, 8), "test") as writer:
         catalog = pd.DataFrame({"object_id": _ids(N), "ra": rng.uniform(0, 1, N),
                                 "dec": rng.uniform(0, 1, N)})  # fmt: skip
         writer.append(rng.normal(size=(N, 1, 8, 8)).astype(np.float32), catalog)
-    monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", str(N // 2))
+    monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", str(N // 2 if paged else N * 2))
     app_data.clear_cache()
     data = app_data.survey_data("pg")
-    assert data.paged
-    yield data
+    assert data.paged == paged
+    return data
+
+
+@pytest.fixture
+def paged(home: Path, monkeypatch: pytest.MonkeyPatch) -> app_data.SurveyData:
+    yield _survey(monkeypatch, paged=True)
+    app_data.clear_cache()
+
+
+def test_a_page_of_ids_from_a_survey_in_memory_converts_only_its_rows(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = _survey(monkeypatch, paged=False)
+    rows = np.array([1999, 3, 600, 3])
+    decoded = _count_decoded(monkeypatch)
+    assert data.object_ids(rows) == ["obj-01999", "obj-00003", "obj-00600", "obj-00003"]
+    assert decoded["values"] <= len(rows)  # not the whole column for a page of 48
     app_data.clear_cache()
 
 
