@@ -41,3 +41,25 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def atomic_create(path: Path, write: Callable[[Path], None]) -> bool:
+    """Like :func:`atomic_write`, but only when ``path`` does not exist yet: the finished file is
+    hard-linked into place, so a file someone else wrote meanwhile is never replaced. Returns
+    whether this call created ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write(tmp_path)
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp_path, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        tmp_path.unlink(missing_ok=True)

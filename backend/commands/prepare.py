@@ -7,6 +7,8 @@ anomaly scores): only those missing or outdated against the active versions, so 
 takes seconds and a new encoder version regenerates everything downstream of it. Training budgets are optimiser steps, so the models do not depend on the machine's
 load; the encoder continues the shipped general encoder's self-supervised training on the survey
 (``assets/encoders/``), and starts from random weights only when no general encoder is shipped.
+A survey without label classes of its own gets the classifier's column's classes as its schema
+(:mod:`backend.labels.adopt`), so labels given in the app can teach that classifier.
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
                 ),
             )
         )
+        steps.append(label_classes_step(name, args.label_column))
     if targets and columns_present(targets):
         emulator = {"targets": targets, "steps": BUDGETS["emulator"][quick], "max_seconds": cap}
         if "emulator" in deferred(args):
@@ -156,6 +159,22 @@ def _model_steps(args: argparse.Namespace) -> list[Step]:
     steps.append(products(*DEFAULT_PRODUCTS))
     steps.append(products(*default_products(name)[len(DEFAULT_PRODUCTS) :]))
     return steps
+
+
+def label_classes_step(survey: str, column: str) -> Step:
+    """The survey labels with ``column``'s classes (what its classifier learns): written as its
+    own schema when it has none (:func:`backend.labels.adopt.adopt_column_classes`)."""
+    from backend.labels.adopt import adopt_column_classes, covers
+    from backend.modelling.train import catalog_labels
+
+    def classes() -> list[str]:
+        return catalog_labels(Survey.open(survey), column)[1]  # as the classifier orders them
+
+    return Step(
+        f"label classes from {column!r}",
+        lambda: covers(survey, classes()),  # its own schema, or the default, has them all
+        lambda: print(f"  {adopt_column_classes(survey, classes(), column).message}"),
+    )
 
 
 DEFERRABLE = ("emulator",)

@@ -72,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
             )
             state = "activated" if decision.activate else "NOT activated"
             print(f"classifier {version.version} {state}: {decision.reason}")
+        from backend.labels.adopt import adopt_column_classes
+
+        classes = [str(c) for c in version.config.get("classes", [])]
+        print(adopt_column_classes(args.survey, classes, args.label_column).message)
     elif args.kind == "emulator":
         version = train.train_emulator(
             args.survey, targets=args.targets.split(","), encoder_version=args.encoder,

@@ -67,14 +67,20 @@ def user_schema_dir() -> Path:
     return get_settings().home / "label_schemas"
 
 
-def load_schema(survey: str, directory: Path | None = None) -> LabelSchema:
-    """The survey's own schema (data root, then ``directory``), else ``default.yaml``."""
+def own_schema_path(survey: str, directory: Path | None = None) -> Path | None:
+    """The file of the survey's own schema (data root, then ``directory``), None without one."""
     directory = Path(directory) if directory else SCHEMA_DIR
     name = validate_survey_name(survey)
     for own in (user_schema_dir() / f"{name}.yaml", directory / f"{name}.yaml"):
         if own.is_file():
-            return read_schema(own)
-    return read_schema(directory / "default.yaml")
+            return own
+    return None
+
+
+def load_schema(survey: str, directory: Path | None = None) -> LabelSchema:
+    """The survey's own schema (data root, then ``directory``), else ``default.yaml``."""
+    own = own_schema_path(survey, directory)
+    return read_schema(own or (Path(directory) if directory else SCHEMA_DIR) / "default.yaml")
 
 
 def make_schema(
@@ -101,17 +107,23 @@ def make_schema(
 def save_schema(survey: str, schema: LabelSchema) -> Path:
     """Write ``schema`` as the survey's own (atomically, in the data root); returns the path."""
     path = user_schema_dir() / f"{validate_survey_name(survey)}.yaml"
+    atomic_write(path, lambda tmp: tmp.write_text(schema_text(schema)))
+    read_schema(path)  # what was written reads back
+    return path
+
+
+def schema_text(schema: LabelSchema, header: str = "", declared_only: bool = False) -> str:
+    """``schema`` as YAML after ``header`` (comment lines). ``declared_only``: symmetries are
+    written only when declared (mirror pairs or ``mirror: false``), else ``symmetries: {}``."""
+    mirror = dict(schema.mirror_pairs) if schema.mirror_pairs else schema.mirror_symmetric
     data = {
         "task": schema.task,
         "description": schema.description,
-        "symmetries": {
-            "mirror": dict(schema.mirror_pairs) if schema.mirror_pairs else schema.mirror_symmetric
-        },
+        "symmetries": {} if declared_only and mirror is True else {"mirror": mirror},
         "classes": [{"name": c.name, "key": c.key, "colour": c.colour} for c in schema.classes],
     }
-    atomic_write(path, lambda tmp: tmp.write_text(yaml.safe_dump(data, sort_keys=False)))
-    read_schema(path)  # what was written reads back
-    return path
+    comments = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
+    return comments + yaml.safe_dump(data, sort_keys=False)
 
 
 def _is_class_name(name: str) -> bool:
