@@ -479,6 +479,19 @@ def training_curve(history: Sequence[dict[str, Any]], title: str) -> hv.Overlay 
     )
 
 
+MIN_SCORE_SPAN = 0.1  # of a score in [0, 1]: smaller changes are not drawn as cliffs
+
+
+def score_range(values: pd.Series) -> tuple[float, float] | None:
+    """A y range at least :data:`MIN_SCORE_SPAN` wide around scores in [0, 1] that vary less
+    than that (None: leave the range to Bokeh)."""
+    lo, hi = float(values.min()), float(values.max())
+    if not (0.0 <= lo <= hi <= 1.0) or hi - lo >= MIN_SCORE_SPAN:
+        return None
+    start = min(max(0.0, (lo + hi - MIN_SCORE_SPAN) / 2), 1.0 - MIN_SCORE_SPAN)
+    return start, start + MIN_SCORE_SPAN
+
+
 def learning_curve(df: pd.DataFrame, metric: str) -> hv.Overlay:
     """A metric per retraining round (x: labels used, else round number)."""
     x = "labels" if "labels" in df and df["labels"].notna().all() else "round"
@@ -488,6 +501,9 @@ def learning_curve(df: pd.DataFrame, metric: str) -> hv.Overlay:
     if x == "round":  # whole rounds only (Bokeh ticked 0.2, 0.4, ... between two rounds)
         rounds = sorted({int(r) for r in df[x]})
         opts["xticks"] = rounds[:: -(-len(rounds) // 10)]  # at most 10
+    ylim = score_range(df[metric].astype(float))
+    if ylim is not None:
+        opts["ylim"] = ylim
     return (curve * pts).opts(
         title=f"{metric} per retraining round", height=280, width=320, toolbar=None, **opts
     )
