@@ -205,8 +205,30 @@ def render_markdown(report: dict[str, Any]) -> str:
             stored_scorers = next((s for s in stored if s), None)
             if any(_dig(r, "anomaly.stored") for r in reps):
                 label = "stored anomaly product (`score`"
-                label += f": {escape(' + '.join(stored_scorers))})" if stored_scorers else ")"
+                formula = next(
+                    (f for f in (_dig(r, "anomaly.stored.combination") for r in reps) if f), None
+                )
+                if formula and "(" in formula:  # the combination chosen or asked for
+                    label += f": {escape(formula)})"
+                else:
+                    label += f": {escape(' + '.join(stored_scorers))})" if stored_scorers else ")"
                 rows.append((label, lambda r: _dig(r, "anomaly.stored.recall_at_100")))
+            val_k = _dig(reps[0], "anomaly.val_k")
+            if val_k:
+                n_val = _num(_dig(reps[0], "anomaly.val_n_rare"))
+                rows.append(
+                    (
+                        f"embedding-only, val rows only (recall@{val_k} of {n_val} rare)",
+                        lambda r: _dig(r, "anomaly.val_recall"),
+                    )
+                )
+                if any(_dig(r, "anomaly.stored.val_recall") is not None for r in reps):
+                    rows.append(
+                        (
+                            f"stored anomaly product, val rows only (recall@{val_k})",
+                            lambda r: _dig(r, "anomaly.stored.val_recall"),
+                        )
+                    )
             out += _family(reps, rows)
     classifiers = report.get("classifiers", [])
     if classifiers:

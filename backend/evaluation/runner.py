@@ -254,6 +254,20 @@ def anomaly_recall(x: np.ndarray, s: EvalSetup, progress: bool = False) -> dict[
         "scorers": ranker.scorers,
         "n_rare": int(rare.sum()),
         "k": m.ANOMALY_K,
+        **val_recall(scores, rare, s.val_rows),
+    }
+
+
+def val_recall(scores: np.ndarray, rare: np.ndarray, val_rows: np.ndarray) -> dict[str, Any]:
+    """Recall of the rare val objects in the top ``k`` of the val rows, ``k`` the share of
+    :data:`~backend.evaluation.metrics.ANOMALY_K` the val rows make of the survey: the
+    figure no label of the training part (e.g. an anomaly combination chosen on it) can
+    flatter."""
+    k = max(1, round(m.ANOMALY_K * len(val_rows) / len(scores)))
+    return {
+        "val_recall": m.recall_at_k(scores[val_rows], rare[val_rows], k),
+        "val_k": k,
+        "val_n_rare": int(rare[val_rows].sum()),
     }
 
 
@@ -271,9 +285,13 @@ def stored_anomaly_recall(s: EvalSetup, version: str) -> dict[str, Any] | None:
         return {"note": f"{path.name} has {len(table)} rows for {len(s.survey)} objects"}
     table = table.sort_values("index") if "index" in table.columns else table
     rare = np.isin(s.y, s.rare_idx)
+    scores = table["anomaly"].to_numpy()
+    chosen = table.attrs.get("combination") or {}
     return {
-        "recall_at_100": m.recall_at_k(table["anomaly"].to_numpy(), rare, m.ANOMALY_K),
+        "recall_at_100": m.recall_at_k(scores, rare, m.ANOMALY_K),
         "scorers": [c for c in SCORERS if c in table.columns],
+        "combination": chosen.get("formula") or table.attrs.get("combined_with"),
+        **val_recall(scores, rare, s.val_rows),
     }
 
 

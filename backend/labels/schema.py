@@ -49,6 +49,9 @@ class LabelSchema:
     # class pairs a mirror image swaps (cw <-> acw): flips then swap the labels and heads are
     # mirror-equivariant (models.mirror); implies mirror_symmetric False
     mirror_pairs: tuple[tuple[str, str], ...] = ()
+    # classes that are anomalies (e.g. merger, dont_know): their labelled objects choose how the
+    # anomaly scorers are combined (backend.latent.labelled)
+    anomalies: tuple[str, ...] = ()
     by_name: dict[str, LabelClass] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -120,6 +123,7 @@ def schema_text(schema: LabelSchema, header: str = "", declared_only: bool = Fal
         "task": schema.task,
         "description": schema.description,
         "symmetries": {} if declared_only and mirror is True else {"mirror": mirror},
+        **({"anomalies": list(schema.anomalies)} if schema.anomalies else {}),
         "classes": [{"name": c.name, "key": c.key, "colour": c.colour} for c in schema.classes],
     }
     comments = "".join(f"# {line}\n".replace("# \n", "#\n") for line in header.splitlines())
@@ -175,7 +179,9 @@ def _read_schema(path: str, mtime_ns: int, size: int, inode: int) -> LabelSchema
     pairs = (
         _mirror_pairs(path, mirror, [c.name for c in classes]) if isinstance(mirror, dict) else ()
     )
+    anomalies = _anomalies(path, raw.get("anomalies"), [c.name for c in classes])
     return LabelSchema(
+        anomalies=anomalies,
         mirror_symmetric=mirror is True and not pairs,
         mirror_pairs=pairs,
         task=str(raw.get("task", "class")),
@@ -183,6 +189,18 @@ def _read_schema(path: str, mtime_ns: int, size: int, inode: int) -> LabelSchema
         description=str(raw.get("description", "")),
         source=str(path),
     )
+
+
+def _anomalies(path: Path, value: object, names: list[str]) -> tuple[str, ...]:
+    """Validated ``anomalies: [class, ...]`` (classes whose objects are anomalies)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SchemaError(f"{path}: 'anomalies' must be a list of class names, e.g. [merger]")
+    unknown = [v for v in value if v not in names]
+    if unknown:
+        raise SchemaError(f"{path}: anomalies names {unknown[0]!r}, not a class")
+    return tuple(dict.fromkeys(value))
 
 
 def _mirror_pairs(path: Path, mirror: dict, names: list[str]) -> tuple[tuple[str, str], ...]:

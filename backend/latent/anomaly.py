@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from backend.atomic import atomic_write
+from backend.latent.combination import DEFAULT_FORMULA, choose, evaluate, needed_scorers, parse
 from backend.latent.errors import LatentError, MissingProductError
 from backend.latent.paging import (
     TOP_KEY,
@@ -181,6 +182,7 @@ class AnomalyRanker:
         scheduler: Scheduler = None,
         residuals: Mapping[str, np.ndarray] | None = None,
         pixels: Mapping[str, np.ndarray] | None = None,
+        labelled: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> AnomalyRanker:
         """Score every row of ``embeddings`` (N, D) with ``scorers``; ``combine_with`` "mean"
         (default) or "max" of the normalised scores. ``residuals`` are the autoencoder's
@@ -189,13 +191,24 @@ class AnomalyRanker:
         ``recon_error`` argument is always used. ``pixels`` are the cutouts' raw scores
         (``sharpness``, ``asymmetry``: :func:`backend.latent.image_scores.image_scores`), needed
         when named in ``scorers``. The kNN searches and isolation-forest scores run per
-        partition where ``scheduler`` says."""
+        partition where ``scheduler`` says. ``labelled`` (the survey's labelled anomalies and
+        its held-out rows, (N,) bools each): the scorers of every candidate formula also run,
+        and the ranking combines them by the formula that ranks the labelled anomalies outside
+        the held-out rows best (:func:`backend.latent.combination.choose`; ``combine_with``
+        when too few are labelled); the choice is kept in the table's ``combination`` attrs."""
         n = len(embeddings)
         if n < 3:
             raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
         unknown = set(scorers) - set(SCORERS)
         if unknown:
             raise LatentError(f"unknown scorers {sorted(unknown)} (known: {SCORERS})")
+        own = set(scorers) | ({"recon"} if recon_error is not None else set())
+        if labelled is not None:  # the candidates' scorers too, in the order of SCORERS
+            positive, held_out = (np.asarray(a, dtype=bool).reshape(-1) for a in labelled)
+            if len(positive) != n or len(held_out) != n:
+                raise LatentError(f"labelled anomalies of {len(positive)} objects for {n}")
+            asked = set(scorers) | set(needed_scorers())
+            scorers = tuple(name for name in SCORERS if name in asked)
         columns = dict(residuals or {})
         wanted = set(scorers)
         if recon_error is not None:
@@ -242,7 +255,15 @@ class AnomalyRanker:
                 embeddings, seed, progress=progress, scheduler=scheduler
             )
             timings["iforest_s"] = time.perf_counter() - t0
+        choice = None
+        if labelled is not None:
+            norm = {name: rank_normalise(values) for name, values in raw.items()}
+            fallback = _as_formula(combine_with, tuple(s for s in SCORERS if s in raw and s in own))
+            choice = choose(norm, positive, held_out, default=fallback)
+            combine_with = choice.formula
         table = combine(raw, object_ids, combine_with)
+        if choice is not None:
+            table.attrs["combination"] = choice.to_dict()
         table.attrs["scoring"] = {"k": k, "seed": seed, "timings": timings}
         if knn_info:
             table.attrs["scoring"]["knn"] = knn_info
@@ -403,11 +424,19 @@ class AnomalyRanker:
 def combine(
     raw: dict[str, np.ndarray], object_ids: np.ndarray | None = None, how: str = "mean"
 ) -> pd.DataFrame:
-    """Table of normalised and raw scores, their mean (or max) ``anomaly`` and its ``rank``."""
+    """Table of normalised and raw scores, their mean (or max, or a formula of
+    :mod:`backend.latent.combination`) ``anomaly`` and its ``rank``."""
     if not raw:
         raise LatentError("no anomaly scorer ran")
     if how not in COMBINE_WITH:
-        raise LatentError(f"scores combine with 'mean' or 'max', not {how!r}")
+        if "(" not in how:
+            raise LatentError(
+                f"scores combine with 'mean', 'max' or a formula such as "
+                f"'{DEFAULT_FORMULA}', not {how!r}"
+            )
+        missing = set(parse(how).scorers) - set(raw)
+        if missing:
+            raise LatentError(f"anomaly combination {how!r} needs scorers {sorted(missing)}")
     n = len(next(iter(raw.values())))
     table = pd.DataFrame({"index": np.arange(n, dtype=np.int64)})
     if object_ids is not None:
@@ -419,7 +448,9 @@ def combine(
             table[f"{name}_raw"] = np.asarray(raw[name], dtype=np.float32)
     stacked = np.vstack([norm[name] for name in SCORERS if name in norm])
     finite = np.isfinite(stacked)
-    if how == "max":  # as a percentile again: the re-ranking blends it with interest / 5
+    if how not in COMBINE_WITH:  # a formula (checked above)
+        combined = evaluate(parse(how), norm)
+    elif how == "max":  # as a percentile again: the re-ranking blends it with interest / 5
         combined = rank_normalise(np.where(finite, stacked, 0.0).max(axis=0))
     else:
         combined = np.where(finite, stacked, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1)
@@ -428,6 +459,13 @@ def combine(
     table.attrs["scorers"] = [name for name in SCORERS if name in raw]
     table.attrs["combined_with"] = how
     return table
+
+
+def _as_formula(how: str, scorers: tuple[str, ...]) -> str:
+    """``how`` ("max", "mean" or a formula) over ``scorers`` as a formula."""
+    if how in COMBINE_WITH:
+        return f"{how}({','.join(scorers)})"
+    return how
 
 
 def predict_interest(

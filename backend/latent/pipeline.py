@@ -23,8 +23,10 @@ from backend.latent.anomaly import (
     RESIDUAL_SCORERS,
     AnomalyRanker,
 )
+from backend.latent.combination import needed_scorers
 from backend.latent.errors import LatentError
 from backend.latent.image_scores import survey_pixel_scores
+from backend.latent.labelled import labelled_anomalies
 from backend.latent.projection import LatentMap, MapParams
 from backend.latent.scorers import by_cells
 from backend.latent.search import SimilarityIndex
@@ -163,6 +165,16 @@ def make_scores(
             f"sharpness {psf['q_psf']:.2f} (limit {psf['q_limit']:.2f}, PSF sigma "
             f"{psf['psf_sigma']:.2f} px)"
         )
+    labelled = labelled_anomalies(survey)
+    if labelled is not None:
+        notes.append(
+            f"{int(labelled.positive.sum())} labelled anomalies ({', '.join(labelled.classes)}; "
+            f"{int((labelled.positive & labelled.held_out).sum())} of them held out) choose "
+            "how the scorers are combined"
+        )
+        needed = set(PIXEL_SCORERS) & set(needed_scorers())
+        if needed and pixels is None:
+            pixels, psf, _ = survey_pixel_scores(survey, scheduler, progress)
     index = None
     if (directory / INDEX_FILE).is_file() and not by_cells(len(embeddings)):
         index = SimilarityIndex.load(directory, embeddings)
@@ -171,8 +183,13 @@ def make_scores(
         AnomalyRanker.fit, scheduler, embeddings=embeddings, residuals=residuals,
         scorers=used, object_ids=survey.catalog["object_id"].to_numpy(), index=index,
         combine_with=combine_with, progress=progress, pixels=pixels,
+        labelled=None if labelled is None else (labelled.positive, labelled.held_out),
     )  # fmt: skip
     ranker.scores.attrs["encoder"] = version
+    choice = ranker.scores.attrs.get("combination")
+    if choice is not None and labelled is not None:
+        choice["labels"] = labelled.to_dict()
+        notes.append(f"combined by {choice['formula']}: {choice['reason']}")
     knn = ranker.scores.attrs.get("scoring", {}).get("knn", {})
     if knn.get("method") == "cells":
         notes.append(
@@ -192,7 +209,10 @@ def make_scores(
         directory / ANOMALY_FILE,
         time.perf_counter() - started,
         notes,
-        info={"scorers": ranker.scorers, "combined_with": combine_with},
+        info={
+            "scorers": ranker.scorers,
+            "combined_with": choice["formula"] if choice else combine_with,
+        },
     )
 
 

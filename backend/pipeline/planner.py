@@ -155,6 +155,15 @@ def normal_params(product: str, given: Mapping[str, Any] | None) -> dict[str, An
     return None
 
 
+def anomaly_labels_stamp(survey: str) -> str | None:
+    """The hash of a survey's labelled anomalies (None when its schema declares none)."""
+    from backend.latent.labelled import labelled_anomalies
+    from backend.survey import Survey
+
+    labelled = labelled_anomalies(Survey.open(survey), persist=False)
+    return None if labelled is None else labelled.stamp()
+
+
 def ood_reference_stamp(encoder: str) -> str | None:
     """The size and mtime of an encoder's stored OOD reference (None before it is made)."""
     from backend.latent.ood import REFERENCE_FILE
@@ -243,6 +252,9 @@ def inputs_of(
             inputs["autoencoder_predictions"] = f"{autoencoder}:{ae}" if ae else None
         if uses_pixel_scores(params):
             inputs["pixel_scores"] = hash_of(survey_target("pixel_scores", survey))
+        labelled = anomaly_labels_stamp(survey)
+        if labelled:  # the labelled anomalies choose the scorers' combination
+            inputs["anomaly_labels"] = labelled
     elif target.product == "tiles":
         inputs["encoder"] = target.version
         inputs["map"] = hash_of(Target("map", survey, "encoder", target.version))
