@@ -92,7 +92,8 @@ def map_positions(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
 def galaxy_cutouts(lo: int, hi: int, seed: int = 5) -> np.ndarray:
     """(hi - lo, 1, 8, 8) float32 pictures of rows lo..hi: a Gaussian blob (random brightness,
     width and offset) on unit sky noise, drawn from a generator seeded by (seed, lo), so a batch
-    is the same whatever else is drawn; they compress as real cutouts do, not as zeros."""
+    is the same whatever else is drawn; they compress as real cutouts do, not as zeros: noise
+    quantised to 1/16 of its sigma, as survey images are stored (fpack's default is 1/4)."""
     rng = np.random.default_rng([seed, lo])
     m = hi - lo
     grid = np.arange(8, dtype=np.float32) - 3.5
@@ -101,7 +102,7 @@ def galaxy_cutouts(lo: int, hi: int, seed: int = 5) -> np.ndarray:
     peak = rng.lognormal(2.0, 0.8, (m, 1, 1)).astype(np.float32)
     r2 = (grid[None, None, :] - cx) ** 2 + (grid[None, :, None] - cy) ** 2
     blob = peak * np.exp(-r2 / (2 * width**2)) + rng.standard_normal((m, 8, 8), np.float32)
-    return blob[:, None].astype(np.float32)
+    return (np.round(blob * 16) / 16)[:, None].astype(np.float32)
 
 
 def make_survey(
@@ -123,6 +124,15 @@ def make_survey(
                 galaxy_cutouts(lo, hi) if pictures else np.zeros((hi - lo, 1, 8, 8), np.float32)
             )
             writer.append(images, catalog)
+
+
+def survey_disk(folder: Path) -> dict[str, float]:
+    """MB on disk of a survey's pictures and catalog, and its number of files."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    images = sum(p.stat().st_size for p in files if "images.zarr" in p.parts)
+    return {"images_mb": round(images / 2**20, 1),
+            "catalog_mb": round((folder / "catalog.parquet").stat().st_size / 2**20, 1),
+            "files": len(files)}  # fmt: skip
 
 
 def make_encoder(n: int, dim: int = 128, dtype: str = "auto") -> str:
@@ -680,6 +690,9 @@ def run(n: int, keep: Path | None, index: bool, dtype: str = "auto") -> dict[str
         xy, cls, mag = map_positions(n)
         _, s = timed(lambda: make_survey(n, xy, cls, mag))
         figures["build_s"]["survey"] = round(s, 1)
+        figures["survey_disk"] = survey_disk(home / "surveys" / SURVEY)
+        figures["peak_rss_mb_after_survey"] = round(peak_rss_mb(), 1)
+        say(f"survey of {n:,} in {s:.0f} s: {figures['survey_disk']}")
         version, s = timed(lambda: make_encoder(n, dtype=dtype))
         figures["build_s"]["embeddings"] = round(s, 1)
         write_map(version, xy)

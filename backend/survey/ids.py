@@ -2,7 +2,7 @@
 
 :class:`IdLookup` keeps the 64-bit hashes of a survey's object ids, sorted, with their rows
 (16 bytes an object: 160 MB at 10^7, not the catalog's gigabytes of Python strings). The survey
-writer stores them beside the catalog (:data:`LOOKUP_FILE`, :func:`write_lookup`) and a process
+writer stores them beside the catalog (:data:`LOOKUP_FILE`, :func:`write_sorted_lookup`) and a process
 memory-maps that file; a survey written before it has one gets them built once per process by
 reading the catalog's ``object_id`` column row group by row group. An id is found by binary
 search of its hash; ids whose hash is shared by several rows are told apart by reading those
@@ -26,7 +26,8 @@ LOOKUP_FILE = "object_ids.npy"  # beside catalog.parquet: (2, N) uint64, sorted 
 CHECKED_ROWS = 3  # rows whose ids are looked up to accept a stored file (first, middle, last)
 
 
-def _hash(ids: Iterable[object]) -> np.ndarray:
+def hash_ids(ids: Iterable[object]) -> np.ndarray:
+    """64-bit hashes of object ids (as text)."""
     text = np.asarray([str(i) for i in ids] if not isinstance(ids, np.ndarray) else ids)
     return pd.util.hash_array(text.astype(str).astype(object))
 
@@ -37,11 +38,11 @@ def sorted_hashes(hashes: np.ndarray) -> np.ndarray:
     return np.stack([hashes[order], order.astype(np.uint64)])
 
 
-def write_lookup(folder: Path, ids: np.ndarray) -> Path:
-    """Store the look-up of ``ids`` (the catalog's ``object_id`` column, in row order) in
-    ``folder`` beside its catalog (the survey writer's staging folder: placed with the rest)."""
+def write_sorted_lookup(folder: Path, table: np.ndarray) -> Path:
+    """Store a :func:`sorted_hashes` table of the catalog's ``object_id`` column in ``folder``
+    beside its catalog (the survey writer's staging folder: placed with the rest)."""
     path = Path(folder) / LOOKUP_FILE
-    np.save(path, sorted_hashes(_hash(np.asarray(ids, dtype=object))))
+    np.save(path, table)
     return path
 
 
@@ -80,7 +81,7 @@ class IdLookup:
         start = 0
         for g in range(parquet.metadata.num_row_groups):
             ids = parquet.read_row_group(g, columns=["object_id"]).column(0).to_pandas()
-            hashes[start : start + len(ids)] = _hash(ids.to_numpy(dtype=object))
+            hashes[start : start + len(ids)] = hash_ids(ids.to_numpy(dtype=object))
             start += len(ids)
         return hashes
 
@@ -103,7 +104,7 @@ class IdLookup:
     def rows_of(self, ids: Iterable[object]) -> np.ndarray:
         """Row of each id (-1: not in the survey)."""
         wanted = np.asarray([str(i) for i in ids], dtype=object)
-        h = _hash(wanted)
+        h = hash_ids(wanted)
         lo = np.searchsorted(self._hash, h, side="left")
         hi = np.searchsorted(self._hash, h, side="right")
         out = np.where(hi > lo, self._row[np.minimum(lo, len(self._row) - 1)], -1)

@@ -72,12 +72,29 @@ def count_pixels(ra: np.ndarray, dec: np.ndarray, order: int = ORDER) -> SkyCoun
     return SkyCounts(pixels, counts.astype(np.int64), order)
 
 
+def merge_counts(parts: list[SkyCounts]) -> SkyCounts:
+    """The counts of several batches of objects (same order) as one."""
+    pixels = np.concatenate([np.asarray(p.pixels, np.int64) for p in parts])
+    counts = np.concatenate([np.asarray(p.counts, np.int64) for p in parts])
+    order = parts[0].order if parts else ORDER
+    if not len(pixels):
+        return SkyCounts(pixels, counts, order)
+    sort = np.argsort(pixels, kind="stable")
+    pixels, counts = pixels[sort], counts[sort]
+    starts = np.flatnonzero(np.r_[True, pixels[1:] != pixels[:-1]])
+    return SkyCounts(pixels[starts], np.add.reduceat(counts, starts), order)
+
+
+def save_sky_counts(folder: Path, found: SkyCounts) -> Path:
+    """Store ``found`` in ``folder`` (the writer's staging folder)."""
+    path = Path(folder) / SKY_COUNTS_FILE
+    np.save(path, np.stack([np.asarray(found.pixels), np.asarray(found.counts)]))
+    return path
+
+
 def write_sky_counts(folder: Path, ra: np.ndarray, dec: np.ndarray) -> Path:
     """Store the counts of the catalog's positions in ``folder`` (the writer's staging folder)."""
-    found = count_pixels(ra, dec)
-    path = Path(folder) / SKY_COUNTS_FILE
-    np.save(path, np.stack([found.pixels, found.counts]))
-    return path
+    return save_sky_counts(folder, count_pixels(ra, dec))
 
 
 def read_sky_counts(catalog: Path, n: int) -> SkyCounts | None:

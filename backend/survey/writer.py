@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -22,11 +22,11 @@ from zarr.codecs import BloscCodec, BloscShuffle
 
 from backend.atomic import pid_alive
 from backend.config import get_settings
-from backend.rowtable import ROW_GROUP
-from backend.survey.ids import LOOKUP_FILE, write_lookup
+from backend.survey.catalog_stream import CatalogStream
+from backend.survey.ids import LOOKUP_FILE
 from backend.survey.meta import DisplaySettings, SurveyError, SurveyMeta, validate_survey_name
 from backend.survey.render import default_display
-from backend.survey.skycounts import SKY_COUNTS_FILE, write_sky_counts
+from backend.survey.skycounts import SKY_COUNTS_FILE
 
 INCOMING_PREFIX = ".incoming-"
 _RESERVED_FILES = {
@@ -38,6 +38,7 @@ _RESERVED_FILES = {
     "writer.pid",
 }
 _FLUSH_BYTES = 64 * 2**20  # pixels buffered before an append to zarr
+_SHARD_BYTES = 16 * 2**20  # uncompressed pixels per shard file of images.zarr
 _DISPLAY_SAMPLE_BYTES = 16 * 2**20  # pixels kept to choose the display stretch
 
 
@@ -78,15 +79,16 @@ class SurveyWriter:
         self.final_path = self.root / self.name
         self.chunk_objects = chunk_objects
         object_bytes = 4 * int(np.prod(self.shape))
-        self._flush_objects = max(chunk_objects, _FLUSH_BYTES // object_bytes)
+        chunks_per_shard = max(1, _SHARD_BYTES // (object_bytes * chunk_objects))
+        self.shard_objects = chunk_objects * chunks_per_shard
+        self._flush_objects = self.shard_objects * max(1, _FLUSH_BYTES // _SHARD_BYTES)
         self._sample_objects = max(1, min(256, _DISPLAY_SAMPLE_BYTES // object_bytes))
         self._files: dict[str, bytes] = {}
         self.tmp_path: Path | None = None
         self._array: zarr.Array | None = None
+        self._catalog: CatalogStream | None = None
         self._image_buf: list[np.ndarray] = []
         self._buffered = 0
-        self._catalogs: list[pd.DataFrame] = []
-        self._bad_pixels: list[np.ndarray] = []
         self._sample: list[np.ndarray] = []
         self._sampled = 0
         self.count = 0
@@ -108,10 +110,12 @@ class SurveyWriter:
                 store=str(self.tmp_path / "images.zarr"),
                 shape=(0, *self.shape),
                 chunks=(self.chunk_objects, *self.shape),
+                shards=(self.shard_objects, *self.shape),
                 dtype="float32",
                 compressors=BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle),
                 fill_value=0.0,
             )
+            self._catalog = CatalogStream(self.tmp_path, self.name)
         except BaseException:  # __exit__ does not run when __enter__ fails (a full disk, say)
             shutil.rmtree(self.tmp_path, ignore_errors=True)
             raise
@@ -155,8 +159,7 @@ class SurveyWriter:
         bad_per_object = bad.reshape(len(images), -1).sum(axis=1)
         if bad_per_object.any():
             images[bad] = 0.0
-        self._bad_pixels.append(bad_per_object.astype(np.int32))
-        self._catalogs.append(catalog.reset_index(drop=True))
+        self._catalog.append(catalog, bad_per_object)
         self._keep_sample(images)
         self._image_buf.append(images)
         self._buffered += len(images)
@@ -177,22 +180,25 @@ class SurveyWriter:
             self._sample.append(images[:room])
             self._sampled += len(self._sample[-1])
 
-    def _flush(self) -> None:
+    def _flush(self, final: bool = False) -> None:
+        """Append the buffered pixels to zarr: whole shards only (each shard file is written
+        once), and the rest too when ``final``."""
         if not self._image_buf:
             return
         block = np.concatenate(self._image_buf, axis=0)
-        self._array.append(block, axis=0)
-        self._image_buf.clear()
-        self._buffered = 0
+        keep = len(block) if final else len(block) // self.shard_objects * self.shard_objects
+        self._array.append(block[:keep], axis=0)
+        rest = block[keep:]
+        self._image_buf = [rest] if len(rest) else []
+        self._buffered = len(rest)
 
     def _commit(self) -> None:
-        self._flush()
+        self._flush(final=True)
         if self.count == 0:
             raise SurveyError(f"survey {self.name}: no objects were written")
-        catalog = self._finish_catalog()
+        self._catalog.finish(self.tmp_path / "catalog.parquet")
         sample = np.concatenate(self._sample) if self._sample else None
         display = self.display or default_display(self.bands, sample)
-        n_bad = int(catalog["n_bad_pixels"].sum())
         meta = SurveyMeta(
             name=self.name,
             bands=self.bands,
@@ -202,47 +208,15 @@ class SurveyWriter:
             pixel_scale=self.pixel_scale,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
             display=display,
-            n_nonfinite_pixels=n_bad,
+            n_nonfinite_pixels=self._catalog.n_bad_pixels,
             description=self.description,
             extra=self.extra,
         )
-        catalog.to_parquet(
-            self.tmp_path / "catalog.parquet", index=False, row_group_size=ROW_GROUP,
-            **catalog_encoding(catalog.columns),
-        )  # fmt: skip
-        write_lookup(self.tmp_path, catalog["object_id"].to_numpy(dtype=object))
-        write_sky_counts(self.tmp_path, catalog["ra"].to_numpy(), catalog["dec"].to_numpy())
         meta.write(self.tmp_path / "survey.json")
         for name, content in self._files.items():
             (self.tmp_path / name).write_bytes(content)
         (self.tmp_path / "writer.pid").unlink()
         self._swap_into_place()
-
-    def _finish_catalog(self) -> pd.DataFrame:
-        catalog = pd.concat(self._catalogs, ignore_index=True)
-        if "object_id" not in catalog:
-            catalog.insert(0, "object_id", [f"{self.name}-{i:08d}" for i in range(len(catalog))])
-        catalog["object_id"] = catalog["object_id"].astype(str)
-        dupes = catalog["object_id"][catalog["object_id"].duplicated()]
-        if len(dupes):
-            raise SurveyError(
-                f"survey {self.name}: object_id values are not unique "
-                f"({len(dupes)} repeats, e.g. {', '.join(dupes.unique()[:5])})"
-            )
-        for col in ("ra", "dec"):
-            catalog[col] = (
-                pd.to_numeric(catalog[col], errors="coerce").astype(float)
-                if col in catalog
-                else np.nan
-            )
-        bad = np.concatenate(self._bad_pixels)
-        if "n_bad_pixels" in catalog:  # counts an earlier ingestion made (a re-ingested export)
-            bad = bad + pd.to_numeric(catalog["n_bad_pixels"], errors="coerce").fillna(0).to_numpy(
-                dtype=np.int32
-            )
-        catalog["n_bad_pixels"] = bad
-        front = ["object_id", "ra", "dec"]
-        return catalog[front + [c for c in catalog.columns if c not in front]]
 
     def _swap_into_place(self) -> None:
         trash = None
@@ -254,18 +228,6 @@ class SurveyWriter:
         os.rename(self.tmp_path, self.final_path)
         if trash is not None:
             shutil.rmtree(trash, ignore_errors=True)
-
-
-def catalog_encoding(columns: Iterable[str]) -> dict[str, object]:
-    """Parquet options of a catalog: ``object_id`` plain and uncompressed, the rest as usual
-    (dictionary, snappy). A paged survey reads a row's id from its row group, and a gallery
-    page up to 48 groups: 65,536 unique ids read in ~0.4 ms so, ~3.5 ms dictionary-encoded and
-    compressed, for ~1.6x their compressed bytes."""
-    others = [str(c) for c in columns if c != "object_id"]
-    return {
-        "compression": {**{c: "snappy" for c in others}, "object_id": "none"},
-        "use_dictionary": others,
-    }
 
 
 def sweep_stale_incoming(root: Path) -> list[Path]:

@@ -32,7 +32,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("paged") / "home"
     with pytest.MonkeyPatch.context() as mp:
         for module in (
-            "backend.survey.writer",
+            "backend.survey.catalog_stream",
             "backend.pipeline.storage",
             "backend.latent.anomaly",
         ):
@@ -237,7 +237,7 @@ def test_id_lookups_match_the_catalog_without_holding_it(
     np.testing.assert_array_equal(lookup.ids_of(rows), wanted)
     np.testing.assert_array_equal(lookup.rows_of([*wanted, "nope"]), [*rows, -1])
     # ids whose hashes are shared (a coarse hash here) are told apart by reading their rows
-    monkeypatch.setattr(survey_ids, "_hash", lambda ids: np.asarray(
+    monkeypatch.setattr(survey_ids, "hash_ids", lambda ids: np.asarray(
         [hash(str(i)) % 7 for i in ids], dtype=np.uint64))  # fmt: skip
     coarse = survey_ids.IdLookup(path)
     np.testing.assert_array_equal(coarse.rows_of([*wanted, "nope"]), [*rows, -1])

@@ -59,7 +59,7 @@ def test_looking_up_rows_one_by_one_decodes_their_row_group_once(
 def _survey(monkeypatch: pytest.MonkeyPatch, paged: bool) -> app_data.SurveyData:
     """A survey of N objects in row groups of GROUP, opened paged (above the threshold) or in
     memory."""
-    monkeypatch.setattr("backend.survey.writer.ROW_GROUP", GROUP)
+    monkeypatch.setattr("backend.survey.catalog_stream.ROW_GROUP", GROUP)
     rng = np.random.default_rng(0)
     with SurveyWriter("pg", ["g"], (8, 8), "test") as writer:
         catalog = pd.DataFrame({"object_id": _ids(N), "ra": rng.uniform(0, 1, N),

@@ -33,7 +33,7 @@ def _sky(n: int = N, seed: int = 3) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def wide(home: Path, monkeypatch: pytest.MonkeyPatch) -> app_data.SurveyData:
     """A paged survey of N objects in row groups of GROUP, with its HEALPix counts."""
-    monkeypatch.setattr("backend.survey.writer.ROW_GROUP", GROUP)
+    monkeypatch.setattr("backend.survey.catalog_stream.ROW_GROUP", GROUP)
     monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", str(N // 2))
     monkeypatch.setattr(sky, "DRAW_PIXELS", 400)  # the survey-wide layer: coarse pixels
     ra, dec = _sky()
