@@ -183,6 +183,29 @@ def write_map(version: str, xy: np.ndarray, landmarks: int = 2_000) -> None:
     record(Target("map", SURVEY, "encoder", version), asdict(latent.params), None)
 
 
+def scale_ids(n: int) -> pd.api.extensions.ExtensionArray:
+    """The survey's N object ids as Arrow strings, made a block at a time (10^8 ids: ~1.8 GB,
+    where Python strings take ~7 GB)."""
+    import pyarrow as pa
+
+    blocks = [
+        pa.array(np.char.add("s", np.char.zfill(np.arange(lo, min(lo + BATCH, n)).astype(str), 9)))
+        for lo in range(0, n, BATCH)
+    ]
+    return pd.array(pa.chunked_array(blocks, pa.string()), dtype=pd.ArrowDtype(pa.string()))
+
+
+def add_scores(home: Path, n: int) -> dict[str, Any]:
+    """``--add-scores HOME``: :func:`write_scores` for the survey of N objects built there."""
+    from backend.registry import ModelRegistry
+
+    os.environ["LATENTSKY_HOME"] = str(home)
+    _, _, mag = map_positions(n)
+    version = ModelRegistry().active(SURVEY, "encoder").version
+    _, s = timed(lambda: write_scores(version, n, mag))
+    return {"points": n, "scores_s": round(s, 1), "peak_rss_mb": round(peak_rss_mb(), 1)}
+
+
 def write_scores(version: str, n: int, mag: np.ndarray, seed: int = 2) -> None:
     """Anomaly scores of N objects without scoring them (two synthetic scorers, the combined
     score and its rank, as ``combine`` makes them), chunk by chunk, written as the pipeline's
@@ -194,7 +217,7 @@ def write_scores(version: str, n: int, mag: np.ndarray, seed: int = 2) -> None:
 
     rng = np.random.default_rng(seed)
     raw = {"iforest": rng.random(n, dtype=np.float32), "knn": np.abs(mag - 18).astype(np.float32)}
-    ids = np.char.add("s", np.char.zfill(np.arange(n).astype(str), 9)).astype(object)
+    ids = scale_ids(n)
     AnomalyRanker(combine(raw, ids)).save(latent_dir(SURVEY, version) / ANOMALY_FILE)
     record(Target("scores", SURVEY, "encoder", version), {"scorers": sorted(raw)}, None)
 
@@ -1014,8 +1037,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--thumbnails", type=Path, help="a built data root: a selection's first 48 pictures"
     )
+    parser.add_argument(
+        "--add-scores", type=Path, help="with --points: anomaly scores for a built data root"
+    )
     parser.add_argument("--no-http", action="store_true", help="with --thumbnails: no server")
     args = parser.parse_args(argv)
+    if args.add_scores:
+        figures = add_scores(args.add_scores, args.points)
+        say(json.dumps(figures, indent=2))
+        merge_results(args.json, f"scores_{args.points}", figures)
+        return 0
     if args.thumbnails:
         figures = measure_thumbnails(args.thumbnails, args.boxes, not args.no_http)
         say(json.dumps(figures, indent=2))

@@ -439,8 +439,9 @@ def combine(
             raise LatentError(f"anomaly combination {how!r} needs scorers {sorted(missing)}")
     n = len(next(iter(raw.values())))
     table = pd.DataFrame({"index": np.arange(n, dtype=np.int64)})
-    if object_ids is not None:
-        table["object_id"] = np.asarray(object_ids)
+    if object_ids is not None:  # Arrow strings stay so (10^8 ids as Python strings: ~7 GB)
+        extension = isinstance(object_ids, pd.api.extensions.ExtensionArray)
+        table["object_id"] = object_ids if extension else np.asarray(object_ids)
     norm = {name: rank_normalise(values) for name, values in raw.items()}
     for name in SCORERS:
         if name in raw:

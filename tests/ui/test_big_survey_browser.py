@@ -7,6 +7,10 @@ threshold below it. The issue's 10^7 run is the same test with the variable set:
 
     LATENTSKY_UI_BIG_POINTS=10000000 OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q \\
         tests/ui/test_big_survey_browser.py
+
+``LATENTSKY_UI_BIG_HOME`` names a data root that already holds it, of that many objects (the
+10^8 run: built once by ``bench/bench_scale.py --points 100000000 --keep DIR``, then its
+anomaly scores by ``bench/bench_scale.py --points 100000000 --add-scores DIR``).
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ def big_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root holding bench_scale's synthetic survey (map, anomaly scores, map tiles)."""
     from bench.bench_scale import build_survey
 
+    if os.environ.get("LATENTSKY_UI_BIG_HOME"):
+        return Path(os.environ["LATENTSKY_UI_BIG_HOME"])
     root = tmp_path_factory.mktemp("ui-big") / "home"
     old = os.environ.get("LATENTSKY_HOME")
     os.environ["LATENTSKY_HOME"] = str(root)
