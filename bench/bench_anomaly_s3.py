@@ -47,6 +47,7 @@ from backend.latent.anomaly import (
     AnomalyRanker,
     RerankParams,
 )
+from backend.latent.combination import CANDIDATES, evaluate, parse
 from backend.latent.errors import LatentError
 from backend.latent.image_scores import image_scores
 from backend.latent.pipeline import autoencoder_scores
@@ -78,6 +79,17 @@ COMBINATIONS = (  # scorer sets compared under a mean and a max of their rank pe
     ("recon_excess", "knn"),
     ("recon_peak", "knn"),
     ("recon", "recon_excess", "knn"),
+)
+
+
+# formulas of backend.latent.combination (the candidates a survey's labelled anomalies choose
+# from, and a few more rules), measured on the injected anomalies
+FORMULAS = (
+    *CANDIDATES,
+    "mean(knn,sharpness,asymmetry)",
+    "mean(iforest,knn,sharpness,asymmetry)",
+    "max(knn,sharpness,fisher(iforest,asymmetry))",
+    "max(sharpness,mean(iforest,knn,asymmetry))",
 )
 
 
@@ -231,6 +243,12 @@ def main() -> None:
         for how, value in (("mean", np.nanmean(norm, axis=0)), ("max", np.nanmax(norm, axis=0))):
             key = f"{how}({'+'.join(present_names)})"
             combinations[key] = top_metrics(value, kinds)
+            print(f"{key:>48}: recall@100 {combinations[key]['recall']:.3f}")
+    norm_all = {name: every[name].to_numpy() for name in SCORERS if name in every}
+    for text in FORMULAS:
+        key = parse(text).text
+        if key not in combinations and set(parse(text).scorers) <= set(norm_all):
+            combinations[key] = top_metrics(evaluate(parse(text), norm_all), kinds)
             print(f"{key:>48}: recall@100 {combinations[key]['recall']:.3f}")
     scorers["pixel_iforest"] = top_metrics(rank_normalise(pixel_iforest(survey, args.seed)), kinds)
     rng = np.random.default_rng(args.seed)

@@ -6,6 +6,7 @@ labels import-votes FILE --survey S --source galaxyzoo [--map CLASS=COLUMN,...]
 labels export --survey S --out FILE [--what current|events|consensus|votes]
 labels agreement --survey S [--json]             Krippendorff's alpha, Cohen's kappa
 labels schema --survey S [--classes a,b,c]       show (or set) the survey's classes
+              [--anomalies a,b]                  classes whose objects are anomalies
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # imported lazily: `--help` stays fast
     from backend.labels import LabelStore
+    from backend.labels.schema import LabelSchema
 
 WHAT = ("current", "events", "consensus", "votes")
 
@@ -67,6 +69,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     schema = cmds.add_parser("schema", help="show or set a survey's label classes")
     schema.add_argument("--survey", required=True)
     schema.add_argument("--classes", help="comma-separated class names to set (keys 1, 2, ...)")
+    schema.add_argument(
+        "--anomalies",
+        help="comma-separated classes whose labelled objects are anomalies: they choose how "
+        "`score` combines its scorers ('' declares none)",
+    )
     schema.set_defaults(func=run_schema)
 
 
@@ -159,8 +166,27 @@ def run_schema(args: argparse.Namespace) -> int:
     if args.classes:
         path = save_schema(args.survey, make_schema(args.classes.split(",")))
         print(f"saved {path}")
+    if args.anomalies is not None:
+        path = save_schema(args.survey, with_anomalies(load_schema(args.survey), args.anomalies))
+        print(f"saved {path}")
     schema = load_schema(args.survey)
     print(f"{args.survey}: task {schema.task!r} from {schema.source}")
     for c in schema.classes:
-        print(f"  [{c.key}] {c.name}  {c.colour}")
+        mark = "  (anomaly)" if c.name in schema.anomalies else ""
+        print(f"  [{c.key}] {c.name}  {c.colour}{mark}")
     return 0
+
+
+def with_anomalies(schema: LabelSchema, names: str) -> LabelSchema:
+    """``schema`` with the anomaly classes ``names`` (comma-separated; '' for none)."""
+    import dataclasses
+
+    from backend.labels.schema import SchemaError
+
+    wanted = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+    unknown = [n for n in wanted if n not in schema.by_name]
+    if unknown:
+        raise SchemaError(
+            f"--anomalies: {unknown[0]!r} is not a class of the schema ({', '.join(schema.names)})"
+        )
+    return dataclasses.replace(schema, anomalies=wanted)

@@ -252,9 +252,9 @@ def inputs_of(
             inputs["autoencoder_predictions"] = f"{autoencoder}:{ae}" if ae else None
         if uses_pixel_scores(params):
             inputs["pixel_scores"] = hash_of(survey_target("pixel_scores", survey))
-        labelled = anomaly_labels_stamp(survey)
-        if labelled:  # the labelled anomalies choose the scorers' combination
-            inputs["anomaly_labels"] = labelled
+        # the labelled anomalies that choose the scorers' combination (None: none declared,
+        # as in records made before they could be)
+        inputs["anomaly_labels"] = anomaly_labels_stamp(survey)
     elif target.product == "tiles":
         inputs["encoder"] = target.version
         inputs["map"] = hash_of(Target("map", survey, "encoder", target.version))

@@ -5,8 +5,10 @@ so, and a new label makes the ranking outdated."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from backend.labels.schema import make_schema, save_schema
+from backend.cli import main
+from backend.labels.schema import load_schema
 from backend.labels.store import LabelStore
 from backend.latent.anomaly import AnomalyRanker, combine
 from backend.latent.combination import CANDIDATES
@@ -22,17 +24,25 @@ ODD = [f"tiny-{i:04d}" for i in range(0, 150, 10)]  # 15 objects labelled as the
 NORMAL = [f"tiny-{i:04d}" for i in range(1, 150, 5)]  # 30 ordinary ones
 
 
-def test_labelled_anomalies_choose_the_stored_combination(tiny_survey: Survey) -> None:
+def test_labelled_anomalies_choose_the_stored_combination(
+    tiny_survey: Survey, capsys: pytest.CaptureFixture[str]
+) -> None:
     from backend.modelling import train
 
-    schema = make_schema(["normal", "odd"])
-    save_schema("tiny", type(schema)(task=schema.task, classes=schema.classes, anomalies=("odd",)))
+    assert main(["labels", "schema", "--survey", "tiny", "--classes", "normal,odd"]) == 0
+    assert main(["labels", "schema", "--survey", "tiny", "--anomalies", "odd,ring"]) == 2
+    assert "'ring' is not a class of the schema (normal, odd)" in capsys.readouterr().err
+    assert load_schema("tiny").anomalies == ()
+    assert main(["labels", "schema", "--survey", "tiny", "--anomalies", "odd"]) == 0
+    assert "[2] odd  #f58518  (anomaly)" in capsys.readouterr().out
     store = LabelStore()
     for object_id in ODD[:-1]:
         store.add("tiny", object_id, "odd", user="ana")
     for object_id in NORMAL:
         store.add("tiny", object_id, "normal", user="ana")
-    encoder = train.train_encoder("tiny", init="scratch", steps=2, batch_size=32, progress_bar=False)
+    encoder = train.train_encoder(
+        "tiny", init="scratch", steps=2, batch_size=32, progress_bar=False
+    )
     ensure("tiny", ["embeddings", "index", "scores"], "sync")
 
     target = Target("scores", "tiny", "encoder", encoder.version)
@@ -58,3 +68,10 @@ def test_labelled_anomalies_choose_the_stored_combination(tiny_survey: Survey) -
     store.add("tiny", ODD[-1], "odd", user="ana")  # one more labelled anomaly
     item = plan("tiny", ["scores"]).items[target.key]
     assert item.status == "outdated" and "anomaly_labels" in item.reason.replace(" ", "_")
+
+    # a schema without anomaly classes: the product's default ranking again
+    assert main(["labels", "schema", "--survey", "tiny", "--anomalies", ""]) == 0
+    ensure("tiny", ["scores"], "sync")
+    table = AnomalyRanker.load(latent_dir("tiny", encoder.version) / ANOMALY_FILE).scores
+    assert "combination" not in table.attrs and "iforest" not in table
+    assert read_lineage(target)["inputs"]["anomaly_labels"] is None
