@@ -8,8 +8,12 @@ cutouts' own ``sharpness``, sharper than the PSF, and ``asymmetry``, CAS rotatio
 rank-normalised to [0, 1]; the ``anomaly`` score is their mean (``combine_with="mean"``;
 objects missing a score use the others) or the percentile of their largest (``"max"``, the
 product's default: an object extreme for any one scorer ranks high; as a percentile it stays
-spread over [0, 1], which the re-ranking's blend with interest / 5 needs). The table keeps one
-column per scorer (normalised) and ``<scorer>_raw``.
+spread over [0, 1], which the re-ranking's blend with interest / 5 needs), or a formula of
+:mod:`backend.latent.combination` (``max``/``mean``/``fisher``, nested). When the survey has
+labelled anomalies (its label schema's ``anomalies`` classes, :mod:`backend.latent.labelled`),
+the formula that ranks those outside the validation split best is chosen among a fixed few
+(:func:`backend.latent.combination.choose`) and recorded in the table's ``combination`` attrs.
+The table keeps one column per scorer (normalised) and ``<scorer>_raw``.
 
 **Re-ranking** (Lochner & Bassett 2021, Astronomaly's active anomaly detection). Users give
 interest scores 0-5 to some objects. A regressor on the unit embeddings predicts the interest
