@@ -267,6 +267,8 @@ def inputs_of(
 
         if versions.encoder:
             inputs.update(encoder_products(versions.encoder))
+            # the report reads their stored recall (records made before lack it: remade once)
+            inputs["scores"] = hash_of(Target("scores", survey, "encoder", versions.encoder))
         classifier = versions.models.get("classifier")
         inputs["classifier"] = classifier
         if classifier:
@@ -366,6 +368,9 @@ class _Planner:
             return out + [t for t in extra if t.key in self.requested or t.exists()]
         if product == "evaluation":
             out = [enc("embeddings", self.versions.encoder)] if self.versions.encoder else []
+            if self.versions.encoder:  # read when made or being made (its stored recall)
+                scores = enc("scores", self.versions.encoder)
+                out += [scores] if scores.key in self.requested or scores.exists() else []
             clf = self.versions.models.get("classifier")
             return out + ([Target("predictions", s, "classifier", clf)] if clf else [])
         return []

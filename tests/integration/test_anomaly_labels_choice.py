@@ -75,3 +75,20 @@ def test_labelled_anomalies_choose_the_stored_combination(
     table = AnomalyRanker.load(latent_dir("tiny", encoder.version) / ANOMALY_FILE).scores
     assert "combination" not in table.attrs and "iforest" not in table
     assert read_lineage(target)["inputs"]["anomaly_labels"] is None
+
+
+def test_the_evaluation_report_follows_the_stored_scores(tiny_survey: Survey) -> None:
+    from tests.unit.test_pipeline_app_cache import add_encoder
+
+    params = {"evaluation": {"label_column": "size_class", "baselines": [], "rare": ["big"]}}
+    encoder = add_encoder(tiny_survey, 1.0)
+    ensure("tiny", ["scores", "evaluation"], "sync", params=params)
+    report = Target("evaluation", "tiny", "task", "class")
+    scores = Target("scores", "tiny", "encoder", encoder)
+    assert read_lineage(report)["inputs"]["scores"] == read_lineage(scores)["content_hash"]
+    assert not plan("tiny", ["scores", "evaluation"], params=params).todo
+    ensure("tiny", ["scores"], "sync", params={"scores": {"scorers": ["knn"]}})  # remade
+    item = plan("tiny", ["evaluation"], params=params).items[report.key]
+    assert item.status == "outdated" and "its scores changed" in item.reason
+    ensure("tiny", ["evaluation"], "sync", params=params)
+    assert read_lineage(report)["inputs"]["scores"] == read_lineage(scores)["content_hash"]
