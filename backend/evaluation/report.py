@@ -102,6 +102,26 @@ def _family(
     return _table(header, body)
 
 
+def _stored_rankings(reps: list[dict[str, Any]]) -> list[str]:
+    """How each representation's stored anomaly ranking combines its scorers (escaped), when
+    one is a formula or they differ."""
+    combinations = {str(_dig(r, "anomaly.stored.combination") or "") for r in reps} - {""}
+    if not any("(" in c for c in combinations) and len(combinations) < 2:
+        return []  # one plain max / mean: named in the row's label
+    out = []
+    for r in reps:
+        stored = _dig(r, "anomaly.stored") or {}
+        how = str(stored.get("combination") or "")
+        if not how:
+            continue
+        if "(" not in how:  # "max" / "mean" of the scorers
+            how = f"{how} of {', '.join(stored.get('scorers') or [])}"
+        if stored.get("chosen_by"):
+            how += f", chosen by {stored['chosen_by']} labelled anomalies outside the val rows"
+        out.append(f"{escape(r['name'])}: {escape(how)}")
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: a table per metric family, representations as columns."""
     reps = report.get("representations", [])
@@ -203,13 +223,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             ]
             stored = [_dig(r, "anomaly.stored.scorers") for r in reps]
             stored_scorers = next((s for s in stored if s), None)
+            described = _stored_rankings(reps)
             if any(_dig(r, "anomaly.stored") for r in reps):
                 label = "stored anomaly product (`score`"
-                formula = next(
-                    (f for f in (_dig(r, "anomaly.stored.combination") for r in reps) if f), None
-                )
-                if formula and "(" in formula:  # the combination chosen or asked for
-                    label += f": {escape(formula)})"
+                if described:  # each encoder's combination, named below the table
+                    label += "; combination below)"
                 else:
                     label += f": {escape(' + '.join(stored_scorers))})" if stored_scorers else ")"
                 rows.append((label, lambda r: _dig(r, "anomaly.stored.recall_at_100")))
@@ -230,6 +248,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                         )
                     )
             out += _family(reps, rows)
+            if described:
+                out += ["Stored rankings: " + "; ".join(described) + ".", ""]
     classifiers = report.get("classifiers", [])
     if classifiers:
         out += ["## Classifiers on the val rows (95% bootstrap intervals, 1,000 resamples)", ""]

@@ -291,6 +291,7 @@ def stored_anomaly_recall(s: EvalSetup, version: str) -> dict[str, Any] | None:
         "recall_at_100": m.recall_at_k(scores, rare, m.ANOMALY_K),
         "scorers": [c for c in SCORERS if c in table.columns],
         "combination": chosen.get("formula") or table.attrs.get("combined_with"),
+        "chosen_by": chosen.get("n_positive") if chosen.get("average_precision") else None,
         **val_recall(scores, rare, s.val_rows),
     }
 

@@ -92,3 +92,30 @@ def test_the_evaluation_report_follows_the_stored_scores(tiny_survey: Survey) ->
     assert item.status == "outdated" and "its scores changed" in item.reason
     ensure("tiny", ["evaluation"], "sync", params=params)
     assert read_lineage(report)["inputs"]["scores"] == read_lineage(scores)["content_hash"]
+    assert (
+        "| stored anomaly product (`score`: knn) |" in (report.directory / "report.md").read_text()
+    )
+
+
+def test_the_report_names_each_stored_combination_and_what_chose_it() -> None:
+    from backend.evaluation.report import render_markdown
+
+    def rep(name: str, stored: dict) -> dict:
+        anomaly = {"n_rare": 171, "recall_at_100": 0.3, "val_k": 20, "val_recall": 0.2}
+        return {"name": name, "anomaly": {**anomaly, "val_n_rare": 34, "stored": stored}}
+
+    plain = {"recall_at_100": 0.2, "scorers": ["recon", "knn"], "combination": "mean"}
+    chosen = {
+        "recall_at_100": 0.351, "val_recall": 0.265, "scorers": ["iforest", "knn", "asymmetry"],
+        "combination": "mean(iforest,knn,asymmetry)", "chosen_by": 137,
+    }  # fmt: skip
+    text = render_markdown(
+        {"survey": "gz1", "task": "class", "rare": ["merger"],
+         "representations": [rep("encoder v0003", plain), rep("encoder v0018", chosen)]}
+    )  # fmt: skip
+    assert "| stored anomaly product (`score`; combination below) | 0.200 | 0.351 |" in text
+    assert "| stored anomaly product, val rows only (recall@20) | – | 0.265 |" in text
+    assert (
+        "Stored rankings: encoder v0003: mean of recon, knn; encoder v0018: "
+        "mean(iforest,knn,asymmetry), chosen by 137 labelled anomalies outside the val rows."
+    ) in text
