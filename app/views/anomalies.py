@@ -63,6 +63,23 @@ def ranking_note(team: bool, user: str) -> str:
     return f"<div style='font-size:12px;color:#475569'>Ranking re-ranked by {whose}.</div>"
 
 
+def combination_note(attrs: dict[str, Any]) -> str:
+    """The line that says which formula labelled anomalies chose for the list (HTML, escaped;
+    empty when none chose it)."""
+    chosen = attrs.get("combination") or {}
+    labels = chosen.get("labels") or {}
+    if not chosen.get("average_precision"):
+        return ""
+    classes = html.escape(", ".join(labels.get("classes", [])))
+    return (
+        "<div style='font-size:12px;color:#475569'>Scorers combined by "
+        f"<code>{html.escape(str(chosen.get('formula')))}</code>: of a few fixed formulas, the "
+        f"one that ranks this survey's {int(chosen.get('n_positive', 0)):,} labelled anomalies "
+        f"({classes}) best; {int(labels.get('n_positive_held_out', 0)):,} more are held out "
+        "for validation.</div>"
+    )
+
+
 def status_markdown(listed: int, scored: int, cursor: int) -> str:
     """The list's header: candidates listed, scored so far, which one is shown."""
     if not listed:
@@ -157,6 +174,7 @@ class AnomaliesView(pn.viewable.Viewer):
         self._ranker = None
         self._ranked = pd.DataFrame()
         self._plain = False  # no interest scores: the list reads the scores file page by page
+        self._combination = ""  # what chose the scorers' combination (combination_note)
         scorers = self._load_ranker()
         options = {COMBINED: "final"} | {f"{SCORER_NAMES.get(s, s)} only": s for s in scorers}
         self.param.rank_by.objects = options
@@ -226,12 +244,14 @@ class AnomaliesView(pn.viewable.Viewer):
         except (LatentError, FileNotFoundError) as exc:
             say(self._alert, str(exc), "warning")
             return []
+        self._combination = combination_note(self._ranker.attrs)
         return self._ranker.scorers
 
     @param.depends("team_ranking", "state.user")
     def ranking_text(self) -> str:
-        """Whose interest scores re-rank the list (HTML, escaped)."""
-        return ranking_note(self.team_ranking, self.state.user_name)
+        """Whose interest scores re-rank the list, and what chose its combination (HTML,
+        escaped)."""
+        return ranking_note(self.team_ranking, self.state.user_name) + self._combination
 
     @param.depends("rank_by", "unscored_only", watch=True)
     def _on_filters(self) -> None:

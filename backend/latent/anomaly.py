@@ -169,6 +169,19 @@ class AnomalyRanker:
     def scorers(self) -> list[str]:
         return [s for s in SCORERS if s in self._columns]
 
+    @property
+    def attrs(self) -> dict:
+        """The table's attrs (scorers, combination, scoring), from the file's metadata when the
+        table was not read."""
+        if self._scores is not None or self.path is None:
+            return dict(self.scores.attrs)
+        import json
+
+        import pyarrow.parquet as pq
+
+        meta = pq.read_schema(self.path).metadata or {}
+        return json.loads(meta[b"PANDAS_ATTRS"]) if b"PANDAS_ATTRS" in meta else {}
+
     # -- scoring -----------------------------------------------------------------------------
     @classmethod
     def fit(

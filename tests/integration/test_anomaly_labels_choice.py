@@ -62,6 +62,10 @@ def test_labelled_anomalies_choose_the_stored_combination(
     raw = {s: table[f"{s}_raw"].to_numpy() for s in ("iforest", "knn", "sharpness", "asymmetry")}
     np.testing.assert_array_equal(table["rank"], combine(raw, how=choice["formula"])["rank"])
 
+    note = _anomalies_note()  # the Anomalies view says what chose the combination
+    assert f"Scorers combined by <code>{choice['formula']}</code>" in note
+    assert f"{choice['n_positive']:,} labelled anomalies (odd) best; {len(held_out)} more" in note
+
     record = read_lineage(target)
     assert record["inputs"]["anomaly_labels"]
     assert not plan("tiny", ["scores"]).todo
@@ -75,6 +79,18 @@ def test_labelled_anomalies_choose_the_stored_combination(
     table = AnomalyRanker.load(latent_dir("tiny", encoder.version) / ANOMALY_FILE).scores
     assert "combination" not in table.attrs and "iforest" not in table
     assert read_lineage(target)["inputs"]["anomaly_labels"] is None
+    assert "Scorers combined" not in _anomalies_note()
+
+
+def _anomalies_note() -> str:
+    from app.data import load_survey_data
+    from app.state import AppState
+    from app.views.anomalies import AnomaliesView
+    from backend.latent.service import clear_cache
+
+    clear_cache()
+    view = AnomaliesView(data=load_survey_data("tiny"), state=AppState(survey="tiny", user="ana"))
+    return str(view._ranking_note.object)
 
 
 def test_the_evaluation_report_follows_the_stored_scores(tiny_survey: Survey) -> None:
