@@ -111,6 +111,42 @@ def split_half(
     }
 
 
+# label-reading scorers measured beside the product (not in it): "like", the share of an
+# object's 10 nearest neighbours (embeddings) that are training-part rare objects; "p_rare", the
+# active classifier's probability of the rare classes (trained on the training part)
+EXTRAS = (
+    "like",
+    "mean(like,asymmetry)",
+    "fisher(like,asymmetry)",
+    "fisher(iforest,knn,asymmetry,like)",
+    "p_rare",
+    "mean(p_rare,asymmetry)",
+    "mean(iforest,knn,asymmetry,p_rare)",
+)
+
+
+def label_scorers(
+    embeddings: np.ndarray, version: str, survey: str, rare: np.ndarray, train: np.ndarray,
+    knn: np.ndarray, classes: list[str],
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """The label-reading scorers of :data:`EXTRAS` (rank percentiles); ties by kNN distance."""
+    from backend.latent.scorers import knn_graph
+    from backend.latent.vectors import unit_rows
+    from backend.pipeline.storage import read_predictions
+    from backend.registry import ModelRegistry
+
+    _, ids = knn_graph(unit_rows(embeddings), 10)
+    out = {"like": rank_normalise((rare & train)[ids].mean(axis=1) + 1e-3 * knn)}
+    classifier = ModelRegistry().active(survey, "classifier")
+    source = classifier and classifier.config.get("embedding_source", {}).get("version")
+    if classifier is not None and str(source) == version:
+        table = read_predictions(survey, "classifier", classifier.version)
+        cols = [f"p_{c}" for c in classes if f"p_{c}" in table.columns]
+        if cols:
+            out["p_rare"] = rank_normalise(table[cols].to_numpy().sum(axis=1))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--survey", default="gz1")
@@ -174,6 +210,15 @@ def main() -> None:
                 "formula": attrs.get("formula") or kept.attrs.get("combined_with"),
                 **measure(kept["anomaly"].to_numpy(), rare, val),
             }
+        extra = label_scorers(
+            embeddings, version, s.survey.name, rare, train, norm["knn"], args.rare.split(",")
+        )
+        out["label_scorers"] = {
+            text: measure(formula_value(parse(text) if "(" in text else text, {**norm, **extra}),
+                          rare, val)
+            for text in EXTRAS
+            if set(parse(text).scorers if "(" in text else [text]) <= {*norm, *extra}
+        }  # fmt: skip
         result["encoders"][version] = out
         d, c, h = out["default"], out["chosen"], out["split_half"]
         print(
