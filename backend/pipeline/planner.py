@@ -157,9 +157,12 @@ def normal_params(product: str, given: Mapping[str, Any] | None) -> dict[str, An
 
 def anomaly_labels_stamp(survey: str) -> str | None:
     """The hash of a survey's labelled anomalies (None when its schema declares none)."""
+    from backend.labels.schema import load_schema
     from backend.latent.labelled import labelled_anomalies
     from backend.survey import Survey
 
+    if not load_schema(survey).anomalies:  # the survey is not opened
+        return None
     labelled = labelled_anomalies(Survey.open(survey), persist=False)
     return None if labelled is None else labelled.stamp()
 
