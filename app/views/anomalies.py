@@ -35,6 +35,7 @@ SCORER_NAMES = {
     "lof": "local outlier factor",
     "sharpness": "sharper than the PSF",
     "asymmetry": "rotational asymmetry",
+    "likeness": "near the anomalies you labelled",
 }
 INTEREST = {0: "boring", 1: "meh", 2: "somewhat", 3: "interesting", 4: "very", 5: "fascinating"}
 GALLERY_SIZE = 48
@@ -71,12 +72,20 @@ def combination_note(attrs: dict[str, Any]) -> str:
     if not chosen.get("average_precision"):
         return ""
     classes = html.escape(", ".join(labels.get("classes", [])))
+    formula = str(chosen.get("formula"))
+    like = (
+        " <i>likeness</i> puts up objects near the anomalies you labelled: the share of an "
+        "object's nearest neighbours (in the encoder's space) that are labelled anomalies, its "
+        "own label not counted."
+        if "likeness" in formula
+        else ""
+    )
     return (
         "<div style='font-size:12px;color:#475569'>Scorers combined by "
-        f"<code>{html.escape(str(chosen.get('formula')))}</code>: of a few fixed formulas, the "
+        f"<code>{html.escape(formula)}</code>: of a few fixed formulas, the "
         f"one that ranks this survey's {int(chosen.get('n_positive', 0)):,} labelled anomalies "
         f"({classes}) best; {int(labels.get('n_positive_held_out', 0)):,} more are held out "
-        "for validation.</div>"
+        f"for validation.{like}</div>"
     )
 
 

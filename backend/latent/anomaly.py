@@ -13,6 +13,9 @@ spread over [0, 1], which the re-ranking's blend with interest / 5 needs), or a 
 labelled anomalies (its label schema's ``anomalies`` classes, :mod:`backend.latent.labelled`),
 the formula that ranks those outside the validation split best is chosen among a fixed few
 (:func:`backend.latent.combination.choose`) and recorded in the table's ``combination`` attrs.
+With at least :data:`~backend.latent.combination.MIN_POSITIVES` of them, ``likeness`` (the share
+of an object's kNN-graph neighbours that are those labelled anomalies, its own label left out:
+:mod:`backend.latent.likeness`) is scored too and formulas reading it compete.
 The table keeps one column per scorer (normalised) and ``<scorer>_raw``.
 
 **Re-ranking** (Lochner & Bassett 2021, Astronomaly's active anomaly detection). Users give
@@ -55,8 +58,17 @@ import numpy as np
 import pandas as pd
 
 from backend.atomic import atomic_write
-from backend.latent.combination import DEFAULT_FORMULA, choose, evaluate, needed_scorers, parse
+from backend.latent.combination import (
+    DEFAULT_FORMULA,
+    LIKENESS,
+    MIN_POSITIVES,
+    choose,
+    evaluate,
+    needed_scorers,
+    parse,
+)
 from backend.latent.errors import LatentError, MissingProductError
+from backend.latent.likeness import likeness
 from backend.latent.paging import (
     TOP_KEY,
     ColumnRanking,
@@ -88,6 +100,7 @@ log = logging.getLogger(__name__)
 
 SCORERS = (
     "recon", "recon_peak", "recon_excess", "iforest", "knn", "lof", "sharpness", "asymmetry",
+    "likeness",
 )  # fmt: skip
 RESIDUAL_SCORERS = {
     "recon": "recon_error",
@@ -96,6 +109,7 @@ RESIDUAL_SCORERS = {
 }
 EMBEDDING_SCORERS = ("iforest", "knn", "lof")
 PIXEL_SCORERS = ("sharpness", "asymmetry")  # computed on the cutouts (image_scores)
+LABEL_SCORERS = (LIKENESS,)  # read the survey's labelled anomalies (fit's ``labelled``)
 COMBINE_WITH = ("mean", "max")
 # the product's scorers and their combination, chosen on the demo (S3) and sdss_gz1 (Q3)
 # together with bench/bench_anomaly_s3.py: recall@100 demo / gz1 encoder v0003 / v0001 0.505 /
@@ -212,13 +226,23 @@ class AnomalyRanker:
         its held-out rows, (N,) bools each): the scorers of every candidate formula also run,
         and the ranking combines them by the formula that ranks the labelled anomalies outside
         the held-out rows best (:func:`backend.latent.combination.choose`; ``combine_with``
-        when too few are labelled); the choice is kept in the table's ``combination`` attrs."""
+        when too few are labelled); the choice is kept in the table's ``combination`` attrs.
+        With at least :data:`~backend.latent.combination.MIN_POSITIVES` labelled anomalies
+        outside the held-out rows, ``likeness`` is scored from the kNN graph (each object's
+        share of labelled anomalies among its ``k`` neighbours, its own label left out) and the
+        formulas reading it compete."""
         n = len(embeddings)
         if n < 3:
             raise LatentError(f"anomaly ranking needs at least 3 objects, got {n}")
         unknown = set(scorers) - set(SCORERS)
         if unknown:
             raise LatentError(f"unknown scorers {sorted(unknown)} (known: {SCORERS})")
+        if set(LABEL_SCORERS) & set(scorers):
+            raise LatentError(
+                f"scorer {LIKENESS} reads the survey's labelled anomalies: it is scored when "
+                "they are given (labelled), not asked for"
+            )
+        like_from = None  # the labelled anomalies likeness reads, when there are enough
         own = set(scorers) | ({"recon"} if recon_error is not None else set())
         if labelled is not None:  # the candidates' scorers too, in the order of SCORERS
             positive, held_out = (np.asarray(a, dtype=bool).reshape(-1) for a in labelled)
@@ -226,6 +250,8 @@ class AnomalyRanker:
                 raise LatentError(f"labelled anomalies of {len(positive)} objects for {n}")
             asked = set(scorers) | set(needed_scorers())
             scorers = tuple(name for name in SCORERS if name in asked)
+            if int((positive & ~held_out).sum()) >= MIN_POSITIVES:
+                like_from = positive & ~held_out
         columns = dict(residuals or {})
         wanted = set(scorers)
         if recon_error is not None:
@@ -253,7 +279,7 @@ class AnomalyRanker:
             raw[name] = values
         unit = None
         knn_info: dict = {}
-        if {"knn", "lof"} & set(scorers):
+        if {"knn", "lof"} & set(scorers) or like_from is not None:
             t0 = time.perf_counter()
             made: dict = {}
             unit = None if by_cells(n) else unit_rows(embeddings)  # else read per task
@@ -265,6 +291,8 @@ class AnomalyRanker:
                 raw["knn"] = knn_distance(dist)
             if "lof" in scorers:
                 raw["lof"] = local_outlier_factor(dist, ids)
+            if like_from is not None:
+                raw[LIKENESS] = likeness(ids, like_from)
             timings["knn_lof_s"] = time.perf_counter() - t0
         if "iforest" in scorers:
             t0 = time.perf_counter()

@@ -16,7 +16,10 @@ A missing (NaN) percentile counts as 0 in ``max`` and ``fisher`` and is left out
 :func:`choose` picks, among the small fixed set :data:`CANDIDATES`, the formula whose ranking
 puts a survey's labelled anomalies highest (average precision) on the rows that are not held
 out (the stored validation split's ``val`` part never steers the choice); with fewer than
-:data:`MIN_POSITIVES` labelled anomalies there it keeps the default.
+:data:`MIN_POSITIVES` labelled anomalies there it keeps the default. When the scores include
+``likeness`` (the share of an object's nearest neighbours that are labelled anomalies,
+:mod:`backend.latent.likeness`, its own label left out) the formulas of
+:data:`LIKENESS_CANDIDATES` compete too: "more like the anomalies I labelled".
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ CANDIDATES = (
     "mean(iforest,knn)",
     "max(knn,sharpness,mean(iforest,knn,asymmetry))",
 )
+# formulas reading ``likeness``, candidates when it was computed (>= MIN_POSITIVES labelled
+# anomalies outside the held-out rows); fisher and mean with asymmetry ranked the held-out half
+# of gz1's labelled anomalies best of the likeness formulas measured (docs/results.md, Q3)
+LIKENESS = "likeness"
+LIKENESS_CANDIDATES = ("fisher(likeness,asymmetry)", "mean(likeness,asymmetry)")
 MIN_POSITIVES = 10  # labelled anomalies outside the held-out rows needed to choose
 _TOKEN = re.compile(r"\s*([A-Za-z_]+|\(|\)|,)")
 
@@ -164,16 +172,22 @@ def needed_scorers(candidates: Sequence[str] = CANDIDATES) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def candidates_for(norm: Mapping[str, np.ndarray]) -> tuple[str, ...]:
+    """The fixed candidates, and :data:`LIKENESS_CANDIDATES` when ``norm`` has ``likeness``."""
+    return CANDIDATES + (LIKENESS_CANDIDATES if LIKENESS in norm else ())
+
+
 def choose(
     norm: Mapping[str, np.ndarray],
     positive: np.ndarray,
     held_out: np.ndarray,
-    candidates: Sequence[str] = CANDIDATES,
+    candidates: Sequence[str] | None = None,
     default: str = DEFAULT_FORMULA,
 ) -> Choice:
-    """The candidate whose ranking (over the whole survey) gives the ``positive`` objects (the
-    labelled anomalies) the highest average precision among the rows not ``held_out``; the
-    first best wins, ``default`` first. Fewer than :data:`MIN_POSITIVES` positives there: ``default``."""
+    """The candidate (default :func:`candidates_for` ``norm``) whose ranking (over the whole
+    survey) gives the ``positive`` objects (the labelled anomalies) the highest average
+    precision among the rows not ``held_out``; the first best wins, ``default`` first. Fewer
+    than :data:`MIN_POSITIVES` positives there: ``default``."""
     positive = np.asarray(positive, dtype=bool)
     held_out = np.asarray(held_out, dtype=bool)
     rows = ~held_out
@@ -184,6 +198,7 @@ def choose(
             f"{n_pos} labelled anomalies outside the held-out rows (fewer than {MIN_POSITIVES})"
         )
         return Choice(default, reason, scores={}, **common)
+    candidates = candidates_for(norm) if candidates is None else tuple(candidates)
     candidates = tuple(dict.fromkeys([default, *candidates]))  # the default always competes
     scores: dict[str, float] = {}
     for text in candidates:

@@ -11,7 +11,7 @@ from backend.cli import main
 from backend.labels.schema import load_schema
 from backend.labels.store import LabelStore
 from backend.latent.anomaly import AnomalyRanker, combine
-from backend.latent.combination import CANDIDATES
+from backend.latent.combination import CANDIDATES, LIKENESS_CANDIDATES, MIN_POSITIVES
 from backend.latent.source import ANOMALY_FILE, latent_dir
 from backend.pipeline.kinds import Target
 from backend.pipeline.lineage import read_lineage
@@ -57,9 +57,13 @@ def test_labelled_anomalies_choose_the_stored_combination(
         "n_positive": 14, "n_positive_held_out": len(held_out), "n_held_out": int((split == "val").sum()),
     }  # fmt: skip
     assert choice["n_positive"] == 14 - len(held_out)
-    assert choice["formula"] in CANDIDATES
-    assert set(choice["average_precision"]) == set(CANDIDATES)
-    raw = {s: table[f"{s}_raw"].to_numpy() for s in ("iforest", "knn", "sharpness", "asymmetry")}
+    # with >= MIN_POSITIVES outside the val rows, likeness is scored and its formulas compete
+    candidates = CANDIDATES + (LIKENESS_CANDIDATES if choice["n_positive"] >= MIN_POSITIVES else ())
+    assert ("likeness" in table) == (choice["n_positive"] >= MIN_POSITIVES)
+    assert choice["formula"] in candidates
+    assert set(choice["average_precision"]) == set(candidates)
+    names = [s for s in ("iforest", "knn", "sharpness", "asymmetry", "likeness") if s in table]
+    raw = {s: table[f"{s}_raw"].to_numpy() for s in names}
     np.testing.assert_array_equal(table["rank"], combine(raw, how=choice["formula"])["rank"])
 
     note = _anomalies_note()  # the Anomalies view says what chose the combination
@@ -77,7 +81,7 @@ def test_labelled_anomalies_choose_the_stored_combination(
     assert main(["labels", "schema", "--survey", "tiny", "--anomalies", ""]) == 0
     ensure("tiny", ["scores"], "sync")
     table = AnomalyRanker.load(latent_dir("tiny", encoder.version) / ANOMALY_FILE).scores
-    assert "combination" not in table.attrs and "iforest" not in table
+    assert "combination" not in table.attrs and "iforest" not in table and "likeness" not in table
     assert read_lineage(target)["inputs"]["anomaly_labels"] is None
     assert "Scorers combined" not in _anomalies_note()
 

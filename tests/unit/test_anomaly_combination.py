@@ -126,7 +126,8 @@ def test_a_ranker_fitted_with_labelled_anomalies_ranks_by_the_chosen_formula() -
     table = ranker.scores
     choice = table.attrs["combination"]
     assert "iforest" in table and choice["n_positive"] == 20
-    raw = {s: table[f"{s}_raw"].to_numpy() for s in ("iforest", "knn", "sharpness", "asymmetry")}
+    names = ("iforest", "knn", "sharpness", "asymmetry", "likeness")  # likeness: 20 labelled
+    raw = {s: table[f"{s}_raw"].to_numpy() for s in names}
     expected = combine(raw, how=choice["formula"])
     np.testing.assert_array_equal(table["rank"], expected["rank"])
     assert choice["formula"] != DEFAULT_FORMULA  # labelled anomalies changed the ranking
