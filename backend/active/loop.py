@@ -169,17 +169,22 @@ def merged_labels(
 
     s = Survey.open(survey)
     store_y, store_classes, snapshot = store_labels(survey, store, task)
-    names = np.full(len(s), None, dtype=object)
-    for column in catalog_columns:
-        if column in s.catalog:
-            y, classes = catalog_labels(s, column)
-            names[y >= 0] = np.asarray(classes, dtype=object)[y[y >= 0]]
-    names[store_y >= 0] = np.asarray(store_classes, dtype=object)[store_y[store_y >= 0]]
-    present = {n for n in names if n is not None}
+    # codes into ``names`` per object (-1: unlabelled), later sources overwriting earlier ones:
+    # array operations only, no Python work per object
+    names: list[str] = []
+    codes = np.full(len(s), -1, np.int64)
+    for y, source_classes in [
+        *(catalog_labels(s, c) for c in catalog_columns if c in s.catalog),
+        (store_y, store_classes),
+    ]:
+        names += [c for c in source_classes if c not in names]
+        to_code = np.array([names.index(c) for c in source_classes], np.int64)
+        codes[y >= 0] = to_code[y[y >= 0]]
+    present = {names[i] for i in np.unique(codes[codes >= 0])}
     schema = [c for c in load_schema(survey).names if c in present]
     classes = schema + sorted(present - set(schema))
-    lookup = {c: i for i, c in enumerate(classes)}
-    labels = np.array([lookup.get(n, -1) if n is not None else -1 for n in names], np.int64)
+    remap = np.array([classes.index(n) if n in present else -1 for n in names] + [-1], np.int64)
+    labels = remap[codes]  # -1 indexes the trailing -1
     counts = np.bincount(labels[labels >= 0], minlength=len(classes))
     snapshot.update(
         source="+".join(["label_store", *(f"catalog:{c}" for c in catalog_columns)]),

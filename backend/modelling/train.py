@@ -245,15 +245,16 @@ def catalog_labels(survey: Survey, column: str) -> tuple[np.ndarray, list[str]]:
             f"survey {survey.name} has no catalog column {column!r} "
             f"(columns: {', '.join(map(str, survey.catalog.columns))})"
         )
-    values = survey.catalog[column]
-    present = values.notna() & (values.astype(str).str.strip() != "")
-    classes = sorted(values[present].astype(str).unique())
+    # distinct values first (hashed in C), then text and classes per distinct value only
+    codes, uniques = pd.factorize(survey.catalog[column])  # missing values: -1
+    text = pd.Series(uniques).astype(str)
+    kept = (text.str.strip() != "").to_numpy()
+    classes = sorted(set(text[kept]))
     if len(classes) < 2:
         raise SurveyError(f"column {column!r} needs at least two classes, found {classes}")
     lookup = {c: i for i, c in enumerate(classes)}
-    labels = np.full(len(values), -1, dtype=np.int64)
-    labels[present.to_numpy()] = values[present].astype(str).map(lookup).to_numpy()
-    return labels, classes
+    per_value = np.array([lookup[t] if k else -1 for t, k in zip(text, kept, strict=True)] + [-1])
+    return per_value[codes].astype(np.int64), classes  # code -1 reads the trailing -1
 
 
 def train_classifier(
