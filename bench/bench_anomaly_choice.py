@@ -3,11 +3,12 @@
     LATENTSKY_HOME=DIR .venv/bin/python bench/bench_anomaly_choice.py --survey gz1 \
         --label-column gz1_label --rare merger,dont_know --encoders v0018,v0017,v0003,v0001
 
-For each encoder, every scorer the candidates read is run once (as ``score`` does), then every
-candidate formula of :mod:`backend.latent.combination`, the product's default and the formula
-:func:`~backend.latent.combination.choose` picks from the rare objects of the stored validation
-split's training part (what ``score`` does for a survey whose schema declares those classes
-anomalies) are measured:
+For each encoder, every scorer the candidates read is run once (as ``score`` does, with the
+rare objects of the stored validation split's training part as the labelled anomalies, so
+``likeness`` is scored from them: :mod:`backend.latent.likeness`), then every candidate formula
+of :mod:`backend.latent.combination` (the likeness ones too), the product's default and the
+formula :func:`~backend.latent.combination.choose` picks from those rare objects (what ``score``
+does for a survey whose schema declares those classes anomalies) are measured:
 
 - ``all``: recall@100 of every rare object in the whole survey (the target's figure; most of
   those objects are in the training part, which the choice reads);
@@ -16,7 +17,9 @@ anomalies) are measured:
   training);
 - ``split_half``: the choice made on a random stratified half of the training part and
   measured (recall@K, K scaled to the half) on the other half, ``--draws`` times: what the
-  choice gains outside the objects it was made on, with more objects than the val part holds.
+  choice gains outside the objects it was made on, with more objects than the val part holds
+  (``likeness`` recomputed from the half's rare objects only, so the other half's labels never
+  feed it).
 
 Also reads the stored ``anomaly.parquet`` of each encoder when present (its formula and recall).
 Writes ``bench/results/anomaly_choice_gz1.json`` (``--out``).
@@ -38,17 +41,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.evaluation.runner import setup
 from backend.latent.anomaly import AnomalyRanker
 from backend.latent.combination import (
-    CANDIDATES,
     DEFAULT_FORMULA,
+    LIKENESS,
     average_precision,
+    candidates_for,
     choose,
     needed_scorers,
     parse,
 )
 from backend.latent.combination import evaluate as formula_value
 from backend.latent.image_scores import read_pixel_scores
-from backend.latent.scorers import rank_normalise
+from backend.latent.likeness import likeness
+from backend.latent.scorers import knn_graph, rank_normalise
 from backend.latent.source import ANOMALY_FILE, latent_dir
+from backend.latent.vectors import unit_rows
 from backend.products import open_embeddings
 
 RESULTS = Path(__file__).resolve().parent / "results" / "anomaly_choice_gz1.json"
@@ -83,11 +89,12 @@ def measure(value: np.ndarray, rare: np.ndarray, val: np.ndarray) -> dict[str, f
 
 
 def split_half(
-    norm: dict[str, np.ndarray], rare: np.ndarray, train: np.ndarray, draws: int, seed: int
-) -> dict[str, Any]:
-    """Choose on a stratified half of the training rows, measure on the other half."""
+    norm: dict[str, np.ndarray], rare: np.ndarray, train: np.ndarray, draws: int, seed: int,
+    graph: np.ndarray,
+) -> dict[str, Any]:  # fmt: skip
+    """Choose on a stratified half of the training rows, measure on the other half; likeness
+    from the half's rare objects only (``graph``: the kNN graph's ids)."""
     rng = np.random.default_rng(seed)
-    values = {text: formula_value(parse(text), norm) for text in CANDIDATES}
     rows = np.flatnonzero(train)
     picked, chosen_r, default_r = [], [], []
     for _ in range(draws):
@@ -95,11 +102,14 @@ def split_half(
         for group in (rows[rare[rows]], rows[~rare[rows]]):
             half[rng.permutation(group)[: len(group) // 2]] = True
         other = train & ~half
-        choice = choose(norm, rare, ~half)  # everything outside the half is held out
+        drawn = {**norm, LIKENESS: rank_normalise(likeness(graph, rare & half))}
+        choice = choose(drawn, rare, ~half)  # everything outside the half is held out
         k = scaled_k(int(other.sum()), len(rare))
         picked.append(choice.formula)
-        chosen_r.append(recall(values[choice.formula][other], rare[other], k))
-        default_r.append(recall(values[DEFAULT_FORMULA][other], rare[other], k))
+        value = formula_value(parse(choice.formula), drawn)
+        chosen_r.append(recall(value[other], rare[other], k))
+        default = formula_value(parse(DEFAULT_FORMULA), drawn)
+        default_r.append(recall(default[other], rare[other], k))
     return {
         "draws": draws,
         "k": scaled_k(len(rows) - len(rows) // 2, len(rare)),
@@ -111,32 +121,25 @@ def split_half(
     }
 
 
-# label-reading scorers measured beside the product (not in it): "like", the share of an
-# object's 10 nearest neighbours (embeddings) that are training-part rare objects; "p_rare", the
+# label-reading scorers measured beside the product (not in it; its own is ``likeness``, the
+# share of an object's 10 nearest neighbours that are training-part rare objects): "p_rare", the
 # active classifier's probability of the rare classes (trained on the training part)
 EXTRAS = (
-    "like",
-    "mean(like,asymmetry)",
-    "fisher(like,asymmetry)",
-    "fisher(iforest,knn,asymmetry,like)",
+    "max(likeness,asymmetry)",
+    "mean(iforest,knn,asymmetry,likeness)",
+    "fisher(iforest,knn,asymmetry,likeness)",
     "p_rare",
     "mean(p_rare,asymmetry)",
     "mean(iforest,knn,asymmetry,p_rare)",
 )
 
 
-def label_scorers(
-    embeddings: np.ndarray, version: str, survey: str, rare: np.ndarray, train: np.ndarray,
-    knn: np.ndarray, classes: list[str],
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """The label-reading scorers of :data:`EXTRAS` (rank percentiles); ties by kNN distance."""
-    from backend.latent.scorers import knn_graph
-    from backend.latent.vectors import unit_rows
+def label_scorers(version: str, survey: str, classes: list[str]) -> dict[str, np.ndarray]:
+    """The classifier's scorer of :data:`EXTRAS` (rank percentiles), when it read ``version``."""
     from backend.pipeline.storage import read_predictions
     from backend.registry import ModelRegistry
 
-    _, ids = knn_graph(unit_rows(embeddings), 10)
-    out = {"like": rank_normalise((rare & train)[ids].mean(axis=1) + 1e-3 * knn)}
+    out: dict[str, np.ndarray] = {}
     classifier = ModelRegistry().active(survey, "classifier")
     source = classifier and classifier.config.get("embedding_source", {}).get("version")
     if classifier is not None and str(source) == version:
@@ -184,15 +187,18 @@ def main() -> None:
     }  # fmt: skip
     for version in args.encoders.split(","):
         embeddings = np.asarray(open_embeddings(s.survey.name, "encoder", version))
+        _, graph = knn_graph(unit_rows(embeddings), 10)  # the graph likeness reads (k = 10)
         table = AnomalyRanker.fit(
-            embeddings, scorers=needed_scorers(), pixels=pixels, seed=args.seed
+            embeddings, scorers=needed_scorers(), pixels=pixels, seed=args.seed,
+            labelled=(rare & train, ~train),
         ).scores.sort_values("index")  # fmt: skip
-        norm = {c: table[c].to_numpy() for c in needed_scorers()}
+        norm = {c: table[c].to_numpy() for c in (*needed_scorers(), LIKENESS) if c in table}
         candidates = {
-            text: measure(formula_value(parse(text), norm), rare, val) for text in CANDIDATES
+            text: measure(formula_value(parse(text), norm), rare, val)
+            for text in candidates_for(norm)
         }
         variants = {text: measure(formula_value(parse(text), norm), rare, val) for text in VARIANTS}
-        scorers = {c: measure(rank_normalise(norm[c]), rare, val) for c in needed_scorers()}
+        scorers = {c: measure(rank_normalise(norm[c]), rare, val) for c in norm}
         choice = choose(norm, rare, ~train)  # what `score` does: val (and unlabelled) held out
         out: dict[str, Any] = {
             "default": {"formula": DEFAULT_FORMULA, **candidates[DEFAULT_FORMULA]},
@@ -200,7 +206,7 @@ def main() -> None:
             "candidates": candidates,
             "variants": variants,
             "scorers": scorers,
-            "split_half": split_half(norm, rare, train, args.draws, args.seed),
+            "split_half": split_half(norm, rare, train, args.draws, args.seed, graph),
         }
         stored = latent_dir(s.survey.name, version) / ANOMALY_FILE
         if stored.is_file():
@@ -210,9 +216,7 @@ def main() -> None:
                 "formula": attrs.get("formula") or kept.attrs.get("combined_with"),
                 **measure(kept["anomaly"].to_numpy(), rare, val),
             }
-        extra = label_scorers(
-            embeddings, version, s.survey.name, rare, train, norm["knn"], args.rare.split(",")
-        )
+        extra = label_scorers(version, s.survey.name, args.rare.split(","))
         out["label_scorers"] = {
             text: measure(formula_value(parse(text) if "(" in text else text, {**norm, **extra}),
                           rare, val)
