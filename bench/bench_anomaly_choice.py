@@ -90,10 +90,10 @@ def measure(value: np.ndarray, rare: np.ndarray, val: np.ndarray) -> dict[str, f
 
 def split_half(
     norm: dict[str, np.ndarray], rare: np.ndarray, train: np.ndarray, draws: int, seed: int,
-    graph: np.ndarray,
+    graph: np.ndarray | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """Choose on a stratified half of the training rows, measure on the other half; likeness
-    from the half's rare objects only (``graph``: the kNN graph's ids)."""
+    from the half's rare objects only (``graph``: the kNN graph's ids; None: no likeness)."""
     rng = np.random.default_rng(seed)
     rows = np.flatnonzero(train)
     picked, chosen_r, default_r = [], [], []
@@ -102,7 +102,9 @@ def split_half(
         for group in (rows[rare[rows]], rows[~rare[rows]]):
             half[rng.permutation(group)[: len(group) // 2]] = True
         other = train & ~half
-        drawn = {**norm, LIKENESS: rank_normalise(likeness(graph, rare & half))}
+        drawn = {k: v for k, v in norm.items() if k != LIKENESS}  # never the full one
+        if graph is not None:
+            drawn[LIKENESS] = rank_normalise(likeness(graph, rare & half))
         choice = choose(drawn, rare, ~half)  # everything outside the half is held out
         k = scaled_k(int(other.sum()), len(rare))
         picked.append(choice.formula)

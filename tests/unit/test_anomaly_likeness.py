@@ -122,3 +122,23 @@ def test_the_anomalies_view_says_likeness_in_a_users_words() -> None:
     assert SCORER_NAMES["likeness"] == "near the anomalies you labelled"  # its bar and filter
     plain = {**chosen, "formula": "mean(iforest,knn,asymmetry)", "average_precision": {"x": 0.5}}
     assert "anomalies you labelled" not in combination_note({"combination": plain})
+
+
+def test_the_choice_bench_draws_likeness_from_each_half_only() -> None:
+    from backend.latent.scorers import knn_graph, rank_normalise
+    from backend.latent.vectors import unit_rows
+    from bench.bench_anomaly_choice import split_half
+
+    embeddings, pixels, positive, held_out = _clustered()
+    _, graph = knn_graph(unit_rows(embeddings), 10)
+    table = _fit(embeddings, pixels, positive, held_out)
+    norm = {c: rank_normalise(table[f"{c}_raw"].to_numpy()) for c in ("knn", "iforest")}
+    norm |= {c: rank_normalise(pixels[c]) for c in pixels}
+    train = ~held_out
+    with_likeness = split_half(norm, positive, train, draws=3, seed=0, graph=graph)
+    assert all("likeness" in f for f in with_likeness["picked"])
+    assert with_likeness["chosen_recall_mean"] > with_likeness["default_recall_mean"] + 0.3
+    # the full likeness (read from both halves) is never used: without the graph, none
+    leaky = {**norm, "likeness": rank_normalise(table["likeness_raw"].to_numpy())}
+    plain = split_half(leaky, positive, train, draws=3, seed=0)
+    assert not any("likeness" in f for f in plain["picked"])
