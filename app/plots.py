@@ -284,9 +284,10 @@ def _clim(style: MapStyle) -> tuple[float, float]:
 
 # the colour bar is drawn under the map's drawing area, never over it (a bar inside the map hid
 # ~220x65 px of objects at its top right corner); the figure keeps room for it under the
-# drawing area whatever the colouring (categories have no bar, the page draws their legend),
-# so showing, hiding or relabelling it never resizes the drawing area (a new size would make
-# the server draw the map a second time after each change of colouring, and the map jump)
+# drawing area only while it shows (categories have none: the page draws their legend right
+# under the map) and is that much shorter otherwise, so showing, hiding or relabelling it never
+# resizes the drawing area (a new size would make the server draw the map a second time after
+# each change of colouring, and the map jump)
 COLOUR_BAR_OPTS: dict[str, Any] = {
     "orientation": "horizontal", "location": (0, 0), "width": 260, "height": 10,
     "padding": 4, "margin": 0, "background_fill_alpha": 0.0, "title_standoff": 3,
@@ -296,6 +297,8 @@ COLOUR_BAR_OPTS: dict[str, Any] = {
     "bar_line_color": None, "border_line_color": None,
 }  # fmt: skip
 BAR_ROOM = 56  # px under the drawing area: the bar with its title and tick labels
+NO_BAR_ROOM = 6  # px under the drawing area of a map without a bar
+TOOLBAR_HEIGHT = 30  # px above the drawing area: BokehJS's toolbar, the top border within it
 TOOLBAR_ROOM_TAG = "latentsky-toolbar-room"
 
 
@@ -368,15 +371,33 @@ class ColourBarHook:
         others = [r for r in figure.below if not isinstance(r, ColorBar)]
         wanted = [*others, target] if shown else others
         if list(figure.below) != wanted:
+            # the room first: BokehJS lays the figure out again at once for a new border,
+            # while it builds the view of a bar put below later ("cannot find a view for
+            # ColorBar" when the room came after the bar)
+            figure.min_border_bottom = BAR_ROOM if shown else NO_BAR_ROOM
             figure.below = wanted
 
 
 def bar_room(plot: Any, element: hv.Element) -> None:
-    """Bokeh hook of the map's overlay (it runs after the overlay sets the figure's borders):
-    :data:`BAR_ROOM` pixels kept under the drawing area for the colour bar, shown or not."""
+    """Bokeh hook of the map's overlay (it runs after the overlay sets the figure's borders and
+    its layers' hooks placed or removed the colour bar): the drawing area keeps the height it
+    has with a bar (``frame_height``: the figure's height less the toolbar and
+    :data:`BAR_ROOM`), and the figure is only as tall as what it shows under it: the bar's
+    room while a colour bar shows there, :data:`NO_BAR_ROOM` otherwise. A map coloured by
+    classes thus has no empty strip between it and its legend (56 px were kept under every
+    colouring), and a change of colouring never resizes the drawing area. (BokehJS ignores a
+    new ``height`` of a figure it has laid out; with ``frame_height`` it sizes the figure from
+    the drawing area and borders on every change.)"""
+    from bokeh.models import ColorBar
+
     figure = plot.state
-    if figure.min_border_bottom != BAR_ROOM:
-        figure.min_border_bottom = BAR_ROOM
+    frame = int(plot.height) - TOOLBAR_HEIGHT - BAR_ROOM
+    if figure.frame_height != frame or figure.height is not None:
+        figure.update(frame_height=frame, height=None)
+    shown = any(isinstance(r, ColorBar) for r in figure.below)
+    room = BAR_ROOM if shown else NO_BAR_ROOM
+    if figure.min_border_bottom != room:
+        figure.min_border_bottom = room
 
 
 def toolbar_room(figure: Any) -> None:

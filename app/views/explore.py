@@ -207,9 +207,9 @@ class ExploreView(pn.viewable.Viewer):
             plots.warm_up_later(self.data.x, self.data.y)
         else:
             self.selection.select(np.arange(len(self.data)), "first")
-        self._map = pn.pane.HoloViews(
-            self.param.figure, sizing_mode="stretch_width", min_height=plots.MAP_HEIGHT,
-            linked_axes=False,
+        self._map = pn.pane.HoloViews(  # as tall as the figure without a colour bar's room
+            self.param.figure, sizing_mode="stretch_width", linked_axes=False,
+            min_height=plots.MAP_HEIGHT - plots.BAR_ROOM + plots.NO_BAR_ROOM,
         )  # fmt: skip
 
     # -- colouring -------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from app.plots import NO_BAR_ROOM
 from tests.ui.pages import (
     box_select,
     colour_bars,
@@ -190,6 +191,8 @@ def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_under_the_map(
     box = map_box(page)
     x, y, width, height = area = _drawing_area(page)
     assert width >= box["width"] - 30, f"room kept beside the map: {area} in {box}"
+    # nor under it: the legend of classes follows the drawing area (56 px were left empty)
+    assert box["y"] + box["height"] - (y + height) <= NO_BAR_ROOM + 1, (area, box)
     assert colour_bars(page) == []
     overflow = page.evaluate(OVERFLOW_JS)
     assert overflow and all(n == 0 for n in overflow), f"tools folded into the menu: {overflow}"
@@ -203,10 +206,11 @@ def test_classes_get_a_legend_and_the_full_width_numbers_a_bar_under_the_map(
         assert bar["title"] == title
         assert x - 1 <= bar["x"] and bar["x"] + bar["width"] <= x + width + 1, (bar, area)
         assert bar["y"] >= y + height - 1, f"the bar covers the map: {bar} over {area}"
-        assert bar["y"] + bar["height"] <= box["y"] + box["height"] + 1, (bar, box)  # not cut
+        shown = map_box(page)  # the figure has grown by the bar's room
+        assert bar["y"] + bar["height"] <= shown["y"] + shown["height"] + 1, (bar, shown)
         assert _drawing_area(page) == area
         assert page.locator(".lsl-cat").count() == 0  # no class legend under a number
     _recolour(page, "Predicted class")
-    assert colour_bars(page) == [] and _drawing_area(page) == area
+    assert colour_bars(page) == [] and _drawing_area(page) == area and map_box(page) == box
     assert all(n == 0 for n in page.evaluate(OVERFLOW_JS))
     assert page.console_errors == []

@@ -69,7 +69,8 @@ def _bars(figure: object) -> list[object]:
 @pytest.mark.parametrize("first", ["cat", "num"])
 def test_the_colour_bar_is_drawn_under_the_map_for_numbers_and_density_only(first: str) -> None:
     """The bar hid the objects at the map's top right corner: it lies under the drawing area,
-    in room the figure keeps for it whatever the colouring (the drawing area keeps its size)."""
+    in room the figure has only while the bar shows (56 px of it were an empty strip above
+    the legend of classes); the drawing area keeps its size whatever the colouring."""
     plot, pipe = _plot(first)
     figure = plot.state
     for kind, label in [("num", "score"), ("count", "objects per pixel"), ("num", "mag"),
@@ -77,11 +78,15 @@ def test_the_colour_bar_is_drawn_under_the_map_for_numbers_and_density_only(firs
         pipe.send((kind, label))
         assert plot.state is figure
         assert figure.min_border_right != 100 and not figure.right  # no strip kept beside
-        assert figure.min_border_bottom == plots.BAR_ROOM  # room under the map, always
+        assert figure.height is None  # derived from the drawing area's, which stays
+        assert figure.frame_height == plots.MAP_HEIGHT - plots.TOOLBAR_HEIGHT - plots.BAR_ROOM
         bars = _bars(figure)
         if kind == "cat":
             assert bars == [], "a colour bar over categories"
+            # no room kept for a bar under classes: their legend follows the map closely
+            assert figure.min_border_bottom == plots.NO_BAR_ROOM
             continue
+        assert figure.min_border_bottom == plots.BAR_ROOM  # room under the map for the bar
         (bar,) = bars
         assert bar.title == label and bar.orientation == "horizontal"
         assert bar.color_mapper is not None and bar.ticker.ticks

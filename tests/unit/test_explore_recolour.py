@@ -83,9 +83,13 @@ def _shown_bar(figure: object) -> object | None:
     from bokeh.models import ColorBar
 
     assert not [r for r in figure.center if isinstance(r, ColorBar)], "a bar over the map"
-    assert figure.min_border_bottom == plots.BAR_ROOM  # its room, kept whatever the colouring
     bars = [r for r in figure.below if isinstance(r, ColorBar)]
     assert len(bars) <= 1 and not figure.right, (bars, figure.right)  # no strip beside it
+    # room under the drawing area for the bar only while it shows; the drawing area keeps its
+    # height (the figure's is derived from it)
+    room = plots.BAR_ROOM if bars else plots.NO_BAR_ROOM
+    assert figure.min_border_bottom == room and figure.height is None
+    assert figure.frame_height == plots.MAP_HEIGHT - plots.TOOLBAR_HEIGHT - plots.BAR_ROOM
     return bars[0] if bars else None
 
 
@@ -114,6 +118,8 @@ def test_a_change_between_kinds_of_colouring_keeps_the_figure_bar_and_glyphs(
     layer = next(p for p in plot.subplots.values() if isinstance(p.handles["glyph"], ImageGlyph))
     glyph, source = layer.handles["glyph"], layer.handles["source"]
     assert _shown_bar(figure) is None and figure.min_border_right != 100  # no room kept
+    # the page keeps no more room for the map than its figure takes under classes
+    assert view._map.min_height == figure.frame_height + plots.TOOLBAR_HEIGHT + plots.NO_BAR_ROOM
     number = next(s for s in view._specs.values() if s.kind == "num" and s.column == "mag")
     view.colour.value = number.key
     assert view._map.object is pane and plot.state is figure, "a new figure for a number"
