@@ -28,6 +28,7 @@ from backend.latent.images import check_embeddings
 
 MODES = ["Picked object", "Object id", "Sky position", "Image file"]
 MAP_TITLE = "results (orange) and query (white) on the map"
+MAP_MIN_WIDTH, MAP_MAX_WIDTH = 420, 720  # the map beside the controls takes the rest of the row
 HELP = """
 **Find look-alikes** in the encoder's latent space (cosine similarity of embeddings). Search
 from the object picked on the map, an object id (or `#123` for row 123), a sky position
@@ -37,16 +38,23 @@ bands, PNG for RGB surveys, or `.npy`). **Click** a result to search from it; ma
 """
 
 
-def result_markers(found: pd.DataFrame | None, x: np.ndarray, y: np.ndarray) -> hv.Points:
-    """The results of a search on the map (orange dots)."""
+def result_xy(found: pd.DataFrame | None, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """(N, 2) places of a search's results on the map ((0, 2) before any search)."""
     idx = np.zeros(0, int) if found is None else found["index"].to_numpy(int)
-    return plots.marker_overlay(x[idx], y[idx], size=8)
+    return np.column_stack([x[idx], y[idx]]).astype(float).reshape(-1, 2)
 
 
 def query_marker(xy: np.ndarray) -> hv.Points:
     """Where the query is on the map (a white star; nothing for a refined search)."""
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     return plots.marker_overlay(xy[:, 0], xy[:, 1], colour="white", size=18, marker="star")
+
+
+def search_marks(data: tuple[np.ndarray, np.ndarray]) -> hv.Overlay:
+    """The results (orange dots) and the query (white star) of a search, from their places
+    ``(results_xy, query_xy)``: one frame, so the map is updated once per search."""
+    results, query = data
+    return plots.marker_overlay(*np.asarray(results).reshape(-1, 2).T, size=8) * query_marker(query)
 
 
 def query_html(query: dict[str, Any], n: int, object_id: Any, thumb: Any) -> str:
@@ -73,7 +81,7 @@ def query_html(query: dict[str, Any], n: int, object_id: Any, thumb: Any) -> str
     img = f"<img src='{pic}' width='72' height='72' style='border-radius:4px'>" if pic else ""
     return (
         f"<div style='display:flex;gap:10px;align-items:center;font:14px system-ui'>{img}"
-        f"<div><b>Query</b><br>{text}</div></div>"
+        f"<div><b>Query</b>: {text}</div></div>"
     )
 
 
@@ -87,13 +95,12 @@ def result_items(
     items = []
     for row in found.itertuples():
         i = int(row.index)
-        sub = f"similarity {row.similarity:.3f}"
+        sub = f"#{int(row.rank)} · sim {row.similarity:.3f}"  # one line under a 96 px picture
         if classes is not None:
-            sub += f" · {classes.iat[i]}"
+            sub += f"\n{classes.iat[i]}"
         items.append(
             {"index": i, "id": str(row.object_id), "url": thumb(i, 96),
-             "caption": f"{int(row.rank)}. {row.object_id}", "sub": sub,
-             "mark": marks.get(i, "")}
+             "caption": str(row.object_id), "sub": sub, "mark": marks.get(i, "")}
         )  # fmt: skip
     return items
 
@@ -175,6 +182,7 @@ class SimilarView(pn.viewable.Viewer):
             ids=lambda: [] if self.found is None else self.found["object_id"].tolist(),
             data=self.data, state=self.state, kind="search",
         )  # fmt: skip
+        self._marks_pipe = hv.streams.Pipe(data=(np.zeros((0, 2)), np.zeros((0, 2))))
         self._map = pn.pane.HoloViews(self._build_map(), sizing_mode="stretch_width")
 
         self.search_button.on_click(lambda _: self._search_later())
@@ -231,10 +239,17 @@ class SimilarView(pn.viewable.Viewer):
         home = self.data.memo("home", lambda: home_view(self.data.x, self.data.y))
         self._server_map = ServerMap(points, style, *home)
         base = self._server_map.dmap
-        x, y = self.data.x, self.data.y
-        results = hv.DynamicMap(pn.bind(result_markers, self.param.found, x, y))
-        query = hv.DynamicMap(pn.bind(query_marker, self.param.query_xy))
-        return (base * results * query).opts(active_tools=["pan"])  # the wheel scrolls the page
+        marks = hv.DynamicMap(search_marks, streams=[self._marks_pipe])
+        return (base * marks).opts(active_tools=["pan"])  # the wheel scrolls the page
+
+    @param.depends("found", "query_xy", watch=True)
+    def _send_marks(self) -> None:
+        """The results and the query on the map, in one frame, sent before the gallery gets
+        the results (this watcher is registered before the gallery's), so the page draws the
+        markers before it loads the pictures (they came ~3 s after the thumbnails under load:
+        two map updates, queued behind the gallery, its pictures and the other views)."""
+        if self.data.has_map:
+            self._marks_pipe.send((result_xy(self.found, self.data.x, self.data.y), self.query_xy))
 
     # -- queries -----------------------------------------------------------------------------
     def _services(self) -> Any:
@@ -334,17 +349,17 @@ class SimilarView(pn.viewable.Viewer):
         """Show ``result``: the search's object becomes the picked one, and the query's place
         on the map is found (an uploaded image's by its embedding)."""
         start = query_row(result)
-        if start is not None:
-            self.state.pick(start)
         xy = np.zeros((0, 2))
         if self.data.has_map:
             if start is not None:
                 xy = np.array([[self.data.x[start], self.data.y[start]]])
             elif vector is not None:
                 xy = np.asarray(self._services().map().place(vector)[:1], dtype=float)
-        with self._marks_lock:
+        with self._marks_lock:  # the markers go first (:meth:`_send_marks`), then the gallery
             marks = self.marks if keep_marks else {}
             self.param.update(found=result, marks=marks, query_xy=xy)
+        if start is not None:  # the other views (Explore's marker, the details) follow
+            self.state.pick(start)
 
     def _gallery_action(self, action: str, index: int) -> None:
         if action == "open":
@@ -385,19 +400,22 @@ class SimilarView(pn.viewable.Viewer):
         )
         right = (  # titled above the figure: a Bokeh title shares the toolbar's row and folded
             # six of its eight tools into "⋮"
-            pn.Column(heading(MAP_TITLE), self._map, width=460, sizing_mode="fixed")
+            pn.Column(
+                heading(MAP_TITLE),
+                self._map,
+                min_width=MAP_MIN_WIDTH,
+                max_width=MAP_MAX_WIDTH,
+                sizing_mode="stretch_width",
+            )
             if self.data.has_map
             else None
         )
-        top = pn.Row(
-            controls,
-            pn.Column(self._query_html, sizing_mode="stretch_width"),
-            *([right] if right else []),
-        )
+        top = pn.Row(controls, *([right] if right else []), sizing_mode="stretch_width")
         return pn.Column(
             pn.pane.Markdown(HELP, styles={"font-size": "13px", "color": "#475569"}),
             self._alert,
             top,
+            self._query_html,  # over the results, the width of the page: on one line
             self._gallery,
             sizing_mode="stretch_width",
         )

@@ -15,8 +15,10 @@ DETAILS_CLASS = "ls-object-details"  # the details panel a gallery's ``reveal_on
 class ThumbGallery(JSComponent):
     """Tiles of thumbnails with a caption; clicking a picture sends ``("open", index)``.
 
-    ``items``: dicts with ``index``, ``id``, ``url`` and optional ``caption``, ``sub`` (second
-    line), ``colour`` (border), ``mark`` ("pos"/"neg") and ``current`` (highlighted).
+    ``items``: dicts with ``index``, ``id``, ``url`` and optional ``caption`` (an id: a long
+    one is broken into lines of even length, not after its first 14 characters), ``sub``
+    (under it; ``\\n`` starts a line), ``colour`` (border), ``mark`` ("pos"/"neg") and
+    ``current`` (highlighted).
     ``actions`` adds buttons under each tile, e.g. ``["pos", "neg"]`` for similarity feedback.
     """
 
@@ -132,9 +134,9 @@ class ThumbGallery(JSComponent):
         .lsg-pos { border-color: #16a34a !important; }
         .lsg-neg { border-color: #dc2626 !important; opacity: 0.7; }
         .lsg-cap { font: 11px/1.25 ui-monospace, monospace; color: #1f2937;
-                   overflow-wrap: anywhere; margin-top: 2px; }
+                   word-break: break-all; text-wrap: balance; margin-top: 2px; }
         .lsg-sub { font: 11px/1.25 system-ui, sans-serif; color: #6b7280;
-                   overflow-wrap: anywhere; }
+                   overflow-wrap: anywhere; white-space: pre-line; }
         .lsg-bar { display: flex; gap: 2px; margin-top: 2px; }
         .lsg-btn { flex: 1; font-size: 10px; padding: 1px 0; border: 1px solid #cbd5e1;
                    border-radius: 3px; background: white; cursor: pointer; }

@@ -76,10 +76,12 @@ def test_result_tiles_show_whole_ids_and_telling_similarities(demo_url: str, pag
     ids = wait_tile_ids(page, 24)
     assert len(ids) == 24
     caps = [c.inner_text() for c in page.locator(".lsg-cap >> visible=true").all()]
-    assert caps[0] == f"1. {ids[0]}" and caps[-1] == f"24. {ids[-1]}"
+    assert caps[0] == ids[0] and caps[-1] == ids[-1]  # the id alone: no "1." left on a line
     assert cut_texts(page, ".lsg-cap") == [] and cut_texts(page, ".lsg-sub") == []
     subs = [s.inner_text() for s in page.locator(".lsg-sub >> visible=true").all()]
-    assert all(re.fullmatch(r"similarity -?\d\.\d{3}( · .+)?", s) for s in subs), subs[:3]
+    sims = [re.fullmatch(r"#(\d+) · sim -?\d\.\d{3}(\n.+)?", s) for s in subs]
+    assert all(sims), subs[:3]  # rank and similarity on one line, the class under them
+    assert [int(m.group(1)) for m in sims] == list(range(1, len(sims) + 1))
     open_tab(page, "Label")
     first = page.locator(".lsg-sub >> visible=true", has_text="sim").first
     first.wait_for(timeout=30_000)
