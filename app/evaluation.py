@@ -19,6 +19,7 @@ import param
 from app.safe import guarded, message_pane
 from backend.evaluation.report import (
     REPORT_JSON,
+    TASK_PATTERN,
     latest_report,
     render_markdown,
     report_dir,
@@ -26,6 +27,7 @@ from backend.evaluation.report import (
 )
 
 FIGURE_WIDTH = 520
+DEFAULT_TASK = "class"  # ``evaluate --task``'s default
 INTRO = (
     "Encoders side by side with baselines (pixel PCA, a randomly initialised network) on the "
     "survey's stored validation split: kNN and linear-probe classification, similarity "
@@ -43,12 +45,51 @@ def command_html(command: str) -> str:
     )
 
 
-def suggested_command(survey: str, report: dict[str, Any] | None) -> str:
-    """The command that refreshes ``report`` (or makes a first one)."""
+def classifier_labels(survey: str) -> tuple[str | None, str]:
+    """(catalog column, task) the survey's classifier learnt from: the active one's, else the
+    latest one's; (None, "class") when no classifier learnt from a catalog column."""
+    from backend.active.loop import catalog_sources
+    from backend.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    classifiers = [v for v in registry.list(survey=survey) if v.kind == "classifier"]
+    active = registry.active_versions(survey).get("classifier")
+    ordered = [v for v in classifiers if v.version == active] + classifiers[::-1]
+    for version in ordered:
+        columns = catalog_sources(version)
+        task = str((version.meta.get("training") or {}).get("task") or DEFAULT_TASK)
+        if columns and TASK_PATTERN.fullmatch(task):
+            return columns[0], task
+    return None, DEFAULT_TASK
+
+
+def suggested_command(
+    survey: str, report: dict[str, Any] | None, label_column: str | None = None,
+    task: str = DEFAULT_TASK,
+) -> str:  # fmt: skip
+    """The command that refreshes ``report``, or makes a first one from ``label_column`` (the
+    catalog column with the class names; ``COLUMN`` to fill in when unknown) for ``task``."""
     if report and isinstance(report.get("command"), str):
         return report["command"]
-    return shlex.join(
-        ["python", "-m", "backend", "evaluate", "--survey", survey, "--label-column", "COLUMN"]
+    words = ["python", "-m", "backend", "evaluate", "--survey", survey,
+             "--label-column", label_column or "COLUMN"]  # fmt: skip
+    return shlex.join(words + ([] if task == DEFAULT_TASK else ["--task", task]))
+
+
+def no_report_text(survey: str, task: str, column_known: bool) -> str:
+    """What the panel says when the survey has no stored report (Markdown, escaped)."""
+    # survey and task names are letters, digits, "_", "." and "-" (the survey store's and
+    # report_dir's patterns): inert in a code span, where escapes would show
+    where = f"`products/{survey}/evaluation/{task}/`"
+    column = (
+        "its label column is the one the classifier learnt from"
+        if column_known
+        else "`COLUMN`: the catalog column with the class names"
+    )
+    return (
+        f"*No evaluation report for this survey yet.* Make one with the command below ({column}),"
+        f" then press *Reload*. This panel shows the report `evaluate` stores in {where}; one "
+        "written only with `--out` or `--json` elsewhere does not show here."
     )
 
 
@@ -90,15 +131,20 @@ class EvaluationPanel(pn.viewable.Viewer):
         self.body[:] = self.parts(found)
 
     def parts(self, found: tuple[Path, dict[str, Any]] | None) -> list[Any]:
-        command = suggested_command(self.survey, found[1] if found else None)
         if found is None:
+            column, task = classifier_labels(self.survey)
             return [
                 pn.pane.Markdown(
-                    "*No evaluation report for this survey yet.* Make one with:",
-                    styles={"color": "#6b7280"},
+                    no_report_text(self.survey, task, column is not None),
+                    styles={"color": "#6b7280", "font-size": "13px"},
+                    sizing_mode="stretch_width",
                 ),
-                pn.pane.HTML(command_html(command), sizing_mode="stretch_width"),
+                pn.pane.HTML(
+                    command_html(suggested_command(self.survey, None, column, task)),
+                    sizing_mode="stretch_width",
+                ),
             ]
+        command = suggested_command(self.survey, found[1])
         directory, report = found
         figures = [
             pn.pane.PNG(path.read_bytes(), width=FIGURE_WIDTH, sizing_mode="fixed")

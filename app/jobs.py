@@ -29,6 +29,7 @@ STALE_QUEUED_S = 60  # a job queued this long with nothing running: is the worke
 GATED_KINDS = ("retrain", "finetune", "train-classifier")  # judged by the activation gate
 LABEL_KINDS = ("retrain", "finetune")  # learn from the label store: the Label view hears of them
 OUTCOME_CSS = "white-space:normal;line-height:1.3"
+NO_JOBS = "No jobs for this survey yet."
 
 
 def progress_text(progress: dict[str, Any] | None) -> str:
@@ -194,6 +195,7 @@ class JobsPanel(pn.viewable.Viewer):
             jobs_frame(pd.DataFrame()), height=260, formatters={"outcome": {"type": "html"}},
             widths={"outcome": 210},
         )  # fmt: skip
+        self._cancel_row = pn.Row(self.cancel_id, self.cancel)
         self._finished: set[int] | None = None  # ids of finished jobs seen by refresh
         self.on_finished: Any = None  # called (no arguments) when a job finished since
         self._note = pn.pane.Markdown("", styles={"color": "#6b7280", "font-size": "12.5px"})
@@ -254,6 +256,9 @@ class JobsPanel(pn.viewable.Viewer):
 
         jobs = list_jobs(self.survey, limit=20)
         self.table.value = jobs_frame(jobs)
+        # no jobs: one line says so (below) instead of an empty 260 px table and a cancel
+        # picker with nothing to pick
+        self.table.visible = self._cancel_row.visible = not jobs.empty
         active = jobs[jobs["status"].isin(ACTIVE)] if len(jobs) else jobs
         if self._own_jobs_only and len(active):  # below curator: only one's own jobs
             active = active[active["requested_by"] == self._account_name]
@@ -269,7 +274,7 @@ class JobsPanel(pn.viewable.Viewer):
     @staticmethod
     def _worker_note(jobs: pd.DataFrame) -> str:
         if jobs.empty:
-            return "No jobs for this survey yet."
+            return NO_JOBS
         queued = jobs[jobs["status"] == "queued"]
         if len(queued) and not (jobs["status"] == "running").any():
             age = (pd.Timestamp.now(tz="UTC") - pd.to_datetime(queued["created"], utc=True)).min()
@@ -294,7 +299,7 @@ class JobsPanel(pn.viewable.Viewer):
                 "(the activation gate); the job list says why when it is not.</div>"
             ),
             self.table,
-            pn.Row(self.cancel_id, self.cancel),
+            self._cancel_row,
             self._note,
             sizing_mode="stretch_width",
         )

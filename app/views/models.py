@@ -141,7 +141,7 @@ def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.D
             "kind": v.kind, "version": v.version,
             "active": "✓" if active.get(v.kind) == v.version else "",
             "gate": gate_cell(v.gate),
-            "created": str(v.meta.get("created", ""))[:19].replace("T", " "),
+            "created": str(v.meta.get("created", ""))[:16].replace("T", " "),  # to the minute
             "parent": v.meta.get("parent") or "",
         }  # fmt: skip
         labels = (v.meta.get("training") or {}).get("labels") or {}
@@ -151,9 +151,12 @@ def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.D
             row[key] = round(float(value), 4) if isinstance(value, int | float) else None
         rows.append(row)
     frame = pd.DataFrame(rows)
-    # the figures a reader compares come first: at 1400 px the last columns scroll off
-    first = ["kind", "version", "active", "accuracy", "ece", "labels", "gate"]
-    return frame[[c for c in first if c in frame] + [c for c in frame if c not in first]]
+    # the figures a reader compares come first, and when: at 1400 px they fit, what follows
+    # scrolls; a column no version fills (an emulator's metric without emulators) is left out
+    first = ["kind", "version", "active", "accuracy", "ece", "labels", "gate", "created"]
+    always = ["kind", "version", "active", "created"]
+    filled = [c for c in frame if c in always or frame[c].replace("", None).notna().any()]
+    return frame[[c for c in first if c in filled] + [c for c in filled if c not in first]]
 
 
 def lineage(versions: list[ModelVersion], leaf: ModelVersion) -> list[ModelVersion]:
@@ -363,7 +366,9 @@ class ModelsView(pn.viewable.Viewer):
         super().__init__(**params)
         self._alert = message_pane()
         self.registry = ModelRegistry()
-        self._table = data_table(pd.DataFrame(), formatters={"gate": {"type": "html"}})
+        self._table = data_table(  # not sortable: the sort arrows' room pushed "created" off
+            pd.DataFrame(), formatters={"gate": {"type": "html"}}, sortable=False
+        )
         self.pick = pn.widgets.Select.from_param(self.param.version, label="Version", width=260)
         self.activate = pn.widgets.Button(
             label="Activate this version", color="warning", width=200, align="end"

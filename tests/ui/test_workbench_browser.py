@@ -92,13 +92,15 @@ def test_job_list_follows_a_job_to_its_end_and_shows_its_version(
     assert page.console_errors == []
 
 
-def test_versions_table_shows_accuracy_and_ece_at_1400_px(served_env: dict, page: object) -> None:
+def test_versions_table_shows_accuracy_ece_and_created_at_1400_px(
+    served_env: dict, page: object
+) -> None:
     load(page, served_env["url"], 1400, 900)
     open_tab(page, "Models & jobs")
     page.locator(".tabulator-cell", has_text="classifier").first.wait_for(timeout=30_000)
     table = page.locator(".tabulator", has=page.locator(".tabulator-cell", has_text="encoder"))
     box = table.first.bounding_box()
-    for name in ("accuracy", "ece"):
+    for name in ("accuracy", "ece", "created"):  # "created" was pushed off behind a scroll
         title = page.locator(".tabulator-col-title", has_text=name).first
         col = title.bounding_box()
         assert col is not None and col["width"] > 20, name

@@ -1,0 +1,79 @@
+"""Models & jobs as a user sees it (UI polish of issue 13's workbench): the versions table
+shows when each version was made beside its figures (the "created" column was pushed off the
+table at 1400 px), an empty job list is one line (it was a blank 260 px table), and a survey
+without a stored evaluation report gets the command that makes one, with the label column its
+classifier learnt from. In-process on the tiny survey."""
+
+from __future__ import annotations
+
+import panel as pn
+import pytest
+
+from app.data import load_survey_data
+from app.state import AppState
+from backend.registry import ModelRegistry
+from backend.survey import Survey
+
+
+def _text(panes: list) -> str:
+    return " ".join(str(getattr(p, "object", "")) for p in panes)
+
+
+@pytest.fixture
+def registry(tiny_survey: Survey) -> ModelRegistry:
+    reg = ModelRegistry()
+    labels = {"source": "label_store+catalog:size_class", "catalog_columns": ["size_class"],
+              "n_train": 120}  # fmt: skip
+    first = reg.save("classifier", {}, {"classes": ["big", "small"]}, survey="tiny",
+                     metrics={"accuracy": 0.71, "ece": 0.05},
+                     training={"task": "class", "labels": labels})  # fmt: skip
+    reg.save("encoder", {}, {}, survey="tiny")
+    reg.set_active("tiny", "classifier", first.version)
+    return reg
+
+
+def test_the_versions_table_shows_when_next_to_the_figures(registry: ModelRegistry) -> None:
+    from app.views.models import ModelsView
+
+    view = ModelsView(data=load_survey_data("tiny"), state=AppState(survey="tiny"))
+    columns = list(view.table.columns)
+    # the columns a reader compares, then when; no column that no version fills (an emulator's
+    # metrics, a gate that judged nothing, parents)
+    assert columns == ["kind", "version", "active", "accuracy", "ece", "labels", "created"]
+    created = view.table["created"].iloc[0]
+    assert len(created) == 16 and created[10] == " ", created  # "2026-12-01 06:40"
+    assert view._table.sortable is False  # no sort arrows widening every header
+
+
+def test_an_empty_job_list_is_one_line(registry: ModelRegistry) -> None:
+    from app.jobs import NO_JOBS, JobsPanel
+    from backend.jobs.table import insert_job
+
+    jobs = JobsPanel(survey="tiny", state=AppState(survey="tiny"))
+    assert not jobs.table.visible and not jobs._cancel_row.visible
+    assert jobs._note.object == NO_JOBS
+    insert_job("retrain", "tiny", {}, "ana")
+    jobs.refresh()
+    assert jobs.table.visible and jobs._cancel_row.visible and jobs._note.object == ""
+    assert list(jobs.table.value["status"]) == ["queued"]
+
+
+def test_no_stored_report_says_how_to_make_one(registry: ModelRegistry) -> None:
+    from app.evaluation import EvaluationPanel
+
+    panel = EvaluationPanel(survey="tiny")
+    text = _text(panel.body)
+    assert "No evaluation report for this survey yet" in text
+    assert "`products/tiny/evaluation/class/`" in text and "press *Reload*" in text
+    (command,) = [p for p in panel.body if isinstance(p, pn.pane.HTML)]
+    # the column the active classifier learnt from, not a placeholder to guess
+    assert "python -m backend evaluate --survey tiny --label-column size_class" in command.object
+    assert "COLUMN" not in command.object
+
+
+def test_without_a_classifier_the_command_names_what_to_fill_in(tiny_survey: Survey) -> None:
+    from app.evaluation import EvaluationPanel
+
+    panel = EvaluationPanel(survey="tiny")
+    text = _text(panel.body)
+    assert "--label-column COLUMN" in text and "the catalog column with the class names" in text
