@@ -86,3 +86,18 @@ def test_the_app_uses_tiles_only_when_current_and_big_enough(
     monkeypatch.setenv("LATENTSKY_TILED_MAP_ABOVE", "0")
     write_map(big[::-1].copy())
     assert tiled_map(data) is None  # outdated tiles are never shown
+
+
+def test_tiles_are_made_without_reading_the_catalog_whole(
+    big: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog's colourings are read one column at a time (at 10^8 objects the whole
+    catalog as pandas, its ids as Python strings, held ~15 GB while the tiles were built)."""
+    from backend.survey import Survey
+
+    def whole(self: Survey) -> pd.DataFrame:
+        raise AssertionError("the whole catalog was read")
+
+    monkeypatch.setattr(Survey, "catalog", property(whole))
+    ensure("big", ["tiles"], "sync")
+    assert open_tiles("big", "v0001").layers["kind"].categories == ("bar", "disc")
