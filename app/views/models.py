@@ -20,6 +20,7 @@ from app.labelling import label_store, schema_for
 from app.safe import guarded, heading, in_thread, md, message_pane, say
 from app.state import AppState
 from app.widgets import data_table
+from app.widgets.table import TABLE_CSS
 from backend.active.activation import describe, plan_activation, switch
 from backend.registry import ModelRegistry, ModelVersion
 
@@ -37,6 +38,13 @@ retraining or fine-tuning and follows the worker's progress. *Evaluation* shows 
 split.
 """
 GATE_REFUSED = "refused by the gate"
+JOBS_WIDTH = 400  # px of the jobs column beside the versions
+# the versions table's cells and titles closer: its first 8 columns (to "created") fit at 1400 px
+# beside the jobs also with a gate's longest verdict
+VERSIONS_CSS = """
+.tabulator .tabulator-cell { padding: 3px 4px !important; }
+.tabulator .tabulator-col .tabulator-col-content { padding: 4px 4px !important; }
+"""
 
 
 def gate_cell(gate: dict[str, Any] | None) -> str:
@@ -367,8 +375,9 @@ class ModelsView(pn.viewable.Viewer):
         self._alert = message_pane()
         self.registry = ModelRegistry()
         self._table = data_table(  # not sortable: the sort arrows' room pushed "created" off
-            pd.DataFrame(), formatters={"gate": {"type": "html"}}, sortable=False
-        )
+            pd.DataFrame(), formatters={"gate": {"type": "html"}}, sortable=False,
+            stylesheets=[TABLE_CSS, VERSIONS_CSS],
+        )  # fmt: skip
         self.pick = pn.widgets.Select.from_param(self.param.version, label="Version", width=260)
         self.activate = pn.widgets.Button(
             label="Activate this version", color="warning", width=200, align="end"
@@ -496,7 +505,7 @@ class ModelsView(pn.viewable.Viewer):
             heading("Labels collected"),
             pn.panel(self.labels),
             self._download_labels,
-            width=420,
+            width=JOBS_WIDTH,
             sizing_mode="fixed",
         )
         versions = pn.Column(
