@@ -152,18 +152,23 @@ def label_scorers(version: str, survey: str, classes: list[str]) -> dict[str, np
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def survey_arguments(parser: argparse.ArgumentParser, draws: int, out: Path) -> None:
+    """The survey, its labels, rare classes and encoders (sdss_gz1's by default), as the
+    labelled-anomaly benches take them."""
     parser.add_argument("--survey", default="gz1")
     parser.add_argument("--label-column", default="gz1_label")
     parser.add_argument("--rare", default="merger,dont_know")
     parser.add_argument("--merge", default="spiral_cw,spiral_acw=spiral")
     parser.add_argument("--encoders", default="v0018")
-    parser.add_argument("--draws", type=int, default=20)
+    parser.add_argument("--draws", type=int, default=draws)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
-    started = time.perf_counter()
+    parser.add_argument("--out", type=Path, default=out)
+
+
+def labelled_split(
+    args: argparse.Namespace,
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(evaluation setup, rare, val, train masks over the survey's rows, its pixel scores)."""
     names, target = args.merge.split("=") if args.merge else ("", "")
     merge = {n: target for n in names.split(",") if n}
     s = setup(args.survey, args.label_column, merge=merge, rare=args.rare.split(","))
@@ -174,6 +179,16 @@ def main() -> None:
     train = np.zeros(n, dtype=bool)
     train[s.train_rows] = True
     pixels, _ = read_pixel_scores(s.survey)
+    return s, rare, val, train, pixels
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    survey_arguments(parser, draws=20, out=RESULTS)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    s, rare, val, train, pixels = labelled_split(args)
+    n = len(s.survey)
     print(
         f"{s.survey.name}: {n:,} objects, {int(rare.sum())} rare ({args.rare}); val "
         f"{int(val.sum())} objects ({int((rare & val).sum())} rare), train {int(train.sum())} "

@@ -34,15 +34,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.evaluation.runner import setup
 from backend.latent.anomaly import AnomalyRanker
 from backend.latent.combination import average_precision, parse
 from backend.latent.combination import evaluate as formula_value
-from backend.latent.image_scores import read_pixel_scores
 from backend.latent.likeness import likeness
 from backend.latent.scorers import knn_graph, rank_normalise
 from backend.latent.vectors import search_chunked, small_ip_index, unit_rows
 from backend.products import open_embeddings
+from bench.bench_anomaly_choice import labelled_split, survey_arguments
 
 RESULTS = Path(__file__).resolve().parent / "results" / "likeness_gz1.json"
 FORMULAS = ("fisher(likeness,asymmetry)", "mean(likeness,asymmetry)")
@@ -130,30 +129,13 @@ def label_merge_speed(n: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--survey", default="gz1")
-    parser.add_argument("--label-column", default="gz1_label")
-    parser.add_argument("--rare", default="merger,dont_know")
-    parser.add_argument("--merge", default="spiral_cw,spiral_acw=spiral")
-    parser.add_argument("--encoders", default="v0018")
-    parser.add_argument("--draws", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=0)
+    survey_arguments(parser, draws=10, out=RESULTS)
     parser.add_argument("--speed-n", type=int, default=1_000_000)
-    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started = time.perf_counter()
-    names, target = args.merge.split("=") if args.merge else ("", "")
-    s = setup(
-        args.survey, args.label_column, merge={n: target for n in names.split(",") if n},
-        rare=args.rare.split(","),
-    )  # fmt: skip
+    s, rare, val, train, pixels = labelled_split(args)
     n = len(s.survey)
-    rare = np.isin(s.y, s.rare_idx)
-    val = np.zeros(n, dtype=bool)
-    val[s.val_rows] = True
-    train = np.zeros(n, dtype=bool)
-    train[s.train_rows] = True
     val_k = max(1, round(100 * val.sum() / n))
-    pixels, _ = read_pixel_scores(s.survey)
     rng = np.random.default_rng(args.seed)
     rows = np.flatnonzero(train)
     halves = []
