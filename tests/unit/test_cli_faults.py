@@ -11,7 +11,7 @@ import sys
 import zlib
 from pathlib import Path
 
-import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import zarr
 
@@ -69,8 +69,8 @@ def test_a_full_disk_while_simulating_is_one_error_line_and_leaves_nothing(
         )  # fmt: skip
     elif stage == "pixels":
         monkeypatch.setattr(zarr.Array, "append", _no_space)
-    else:
-        monkeypatch.setattr(pd.DataFrame, "to_parquet", _no_space)
+    else:  # the catalog's rows are written with pyarrow (parts, then the joined file)
+        monkeypatch.setattr(pq, "write_table", _no_space)
     args = ["simulate", "--survey", "full", "--n", "4", "--stamp", "16", "--workers", "1"]
     assert main([*args, "--no-progress"]) == 2
     err = capsys.readouterr().err
