@@ -26,7 +26,8 @@ from backend.registry import ModelRegistry, ModelVersion
 
 KEY_METRICS = ("accuracy", "ece", "nmad_redshift", "loss", "val_loss", "recon_error_median")
 HELP = """
-**Model versions** trained on this survey, newest last; *active* ones feed the other tabs.
+**Model versions** trained on this survey, *active* ones first (they feed the other tabs), then
+the newest; past ten versions the table scrolls.
 Pick a version to see its held-out metrics: accuracy and calibration (ECE, reliability
 diagram) for classifiers, PIT histograms (flat = calibrated uncertainties) and errors for
 emulators, and training curves. Retraining rounds appear as a learning curve once a version
@@ -39,6 +40,9 @@ split.
 """
 GATE_REFUSED = "refused by the gate"
 JOBS_WIDTH = 400  # px of the jobs column beside the versions
+VERSIONS_ROWS = 10  # rows the versions table shows before it scrolls inside itself
+VERSIONS_ROW_PX = 26  # a row of the versions table (simple theme, small font, 3 px padding)
+VERSIONS_HEAD_PX = 30  # its header row
 # the versions table's cells and titles closer: its first 8 columns (to "created") fit at 1400 px
 # beside the jobs also with a gate's longest verdict
 VERSIONS_CSS = """
@@ -142,9 +146,10 @@ def activate_version(survey: str, version: ModelVersion, user: str) -> str:
 
 def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.DataFrame:
     """One row per version with its key metrics and the activation gate's verdict (the *gate*
-    column is HTML, escaped, with the gate's reason as a tooltip)."""
+    column is HTML, escaped, with the gate's reason as a tooltip): the active versions first,
+    then the others newest first."""
     rows = []
-    for v in versions:
+    for v in versions_order(versions, active):
         row: dict[str, Any] = {
             "kind": v.kind, "version": v.version,
             "active": "✓" if active.get(v.kind) == v.version else "",
@@ -165,6 +170,22 @@ def versions_table(versions: list[ModelVersion], active: dict[str, str]) -> pd.D
     always = ["kind", "version", "active", "created"]
     filled = [c for c in frame if c in always or frame[c].replace("", None).notna().any()]
     return frame[[c for c in first if c in filled] + [c for c in filled if c not in first]]
+
+
+def versions_order(versions: list[ModelVersion], active: dict[str, str]) -> list[ModelVersion]:
+    """``versions`` (registry order: oldest first) with the active ones first, then newest first."""
+    newest = list(reversed(versions))
+    return [v for v in newest if active.get(v.kind) == v.version] + [
+        v for v in newest if active.get(v.kind) != v.version
+    ]
+
+
+def versions_height(n_rows: int) -> int | None:
+    """Height of the versions table: None (as tall as its rows) up to :data:`VERSIONS_ROWS`
+    rows, else bounded to that many, the rest scrolled inside the table."""
+    if n_rows <= VERSIONS_ROWS:
+        return None
+    return VERSIONS_HEAD_PX + VERSIONS_ROWS * VERSIONS_ROW_PX
 
 
 def lineage(versions: list[ModelVersion], leaf: ModelVersion) -> list[ModelVersion]:
@@ -417,6 +438,7 @@ class ModelsView(pn.viewable.Viewer):
                 versions=versions, active=active, version=keep or default_version(versions, active)
             )
         self._table.value = versions_table(versions, active)
+        self._table.height = versions_height(len(versions))
 
     def activate_picked(self) -> None:
         """Make the picked version active (whatever the gate said): a person's choice."""

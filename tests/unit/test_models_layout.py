@@ -77,3 +77,26 @@ def test_without_a_classifier_the_command_names_what_to_fill_in(tiny_survey: Sur
     panel = EvaluationPanel(survey="tiny")
     text = _text(panel.body)
     assert "--label-column COLUMN" in text and "the catalog column with the class names" in text
+
+
+def test_many_versions_keep_the_active_ones_on_top_and_the_table_bounded(
+    registry: ModelRegistry,
+) -> None:
+    """sdss_gz1 has 27 versions: the table ran ~1,100 px down, pushing the picker and the
+    details below; now the active versions lead, the rest newest first, 10 rows shown."""
+    from app.views.models import VERSIONS_ROWS, ModelsView
+
+    view = ModelsView(data=load_survey_data("tiny"), state=AppState(survey="tiny"))
+    assert view._table.height is None  # a few versions: as tall as their rows, no wasted space
+    assert list(view.table["active"]) == ["✓", ""]
+    for _ in range(25):
+        registry.save("classifier", {}, {"classes": ["big", "small"]}, survey="tiny")
+    view.refresh_versions()
+    table = view.table
+    assert len(table) == 27
+    assert table["active"].iloc[0] == "✓" and table["version"].iloc[0] == "v0001"
+    assert table["kind"].iloc[0] == "classifier"
+    newest = table[table["kind"] == "classifier"]["version"].iloc[1:].tolist()
+    assert newest[0] == "v0026" and newest == sorted(newest, reverse=True)  # then newest first
+    height = view._table.height
+    assert height is not None and height < 40 + VERSIONS_ROWS * 30  # ~10 rows, then scrolls

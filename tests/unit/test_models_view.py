@@ -53,7 +53,7 @@ def test_the_picked_version_drives_the_picker_details_and_activation(
     assert view.active == {"classifier": "v0002"} and view.version == "classifier/v0002"
     assert "classifier v0002 (active)" in view.pick.options
     assert view.activate.name == "Active" and view.activate.disabled
-    assert list(view.table["version"]) == ["v0001", "v0002"]
+    assert list(view.table["version"]) == ["v0002", "v0001"]  # the active one first
 
 
 def test_details_of_no_version_and_a_first_round() -> None:
