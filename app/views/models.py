@@ -41,7 +41,7 @@ split.
 GATE_REFUSED = "refused by the gate"
 JOBS_WIDTH = 400  # px of the jobs column beside the versions
 VERSIONS_ROWS = 10  # rows the versions table shows before it scrolls inside itself
-VERSIONS_ROW_PX = 26  # a row of the versions table (simple theme, small font, 3 px padding)
+VERSIONS_ROW_PX = 38  # a versions row as drawn on sdss_gz1 (simple theme, 3 px padding)
 VERSIONS_HEAD_PX = 30  # its header row
 # the versions table's cells and titles closer: its first 8 columns (to "created") fit at 1400 px
 # beside the jobs also with a gate's longest verdict

@@ -99,4 +99,4 @@ def test_many_versions_keep_the_active_ones_on_top_and_the_table_bounded(
     newest = table[table["kind"] == "classifier"]["version"].iloc[1:].tolist()
     assert newest[0] == "v0026" and newest == sorted(newest, reverse=True)  # then newest first
     height = view._table.height
-    assert height is not None and height < 40 + VERSIONS_ROWS * 30  # ~10 rows, then scrolls
+    assert height is not None and height <= 40 + VERSIONS_ROWS * 40  # ~10 rows, then scrolls
