@@ -4,6 +4,7 @@ outdated and ensure regenerates it, and a failure mid-graph leaves no partial pr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,10 +108,19 @@ def test_plan_ensure_lineage_and_a_new_encoder_regenerates_downstream(
     assert not plan("tiny").todo
     for target in _latent_targets(new):
         assert verify(target) and lineage("tiny", target.product)["inputs"]["encoder"] == new
-    retrained = registry.active("tiny", "classifier")
+    # the head is retrained on the new encoder and judged by the activation gate; on this
+    # chance-level survey its verdict is a coin flip (it differed with the tests run before
+    # this one), so either outcome is checked for what it must leave
+    retrained = registry.list("classifier", "tiny")[-1]
     assert retrained.version != classifier and retrained.meta["parent"] == classifier
     assert retrained.config["embedding_source"]["version"] == new
-    assert lineage("tiny", "predictions:classifier")["inputs"]["encoder"] == new
+    verdict = json.loads((retrained.path / "gate.json").read_text())
+    active = registry.active("tiny", "classifier").version
+    assert active == (retrained.version if verdict["activate"] else classifier)
+    if verdict["activate"]:
+        assert lineage("tiny", "predictions:classifier")["inputs"]["encoder"] == new
+    else:
+        assert verdict["reason"].startswith("worse") and verdict["active"] == classifier
     assert lineage("tiny", "embeddings", encoder) is not None  # older versions are kept
 
     # the services cache follows the new encoder and drops the old one
