@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results_file import merge_results  # noqa: E402
-from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_for_port  # noqa: E402
+from tests.ui.conftest import CHROMIUM, CHROMIUM_ARGS, panel_server  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "similar_markers.json"
 K = 24  # results per search (the tab's default)
@@ -88,38 +87,23 @@ def main() -> None:
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
     db = Path(tempfile.mkdtemp(prefix="bench-similar-")) / "latentsky.db"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}",
-           "LATENTSKY_HOME": str(args.home.resolve())}  # fmt: skip
-    cmd = [
-        str(Path(sys.executable).with_name("panel")), "serve", "app/main.py",
-        "--address", "127.0.0.1", "--port", str(port),
-        "--allow-websocket-origin", f"127.0.0.1:{port}", "--plugins", "app.routes",
-        "--num-threads", "4",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.STDOUT)  # fmt: skip
+    env = {"DATABASE_URL": f"sqlite:///{db}", "LATENTSKY_HOME": str(args.home.resolve())}
     figures: dict[str, object] = {"runs": args.runs, "home": str(args.home),
                                   "load": os.getloadavg()[0]}  # fmt: skip
     runs = []
-    try:
-        _wait_for_port(port, proc)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/main", wait_until="networkidle", timeout=120_000)
-            page.locator("canvas").first.wait_for(timeout=120_000)
-            page.locator(".bk-tab", has_text="Similar").first.click()
-            page.get_by_role("button", name="Object id").click()
-            for r in range(args.runs):
-                got = one_search(page, 7 + 13 * r)
-                runs.append(got)
-                print(f"search {r + 1}: {got}")
-            browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with panel_server(env, threads=4) as url, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{url}/main", wait_until="networkidle", timeout=120_000)
+        page.locator("canvas").first.wait_for(timeout=120_000)
+        page.locator(".bk-tab", has_text="Similar").first.click()
+        page.get_by_role("button", name="Object id").click()
+        for r in range(args.runs):
+            got = one_search(page, 7 + 13 * r)
+            runs.append(got)
+            print(f"search {r + 1}: {got}")
+        browser.close()
     done = [g for g in runs if None not in g.values()]
     for name in ("tiles_s", "pictures_s", "markers_s"):
         figures[name] = _summary([g[name] for g in done]) if done else None
